@@ -146,6 +146,10 @@ class Dataset:
         idx = indices if isinstance(indices, slice) else np.asarray(indices)
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
             raise ValueError(f"boolean index must have shape ({len(self)},), got {idx.shape}")
+        if isinstance(idx, np.ndarray) and idx.dtype != bool:
+            if idx.size and not np.issubdtype(idx.dtype, np.integer):
+                raise ValueError(f"indices must be integers or a boolean mask, got dtype {idx.dtype}")
+            idx = idx.astype(np.int64, copy=False)  # an empty list arrives as float64
         mask = None if self.poison_mask is None else self.poison_mask[idx]
         return Dataset(
             x=self.x[idx],

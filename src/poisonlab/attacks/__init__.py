@@ -1,0 +1,44 @@
+"""Data-poisoning attacks on labelled image datasets.
+
+Every dataset-level attack is a small immutable object with ``poison(clean) -> PoisonResult``;
+:data:`ATTACKS` maps a registry name to its class. :class:`BackdoorAttack` is the array-level
+backdoor with ART's ``poison(x, y, broadcast)`` interface and :func:`apply_trigger` builds a
+triggered test set for attack-success-rate measurement.
+"""
+
+from __future__ import annotations
+
+from poisonlab.attacks.backdoor import BackdoorAttack, BackdoorPoisoning, apply_trigger
+from poisonlab.attacks.base import PoisoningAttack, PoisonResult
+from poisonlab.attacks.label_flip import LabelFlip, RandomLabelFlip
+from poisonlab.attacks.mislabel import MislabelInjection
+
+ATTACKS: dict[str, type[PoisoningAttack]] = {
+    "mislabel": MislabelInjection,
+    "label_flip": LabelFlip,
+    "random_label_flip": RandomLabelFlip,
+    "backdoor": BackdoorPoisoning,
+}
+
+
+def get_attack(name: str, **params: object) -> PoisoningAttack:
+    """Build the attack registered as ``name`` with keyword ``params``."""
+    try:
+        cls = ATTACKS[name]
+    except KeyError:
+        raise ValueError(f"unknown attack {name!r}; expected one of {sorted(ATTACKS)}") from None
+    return cls(**params)  # type: ignore[call-arg]
+
+
+__all__ = [
+    "ATTACKS",
+    "BackdoorAttack",
+    "BackdoorPoisoning",
+    "LabelFlip",
+    "MislabelInjection",
+    "PoisonResult",
+    "PoisoningAttack",
+    "RandomLabelFlip",
+    "apply_trigger",
+    "get_attack",
+]

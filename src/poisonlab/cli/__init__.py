@@ -1,0 +1,1 @@
+"""Typer command-line interface (thin layer over the library)."""

@@ -1,0 +1,39 @@
+"""The ``poisonlab`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from poisonlab import __version__
+from poisonlab.cli.images import images_app
+from poisonlab.cli.lab import evaluate_command, predict_command, train_command
+from poisonlab.cli.models_cmd import models_app
+
+app = typer.Typer(
+    name="poisonlab",
+    help="Data poisoning attacks and defenses on image classifiers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("predict")(predict_command)
+app.add_typer(images_app, name="images")
+app.add_typer(models_app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"poisonlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    """Data poisoning attacks and defenses on image classifiers."""
+
+
+def main() -> None:
+    app()

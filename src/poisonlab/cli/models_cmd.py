@@ -1,0 +1,45 @@
+"""``poisonlab models list|show``: the model registry."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from poisonlab.cli._errors import cli_errors
+from poisonlab.models.checkpoint import read_card
+from poisonlab.models.store import ModelStore
+
+models_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
+console = Console()
+
+
+@models_app.command("list")
+@cli_errors
+def list_models() -> None:
+    """All registered models with versions, parents and test accuracy."""
+    store = ModelStore()
+    entries = store.list()
+    if not entries:
+        console.print(f"no models registered yet in {store.db_path}")
+        return
+    table = Table("id", "name", "version", "arch", "parent", "test acc", "created", "path")
+    for e in entries:
+        acc = e.metrics.get("test_accuracy")
+        table.add_row(e.id, e.name, str(e.version), e.arch, e.parent_id or "-",
+                      "-" if acc is None else f"{acc:.4f}", e.created_at, e.path)
+    console.print(table)
+
+
+@models_app.command("show")
+@cli_errors
+def show_model(model_id: str = typer.Argument(..., help="id, id prefix, name or name:version")) -> None:
+    """A model's card (model.json) and its lineage."""
+    store = ModelStore()
+    entry = store.get(model_id)
+    card = read_card(entry.path)
+    console.print_json(json.dumps(card.model_dump()))
+    chain = " <- ".join(f"{e.name} v{e.version} ({e.id})" for e in store.lineage(entry.id))
+    console.print(f"lineage: {chain}")

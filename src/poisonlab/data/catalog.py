@@ -1,0 +1,116 @@
+"""One entry point for every dataset poisonlab knows.
+
+* :func:`load_splits` loads a named, split dataset (``"cifar10"`` or the offline ``"digits"``);
+* :func:`load_dataset_path` loads user data from a path: an image folder, a folder written by
+  ``poisonlab images prepare``, or a ``.npz``/``.npy`` array file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from poisonlab.data.arrays import load_arrays
+from poisonlab.data.cifar10 import load_cifar10
+from poisonlab.data.dataset import Dataset, Splits
+from poisonlab.data.digits import load_digits_splits
+from poisonlab.data.images import load_image_folder, load_prepared, resolve_label
+
+DATASETS: tuple[str, ...] = ("cifar10", "digits")
+_ALIASES = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10", "digits": "digits"}
+
+
+def load_splits(name: str, *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> Splits:
+    """Load a named dataset as train / validation / test splits.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`DATASETS` (case-insensitive; ``"cifar-10"`` is accepted too).
+    data_dir : path-like, optional
+        Where CIFAR-10 lives (see :func:`~poisonlab.data.cifar10.load_cifar10`); ignored for
+        ``"digits"``, which ships with scikit-learn.
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    Splits
+        ``cifar10``: 40,000 / 10,000 / 10,000 images (32, 32, 3); ``digits``: about
+        65% / 15% / 20% of 1,797 images (8, 8, 1); all uint8 in [0, 255].
+    """
+    key = _ALIASES.get(str(name).strip().lower())
+    if key == "cifar10":
+        return load_cifar10(data_dir, seed=seed)
+    if key == "digits":
+        return load_digits_splits(seed=seed)
+    raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+
+
+def _prepared_dataset(
+    folder: Path, class_names: Sequence[str] | None, label: str | int | None, size: int
+) -> Dataset:
+    x = load_prepared(folder)
+    if x.shape[1:3] != (size, size):
+        raise ValueError(
+            f"{folder} holds {x.shape[1]}x{x.shape[2]} images but size {size} was asked; "
+            f"prepare it again with --size {size}"
+        )
+    if label is None or class_names is None:
+        raise ValueError(f"{folder} is a prepared image folder: give a label and class names for its images")
+    idx = resolve_label(label, class_names)
+    return Dataset(
+        x=x,
+        y=np.full(len(x), idx, dtype=np.int64),
+        class_names=tuple(class_names),
+        source=f"folder:{folder.resolve().name}",
+        name=folder.resolve().name,
+    )
+
+
+def load_dataset_path(
+    path: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str] | None = None,
+    label: str | int | None = None,
+    size: int = 32,
+) -> Dataset:
+    """Load a dataset from ``path``, dispatching on what it is.
+
+    Parameters
+    ----------
+    path : path-like
+        A folder with ``images.npy`` (from :func:`~poisonlab.data.images.prepare_images`), an
+        image folder (class sub-folders, or flat with ``label``), or a ``.npz``/``.npy`` file.
+    class_names : sequence of str, optional
+        Class names (e.g. CIFAR-10's); required with ``label``.
+    label : str or int, optional
+        One class (name or index) for every image of a flat or prepared folder / label-less file.
+    size : int
+        Side length images of a folder are resized to (a prepared folder must match it).
+
+    Returns
+    -------
+    Dataset
+        Images (N, H, W, C) uint8 in [0, 255].
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Unsupported file type or invalid content.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if (p / "images.npy").is_file():
+            return _prepared_dataset(p, class_names, label, size)
+        return load_image_folder(p, size=size, label=label, class_names=class_names)
+    if not p.exists():
+        raise FileNotFoundError(f"no such dataset path: {p}")
+    if p.suffix in (".npz", ".npy"):
+        return load_arrays(p, class_names=class_names, label=label)
+    raise ValueError(f"unsupported dataset path {p}: expected a folder, a .npz or a .npy file")

@@ -1,0 +1,81 @@
+"""Figures for reports (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def confusion_matrix_png(
+    matrix: np.ndarray, class_names: list[str] | tuple[str, ...], path: str | Path, title: str = "Confusion matrix"
+) -> Path:
+    """Heatmap of a (K, K) count matrix (rows = true class, columns = predicted), counts annotated."""
+    matrix = np.asarray(matrix)
+    k = matrix.shape[0]
+    size = max(4.0, 0.55 * k + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    thresh = matrix.max() / 2 if matrix.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] > thresh else "black")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def image_grid_png(
+    images: np.ndarray, path: str | Path, *, titles: list[str] | None = None, cols: int = 10, scale: float = 1.2
+) -> Path:
+    """Grid of uint8 images (N, H, W, C) with optional titles; an empty input draws a note."""
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * scale, rows * scale * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = images[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                      interpolation="nearest", vmin=0, vmax=255)
+            if titles:
+                ax.set_title(titles[i], fontsize=7)
+    if n == 0:
+        axes.flat[0].text(0.5, 0.5, "no images", ha="center", va="center")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def curves_png(series: dict[str, list[float]], path: str | Path, *, xlabel: str = "epoch",
+               ylabel: str = "accuracy", title: str = "") -> Path:
+    """Line plot of named series over 1..len (missing values as None are skipped)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, values in series.items():
+        xs = [i + 1 for i, v in enumerate(values) if v is not None]
+        ys = [v for v in values if v is not None]
+        ax.plot(xs, ys, marker="o", ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

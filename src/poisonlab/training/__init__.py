@@ -1,0 +1,31 @@
+"""Training: one :func:`train` function, typed configs and presets."""
+
+from poisonlab.training.config import (
+    PRESETS,
+    AugmentConfig,
+    ModelConfig,
+    TrainConfig,
+    chapter_finetune,
+    chapter_recipe,
+    default_recipe,
+    digits_recipe,
+    fast_recipe,
+    load_train_config,
+)
+from poisonlab.training.loop import EpochStats, TrainResult, train
+
+__all__ = [
+    "PRESETS",
+    "AugmentConfig",
+    "EpochStats",
+    "ModelConfig",
+    "TrainConfig",
+    "TrainResult",
+    "chapter_finetune",
+    "chapter_recipe",
+    "default_recipe",
+    "digits_recipe",
+    "fast_recipe",
+    "load_train_config",
+    "train",
+]

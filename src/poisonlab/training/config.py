@@ -1,0 +1,145 @@
+"""Typed, validated training configuration, loadable from YAML/JSON files.
+
+Unknown keys are errors (a typo must not silently fall back to a default). Two presets matter:
+:func:`fast_recipe` (the benchmarked CPU recipe, default of ``poisonlab train``) and
+:func:`chapter_recipe` / :func:`chapter_finetune` (the book's Keras settings).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(_Frozen):
+    """Architecture to build when training from scratch.
+
+    ``dropout`` applies to ``simple-cifar10`` only: four rates (after block 1, 2, 3 and after the
+    dense layer); ``None`` keeps the chapter's (0.3, 0.5, 0.5, 0.5).
+    """
+
+    arch: Literal["simple-cifar10", "preact-resnet18"] = "simple-cifar10"
+    dropout: tuple[float, float, float, float] | None = None
+    width: int = Field(64, ge=4, description="preact-resnet18 first-stage width")
+
+    def spec(self, input_shape: tuple[int, int, int], num_classes: int) -> dict:
+        spec: dict = {"arch": self.arch, "input_shape": list(input_shape), "num_classes": num_classes}
+        if self.arch == "simple-cifar10" and self.dropout is not None:
+            spec["dropout"] = list(self.dropout)
+        if self.arch == "preact-resnet18":
+            spec["width"] = self.width
+        return spec
+
+
+class AugmentConfig(_Frozen):
+    """Batched tensor augmentation: random crop after zero padding, horizontal flip."""
+
+    crop_padding: int = Field(4, ge=0, le=16)
+    flip: bool = True
+
+
+class TrainConfig(_Frozen):
+    """Everything :func:`poisonlab.training.train` needs besides the data and the model."""
+
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(256, ge=1, le=65536)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.2, gt=0, le=10, description="peak learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    schedule: Literal["onecycle", "constant", "cosine"] = "onecycle"
+    warmup_fraction: float = Field(0.2, ge=0, lt=1, description="onecycle: share of steps rising to lr")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    augment: AugmentConfig | None = AugmentConfig()
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="evaluate an EMA of the weights")
+    model: ModelConfig = ModelConfig()
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    channels_last: bool = True
+    seed: int = 0
+    eval_batch_size: int = Field(1000, ge=1)
+    validate_every: int = Field(1, ge=0, description="epochs between validations; 0 = only at the end")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.optimizer != "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
+
+
+def fast_recipe() -> TrainConfig:
+    """The benchmarked CPU recipe (see BENCHMARKS.md): default of ``poisonlab train``."""
+    return TrainConfig()
+
+
+def chapter_recipe() -> TrainConfig:
+    """The book's Keras training: Adam 1e-3, batch 64, no augmentation, chapter dropout, 100 epochs."""
+    return TrainConfig(
+        epochs=100,
+        batch_size=64,
+        optimizer="adam",
+        lr=1e-3,
+        nesterov=False,
+        weight_decay=0.0,
+        schedule="constant",
+        label_smoothing=0.0,
+        augment=None,
+    )
+
+
+def chapter_finetune(epochs: int = 10, batch_size: int = 64) -> TrainConfig:
+    """The chapter's fine-tune on the poisoned samples only (Rutan: 10 epochs, batch 64, Adam)."""
+    return chapter_recipe().model_copy(update={"epochs": epochs, "batch_size": batch_size})
+
+
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a :class:`TrainConfig` from a ``.yaml``/``.yml``/``.json`` file (unknown keys are errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot parse {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of training settings, got {type(data).__name__}")
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"invalid training config {path}: {exc}") from exc
+
+
+def digits_recipe() -> TrainConfig:
+    """Recipe for the embedded 8x8 digits: small batches, 1-pixel crops and no flips (a flipped
+    digit is another glyph); trains in seconds on a CPU."""
+    return TrainConfig(
+        epochs=30,
+        batch_size=64,
+        lr=0.05,
+        augment=AugmentConfig(crop_padding=1, flip=False),
+        model=ModelConfig(dropout=(0.1, 0.1, 0.1, 0.2)),
+    )
+
+
+def default_recipe(dataset: str) -> TrainConfig:
+    """The default training recipe for a named dataset (``digits`` or ``cifar10``/anything else)."""
+    return digits_recipe() if dataset == "digits" else fast_recipe()
+
+
+PRESETS = {
+    "fast": fast_recipe,
+    "digits": digits_recipe,
+    "chapter": chapter_recipe,
+    "chapter-finetune": chapter_finetune,
+}

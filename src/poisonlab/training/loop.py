@@ -1,0 +1,198 @@
+"""The one training function: from scratch or fine-tuning, on CPU first.
+
+The fast recipe (one-cycle SGD, label smoothing, batched crop+flip on uint8 tensors,
+channels_last) is the default; see BENCHMARKS.md for what it reaches on CIFAR-10.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from poisonlab.data.dataset import Dataset
+from poisonlab.inference import forward_pass, to_input
+from poisonlab.models.base import PoisonlabModel
+from poisonlab.models.registry import build_model
+from poisonlab.training.augment import random_crop_flip
+from poisonlab.training.config import TrainConfig
+from poisonlab.device import autocast, resolve_device, use_bf16
+from poisonlab.training.progress import TrainProgress
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """The trained model (a new object; a fine-tuned model never aliases its parent) and history."""
+
+    model: PoisonlabModel
+    history: list[EpochStats] = field(default_factory=list)
+    seconds: float = 0.0
+    config: TrainConfig | None = None
+
+    @property
+    def final_val_accuracy(self) -> float | None:
+        return self.history[-1].val_accuracy if self.history else None
+
+
+def _check_data(data: Dataset, model: PoisonlabModel) -> None:
+    if len(data) < 2:
+        raise ValueError(f"training needs at least 2 samples, got {len(data)}")
+    if tuple(data.image_shape) != tuple(model.input_shape):
+        raise ValueError(f"model expects images {tuple(model.input_shape)}, dataset has {data.image_shape}")
+    if data.num_classes != model.num_classes:
+        raise ValueError(f"model has {model.num_classes} classes, dataset has {data.num_classes}")
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on BatchNorm and bias parameters: standard for short schedules.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "adam":
+        # Keras-style Adam (the chapter's): L2 folded into the gradient is what weight_decay does here.
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def one_cycle_factor(step: int, total: int, warmup_fraction: float) -> float:
+    """Multiplier of the peak lr at ``step`` (0-based) of ``total``: a linear rise from 0.1 to 1
+    over the warm-up share, then a linear fall to 0.01 at the last step (Smith & Topin 2017,
+    "Super-Convergence", arXiv:1708.07120)."""
+    warm = max(1, round(total * warmup_fraction))
+    if step < warm:
+        return 0.1 + 0.9 * step / warm
+    rest = max(1, total - 1 - warm)
+    return max(0.01, 1.0 - 0.99 * (step - warm) / rest)
+
+
+def _make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: one_cycle_factor(step, total_steps, cfg.warmup_fraction)
+        )
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    return None
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=gen)
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:  # BatchNorm cannot train on a batch of one
+        chunks.pop()
+    return chunks
+
+
+def train(
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    model: PoisonlabModel | None = None,
+    val_data: Dataset | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> TrainResult:
+    """Train a model on ``data``.
+
+    Parameters
+    ----------
+    data : Dataset
+        Training samples (uint8 images, labels in [0, K)).
+    config : TrainConfig, optional
+        Recipe; the benchmarked fast recipe by default.
+    model : PoisonlabModel, optional
+        Fine-tune mode: a copy of this model continues training on ``data`` only. When ``None``
+        a new model is built from ``config.model``.
+    val_data : Dataset, optional
+        Evaluated after each epoch (every ``config.validate_every`` epochs).
+    device : {"auto", "cpu", "cuda"}
+    progress : bool
+        Show a progress bar with loss and accuracy.
+
+    Returns
+    -------
+    TrainResult
+        The trained model (in eval mode) and per-epoch statistics.
+    """
+    cfg = config or TrainConfig()
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if model is None:
+        net = build_model(cfg.model.spec(data.image_shape, data.num_classes))
+    else:
+        net = copy.deepcopy(model)
+    _check_data(data, net)
+    if val_data is not None:
+        _check_data(val_data, net)
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    net = net.to(dev, memory_format=mf).train()
+    opt = _make_optimizer(net, cfg)
+    steps_per_epoch = len(_batches(len(data), cfg.batch_size, torch.Generator().manual_seed(0)))
+    sched = _make_schedule(opt, cfg, cfg.epochs * steps_per_epoch)
+    ema = None
+    if cfg.ema_decay is not None:
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    images = torch.from_numpy(np.ascontiguousarray(data.x)).permute(0, 3, 1, 2)  # uint8 NCHW view
+    labels = torch.from_numpy(data.y)
+    bf16 = use_bf16(cfg.precision, dev)
+    result = TrainResult(model=net, config=cfg)
+    start = time.perf_counter()
+    with TrainProgress(cfg.epochs, steps_per_epoch, enabled=progress) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for idx in _batches(len(data), cfg.batch_size, gen):
+                xb, yb = images[idx], labels[idx]
+                if cfg.augment is not None:
+                    xb = random_crop_flip(xb, padding=cfg.augment.crop_padding, flip=cfg.augment.flip, generator=gen)
+                x = to_input(xb.permute(0, 2, 3, 1), dev, cfg.channels_last)
+                y = yb.to(dev)
+                with autocast(dev, bf16):
+                    logits = net(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if not math.isfinite(loss.item()):
+                    raise ValueError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower the lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                if ema is not None:
+                    ema.update_parameters(net)
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+                bar.step(loss_sum / seen, correct / seen)
+            eval_net = ema.module if ema is not None else net
+            val_acc = None
+            last = epoch == cfg.epochs
+            if val_data is not None and ((cfg.validate_every and epoch % cfg.validate_every == 0) or last):
+                pred = forward_pass(eval_net, val_data.x, device=dev, precision=cfg.precision,
+                                    batch_size=cfg.eval_batch_size).predictions
+                val_acc = float((pred == val_data.y).mean())
+            stats = EpochStats(epoch, loss_sum / seen, correct / seen, val_acc,
+                               opt.param_groups[0]["lr"], time.perf_counter() - t0)
+            result.history.append(stats)
+            bar.end_epoch(stats)
+    result.model = (ema.module if ema is not None else net).eval()
+    result.seconds = time.perf_counter() - start
+    return result

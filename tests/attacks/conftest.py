@@ -1,0 +1,83 @@
+"""Fixtures for the attack tests: a small synthetic dataset and simple local triggers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from poisonlab.data.dataset import Dataset
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _make_dataset(per_class: int = 20, size: int = 8, channels: int = 3, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    n = per_class * len(CLASSES)
+    # pixels kept below 250 so a white corner trigger always changes them
+    x = rng.integers(0, 250, size=(n, size, size, channels), dtype=np.uint8)
+    y = np.tile(np.arange(len(CLASSES)), per_class)  # interleaved classes
+    return Dataset(x=x, y=y, class_names=CLASSES, source="synthetic:train", name="synth")
+
+
+def _corner_trigger(x: np.ndarray) -> np.ndarray:
+    """White 2x2 square in the bottom-right corner (uint8 or float in [0, 1])."""
+    out = x.copy()
+    out[:, -2:, -2:, :] = 255 if x.dtype == np.uint8 else 1.0
+    return out
+
+
+def _top_left_pixel(x: np.ndarray) -> np.ndarray:
+    out = x.copy()
+    out[:, 0, 0, :] = 255 if x.dtype == np.uint8 else 1.0
+    return out
+
+
+@pytest.fixture
+def clean() -> Dataset:
+    return _make_dataset()
+
+
+@pytest.fixture
+def snapshot():
+    """Deep copies of a Dataset's arrays to check it was not mutated."""
+
+    def take(ds: Dataset) -> dict[str, np.ndarray | None]:
+        return {
+            "x": ds.x.copy(),
+            "y": ds.y.copy(),
+            "source": ds.source.copy(),
+            "mask": None if ds.poison_mask is None else ds.poison_mask.copy(),
+            "hash": ds.content_hash,
+        }
+
+    return take
+
+
+def _assert_unchanged(ds: Dataset, snap: dict) -> None:
+    np.testing.assert_array_equal(ds.x, snap["x"])
+    np.testing.assert_array_equal(ds.y, snap["y"])
+    np.testing.assert_array_equal(ds.source, snap["source"])
+    if snap["mask"] is None:
+        assert ds.poison_mask is None
+    else:
+        np.testing.assert_array_equal(ds.poison_mask, snap["mask"])
+
+
+@pytest.fixture
+def make_dataset():
+    return _make_dataset
+
+
+@pytest.fixture
+def trigger():
+    return _corner_trigger
+
+
+@pytest.fixture
+def other_trigger():
+    return _top_left_pixel
+
+
+@pytest.fixture
+def assert_unchanged():
+    return _assert_unchanged
