@@ -50,7 +50,8 @@ class Evaluation:
             "n": int(len(self.predictions)),
             "accuracy": self.accuracy,
             "per_class_accuracy": {
-                n: (None if np.isnan(a) else float(a)) for n, a in zip(names, self.per_class_accuracy, strict=True)
+                n: (None if np.isnan(a) else float(a))
+                for n, a in zip(names, self.per_class_accuracy, strict=True)
             },
             "confusion_matrix": self.confusion.tolist(),
             "class_names": list(names),
@@ -76,7 +77,9 @@ def evaluate(
     if (source is None) != (target is None):
         raise ValueError("give both source and target classes, or neither")
     if model.num_classes != dataset.num_classes:
-        raise ValueError(f"model has {model.num_classes} classes, dataset {dataset.name} has {dataset.num_classes}")
+        raise ValueError(
+            f"model has {model.num_classes} classes, dataset {dataset.name} has {dataset.num_classes}"
+        )
     pred = forward_pass(model, dataset.x, device=device).predictions.astype(np.int64)
     k = dataset.num_classes
     src = tgt = idx = None
@@ -118,12 +121,20 @@ def write_evaluation(
     report = Report(title)
     if model_info:
         report.table(["model", "value"], [[k, v] for k, v in model_info.items()])
-    report.paragraph(f"Dataset `{result.dataset_name}` ({len(dataset)} images, sha256 {result.dataset_hash[:16]}...).")
+    report.paragraph(
+        f"Dataset `{result.dataset_name}` ({len(dataset)} images, sha256 {result.dataset_hash[:16]}...)."
+    )
     report.table(["metric", "value"], [["accuracy", result.accuracy]])
     report.heading("Per-class accuracy")
-    report.table(["class", "accuracy", "support"],
-                 [[n, a, int(s)] for n, a, s in zip(result.class_names, result.per_class_accuracy,
-                                                     result.confusion.sum(1), strict=True)])
+    report.table(
+        ["class", "accuracy", "support"],
+        [
+            [n, a, int(s)]
+            for n, a, s in zip(
+                result.class_names, result.per_class_accuracy, result.confusion.sum(1), strict=True
+            )
+        ],
+    )
     report.heading("Confusion matrix").image("confusion.png", "rows: true class, columns: predicted")
     if result.confusion_indices is not None:
         src, tgt = result.class_names[result.source], result.class_names[result.target]
@@ -131,8 +142,10 @@ def write_evaluation(
         shown = result.confusion_indices[:50]
         paths["confusion_grid"] = image_grid_png(dataset.x[shown], grid, titles=[str(i) for i in shown])
         report.heading(f"{src} predicted as {tgt}")
-        report.paragraph(f"{result.confusion_count} test images of class {src} were predicted as {tgt} "
-                         f"(first {len(shown)} shown, titled by index).")
+        report.paragraph(
+            f"{result.confusion_count} test images of class {src} were predicted as {tgt} "
+            f"(first {len(shown)} shown, titled by index)."
+        )
         report.image(grid.name, f"{src} -> {tgt}")
     paths["report_md"], paths["report_html"] = report.write(out)
     return paths

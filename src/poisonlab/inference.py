@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from poisonlab.models.base import PoisonlabModel
 from poisonlab.device import autocast, resolve_device, use_bf16
+from poisonlab.models.base import PoisonlabModel
 
 
 def check_images(model: PoisonlabModel, images: np.ndarray) -> None:
@@ -26,11 +26,15 @@ def check_images(model: PoisonlabModel, images: np.ndarray) -> None:
         )
 
 
-def to_input(batch: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool = True) -> torch.Tensor:
+def to_input(
+    batch: np.ndarray | torch.Tensor, device: torch.device, channels_last: bool = True
+) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1] on ``device``.
 
     The permuted NHWC buffer already has channels_last strides, so no copy is made for them.
     """
+    if isinstance(batch, np.ndarray):
+        batch = np.ascontiguousarray(batch)  # torch refuses negative strides (flipped views)
     t = torch.as_tensor(batch).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
     return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 

@@ -97,7 +97,9 @@ def train_and_save(
     return TrainedModel(result=result, card=card, path=Path(out_dir), test_accuracy=test_acc)
 
 
-def load_model_ref(ref: str | Path, store: ModelStore | None = None) -> tuple[PoisonlabModel, ModelCard, Path]:
+def load_model_ref(
+    ref: str | Path, store: ModelStore | None = None
+) -> tuple[PoisonlabModel, ModelCard, Path]:
     """Load a model from a folder path or a registry id / name; verifies its weights hash."""
     path = resolve_model_path(ref, store)
     model, card = load_model(path)
@@ -107,6 +109,10 @@ def load_model_ref(ref: str | Path, store: ModelStore | None = None) -> tuple[Po
 def check_model_fits(card: ModelCard, data: Dataset) -> None:
     """Raise ValueError unless ``data`` has the model's input shape and class names."""
     if tuple(card.input_shape) != tuple(data.image_shape):
-        raise ValueError(f"model {card.id} expects images {tuple(card.input_shape)}, {data.name} has {data.image_shape}")
+        raise ValueError(
+            f"model {card.id} expects images {tuple(card.input_shape)}, {data.name} has {data.image_shape}"
+        )
     if tuple(card.class_names) != tuple(data.class_names):
-        raise ValueError(f"model {card.id} classes {card.class_names} differ from {data.name}'s {list(data.class_names)}")
+        raise ValueError(
+            f"model {card.id} classes {card.class_names} differ from {data.name}'s {list(data.class_names)}"
+        )

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from poisonlab.data.cifar10 import CIFAR10_CLASSES
+
 BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
 PER_BATCH = 20
 
@@ -23,15 +25,16 @@ def _make_batch(rng: np.random.Generator, n: int, num_classes: int = 10) -> dict
     }
 
 
-def _write_cifar(folder: Path, *, n: int = PER_BATCH, meta_names: list[bytes] | None = None, seed: int = 0) -> Path:
+def _write_cifar(
+    folder: Path, *, n: int = PER_BATCH, meta_names: list[bytes] | None = None, seed: int = 0
+) -> Path:
     """Write ``folder/cifar-10-batches-py`` with five train batches and a test batch of ``n`` each."""
     batch_dir = folder / "cifar-10-batches-py"
     batch_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for name in BATCHES:
         (batch_dir / name).write_bytes(pickle.dumps(_make_batch(rng, n), protocol=4))
-    names = meta_names or [c.encode() for c in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                                                  "horse", "ship", "truck")]  # fmt: skip
+    names = meta_names or [c.encode() for c in CIFAR10_CLASSES]
     meta = {b"num_cases_per_batch": n, b"label_names": names, b"num_vis": 3072}
     (batch_dir / "batches.meta").write_bytes(pickle.dumps(meta, protocol=4))
     return batch_dir

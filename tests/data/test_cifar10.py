@@ -1,4 +1,4 @@
-"""CIFAR-10 loader on tiny synthetic releases (folder, nested folder, tar.gz) and, optionally, the real data."""
+"""CIFAR-10 loader on tiny synthetic releases (folder, nested, tar.gz) and optionally the real data."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from poisonlab.data.cifar10 import (
 
 PER_BATCH = 20  # batch size written by the conftest fixtures
 N_TRAIN = 5 * PER_BATCH
-REAL_CIFAR = Path(os.environ.get("POISONLAB_DATA") or Path(__file__).resolve().parents[3] / "shared/datasets/cifar10-jpeg")
+REAL_CIFAR = Path(
+    os.environ.get("POISONLAB_DATA") or Path(__file__).resolve().parents[3] / "shared/datasets/cifar10-jpeg"
+)
 
 
 def _hashes(splits) -> tuple[str, str, str]:

@@ -131,7 +131,9 @@ def test_mode_i_with_8_bit_range_is_kept():
 
 
 # ---------------------------------------------------------------- files
-@pytest.mark.parametrize(("fmt", "suffix", "tol"), [("PNG", ".png", 0), ("WEBP", ".webp", 0), ("JPEG", ".jpg", 12)])
+@pytest.mark.parametrize(
+    ("fmt", "suffix", "tol"), [("PNG", ".png", 0), ("WEBP", ".webp", 0), ("JPEG", ".jpg", 12)]
+)
 def test_file_formats(tmp_path, fmt, suffix, tol):
     pixels = np.zeros((8, 8, 3), np.uint8)
     pixels[:, :4] = (220, 30, 30)

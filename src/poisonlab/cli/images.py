@@ -24,7 +24,9 @@ def parse_pad_color(text: str) -> tuple[int, int, int]:
     except ValueError:
         rgb = ()
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-        raise ValueError(f"invalid --pad-color {text!r}: expected R,G,B with integers in [0, 255], e.g. 255,255,255")
+        raise ValueError(
+            f"invalid --pad-color {text!r}: expected R,G,B with integers in [0, 255], e.g. 255,255,255"
+        )
     return rgb  # type: ignore[return-value]
 
 

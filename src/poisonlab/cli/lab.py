@@ -47,8 +47,14 @@ def train_command(
     """Train a model (or fine-tune one with --init), evaluate it on the test split, save and register it."""
     splits = load_splits(dataset, data_dir=data_dir)
     cfg = resolve_train_config(
-        dataset=dataset, config_path=config, preset=preset, arch=arch, epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed,
+        dataset=dataset,
+        config_path=config,
+        preset=preset,
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
     )
     init_model, parent = None, None
     if init is not None:
@@ -57,13 +63,25 @@ def train_command(
         parent = card.id
     data = splits.train
     if train_data is not None:
-        data = load_dataset_path(train_data, class_names=splits.class_names, label=label,
-                                 size=splits.train.image_shape[0])
-    trained = train_and_save(data, cfg, out, val_data=splits.val, test_data=splits.test, init=init_model,
-                             parent_id=parent, name=name, device=device, progress=not quiet)
+        data = load_dataset_path(
+            train_data, class_names=splits.class_names, label=label, size=splits.train.image_shape[0]
+        )
+    trained = train_and_save(
+        data,
+        cfg,
+        out,
+        val_data=splits.val,
+        test_data=splits.test,
+        init=init_model,
+        parent_id=parent,
+        name=name,
+        device=device,
+        progress=not quiet,
+    )
     acc = trained.test_accuracy
-    console.print(f"saved [bold]{trained.card.id}[/] to {out} (test accuracy {acc:.4f}, "
-                  f"{trained.result.seconds:.0f}s)")
+    console.print(
+        f"saved [bold]{trained.card.id}[/] to {out} (test accuracy {acc:.4f}, {trained.result.seconds:.0f}s)"
+    )
 
 
 @cli_errors
@@ -85,7 +103,9 @@ def evaluate_command(
     check_model_fits(card, data)
     result = evaluate(net, data, source=source, target=target, device=device)
     info = {"id": card.id, "name": card.name, "path": str(path), "arch": card.arch, "parent": card.parent_id}
-    paths = write_evaluation(result, data, out, title=f"Evaluation of {card.name} on {data.name}", model_info=info)
+    paths = write_evaluation(
+        result, data, out, title=f"Evaluation of {card.name} on {data.name}", model_info=info
+    )
     msg = f"accuracy {result.accuracy:.4f} on {len(data)} images"
     if result.confusion_count is not None:
         msg += f"; {source} predicted as {target}: {result.confusion_count}"
@@ -107,11 +127,16 @@ def predict_command(
         raise ValueError(f"predict needs a square input model, this one takes {h}x{w}")
     batch = np.stack([load_image_file(p, size=h) for p in images])
     if c == 1:
-        batch = np.round(batch.astype(np.float32) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+        batch = np.round(batch.astype(np.float32) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[
+            ..., None
+        ]
     probs = forward_pass(net, batch, device=device).probabilities
     table = Table("image", "prediction", f"top {min(top, len(card.class_names))}")
     for path, p in zip(images, probs, strict=True):
         order = np.argsort(-p)[:top]
-        table.add_row(str(path), card.class_names[order[0]],
-                      ", ".join(f"{card.class_names[i]} {p[i]:.3f}" for i in order))
+        table.add_row(
+            str(path),
+            card.class_names[order[0]],
+            ", ".join(f"{card.class_names[i]} {p[i]:.3f}" for i in order),
+        )
     console.print(table)

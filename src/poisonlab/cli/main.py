@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from poisonlab import __version__
+from poisonlab.cli.experiments_cmd import demo_command, run_command
 from poisonlab.cli.images import images_app
 from poisonlab.cli.lab import evaluate_command, predict_command, train_command
 from poisonlab.cli.models_cmd import models_app
@@ -18,6 +19,8 @@ app = typer.Typer(
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.command("run")(run_command)
+app.command("demo")(demo_command)
 app.add_typer(images_app, name="images")
 app.add_typer(models_app, name="models")
 
@@ -30,7 +33,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version"
+    ),
 ) -> None:
     """Data poisoning attacks and defenses on image classifiers."""
 

@@ -25,11 +25,22 @@ def list_models() -> None:
     if not entries:
         console.print(f"no models registered yet in {store.db_path}")
         return
-    table = Table("id", "name", "version", "arch", "parent", "test acc", "created", "path")
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=27)  # ids must stay copyable in narrow terminals/CI logs
+    for column in ("name", "version", "arch", "parent", "test acc", "created", "path"):
+        table.add_column(column)
     for e in entries:
         acc = e.metrics.get("test_accuracy")
-        table.add_row(e.id, e.name, str(e.version), e.arch, e.parent_id or "-",
-                      "-" if acc is None else f"{acc:.4f}", e.created_at, e.path)
+        table.add_row(
+            e.id,
+            e.name,
+            str(e.version),
+            e.arch,
+            e.parent_id or "-",
+            "-" if acc is None else f"{acc:.4f}",
+            e.created_at,
+            e.path,
+        )
     console.print(table)
 
 

@@ -43,7 +43,9 @@ def to_uint8_images(x: np.ndarray) -> np.ndarray:
         raise ValueError(f"images must be (N, H, W) or (N, H, W, C), got {x.ndim}-D shape {x.shape}")
     if x.shape[-1] not in (1, 3):
         if x.shape[1] not in (1, 3):
-            raise ValueError(f"images need 1 or 3 channels, (N, H, W, C) or (N, C, H, W); got shape {x.shape}")
+            raise ValueError(
+                f"images need 1 or 3 channels, (N, H, W, C) or (N, C, H, W); got shape {x.shape}"
+            )
         x = x.transpose(0, 2, 3, 1)
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
@@ -157,7 +159,9 @@ def load_arrays(
             raise ValueError("label needs class_names to resolve against")
         y = np.full(len(x), resolve_label(label, class_names), dtype=np.int64)
     if y is None:
-        raise ValueError(f"{p.name} has no labels: pass labels= (array or .npy file) or label= with class_names")
+        raise ValueError(
+            f"{p.name} has no labels: pass labels= (array or .npy file) or label= with class_names"
+        )
     y = to_labels(y, len(x))
     mask = data.get("poison_mask")
     source = data.get("source")
@@ -165,7 +169,9 @@ def load_arrays(
         x=x,
         y=y,
         class_names=_class_names(class_names, data.get("class_names"), y),
-        source=source.astype(object) if source is not None and source.shape == (len(x),) else f"arrays:{p.name}",
+        source=source.astype(object)
+        if source is not None and source.shape == (len(x),)
+        else f"arrays:{p.name}",
         name=str(data["name"]) if "name" in data else p.stem,
         poison_mask=None if mask is None or mask.shape != (len(x),) else mask.astype(bool),
     )

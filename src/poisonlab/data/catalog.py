@@ -23,7 +23,9 @@ DATASETS: tuple[str, ...] = ("cifar10", "digits")
 _ALIASES = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10", "digits": "digits"}
 
 
-def load_splits(name: str, *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> Splits:
+def load_splits(
+    name: str, *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0, val_size: int | None = None
+) -> Splits:
     """Load a named dataset as train / validation / test splits.
 
     Parameters
@@ -35,6 +37,9 @@ def load_splits(name: str, *, data_dir: str | os.PathLike[str] | None = None, se
         ``"digits"``, which ships with scikit-learn.
     seed : int
         Seed of the split.
+    val_size : int, optional
+        ``cifar10`` only: validation images taken from the 50,000 training images (default
+        10,000). ``digits`` uses fixed fractions and rejects it.
 
     Returns
     -------
@@ -44,8 +49,10 @@ def load_splits(name: str, *, data_dir: str | os.PathLike[str] | None = None, se
     """
     key = _ALIASES.get(str(name).strip().lower())
     if key == "cifar10":
-        return load_cifar10(data_dir, seed=seed)
+        return load_cifar10(data_dir, seed=seed, **({} if val_size is None else {"val_size": val_size}))
     if key == "digits":
+        if val_size is not None:
+            raise ValueError("val_size applies to cifar10 only; digits uses fixed split fractions")
         return load_digits_splits(seed=seed)
     raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
 

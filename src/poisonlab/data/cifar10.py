@@ -120,7 +120,9 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def download_cifar10(dest_dir: str | os.PathLike[str], *, url: str | None = None, md5: str | None = None) -> Path:
+def download_cifar10(
+    dest_dir: str | os.PathLike[str], *, url: str | None = None, md5: str | None = None
+) -> Path:
     """Download the CIFAR-10 archive into ``dest_dir`` and verify its md5.
 
     ``url`` and ``md5`` default to :data:`CIFAR10_URL` and :data:`CIFAR10_MD5`.

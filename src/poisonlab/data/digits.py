@@ -67,9 +67,7 @@ def load_digits_splits(*, seed: int = 0, val_fraction: float = 0.15, test_fracti
         if not 0 <= frac < 1:
             raise ValueError(f"{label} must be in [0, 1), got {frac}")
     if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
-        )
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
     x, y = load_digits_arrays()
     rest, test_idx = _stratified_split(y, test_fraction, seed, np.arange(len(y)))
     val_share = val_fraction / (1.0 - test_fraction)

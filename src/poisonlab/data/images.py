@@ -105,7 +105,11 @@ def preprocess_image(img: Image.Image, size: int = 32, pad_color: Sequence[int] 
 
 
 def load_image_file(
-    path: str | os.PathLike[str], size: int = 32, pad_color: Sequence[int] = WHITE, *, max_pixels: int = MAX_IMAGE_PIXELS
+    path: str | os.PathLike[str],
+    size: int = 32,
+    pad_color: Sequence[int] = WHITE,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """Read and preprocess one image file (see :func:`preprocess_image`).
 
@@ -170,7 +174,9 @@ def _warn_skipped(skipped: Sequence[tuple[str, str]], where: Path) -> None:
     if skipped:
         listing = "; ".join(f"{name} ({reason})" for name, reason in skipped)
         warnings.warn(
-            f"skipped {len(skipped)} unreadable image(s) in {where}: {listing}", SkippedImagesWarning, stacklevel=3
+            f"skipped {len(skipped)} unreadable image(s) in {where}: {listing}",
+            SkippedImagesWarning,
+            stacklevel=3,
         )
 
 
@@ -196,7 +202,9 @@ def _folder_groups(
             raise ValueError("a flat image folder with a label needs class_names (e.g. CIFAR-10's)")
         names = tuple(str(c) for c in class_names)
         return names, [(root, resolve_label(label, names))]
-    subdirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+    subdirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name
+    )
     if not subdirs:
         raise ValueError(f"{root} has no class sub-folders; for a flat folder give a label and class names")
     names = tuple(str(c) for c in class_names) if class_names is not None else tuple(d.name for d in subdirs)
@@ -318,7 +326,9 @@ def prepare_images(
         raise FileNotFoundError(f"source folder not found: {src_dir}")
     size, color = _check_size(size), _check_color(pad_color)
     if out.resolve() == src_dir.resolve():
-        raise ValueError("the output folder must differ from the source folder (PNGs could overwrite sources)")
+        raise ValueError(
+            "the output folder must differ from the source folder (PNGs could overwrite sources)"
+        )
     files = [f for f in list_image_files(src_dir) if "\n" not in f.name and "\r" not in f.name]
     arrays, kept, skipped = _read_many(files, size, color, False, max_pixels)
     if not arrays:

@@ -75,14 +75,26 @@ class ModelStore:
         with self._connect() as db:
             row = db.execute("SELECT version FROM models WHERE id = ?", (card.id,)).fetchone()
             if row is None:
-                prev = db.execute("SELECT MAX(version) FROM models WHERE name = ?", (card.name,)).fetchone()[0]
+                prev = db.execute("SELECT MAX(version) FROM models WHERE name = ?", (card.name,)).fetchone()[
+                    0
+                ]
                 version = (prev or 0) + 1
             else:
                 version = row["version"]
             db.execute(
                 "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (card.id, card.name, version, card.arch, path, card.parent_id, card.dataset_name,
-                 card.dataset_hash, card.created_at, json.dumps(card.metrics)),
+                (
+                    card.id,
+                    card.name,
+                    version,
+                    card.arch,
+                    path,
+                    card.parent_id,
+                    card.dataset_name,
+                    card.dataset_hash,
+                    card.created_at,
+                    json.dumps(card.metrics),
+                ),
             )
         return self.get(card.id)
 
@@ -92,15 +104,23 @@ class ModelStore:
         return [_entry(r) for r in rows]
 
     def get(self, model_id: str) -> RegistryEntry:
-        """Entry by full id or unique id prefix (or ``name`` / ``name:version``)."""
+        """Entry by exact name (newest version), ``name:version``, full id or unique id prefix."""
+        name, sep, ver = model_id.partition(":")
+        if sep and not ver.isdigit():
+            raise ValueError(f"model version must be a number, got {model_id!r} (use name:3)")
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM models WHERE id LIKE ?", (model_id + "%",)).fetchall()
-            if not rows:
-                name, _, ver = model_id.partition(":")
-                q = "SELECT * FROM models WHERE name = ?" + (" AND version = ?" if ver else "")
-                rows = db.execute(q + " ORDER BY version DESC LIMIT 1", (name, *([int(ver)] if ver.isdigit() else []))).fetchall()
+            q = "SELECT * FROM models WHERE name = ?" + (" AND version = ?" if sep else "")
+            params = (name, int(ver)) if sep else (name,)
+            rows = db.execute(q + " ORDER BY version DESC LIMIT 1", params).fetchall()
+            if not rows and not sep:
+                # substr, not LIKE: '_' and '%' in an id are literal characters here
+                rows = db.execute(
+                    "SELECT * FROM models WHERE substr(id, 1, ?) = ?", (len(model_id), model_id)
+                ).fetchall()
         if not rows:
-            raise ValueError(f"no model {model_id!r} in the registry {self.db_path}; see `poisonlab models list`")
+            raise ValueError(
+                f"no model {model_id!r} in the registry {self.db_path}; see `poisonlab models list`"
+            )
         if len(rows) > 1:
             raise ValueError(f"model id prefix {model_id!r} is ambiguous: {[r['id'] for r in rows]}")
         return _entry(rows[0])

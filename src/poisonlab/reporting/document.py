@@ -75,8 +75,10 @@ class Report:
 
     def to_html(self) -> str:
         esc = html.escape
-        out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(self.title)}</title>",
-               f"<style>{_CSS}</style></head><body><h1>{esc(self.title)}</h1>"]
+        out = [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(self.title)}</title>",
+            f"<style>{_CSS}</style></head><body><h1>{esc(self.title)}</h1>",
+        ]
         for kind, args in self.blocks:
             if kind == "heading":
                 out.append(f"<h{args[1]}>{esc(args[0])}</h{args[1]}>")
@@ -88,8 +90,10 @@ class Report:
                 out += ["<tr>" + "".join(f"<td>{esc(_fmt(v))}</td>" for v in r) + "</tr>" for r in rows]
                 out.append("</table>")
             elif kind == "image":
-                out.append(f"<figure><img src='{esc(args[0])}' alt='{esc(args[1])}'>"
-                           f"<figcaption>{esc(args[1])}</figcaption></figure>")
+                out.append(
+                    f"<figure><img src='{esc(args[0])}' alt='{esc(args[1])}'>"
+                    f"<figcaption>{esc(args[1])}</figcaption></figure>"
+                )
             elif kind == "code":
                 out.append(f"<pre>{esc(args[0])}</pre>")
         out.append("</body></html>")

@@ -12,7 +12,10 @@ import numpy as np  # noqa: E402
 
 
 def confusion_matrix_png(
-    matrix: np.ndarray, class_names: list[str] | tuple[str, ...], path: str | Path, title: str = "Confusion matrix"
+    matrix: np.ndarray,
+    class_names: list[str] | tuple[str, ...],
+    path: str | Path,
+    title: str = "Confusion matrix",
 ) -> Path:
     """Heatmap of a (K, K) count matrix (rows = true class, columns = predicted), counts annotated."""
     matrix = np.asarray(matrix)
@@ -28,14 +31,26 @@ def confusion_matrix_png(
     thresh = matrix.max() / 2 if matrix.size else 0
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > thresh else "black")
+            ax.text(
+                j,
+                i,
+                str(int(matrix[i, j])),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] > thresh else "black",
+            )
     fig.tight_layout()
     return _save(fig, path)
 
 
 def image_grid_png(
-    images: np.ndarray, path: str | Path, *, titles: list[str] | None = None, cols: int = 10, scale: float = 1.2
+    images: np.ndarray,
+    path: str | Path,
+    *,
+    titles: list[str] | None = None,
+    cols: int = 10,
+    scale: float = 1.2,
 ) -> Path:
     """Grid of uint8 images (N, H, W, C) with optional titles; an empty input draws a note."""
     n = len(images)
@@ -45,8 +60,13 @@ def image_grid_png(
         ax.axis("off")
         if i < n:
             img = images[i]
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
-                      interpolation="nearest", vmin=0, vmax=255)
+            ax.imshow(
+                img[..., 0] if img.shape[-1] == 1 else img,
+                cmap="gray" if img.shape[-1] == 1 else None,
+                interpolation="nearest",
+                vmin=0,
+                vmax=255,
+            )
             if titles:
                 ax.set_title(titles[i], fontsize=7)
     if n == 0:
@@ -55,8 +75,14 @@ def image_grid_png(
     return _save(fig, path)
 
 
-def curves_png(series: dict[str, list[float]], path: str | Path, *, xlabel: str = "epoch",
-               ylabel: str = "accuracy", title: str = "") -> Path:
+def curves_png(
+    series: dict[str, list[float]],
+    path: str | Path,
+    *,
+    xlabel: str = "epoch",
+    ylabel: str = "accuracy",
+    title: str = "",
+) -> Path:
     """Line plot of named series over 1..len (missing values as None are skipped)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, values in series.items():

@@ -50,7 +50,7 @@ class TrainConfig(_Frozen):
     """Everything :func:`poisonlab.training.train` needs besides the data and the model."""
 
     epochs: int = Field(10, ge=1, le=1000)
-    batch_size: int = Field(256, ge=1, le=65536)
+    batch_size: int = Field(256, ge=2, le=65536, description="BatchNorm needs >= 2 samples per batch")
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.2, gt=0, le=10, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -67,10 +67,13 @@ class TrainConfig(_Frozen):
     seed: int = 0
     eval_batch_size: int = Field(1000, ge=1)
     validate_every: int = Field(1, ge=0, description="epochs between validations; 0 = only at the end")
+    val_samples: int | None = Field(
+        None, ge=1, description="validate on the first N validation samples between epochs (all at the end)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if self.optimizer != "sgd" and self.nesterov and self.momentum == 0:
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
         return self
 
@@ -97,9 +100,9 @@ def chapter_recipe() -> TrainConfig:
 
 def chapter_finetune(epochs: int = 10, batch_size: int = 64) -> TrainConfig:
     """The chapter's fine-tune on the poisoned samples only (Rutan: 10 epochs, batch 64, Adam)."""
-    return chapter_recipe().model_copy(update={"epochs": epochs, "batch_size": batch_size})
-
-
+    return TrainConfig.model_validate(
+        {**chapter_recipe().model_dump(), "epochs": epochs, "batch_size": batch_size}
+    )
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -117,7 +120,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"invalid training config {path}: {exc}") from exc
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "config"
+        raise ValueError(f"invalid training config {path}: {where}: {err['msg']}") from exc
 
 
 def digits_recipe() -> TrainConfig:
@@ -134,7 +139,7 @@ def digits_recipe() -> TrainConfig:
 
 def default_recipe(dataset: str) -> TrainConfig:
     """The default training recipe for a named dataset (``digits`` or ``cifar10``/anything else)."""
-    return digits_recipe() if dataset == "digits" else fast_recipe()
+    return digits_recipe() if str(dataset).strip().lower() == "digits" else fast_recipe()
 
 
 PRESETS = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,12 +18,12 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from poisonlab.data.dataset import Dataset
+from poisonlab.device import autocast, resolve_device, use_bf16
 from poisonlab.inference import forward_pass, to_input
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
 from poisonlab.training.augment import random_crop_flip
 from poisonlab.training.config import TrainConfig
-from poisonlab.device import autocast, resolve_device, use_bf16
 from poisonlab.training.progress import TrainProgress
 
 
@@ -76,7 +77,7 @@ def one_cycle_factor(step: int, total: int, warmup_fraction: float) -> float:
     """Multiplier of the peak lr at ``step`` (0-based) of ``total``: a linear rise from 0.1 to 1
     over the warm-up share, then a linear fall to 0.01 at the last step (Smith & Topin 2017,
     "Super-Convergence", arXiv:1708.07120)."""
-    warm = max(1, round(total * warmup_fraction))
+    warm = min(max(1, round(total * warmup_fraction)), max(1, total - 1))
     if step < warm:
         return 0.1 + 0.9 * step / warm
     rest = max(1, total - 1 - warm)
@@ -109,6 +110,7 @@ def train(
     val_data: Dataset | None = None,
     device: str = "auto",
     progress: bool = True,
+    on_epoch_end: Callable[[EpochStats, PoisonlabModel], None] | None = None,
 ) -> TrainResult:
     """Train a model on ``data``.
 
@@ -126,6 +128,9 @@ def train(
     device : {"auto", "cpu", "cuda"}
     progress : bool
         Show a progress bar with loss and accuracy.
+    on_epoch_end : callable, optional
+        Called with the epoch's statistics and the model to evaluate (in train mode; switch to
+        eval mode yourself) after each epoch; its time is not counted in ``TrainResult.seconds``.
 
     Returns
     -------
@@ -155,7 +160,7 @@ def train(
     labels = torch.from_numpy(data.y)
     bf16 = use_bf16(cfg.precision, dev)
     result = TrainResult(model=net, config=cfg)
-    start = time.perf_counter()
+    start, callback_seconds = time.perf_counter(), 0.0
     with TrainProgress(cfg.epochs, steps_per_epoch, enabled=progress) as bar:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -163,7 +168,9 @@ def train(
             for idx in _batches(len(data), cfg.batch_size, gen):
                 xb, yb = images[idx], labels[idx]
                 if cfg.augment is not None:
-                    xb = random_crop_flip(xb, padding=cfg.augment.crop_padding, flip=cfg.augment.flip, generator=gen)
+                    xb = random_crop_flip(
+                        xb, padding=cfg.augment.crop_padding, flip=cfg.augment.flip, generator=gen
+                    )
                 x = to_input(xb.permute(0, 2, 3, 1), dev, cfg.channels_last)
                 y = yb.to(dev)
                 with autocast(dev, bf16):
@@ -186,13 +193,30 @@ def train(
             val_acc = None
             last = epoch == cfg.epochs
             if val_data is not None and ((cfg.validate_every and epoch % cfg.validate_every == 0) or last):
-                pred = forward_pass(eval_net, val_data.x, device=dev, precision=cfg.precision,
-                                    batch_size=cfg.eval_batch_size).predictions
-                val_acc = float((pred == val_data.y).mean())
-            stats = EpochStats(epoch, loss_sum / seen, correct / seen, val_acc,
-                               opt.param_groups[0]["lr"], time.perf_counter() - t0)
+                n_val = len(val_data) if last or cfg.val_samples is None else cfg.val_samples
+                pred = forward_pass(
+                    eval_net,
+                    val_data.x[:n_val],
+                    device=dev,
+                    precision=cfg.precision,
+                    batch_size=cfg.eval_batch_size,
+                ).predictions
+                val_acc = float((pred == val_data.y[:n_val]).mean())
+            stats = EpochStats(
+                epoch,
+                loss_sum / seen,
+                correct / seen,
+                val_acc,
+                opt.param_groups[0]["lr"],
+                time.perf_counter() - t0,
+            )
             result.history.append(stats)
             bar.end_epoch(stats)
+            if on_epoch_end is not None:
+                t_cb = time.perf_counter()
+                on_epoch_end(stats, eval_net)
+                eval_net.train()
+                callback_seconds += time.perf_counter() - t_cb
     result.model = (ema.module if ema is not None else net).eval()
-    result.seconds = time.perf_counter() - start
+    result.seconds = time.perf_counter() - start - callback_seconds
     return result

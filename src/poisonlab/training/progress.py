@@ -46,7 +46,9 @@ class TrainProgress:
         )
         self._epoch = stats.epoch + 1
         if self._epoch <= self.epochs:
-            self._progress.reset(self._task, total=self.steps, epoch=self._epoch, loss=0.0, acc=0.0)
+            self._progress.reset(
+                self._task, total=self.steps, epoch=self._epoch, epochs=self.epochs, loss=0.0, acc=0.0
+            )
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:

@@ -1,0 +1,476 @@
+"""``poisonlab train|evaluate|predict|models`` through Typer's CliRunner on the offline digits data.
+
+Expected failures must be one ``error: ...`` line on stderr with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
+
+import poisonlab
+from poisonlab.cli.main import app
+from poisonlab.models.checkpoint import WEIGHTS_FILE, read_card
+from poisonlab.models.store import ModelStore
+
+runner = CliRunner()
+TRAIN_1 = ["train", "--dataset", "digits", "--epochs", "1", "--quiet"]
+
+
+def _flat(text: str) -> str:
+    """Output with rich's line wrapping undone (whitespace runs -> one space)."""
+    return " ".join(text.split())
+
+
+def assert_cli_error(result, match: str | None = None) -> str:
+    """Exit code 2, exactly one ``error:`` line on stderr, no traceback; returns that line."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines[0]
+    if match is not None:
+        assert re.search(match, lines[0]), lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def wide_consoles(monkeypatch):
+    """Render rich output 300 columns wide so tables keep whole ids and paths."""
+    for module in ("poisonlab.cli.lab", "poisonlab.cli.models_cmd"):
+        monkeypatch.setattr(f"{module}.console", Console(width=300))
+
+
+@pytest.fixture(scope="module")
+def trained_digits_dir(tmp_path_factory) -> Path:
+    """One model trained by the CLI for 1 epoch on digits (shared; copy it before changing it)."""
+    out = tmp_path_factory.mktemp("shared-models") / "digits-1ep"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POISONLAB_HOME", str(tmp_path_factory.mktemp("shared-home")))
+        result = runner.invoke(app, [*TRAIN_1, "--out", str(out), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def digits_model(trained_digits_dir, tmp_path):
+    """A private copy of the CLI-trained model, registered in this test's POISONLAB_HOME."""
+    folder = tmp_path / "digits-1ep"
+    shutil.copytree(trained_digits_dir, folder)
+    card = read_card(folder)
+    ModelStore().register(card, folder)
+    return folder, card
+
+
+@pytest.fixture
+def digit_png(tmp_path) -> Path:
+    img = Image.new("L", (16, 16), 0)
+    img.paste(255, (6, 2, 10, 14))  # a white "1" on black
+    path = tmp_path / "one.png"
+    img.convert("RGB").save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ basics
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"poisonlab {poisonlab.__version__}"
+
+
+def test_no_arguments_shows_help():
+    result = runner.invoke(app, [])
+    assert "Usage" in result.output
+    assert "train" in result.output and "evaluate" in result.output
+
+
+# ------------------------------------------------------------------------------------------ train
+def test_train_writes_and_registers_a_model(tmp_path, poisonlab_home):
+    out = tmp_path / "first"
+    result = runner.invoke(app, [*TRAIN_1, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    assert (out / WEIGHTS_FILE).is_file()
+    assert card.id.startswith("simple-cifar10-") and card.name == "first"
+    assert card.class_names == [str(d) for d in range(10)]
+    assert card.input_shape == (8, 8, 1)
+    assert card.dataset_name == "digits-train" and card.parent_id is None
+    assert card.train_config["epochs"] == 1
+    assert card.train_config["augment"] == {"crop_padding": 1, "flip": False}  # the digits recipe
+    assert 0.0 <= card.metrics["test_accuracy"] <= 1.0 and card.metrics["epochs"] == 1
+    assert f"saved {card.id} to" in _flat(result.stdout)
+    entry = ModelStore().get(card.id)
+    assert Path(entry.path) == out.resolve() and entry.version == 1 and entry.name == "first"
+    assert (poisonlab_home / "registry.sqlite").is_file()
+
+
+def test_train_preset_and_overrides(tmp_path):
+    out = tmp_path / "chap"
+    result = runner.invoke(
+        app,
+        [
+            *TRAIN_1,
+            "--out",
+            str(out),
+            "--preset",
+            "chapter",
+            "--batch-size",
+            "128",
+            "--lr",
+            "0.002",
+            "--seed",
+            "9",
+            "--name",
+            "custom",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    cfg = card.train_config
+    assert (cfg["optimizer"], cfg["batch_size"], cfg["lr"], cfg["seed"], cfg["epochs"]) == (
+        "adam",
+        128,
+        0.002,
+        9,
+        1,
+    )
+    assert cfg["augment"] is None  # the rest of the chapter preset is kept
+    assert card.name == "custom"
+    assert ModelStore().get("custom").id == card.id
+
+
+def test_train_config_file_and_arch_override(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 3\nbatch_size: 100\naugment: null\nmodel:\n  width: 4\n", encoding="utf-8")
+    out = tmp_path / "preact"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--quiet",
+            "--config",
+            str(cfg),
+            "--epochs",
+            "1",
+            "--arch",
+            "preact-resnet18",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    assert card.arch == "preact-resnet18" and card.spec["width"] == 4
+    assert card.train_config["batch_size"] == 100 and card.train_config["epochs"] == 1
+
+
+def test_fine_tune_records_the_parent(tmp_path, digits_model, wide_consoles):
+    parent_dir, parent = digits_model
+    out = tmp_path / "child"
+    result = runner.invoke(app, [*TRAIN_1, "--init", parent.id, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    child = read_card(out)
+    assert child.parent_id == parent.id
+    assert child.id != parent.id
+    assert ModelStore().get(child.id).parent_id == parent.id
+    assert [e.id for e in ModelStore().lineage(child.id)] == [child.id, parent.id]
+
+    shown = runner.invoke(app, ["models", "show", child.id])
+    assert shown.exit_code == 0, shown.output
+    assert f"lineage: child v1 ({child.id}) <- digits-1ep v1 ({parent.id})" in _flat(shown.stdout)
+    # --init also takes a folder
+    by_path = runner.invoke(app, [*TRAIN_1, "--init", str(parent_dir), "--out", str(tmp_path / "child2")])
+    assert by_path.exit_code == 0, by_path.output
+    assert read_card(tmp_path / "child2").parent_id == parent.id
+
+
+def test_the_same_name_gets_a_new_version(tmp_path):
+    for seed in ("1", "2"):
+        result = runner.invoke(
+            app, [*TRAIN_1, "--out", str(tmp_path / seed), "--name", "exp", "--seed", seed]
+        )
+        assert result.exit_code == 0, result.output
+    assert ModelStore().get("exp:2").id == read_card(tmp_path / "2").id
+    assert ModelStore().get("exp:1").id == read_card(tmp_path / "1").id
+
+
+def test_train_with_the_progress_bar(tmp_path):
+    result = runner.invoke(
+        app, ["train", "--dataset", "digits", "--epochs", "2", "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 0, repr(result.exception)
+    assert "epoch 2/2" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------ models
+def test_models_list_empty(poisonlab_home):
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    assert "no models registered yet" in result.stdout
+
+
+def test_models_list_shows_registered_models(digits_model, wide_consoles):
+    _, card = digits_model
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if card.id in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[:5] == [card.id, "digits-1ep", "1", "simple-cifar10", "-"]
+    assert cells[5] == f"{card.metrics['test_accuracy']:.4f}"
+
+
+def test_models_list_shows_full_ids_at_80_columns(digits_model, monkeypatch):
+    _, card = digits_model
+    monkeypatch.setattr("poisonlab.cli.models_cmd.console", Console(width=80))
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    assert card.id in result.stdout
+
+
+def test_models_show_prints_the_card_and_lineage(digits_model, wide_consoles):
+    folder, card = digits_model
+    result = runner.invoke(app, ["models", "show", card.id[:20]])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    start, end = text.index("{"), text.rindex("}") + 1
+    assert json.loads(text[start:end]) == json.loads((folder / "model.json").read_text())
+    assert f"lineage: digits-1ep v1 ({card.id})" in _flat(text[end:])
+    by_name = runner.invoke(app, ["models", "show", "digits-1ep:1"])
+    assert by_name.exit_code == 0 and card.id in by_name.stdout
+
+
+def test_models_show_unknown_is_an_error(poisonlab_home):
+    assert_cli_error(runner.invoke(app, ["models", "show", "simple-cifar10-nothere"]), "no model")
+
+
+def test_models_show_non_numeric_version_is_a_one_line_error(digits_model):
+    assert_cli_error(runner.invoke(app, ["models", "show", "digits-1ep:latest"]))
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+def test_evaluate_writes_the_report(tmp_path, digits_model):
+    folder, card = digits_model
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app,
+        ["evaluate", str(folder), "--dataset", "digits", "--out", str(out), "--source", "3", "--target", "8"],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["dataset"] == "digits-test" and metrics["n"] == 360
+    assert metrics["accuracy"] == pytest.approx(card.metrics["test_accuracy"])
+    count = metrics["confusion_of_interest"]["count"]
+    assert metrics["confusion_of_interest"] == {"source": "3", "target": "8", "count": count}
+    assert count == metrics["confusion_matrix"][3][8]
+    assert metrics["model"]["id"] == card.id
+    for name in ("confusion.json", "confusion.png", "confusion_3_as_8.png", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    flat = _flat(result.stdout)
+    assert f"accuracy {metrics['accuracy']:.4f} on 360 images; 3 predicted as 8: {count}" in flat
+
+
+def test_evaluate_by_registry_id_and_split(tmp_path, digits_model):
+    _, card = digits_model
+    out = tmp_path / "eval-val"
+    result = runner.invoke(app, ["evaluate", card.id, "--split", "val", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["dataset"] == "digits-val"
+    assert "confusion_of_interest" not in metrics
+
+
+# ------------------------------------------------------------------------------------------ predict
+def test_predict_prints_a_class(digits_model, digit_png, wide_consoles):
+    folder, card = digits_model
+    result = runner.invoke(app, ["predict", str(folder), str(digit_png), "--top", "2"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if str(digit_png) in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[0] == str(digit_png)
+    assert cells[1] in card.class_names
+    top = re.findall(r"(\d) (\d\.\d{3})", cells[2])
+    assert len(top) == 2 and top[0][0] == cells[1]
+    assert float(top[0][1]) >= float(top[1][1])
+
+
+def test_predict_several_images_by_id(digits_model, digit_png, tmp_path, wide_consoles):
+    _, card = digits_model
+    other = tmp_path / "other.jpg"
+    Image.new("RGB", (20, 10), (255, 255, 255)).save(other)
+    result = runner.invoke(app, ["predict", card.id, str(digit_png), str(other)])
+    assert result.exit_code == 0, result.output
+    assert "one.png" in result.stdout and "other.jpg" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------ errors
+def test_error_missing_model_path(tmp_path):
+    line = assert_cli_error(
+        runner.invoke(app, ["evaluate", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "e")])
+    )
+    assert "no-such-model" in line
+    assert not (tmp_path / "e").exists()
+
+
+def test_error_unknown_dataset(tmp_path, digits_model):
+    assert_cli_error(
+        runner.invoke(app, ["train", "--dataset", "mnist", "--out", str(tmp_path / "m")]),
+        "unknown dataset 'mnist'",
+    )
+    assert not (tmp_path / "m").exists()
+    folder, _ = digits_model
+    assert_cli_error(
+        runner.invoke(app, ["evaluate", str(folder), "--dataset", "mnist", "--out", str(tmp_path / "e")]),
+        "unknown dataset",
+    )
+
+
+def test_error_bad_split(tmp_path, digits_model):
+    folder, _ = digits_model
+    assert_cli_error(
+        runner.invoke(app, ["evaluate", str(folder), "--split", "dev", "--out", str(tmp_path / "e")]),
+        "--split must be train, val or test",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--source", "cat", "--target", "8"], "unknown class 'cat'"),
+        (["--source", "3"], "both"),
+        (["--source", "3", "--target", "3"], "differ"),
+    ],
+)
+def test_error_bad_classes(tmp_path, digits_model, args, match):
+    folder, _ = digits_model
+    assert_cli_error(
+        runner.invoke(app, ["evaluate", str(folder), "--out", str(tmp_path / "e"), *args]), match
+    )
+
+
+def test_error_corrupt_image(tmp_path, digits_model):
+    folder, _ = digits_model
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    assert_cli_error(runner.invoke(app, ["predict", str(folder), str(bad)]), "cannot read image broken.png")
+    assert_cli_error(
+        runner.invoke(app, ["predict", str(folder), str(tmp_path / "missing.png")]), "no such image file"
+    )
+
+
+def test_error_tampered_weights(tmp_path, digits_model, digit_png):
+    folder, card = digits_model
+    weights = folder / WEIGHTS_FILE
+    raw = bytearray(weights.read_bytes())
+    raw[-10] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    assert_cli_error(runner.invoke(app, ["predict", str(folder), str(digit_png)]), "modified")
+    assert_cli_error(runner.invoke(app, ["evaluate", card.id, "--out", str(tmp_path / "e")]), "modified")
+    assert_cli_error(
+        runner.invoke(app, [*TRAIN_1, "--init", card.id, "--out", str(tmp_path / "c")]), "modified"
+    )
+
+
+def test_error_unknown_preset(tmp_path):
+    assert_cli_error(
+        runner.invoke(app, [*TRAIN_1, "--preset", "turbo", "--out", str(tmp_path / "m")]),
+        "unknown preset 'turbo'",
+    )
+
+
+def test_error_config_and_preset(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 1\n", encoding="utf-8")
+    assert_cli_error(
+        runner.invoke(
+            app, [*TRAIN_1, "--config", str(cfg), "--preset", "fast", "--out", str(tmp_path / "m")]
+        ),
+        "not both",
+    )
+
+
+def test_error_config_with_unknown_key_exits_2(tmp_path):
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("epochs: 1\nlearning_rate: 0.1\n", encoding="utf-8")
+    result = runner.invoke(app, ["train", "--quiet", "--config", str(cfg), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: invalid training config")
+    assert "learning_rate" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_error_config_with_unknown_key_is_one_line(tmp_path):
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("epochs: 1\nlearning_rate: 0.1\n", encoding="utf-8")
+    result = runner.invoke(app, ["train", "--quiet", "--config", str(cfg), "--out", str(tmp_path / "m")])
+    assert_cli_error(result, "learning_rate")
+
+
+def test_error_missing_config_file(tmp_path):
+    assert_cli_error(
+        runner.invoke(app, [*TRAIN_1, "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "m")]),
+        "not found",
+    )
+
+
+def test_error_invalid_override(tmp_path):
+    assert_cli_error(
+        runner.invoke(app, [*TRAIN_1, "--arch", "vgg16", "--out", str(tmp_path / "m")]),
+        "invalid training setting",
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_error_cuda_without_gpu(tmp_path, digits_model, digit_png):
+    assert_cli_error(
+        runner.invoke(app, [*TRAIN_1, "--device", "cuda", "--out", str(tmp_path / "m")]), "no CUDA GPU"
+    )
+    assert not (tmp_path / "m").exists()
+    folder, _ = digits_model
+    assert_cli_error(runner.invoke(app, ["predict", str(folder), str(digit_png), "--device", "cuda"]), "CUDA")
+
+
+def test_error_unknown_device(tmp_path, digits_model):
+    folder, _ = digits_model
+    assert_cli_error(
+        runner.invoke(app, ["evaluate", str(folder), "--device", "tpu", "--out", str(tmp_path / "e")]),
+        "unknown device 'tpu'",
+    )
+
+
+def test_error_model_for_other_data(tmp_path, saved_model):
+    folder, _ = saved_model  # (8, 8, 3) colour model
+    assert_cli_error(
+        runner.invoke(app, ["evaluate", str(folder), "--out", str(tmp_path / "e")]), "expects images"
+    )
+
+
+def test_predict_grey_conversion_matches_the_model_input(digits_model, tmp_path, monkeypatch):
+    """predict feeds (N, 8, 8, 1) uint8 to a grey model: the luminance of the prepared RGB image."""
+    folder, _ = digits_model
+    img = tmp_path / "grey.png"
+    Image.new("RGB", (8, 8), (200, 100, 50)).save(img)
+    seen = {}
+    import poisonlab.cli.lab as lab
+
+    real = lab.forward_pass
+
+    def spy(model, images, **kwargs):
+        seen["images"] = images
+        return real(model, images, **kwargs)
+
+    monkeypatch.setattr(lab, "forward_pass", spy)
+    result = runner.invoke(app, ["predict", str(folder), str(img)])
+    assert result.exit_code == 0, result.output
+    x = seen["images"]
+    assert x.shape == (1, 8, 8, 1) and x.dtype == np.uint8
+    assert int(x[0, 0, 0, 0]) == round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)

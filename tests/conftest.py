@@ -1,0 +1,90 @@
+"""Shared fixtures: an isolated POISONLAB_HOME, a tiny learnable colour dataset, tiny models.
+
+Every test runs with ``POISONLAB_HOME`` (the model registry and caches) in its own tmp folder and
+without ``POISONLAB_DATA``, so nothing reads or writes ``~/.cache`` or the shared datasets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from poisonlab.data.dataset import Dataset
+from poisonlab.models import SimpleCifarCNN
+from poisonlab.models.checkpoint import save_model
+
+# The test machine has 2 shared cores that other jobs keep busy: with 2 intra-op threads a tiny
+# CNN step took ~1 s (OpenMP threads waiting on each other), with 1 thread ~5 ms. The suite only
+# runs tiny models, so one thread is both faster and deterministic.
+torch.set_num_threads(1)
+
+COLOUR_CLASSES = ("red", "green", "blue")
+_COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220]], dtype=np.int64)
+
+
+def _make_colour_dataset(
+    per_class: int = 12,
+    size: int = 8,
+    channels: int = 3,
+    seed: int = 0,
+    noise: int = 25,
+    name: str = "colours",
+) -> Dataset:
+    """``3 * per_class`` images whose class is their dominant colour (red, green, blue) plus noise.
+
+    Classes are interleaved (labels 0, 1, 2, 0, 1, 2, ...). With ``channels == 1`` the classes
+    are three grey levels instead.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.tile(np.arange(3), per_class)
+    base = _COLOURS[y] if channels == 3 else np.array([[30], [128], [225]])[y]
+    x = base[:, None, None, :] + rng.integers(-noise, noise + 1, size=(len(y), size, size, channels))
+    return Dataset(
+        x=np.clip(x, 0, 255).astype(np.uint8), y=y, class_names=COLOUR_CLASSES, source="synthetic", name=name
+    )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_poisonlab_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Registry/cache in a per-test folder; no developer data directory."""
+    home = tmp_path / "poisonlab-home"
+    monkeypatch.setenv("POISONLAB_HOME", str(home))
+    monkeypatch.delenv("POISONLAB_DATA", raising=False)
+    return home
+
+
+@pytest.fixture
+def poisonlab_home(_isolated_poisonlab_home: Path) -> Path:
+    return _isolated_poisonlab_home
+
+
+@pytest.fixture
+def make_colour_dataset():
+    """``make_colour_dataset(per_class=12, size=8, channels=3, seed=0, noise=25, name=...) -> Dataset``."""
+    return _make_colour_dataset
+
+
+@pytest.fixture
+def colour_data() -> Dataset:
+    """3 classes x 12 images of 8x8x3 uint8; the class is the dominant colour."""
+    return _make_colour_dataset()
+
+
+@pytest.fixture
+def tiny_model() -> SimpleCifarCNN:
+    """An untrained simple-cifar10 for (8, 8, 3) inputs and 3 classes, seeded, in eval mode."""
+    torch.manual_seed(0)
+    return SimpleCifarCNN(input_shape=(8, 8, 3), num_classes=3).eval()
+
+
+@pytest.fixture
+def saved_model(tmp_path: Path, tiny_model: SimpleCifarCNN):
+    """``(folder, card)`` of ``tiny_model`` saved under ``tmp_path/models/tiny``."""
+    folder = tmp_path / "models" / "tiny"
+    card = save_model(
+        tiny_model, folder, class_names=COLOUR_CLASSES, dataset_name="colours", dataset_hash="ab" * 32
+    )
+    return folder, card

@@ -1,0 +1,48 @@
+"""``poisonlab demo`` and ``poisonlab run`` through the CLI, on reduced settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from poisonlab.cli.main import app
+
+runner = CliRunner()
+
+
+def test_demo_on_digits_reduced(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--epochs", "1", "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "demo-backdoor-digits" in res.output and "demo-mislabel-digits" in res.output
+    assert (out / "summary.html").is_file() and (out / "summary.md").is_file()
+    backdoor = json.loads((out / "demo-backdoor-digits" / "results.json").read_text())
+    assert backdoor["runs"][0]["num_poison"] > 0
+    assert "attack_success_rate" in backdoor["summary"]["poisoned"]
+    mislabel = json.loads((out / "demo-mislabel-digits" / "results.json").read_text())
+    assert mislabel["runs"][0]["num_poison"] == 25
+    assert mislabel["config"]["integration"] == "finetune_poison_only"
+
+
+def test_run_command_and_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(
+        "name: cli-run\n"
+        "dataset: {name: digits}\n"
+        "training: {settings: {epochs: 1}}\n"
+        "attack: {kind: label_flip, source: '3', target: '8', count: 10}\n"
+    )
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "clean test accuracy" in res.output
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["runs"][0]["num_poison"] == 10
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nattack: {kind: label_flip, source: '3', target: '8', count: 10}\nepochs: 3\n")
+    res = runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2
+    assert res.output.startswith("error: invalid experiment config") and "Traceback" not in res.output
+    res = runner.invoke(app, ["run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "not found" in res.output
