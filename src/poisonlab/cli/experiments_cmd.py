@@ -32,11 +32,13 @@ def run_command(
             update={"dataset": cfg.dataset.model_copy(update={"data_dir": str(data_dir.resolve())})}
         )
     result = run_experiment(cfg, out, device=device, progress=not quiet)
-    table = Table("metric", "clean model", "poisoned model", title=cfg.name)
+    table = Table(title=cfg.name)
+    for column in ("metric", "clean model", "poisoned model"):
+        table.add_column(column, no_wrap=column != "metric")
     for row in metric_rows(result):
         table.add_row(*row)
     console.print(table)
-    console.print(f"report: {out / 'report.html'}")
+    console.print(f"report: {out / 'report.html'}", soft_wrap=True)
 
 
 @cli_errors
@@ -60,10 +62,14 @@ def demo_command(
         device=device,
         progress=not quiet,
     )
-    table = Table(
-        "experiment", "clean acc", "poisoned acc", "ASR", "src->tgt", "report", title="poisonlab demo"
-    )
-    for row in summary_rows(results):
-        table.add_row(*row)
+    table = Table(title="poisonlab demo")
+    table.add_column("experiment", no_wrap=True)
+    for column in ("clean acc", "poisoned acc", "ASR", "src->tgt"):
+        table.add_column(column, no_wrap=True)
+    rows = summary_rows(results)
+    for row in rows:
+        table.add_row(*row[:-1])
     console.print(table)
-    console.print(f"summary: {out / 'summary.html'}")
+    for row in rows:
+        console.print(f"report: {out / row[-1]}", soft_wrap=True)
+    console.print(f"summary: {out / 'summary.html'}", soft_wrap=True)

@@ -51,22 +51,27 @@ def check_image(x: object, name: str = "x") -> np.ndarray:
     return x
 
 
-def _block_in_unit_range(block: np.ndarray) -> bool:
-    """Whether every value of a 1-D float block lies in [0, 1] (NaN fails)."""
-    fast = _ONE_BITS.get(block.dtype) if block.dtype.isnative else None
-    if fast is not None:
-        utype, one_bits = fast
-        if block.view(utype).max() <= one_bits:
-            return True
-        # Negative zero has its sign bit set; settle the rare failures exactly.
+def _bits_view(flat: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """An unsigned-integer view of a 1-D float array and the bit pattern of 1.0, if available."""
+    fast = _ONE_BITS.get(flat.dtype) if flat.dtype.isnative else None
+    return None if fast is None else (flat.view(fast[0]), fast[1])
+
+
+def _block_in_unit_range(block: np.ndarray, bits: np.ndarray | None = None, one_bits: int = 0) -> bool:
+    """Whether every value of a 1-D float block lies in [0, 1] (NaN fails).
+
+    ``bits`` is the block viewed as unsigned integers: a non-negative float <= 1 has a bit pattern
+    <= that of 1.0, which one integer ``max`` checks.  Blocks failing that quick test (negative
+    zero has its sign bit set) are settled exactly.
+    """
+    if bits is not None and bits.max() <= one_bits:
+        return True
     return bool(block.min() >= 0 and block.max() <= 1)
 
 
 def _range_error(x: np.ndarray, name: str) -> ValueError:
-    if np.isnan(x).any():
-        got = "NaN values"
-    else:
-        got = f"values in [{float(x.min()):.6g}, {float(x.max()):.6g}]"
+    has_nan = bool(np.isnan(x).any())
+    got = "NaN values" if has_nan else f"values in [{float(x.min()):.6g}, {float(x.max()):.6g}]"
     return ValueError(f"{name}: expected float values in [0, 1] (or uint8 in [0, 255]), got {got}")
 
 
@@ -75,8 +80,10 @@ def check_range(x: np.ndarray, name: str = "x") -> None:
     if x.dtype == np.uint8 or x.size == 0:
         return
     flat = x.reshape(-1)
+    bits, one_bits = _bits_view(flat) or (None, 0)
     for start in range(0, flat.size, _CHUNK):
-        if not _block_in_unit_range(flat[start : start + _CHUNK]):
+        stop = start + _CHUNK
+        if not _block_in_unit_range(flat[start:stop], None if bits is None else bits[start:stop], one_bits):
             raise _range_error(x, name)
 
 
@@ -92,10 +99,11 @@ def copy_checked(x: object, name: str = "x") -> np.ndarray:
         np.copyto(out, x)
         return out
     src, dst = x.reshape(-1), out.reshape(-1)
-    for start in range(0, src.size, _CHUNK):
-        block = dst[start : start + _CHUNK]
-        np.copyto(block, src[start : start + _CHUNK])
-        if not _block_in_unit_range(block):
+    bits, one_bits = _bits_view(dst) or (None, 0)
+    for start in range(0, src.size, _CHUNK):  # kept lean: this loop is the cost of the pixel triggers
+        stop = start + _CHUNK
+        np.copyto(dst[start:stop], src[start:stop])
+        if (bits is None or bits[start:stop].max() > one_bits) and not _block_in_unit_range(dst[start:stop]):
             raise _range_error(x, name)
     return out
 
@@ -120,9 +128,10 @@ def quantize_checked(x: object, name: str = "x") -> tuple[np.ndarray, np.ndarray
     levels = np.arange(256, dtype=np.uint8)
     direct = np.array_equal(np.divide(levels, 255, dtype=x.dtype), table)
     src, qf, bf = x.reshape(-1), q.reshape(-1), base.reshape(-1)
+    bits, one_bits = _bits_view(src) or (None, 0)
     for start in range(0, src.size, _CHUNK):
         block = src[start : start + _CHUNK]
-        if not _block_in_unit_range(block):
+        if not _block_in_unit_range(block, None if bits is None else bits[start : start + _CHUNK], one_bits):
             raise _range_error(x, name)
         qb = qf[start : start + _CHUNK]
         np.copyto(qb, block * 255, casting="unsafe")

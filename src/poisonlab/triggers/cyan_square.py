@@ -24,10 +24,14 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's RGB -> L co
 def check_color(color: object) -> np.ndarray:
     """Validate a colour given on the 8-bit scale and return it as a float64 vector."""
     values = color if isinstance(color, (tuple, list, np.ndarray)) else None
-    if values is None or len(values) == 0 or not all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 255 for v in values
+    if (
+        values is None
+        or len(values) == 0
+        or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 255 for v in values)
     ):
-        raise ValueError(f"color: expected a sequence of numbers in [0, 255] (e.g. (0, 255, 255)), got {color!r}")
+        raise ValueError(
+            f"color: expected a sequence of numbers in [0, 255] (e.g. (0, 255, 255)), got {color!r}"
+        )
     return np.asarray(values, dtype=np.float64)
 
 

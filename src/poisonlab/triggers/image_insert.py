@@ -16,8 +16,10 @@ Identifying Vulnerabilities in the Machine Learning Model Supply Chain*, arXiv:1
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -86,6 +88,19 @@ def _trigger_key(path: object) -> tuple[str, int]:
     return path, os.stat(path).st_mtime_ns
 
 
+@contextlib.contextmanager
+def _open_trigger(path: object) -> Iterator[Image.Image]:
+    """Open a trigger file with Pillow, turning read failures into ``ValueError``."""
+    path, _ = _trigger_key(path)
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(
+            f"backdoor_path: expected an image file Pillow can read, got {path!r} ({exc})"
+        ) from exc
+
+
 def load_trigger(path: object, size: tuple[int, int] | None = None) -> Image.Image:
     """Read a trigger image as RGBA and resize it to ``size = (height, width)`` as ART does.
 
@@ -96,32 +111,19 @@ def load_trigger(path: object, size: tuple[int, int] | None = None) -> Image.Ima
     ValueError
         If Pillow cannot read it.
     """
-    path, _ = _trigger_key(path)
-    try:
-        with Image.open(path) as image:
-            trigger = image.convert("RGBA")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"backdoor_path: expected an image file Pillow can read, got {path!r} ({exc})") from exc
+    with _open_trigger(path) as image:
+        trigger = image.convert("RGBA")
     if size is not None:
         trigger = trigger.resize((size[1], size[0]))  # Pillow sizes are (width, height)
     return trigger
 
 
 def trigger_hw(path: object, size: tuple[int, int] | None) -> tuple[int, int]:
-    """``(height, width)`` the trigger will have: ``size``, or the file's size read from its header."""
+    """``(height, width)`` the trigger will have: ``size``, or the file's, read from its header."""
     if size is not None:
         return size
-    return load_trigger_size(path)
-
-
-def load_trigger_size(path: object) -> tuple[int, int]:
-    """``(height, width)`` of an image file without decoding its pixels."""
-    path, _ = _trigger_key(path)
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"backdoor_path: expected an image file Pillow can read, got {path!r} ({exc})") from exc
+    with _open_trigger(path) as image:
+        width, height = image.size
     return height, width
 
 
@@ -141,7 +143,9 @@ def _probe_lut(trigger: Image.Image, mode: str, blend: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_lut(path: str, mtime_ns: int, size: tuple[int, int] | None, mode: str, blend: float) -> np.ndarray:
+def _cached_lut(
+    path: str, mtime_ns: int, size: tuple[int, int] | None, mode: str, blend: float
+) -> np.ndarray:
     del mtime_ns  # part of the cache key only: an edited trigger file is read again
     lut = _probe_lut(load_trigger(path, size), mode, blend)
     lut.flags.writeable = False
@@ -168,6 +172,8 @@ def _positions(n, image_hw, trigger_hw, random, x_shift, y_shift, seed, rng):
         return x_shift, y_shift
     if seed is not None and rng is not None:
         raise ValueError("seed/rng: expected at most one of them, got both")
+    if seed is not None:
+        positive_int("seed", seed, minimum=0)
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
     bounds = np.tile(np.array([width - tw + 1, height - th + 1], dtype=np.int64), n)
