@@ -27,13 +27,14 @@ def test_fast_recipe_is_the_default():
     assert cfg == TrainConfig()
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.schedule) == (
         "sgd",
-        0.2,
+        0.4,
         256,
-        10,
+        12,
         "onecycle",
     )
+    assert cfg.model.dropout == (0.0, 0.0, 0.0, 0.0) and cfg.label_smoothing == 0.2
     assert cfg.augment == AugmentConfig(crop_padding=4, flip=True)
-    assert cfg.model == ModelConfig() and cfg.model.arch == "simple-cifar10"
+    assert cfg.model == ModelConfig(dropout=(0.0, 0.0, 0.0, 0.0)) and cfg.model.arch == "simple-cifar10"
     assert cfg.precision == "fp32"
 
 
@@ -46,11 +47,12 @@ def test_chapter_recipe_matches_the_book():
     assert cfg.epochs == 100
     assert cfg.schedule == "constant"
     assert cfg.label_smoothing == 0.0 and cfg.weight_decay == 0.0
-    assert cfg.model.dropout is None  # the chapter's dropout rates
+    assert cfg.model.dropout == (0.3, 0.5, 0.5, 0.5)  # the chapter's dropout rates
     assert cfg.model.spec((32, 32, 3), 10) == {
         "arch": "simple-cifar10",
         "input_shape": [32, 32, 3],
         "num_classes": 10,
+        "dropout": [0.3, 0.5, 0.5, 0.5],
     }
 
 
