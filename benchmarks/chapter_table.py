@@ -1,6 +1,6 @@
 """Collect the chapter experiments' results.json files into one Markdown table beside the book's figures.
 
-    python benchmarks/chapter_table.py runs/chapter --out docs/results/chapter.md
+python benchmarks/chapter_table.py runs/chapter --out docs/results/chapter.md
 """
 
 from __future__ import annotations
@@ -53,8 +53,17 @@ def main() -> None:
     parser.add_argument("runs", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    header = ["experiment", "poison (share)", "integration", "seeds", "clean model acc", "poisoned model acc",
-              "ASR", "test airplanes -> bird (clean -> poisoned)", "book"]
+    header = [
+        "experiment",
+        "poison (share)",
+        "integration",
+        "seeds",
+        "clean model acc",
+        "poisoned model acc",
+        "ASR",
+        "test airplanes -> bird (clean -> poisoned)",
+        "book",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path in sorted(args.runs.glob("*/results.json")):
         data = json.loads(path.read_text())

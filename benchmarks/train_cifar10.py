@@ -4,7 +4,8 @@ Logs test accuracy (evaluated after every epoch, outside the timed training) and
 training wall time per epoch, then writes a JSON record. The exact command and results are in
 BENCHMARKS.md.
 
-    python benchmarks/train_cifar10.py --data-dir ../shared/datasets/cifar10-jpeg --out benchmarks/results/train_cifar10.json
+    python benchmarks/train_cifar10.py --data-dir ../shared/datasets/cifar10-jpeg \
+        --out benchmarks/results/train_cifar10.json
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ def check_images(model: PoisonlabModel, images: np.ndarray) -> None:
         raise ValueError(f"images must be a uint8 array (N, H, W, C), got {got}")
     if tuple(images.shape[1:]) != tuple(model.input_shape):
         raise ValueError(
-            f"model expects images of shape {tuple(model.input_shape)} (H, W, C), got {tuple(images.shape[1:])}"
+            f"model expects images of shape {tuple(model.input_shape)} (H, W, C), "
+            f"got {tuple(images.shape[1:])}"
         )
 
 

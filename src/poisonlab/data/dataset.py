@@ -169,7 +169,8 @@ class Dataset:
             raise ValueError(f"cannot concatenate images of shape {other.image_shape} to {self.image_shape}")
         if other.class_names != self.class_names:
             raise ValueError(
-                f"cannot concatenate datasets with different classes: {other.class_names} vs {self.class_names}"
+                "cannot concatenate datasets with different classes: "
+                f"{other.class_names} vs {self.class_names}"
             )
         mask = None
         if self.poison_mask is not None or other.poison_mask is not None:
