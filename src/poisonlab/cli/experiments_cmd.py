@@ -6,15 +6,15 @@ import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 from poisonlab.experiments import load_experiment, run_experiment
 from poisonlab.experiments.demo import run_demo, summary_rows
 from poisonlab.experiments.report import metric_rows
 
-console = Console()
+console = make_console()
 
 
 @cli_errors

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 from poisonlab.data.catalog import load_dataset_path, load_splits
 from poisonlab.data.images import load_image_file
@@ -16,7 +16,7 @@ from poisonlab.evaluation import evaluate, write_evaluation
 from poisonlab.inference import forward_pass
 from poisonlab.workflows import check_model_fits, load_model_ref, resolve_train_config, train_and_save
 
-console = Console()
+console = make_console()
 
 DATASET_OPT = typer.Option("digits", "--dataset", "-d", help="cifar10 or digits (embedded, offline)")
 DATA_DIR_OPT = typer.Option(None, "--data-dir", help="CIFAR-10 location (else $POISONLAB_DATA, cache)")

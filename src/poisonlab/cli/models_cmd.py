@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 from poisonlab.models.checkpoint import read_card
 from poisonlab.models.store import ModelStore
 
 models_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 @models_app.command("list")
