@@ -19,6 +19,7 @@ BOOK = {
     "art-image-insert": "clean 0.86, ASR 0.89",
     "cyan-square-add": "(not reported; saturation problem described)",
     "cyan-square-replace": "(not reported)",
+    "control-finetune": "(no poison: what the fine-tune alone costs)",
 }
 
 

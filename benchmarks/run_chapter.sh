@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/chapter}"
 mkdir -p "$out"
-for name in rutan-finetune embraer-finetune art-pattern art-single-pixel art-image-insert \
+for name in rutan-finetune embraer-finetune control-finetune art-pattern art-single-pixel art-image-insert \
             cyan-square-replace cyan-square-add rutan-retrain; do
   echo "=== $name $(date -u +%H:%M:%S)"
   .venv/bin/poisonlab run "experiments/chapter/$name.yaml" --out "$out/$name" --quiet

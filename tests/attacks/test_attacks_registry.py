@@ -15,15 +15,16 @@ def _params(name: str, clean: Dataset, trigger) -> dict:
         "label_flip": dict(source="airplane", target="bird", count=7, seed=1),
         "random_label_flip": dict(fraction=0.1, seed=1),
         "backdoor": dict(perturbation=trigger, trigger_name="corner", source="airplane", target="bird"),
+        "none": {},
     }[name]
 
 
-EXPECTED_LEN = {"mislabel": 205, "label_flip": 200, "random_label_flip": 200, "backdoor": 220}
-EXPECTED_POISON = {"mislabel": 5, "label_flip": 7, "random_label_flip": 20, "backdoor": 20}
+EXPECTED_LEN = {"mislabel": 205, "label_flip": 200, "random_label_flip": 200, "backdoor": 220, "none": 200}
+EXPECTED_POISON = {"mislabel": 5, "label_flip": 7, "random_label_flip": 20, "backdoor": 20, "none": 0}
 
 
 def test_registry_names():
-    assert set(ATTACKS) == {"mislabel", "label_flip", "random_label_flip", "backdoor"}
+    assert set(ATTACKS) == {"mislabel", "label_flip", "random_label_flip", "backdoor", "none"}
     assert all(issubclass(c, PoisoningAttack) for c in ATTACKS.values())
 
 

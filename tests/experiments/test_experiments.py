@@ -175,3 +175,16 @@ def test_aggregate_mean_std() -> None:
     agg = aggregate([{"a": 1.0, "b": 2.0}, {"a": 3.0}])
     assert agg["a"] == {"mean": 2.0, "std": 1.0, "values": [1.0, 3.0]}
     assert agg["b"]["values"] == [2.0]
+
+
+def test_control_run_has_no_poison_and_same_integration(tmp_path: Path, splits: Splits) -> None:
+    cfg = parse_experiment(_config(attack={"kind": "none"}, integration="finetune",
+                                   metrics={"source": "red", "target": "green"}))
+    result = run_experiment(cfg, tmp_path / "c", device="cpu", progress=False, splits=splits)
+    run = result.runs[0]
+    assert run.poison.poison_indices == frozenset()
+    assert run.poison.dataset.content_hash == splits.train.content_hash
+    assert result.runs[0].measurement.attack_success_rate is None
+    card = json.loads((tmp_path / "c" / "models" / "seed-0" / "model.json").read_text())
+    assert card["parent_id"] == result.clean_model_id  # fine-tuned from the clean model like an attack
+    assert "none: control run, no poison" in (tmp_path / "c" / "report.md").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from poisonlab.attacks.backdoor import BackdoorAttack, BackdoorPoisoning, apply_trigger
 from poisonlab.attacks.base import PoisoningAttack, PoisonResult
+from poisonlab.attacks.control import NoPoison
 from poisonlab.attacks.label_flip import LabelFlip, RandomLabelFlip
 from poisonlab.attacks.mislabel import MislabelInjection
 
@@ -18,6 +19,7 @@ ATTACKS: dict[str, type[PoisoningAttack]] = {
     "label_flip": LabelFlip,
     "random_label_flip": RandomLabelFlip,
     "backdoor": BackdoorPoisoning,
+    "none": NoPoison,
 }
 
 
@@ -36,6 +38,7 @@ __all__ = [
     "BackdoorPoisoning",
     "LabelFlip",
     "MislabelInjection",
+    "NoPoison",
     "PoisonResult",
     "PoisoningAttack",
     "RandomLabelFlip",

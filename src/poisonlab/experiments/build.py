@@ -9,11 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from poisonlab.attacks import BackdoorPoisoning, LabelFlip, MislabelInjection, RandomLabelFlip
+from poisonlab.attacks import BackdoorPoisoning, LabelFlip, MislabelInjection, NoPoison, RandomLabelFlip
 from poisonlab.attacks.base import PoisoningAttack
 from poisonlab.data.catalog import load_dataset_path
 from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.experiments.config import BackdoorSpec, ExperimentConfig, LabelFlipSpec, MislabelSpec
+from poisonlab.experiments.config import (
+    BackdoorSpec,
+    ControlSpec,
+    ExperimentConfig,
+    LabelFlipSpec,
+    MislabelSpec,
+)
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.checkpoint import load_model
 from poisonlab.models.store import ModelStore, poisonlab_home
@@ -69,6 +75,8 @@ def build_attack(cfg: ExperimentConfig, splits: Splits, seed: int) -> PoisoningA
             integration=spec.integration,
             seed=seed,
         )
+    if isinstance(spec, ControlSpec):
+        return NoPoison()
     return RandomLabelFlip(fraction=spec.fraction, seed=seed)
 
 

@@ -91,8 +91,15 @@ class BackdoorSpec(_Strict):
     integration: Literal["concat", "replace"] = "concat"
 
 
+class ControlSpec(_Strict):
+    """No poison: the same integration as an attack, to measure what the integration alone costs."""
+
+    kind: Literal["none"]
+
+
 AttackSpec = Annotated[
-    MislabelSpec | LabelFlipSpec | RandomLabelFlipSpec | BackdoorSpec, Field(discriminator="kind")
+    MislabelSpec | LabelFlipSpec | RandomLabelFlipSpec | BackdoorSpec | ControlSpec,
+    Field(discriminator="kind"),
 ]
 
 
