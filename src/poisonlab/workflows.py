@@ -8,15 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from poisonlab.data.dataset import Dataset
 from poisonlab.evaluation import evaluate
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.checkpoint import ModelCard, load_model, save_model
 from poisonlab.models.store import ModelStore, resolve_model_path
 from poisonlab.training import TrainConfig, TrainResult, default_recipe, load_train_config, train
-from poisonlab.training.config import PRESETS
+from poisonlab.training.config import PRESETS, validate_train_settings
 
 
 def resolve_train_config(
@@ -42,11 +40,7 @@ def resolve_train_config(
     if arch is not None:
         data["model"]["arch"] = arch
     data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ValueError(f"invalid training setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
+    return validate_train_settings(data)
 
 
 @dataclass(frozen=True)

@@ -183,3 +183,16 @@ def test_missing_and_corrupt_files(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not an image at all")
     with pytest.raises(ValueError, match="cannot read image bad.jpg"):
         load_image_file(tmp_path / "bad.jpg")
+
+
+def test_rgb_to_gray_weights_and_errors():
+    import numpy as np
+    import pytest
+
+    from poisonlab.data.images import rgb_to_gray
+
+    x = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]], dtype=np.uint8)
+    assert rgb_to_gray(x)[..., 0].tolist() == [[76, 150, 29, 255]]
+    assert rgb_to_gray(x).shape == (1, 4, 1)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        rgb_to_gray(x[..., :1])

@@ -178,8 +178,9 @@ def test_aggregate_mean_std() -> None:
 
 
 def test_control_run_has_no_poison_and_same_integration(tmp_path: Path, splits: Splits) -> None:
-    cfg = parse_experiment(_config(attack={"kind": "none"}, integration="finetune",
-                                   metrics={"source": "red", "target": "green"}))
+    cfg = parse_experiment(
+        _config(attack={"kind": "none"}, integration="finetune", metrics={"source": "red", "target": "green"})
+    )
     result = run_experiment(cfg, tmp_path / "c", device="cpu", progress=False, splits=splits)
     run = result.runs[0]
     assert run.poison.poison_indices == frozenset()

@@ -25,4 +25,6 @@ class NoPoison(PoisoningAttack):
     def poison(self, clean: Dataset) -> PoisonResult:
         if not isinstance(clean, Dataset):
             raise ValueError(f"clean must be a Dataset, got {type(clean).__name__}")
-        return make_result(clean.replace(poison_mask=np.zeros(len(clean), dtype=bool)), "none: control run, no poison")
+        return make_result(
+            clean.replace(poison_mask=np.zeros(len(clean), dtype=bool)), "none: control run, no poison"
+        )

@@ -11,7 +11,7 @@ from rich.table import Table
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 from poisonlab.data.catalog import load_dataset_path, load_splits
-from poisonlab.data.images import load_image_file
+from poisonlab.data.images import load_image_file, rgb_to_gray
 from poisonlab.evaluation import evaluate, write_evaluation
 from poisonlab.inference import forward_pass
 from poisonlab.workflows import check_model_fits, load_model_ref, resolve_train_config, train_and_save
@@ -127,9 +127,7 @@ def predict_command(
         raise ValueError(f"predict needs a square input model, this one takes {h}x{w}")
     batch = np.stack([load_image_file(p, size=h) for p in images])
     if c == 1:
-        batch = np.round(batch.astype(np.float32) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[
-            ..., None
-        ]
+        batch = rgb_to_gray(batch)
     probs = forward_pass(net, batch, device=device).probabilities
     table = Table("image", "prediction", f"top {min(top, len(card.class_names))}")
     for path, p in zip(images, probs, strict=True):

@@ -365,3 +365,12 @@ def load_prepared(path: str | os.PathLike[str]) -> np.ndarray:
         if count != x.shape[0]:
             raise ValueError(f"{names} lists {count} files but {file} holds {x.shape[0]} images")
     return x
+
+
+def rgb_to_gray(x: np.ndarray) -> np.ndarray:
+    """uint8 RGB images (..., 3) -> uint8 grayscale (..., 1) with ITU-R BT.601 weights, rounded
+    (Pillow's ``convert("L")`` may differ by one level through its integer arithmetic)."""
+    if x.dtype != np.uint8 or x.shape[-1] != 3:
+        raise ValueError(f"expected uint8 RGB images (..., 3), got {x.dtype} {x.shape}")
+    gray = np.round(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    return gray.astype(np.uint8)[..., None]

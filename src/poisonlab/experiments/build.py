@@ -13,6 +13,7 @@ from poisonlab.attacks import BackdoorPoisoning, LabelFlip, MislabelInjection, N
 from poisonlab.attacks.base import PoisoningAttack
 from poisonlab.data.catalog import load_dataset_path
 from poisonlab.data.dataset import Dataset, Splits
+from poisonlab.data.images import rgb_to_gray
 from poisonlab.experiments.config import (
     BackdoorSpec,
     ControlSpec,
@@ -21,7 +22,7 @@ from poisonlab.experiments.config import (
     MislabelSpec,
 )
 from poisonlab.models.base import PoisonlabModel
-from poisonlab.models.checkpoint import load_model
+from poisonlab.models.checkpoint import load_model, read_card, write_card
 from poisonlab.models.store import ModelStore, poisonlab_home
 from poisonlab.training import TrainConfig
 from poisonlab.workflows import train_and_save
@@ -41,8 +42,7 @@ def external_images(cfg: ExperimentConfig, spec: MislabelSpec, splits: Splits) -
             path, class_names=splits.class_names, label=spec.target, size=splits.train.image_shape[0]
         )
         if ds.image_shape[-1] != splits.train.image_shape[-1] and splits.train.image_shape[-1] == 1:
-            gray = np.round(ds.x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
-            ds = ds.replace(x=gray.astype(np.uint8)[..., None])
+            ds = ds.replace(x=rgb_to_gray(ds.x))
         return ds
     fs = spec.from_split
     held_out = getattr(splits, fs.split)
@@ -110,8 +110,6 @@ def clean_baseline(
         store=ModelStore(),
     )
     history = [h.__dict__ for h in trained.result.history]
-    from poisonlab.models.checkpoint import read_card, write_card
-
     card = read_card(folder)
     write_card(card.model_copy(update={"metrics": {**card.metrics, "history": history}}), folder)
     return trained.result.model, trained.card.id, history, False

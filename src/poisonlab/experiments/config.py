@@ -144,7 +144,7 @@ def _shared_dir() -> str:
 
 
 def _resolve(spec: TrainingSpec, dataset: str, base_dir: str) -> TrainConfig:
-    from poisonlab.training.config import default_recipe, load_train_config
+    from poisonlab.training.config import default_recipe, load_train_config, validate_train_settings
 
     if spec.file is not None:
         base = load_train_config(Path(base_dir) / spec.file)
@@ -158,11 +158,7 @@ def _resolve(spec: TrainingSpec, dataset: str, base_dir: str) -> TrainConfig:
             data[key] = {**data[key], **value}
         else:
             data[key] = value
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ValueError(f"invalid training setting {'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
+    return validate_train_settings(data)
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:

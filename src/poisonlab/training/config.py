@@ -116,6 +116,16 @@ def chapter_finetune(epochs: int = 10, batch_size: int = 64) -> TrainConfig:
     )
 
 
+def validate_train_settings(data: dict, origin: str = "training setting") -> TrainConfig:
+    """``TrainConfig.model_validate`` with the first problem as a one-line ValueError."""
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "config"
+        raise ValueError(f"invalid {origin} {where}: {err['msg']}") from exc
+
+
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read a :class:`TrainConfig` from a ``.yaml``/``.yml``/``.json`` file (unknown keys are errors)."""
     path = Path(path)
@@ -128,12 +138,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
         raise ValueError(f"cannot parse {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping of training settings, got {type(data).__name__}")
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "config"
-        raise ValueError(f"invalid training config {path}: {where}: {err['msg']}") from exc
+    return validate_train_settings(data, origin=f"training config {path}:")
 
 
 def digits_recipe() -> TrainConfig:
