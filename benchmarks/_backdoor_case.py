@@ -44,7 +44,10 @@ def backdoor_case(data_dir: str | None, *, device: str = "auto", progress: bool 
     attack = BackdoorPoisoning(perturbation=trigger, trigger_name="pattern", source="airplane", target="bird")
     poisoned = attack.poison(splits.train).dataset.replace(name="cifar10-pattern-airplane-bird")
     model, model_id, _, _ = clean_baseline(
-        Splits(train=poisoned, val=splits.val, test=splits.test), fast_recipe(), device=device, progress=progress
+        Splits(train=poisoned, val=splits.val, test=splits.test),
+        fast_recipe(),
+        device=device,
+        progress=progress,
     )
     return BackdoorCase(splits, poisoned, model.eval(), model_id, source=0, target=2)
 
@@ -56,7 +59,9 @@ def attack_figures(case: BackdoorCase, device: str = "auto") -> dict[str, float]
     trigger = get_trigger("pattern", distance=2, pixel_value=1)
     src = test.y == case.source
     triggered = trigger(test.x[src])
-    asr = attack_success_rate(test.y[src], predict(case.model, triggered, device=device), case.target, case.source)
+    asr = attack_success_rate(
+        test.y[src], predict(case.model, triggered, device=device), case.target, case.source
+    )
     return {"clean_accuracy": float(clean_acc), "attack_success_rate": float(asr)}
 
 
@@ -66,4 +71,9 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     case = backdoor_case(args.data_dir, device=args.device)
-    print(len(case.poisoned), int(np.sum(case.poisoned.poison_mask)), case.model_id, attack_figures(case, args.device))
+    print(
+        len(case.poisoned),
+        int(np.sum(case.poisoned.poison_mask)),
+        case.model_id,
+        attack_figures(case, args.device),
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.models import SimpleCifarCNN
@@ -20,6 +21,9 @@ from poisonlab.models.checkpoint import save_model
 # CNN step took ~1 s (OpenMP threads waiting on each other), with 1 thread ~5 ms. The suite only
 # runs tiny models, so one thread is both faster and deterministic.
 torch.set_num_threads(1)
+# The same holds for numpy/scipy/scikit-learn's BLAS: a 262x64 SVD took 2-3 s with two OpenBLAS
+# threads on the busy cores and 15 ms with one.
+threadpool_limits(1)
 
 COLOUR_CLASSES = ("red", "green", "blue")
 _COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220]], dtype=np.int64)

@@ -24,6 +24,9 @@ def run_command(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="override the config's dataset location"),
     device: str = typer.Option("auto", "--device"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    save_data: bool = typer.Option(
+        False, "--save-data", help="also write each poisoned training set to OUT/data/seed-N.npz (for scan)"
+    ),
 ) -> None:
     """Run one poisoning experiment (clean baseline cached, attack, integration, metrics, report)."""
     cfg = load_experiment(config)
@@ -31,7 +34,7 @@ def run_command(
         cfg = cfg.model_copy(
             update={"dataset": cfg.dataset.model_copy(update={"data_dir": str(data_dir.resolve())})}
         )
-    result = run_experiment(cfg, out, device=device, progress=not quiet)
+    result = run_experiment(cfg, out, device=device, progress=not quiet, save_data=save_data)
     table = Table(title=cfg.name)
     for column in ("metric", "clean model", "poisoned model"):
         table.add_column(column, no_wrap=column != "metric")
@@ -73,3 +76,32 @@ def demo_command(
     for row in rows:
         console.print(f"report: {out / row[-1]}", soft_wrap=True)
     console.print(f"summary: {out / 'summary.html'}", soft_wrap=True)
+
+
+@cli_errors
+def matrix_command(
+    config: Path = typer.Argument(..., help="matrix config (YAML/JSON), e.g. experiments/defenses/*.yaml"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for matrix.json, heatmaps and the report"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="override the config's dataset location"),
+    device: str = typer.Option("auto", "--device"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run every attack of CONFIG against every defense: detection P/R/F1/AUROC and mitigation."""
+    from poisonlab.experiments.matrix import run_matrix
+    from poisonlab.experiments.matrix_config import load_matrix
+
+    cfg = load_matrix(config)
+    if data_dir is not None:
+        cfg = cfg.model_copy(
+            update={"dataset": cfg.dataset.model_copy(update={"data_dir": str(data_dir.resolve())})}
+        )
+    result = run_matrix(cfg, out, device=device, progress=not quiet)
+    table = Table(title=f"{cfg.name}: detection F1")
+    table.add_column("attack")
+    for d in cfg.defenses:
+        table.add_column(d.name[:12])
+    for row in result.rows:
+        cells = [row.detection[d.name].get("f1") for d in cfg.defenses]
+        table.add_row(row.name, *("-" if v is None else f"{v:.2f}" for v in cells))
+    console.print(table)
+    console.print(f"report: {out / 'report.html'}", soft_wrap=True)

@@ -213,7 +213,9 @@ def flag_top_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:
     return mask
 
 
-def check_fraction(value: object, name: str, *, low: float = 0.0, high: float = 1.0, inclusive_low: bool = False) -> float:
+def check_fraction(
+    value: object, name: str, *, low: float = 0.0, high: float = 1.0, inclusive_low: bool = False
+) -> float:
     """Validate a float parameter in (low, high] (or [low, high] when ``inclusive_low``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")

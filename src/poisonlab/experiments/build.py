@@ -86,13 +86,21 @@ def baseline_key(train: Dataset, config: TrainConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def clean_baseline(
-    splits: Splits, config: TrainConfig, *, device: str, progress: bool, cache_dir: Path | None = None
+def cached_model(
+    splits: Splits,
+    config: TrainConfig,
+    *,
+    device: str,
+    progress: bool,
+    name: str,
+    cache_dir: Path | None = None,
 ) -> tuple[PoisonlabModel, str, list, bool]:
-    """The clean model for (data, config), trained once and reused by every experiment.
+    """The model trained from scratch on ``splits.train`` with ``config``, trained once and reused.
 
-    Returns the model, its id, its training history (empty when loaded from cache) and whether
-    it came from the cache.
+    Models are cached under ``$POISONLAB_HOME/baselines/<key>`` where the key hashes the training
+    data and the full config (:func:`baseline_key`), so a clean baseline, a poisoned model or a
+    model retrained after mitigation is each trained only once. Returns the model, its id, its
+    training history (empty when loaded from cache) and whether it came from the cache.
     """
     folder = (cache_dir or poisonlab_home() / "baselines") / baseline_key(splits.train, config)
     if (folder / "model.json").is_file():
@@ -106,10 +114,24 @@ def clean_baseline(
         test_data=splits.test,
         device=device,
         progress=progress,
-        name=f"baseline-{splits.train.name}",
+        name=name,
         store=ModelStore(),
     )
     history = [h.__dict__ for h in trained.result.history]
     card = read_card(folder)
     write_card(card.model_copy(update={"metrics": {**card.metrics, "history": history}}), folder)
     return trained.result.model, trained.card.id, history, False
+
+
+def clean_baseline(
+    splits: Splits, config: TrainConfig, *, device: str, progress: bool, cache_dir: Path | None = None
+) -> tuple[PoisonlabModel, str, list, bool]:
+    """The clean model for (data, config), trained once and reused by every experiment."""
+    return cached_model(
+        splits,
+        config,
+        device=device,
+        progress=progress,
+        name=f"baseline-{splits.train.name}",
+        cache_dir=cache_dir,
+    )

@@ -161,11 +161,11 @@ def _resolve(spec: TrainingSpec, dataset: str, base_dir: str) -> TrainConfig:
     return validate_train_settings(data)
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment config (YAML or JSON)."""
+def read_config_mapping(path: str | Path, what: str = "experiment config") -> dict:
+    """The mapping stored in a YAML/JSON config file, with ``base_dir`` set to the file's folder."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"experiment config not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -174,7 +174,12 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping, got {type(data).__name__}")
     data.setdefault("base_dir", str(path.parent.resolve()))
-    return parse_experiment(data, origin=str(path))
+    return data
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment config (YAML or JSON)."""
+    return parse_experiment(read_config_mapping(path), origin=str(path))
 
 
 def parse_experiment(data: dict, origin: str = "config") -> ExperimentConfig:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from poisonlab.attacks.base import PoisonResult
+from poisonlab.data.arrays import save_arrays
 from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Splits
 from poisonlab.experiments.build import build_attack, clean_baseline, trigger_for
@@ -104,8 +105,14 @@ def run_experiment(
     device: str = "auto",
     progress: bool = True,
     splits: Splits | None = None,
+    save_data: bool = False,
 ) -> ExperimentResult:
-    """Run ``cfg`` and write its results and report into ``out_dir``."""
+    """Run ``cfg`` and write its results and report into ``out_dir``.
+
+    With ``save_data`` each seed's poisoned training set (with its ground-truth poison mask) is
+    also written to ``out_dir/data/seed-<seed>.npz``, next to its model in ``models/seed-<seed>``,
+    ready for ``poisonlab scan``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if splits is None:
@@ -131,6 +138,8 @@ def run_experiment(
     )
     for seed in cfg.seeds:
         poison = build_attack(cfg, splits, seed).poison(splits.train)
+        if save_data:
+            save_arrays(poison.dataset, out / "data" / f"seed-{seed}.npz")
         model, model_id, history = _poisoned_model(
             cfg, splits, poison, clean, clean_id, seed, out, device, progress
         )

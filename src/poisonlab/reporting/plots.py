@@ -99,6 +99,63 @@ def curves_png(
     return _save(fig, path)
 
 
+def heatmap_png(
+    matrix: np.ndarray,
+    path: str | Path,
+    *,
+    row_labels: list[str],
+    col_labels: list[str],
+    title: str = "",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    cmap: str = "viridis",
+) -> Path:
+    """Annotated heatmap of a float matrix (rows x cols); NaN cells are drawn grey and marked "n/a"."""
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"matrix shape {m.shape} does not match {len(row_labels)}x{len(col_labels)} labels")
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(col_labels), 1.2 + 0.42 * len(row_labels)))
+    colormap = plt.get_cmap(cmap).copy()
+    colormap.set_bad("#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(m), cmap=colormap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    mid = (vmin + vmax) / 2
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            v = m[i, j]
+            text = "n/a" if np.isnan(v) else f"{v:.2f}"
+            color = "black" if np.isnan(v) or v > mid else "white"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def score_histogram_png(
+    scores: np.ndarray, path: str | Path, *, poison_mask: np.ndarray | None = None, title: str = ""
+) -> Path:
+    """Histogram of suspicion scores, split into clean and poison when the truth is known."""
+    s = np.asarray(scores, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bins = np.histogram_bin_edges(s, bins=50) if s.size else 10
+    if poison_mask is None:
+        ax.hist(s, bins=bins, color="#4c72b0")
+    else:
+        ax.hist(s[~poison_mask], bins=bins, alpha=0.6, label="clean", color="#4c72b0")
+        ax.hist(s[poison_mask], bins=bins, alpha=0.6, label="poison", color="#c44e52")
+        ax.legend()
+    ax.set_yscale("log")
+    ax.set_xlabel("suspicion score (higher = more suspicious)")
+    ax.set_ylabel("samples")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,135 @@
+"""``poisonlab scan``: screen a training set with one or more defenses; JSON + HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from poisonlab.cli._console import make_console
+from poisonlab.cli._errors import cli_errors
+from poisonlab.cli.lab import DATA_DIR_OPT, DEVICE_OPT
+from poisonlab.data.catalog import DATASETS, load_dataset_path, load_splits
+from poisonlab.data.dataset import Dataset
+from poisonlab.defenses import DEFENSES
+from poisonlab.defenses.scan import scan
+from poisonlab.defenses.scan_report import write_scan_report
+from poisonlab.workflows import check_model_fits, load_model_ref
+
+console = make_console()
+
+_SPLITS = ("train", "val", "test")
+
+
+def _named(text: str) -> tuple[str, str] | None:
+    """``"digits"`` -> ("digits", ""), ``"cifar10:val"`` -> ("cifar10", "val"); None for paths."""
+    name, _, split = text.partition(":")
+    if name.strip().lower() not in DATASETS:
+        return None
+    if split and split not in _SPLITS:
+        raise ValueError(f"split after {name!r} must be one of {list(_SPLITS)}, got {split!r}")
+    return name.strip().lower(), split
+
+
+def load_scan_data(
+    dataset: str,
+    trusted: str | None,
+    *,
+    split: str,
+    data_dir: Path | None,
+    class_names: tuple[str, ...] | None,
+) -> tuple[Dataset, Dataset | None]:
+    """The dataset to scan and the trusted reference set (see ``poisonlab scan --help``)."""
+    named = _named(dataset)
+    if named is not None:
+        splits = load_splits(named[0], data_dir=data_dir)
+        data = getattr(splits, named[1] or split)
+        default_trusted = splits.val if (named[1] or split) != "val" else splits.test
+    else:
+        data = load_dataset_path(dataset, class_names=class_names)
+        default_trusted = None
+    if trusted is None:
+        return data, default_trusted
+    named_t = _named(trusted)
+    if named_t is not None:
+        return data, getattr(load_splits(named_t[0], data_dir=data_dir), named_t[1] or "val")
+    if trusted in _SPLITS and named is not None:
+        return data, getattr(splits, trusted)
+    return data, load_dataset_path(trusted, class_names=data.class_names)
+
+
+@cli_errors
+def scan_command(
+    dataset: str = typer.Argument(
+        ...,
+        help="a dataset name (digits, cifar10, optionally name:split) or a path (.npz as written by "
+        "poisonlab run --save-data, image folder, prepared folder)",
+    ),
+    method: list[str] = typer.Option(
+        ...,
+        "--method",
+        "-M",
+        help="defense to run, repeatable; NAME or NAME:key=value,... (see poisonlab defenses list)",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="report folder"),
+    model: str | None = typer.Option(None, "--model", "-m", help="model folder or registry id"),
+    trusted: str | None = typer.Option(
+        None,
+        "--trusted",
+        help="clean reference data: val/test (of a named dataset), name:split or a path; default: the "
+        "named dataset's val split",
+    ),
+    split: str = typer.Option("train", "--split", help="split of a named dataset to scan"),
+    top: int = typer.Option(50, "--top", min=1, help="ranked suspicious samples to list per method"),
+    data_dir: Path | None = DATA_DIR_OPT,
+    device: str = DEVICE_OPT,
+) -> None:
+    """Screen a training set for poison with one or more defenses (they share one forward pass)."""
+    if split not in _SPLITS:
+        raise ValueError(f"--split must be one of {list(_SPLITS)}, got {split!r}")
+    net = card = None
+    if model is not None:
+        net, card, path = load_model_ref(model)
+    data, reference = load_scan_data(
+        dataset, trusted, split=split, data_dir=data_dir, class_names=card.class_names if card else None
+    )
+    if card is not None:
+        check_model_fits(card, data)
+    result = scan(data, method, model=net, trusted=reference, device=device)
+    info = None if card is None else {"id": card.id, "name": card.name, "path": str(path)}
+    paths = write_scan_report(result, out, top=top, model_info=info)
+    _print_summary(result)
+    console.print(f"report: {paths['report_html']}", soft_wrap=True)
+
+
+def _print_summary(result) -> None:
+    known = result.dataset.poison_mask is not None
+    table = Table(title=f"scan of {result.dataset.name} ({len(result.dataset)} samples)")
+    for col in ["method", "flagged", *(["precision", "recall", "f1", "auroc"] if known else []), "seconds"]:
+        table.add_column(col)
+    for m in result.methods:
+        row = [m.name, str(int(m.flagged.sum()))]
+        if known:
+            row += [
+                "-" if m.metrics[k] is None else f"{m.metrics[k]:.3f}"
+                for k in ("precision", "recall", "f1", "auroc")
+            ]
+        table.add_row(*row, f"{m.seconds:.2f}")
+    console.print(table)
+
+
+defenses_app = typer.Typer(help="The registered defenses.", no_args_is_help=True)
+
+
+@defenses_app.command("list")
+def list_command() -> None:
+    """List every registered defense: what it looks at, what it needs, its paper."""
+    table = Table("name", "space", "needs", "paper")
+    for name in DEFENSES:
+        cls = DEFENSES[name]
+        needs = ", ".join(
+            w for w, flag in (("model", cls.needs_model), ("trusted", cls.needs_trusted)) if flag
+        )
+        table.add_row(name, cls.space, needs or "-", cls.paper)
+    console.print(table)

@@ -1,0 +1,295 @@
+"""Activation clustering: split each class's penultimate activations in two and ask which half is foreign.
+
+Chen, Carvalho, Baracaldo, Ludwig, Edwards, Lee, Molloy and Srivastava, "Detecting Backdoor
+Attacks on Deep Neural Networks by Activation Clustering", AAAI Workshop on Artificial
+Intelligence Safety (SafeAI), 2019, arXiv:1811.03728.
+
+A backdoored model gives triggered source images the target label for another reason (the
+trigger) than the target's own images, so the target class's activations form two groups. Per
+labelled class: reduce the activations (N_k, D) to ``n_components`` dimensions (PCA, or ICA as in
+the paper), split them with 2-means, then judge the split (``analysis``):
+
+* ``"reclassification"`` (the paper's exclusionary reclassification, see
+  :mod:`poisonlab.defenses._reclassification`): a head trained without one cluster classifies
+  it. Poisoned when one cluster is mostly (``reclass_threshold``) given another class, its
+  source, and ``reclass_margin`` more often than its sibling: when both are, the whole class is
+  confused with another (the source class of a label flip), which is no planted cluster;
+* ``"silhouette"``: the split is much cleaner than the other classes': silhouette at least
+  ``silhouette_threshold`` and, with five or more classes, a robust z-score across classes of at
+  least ``z_threshold``;
+* ``"relative-size"``: the smaller cluster holds at most ``size_threshold`` of its class;
+* ``"size"``: the smaller cluster of every class (the paper's simplest rule; it flags a cluster
+  in every class, clean ones too);
+* ``"distance"``: the smaller cluster's centroid is at least ``1 / distance_threshold`` times as
+  far from its sibling as from the nearest other class mean (full feature space);
+* ``"auto"`` (default): reclassification or silhouette. Reclassification alone misses clusters
+  the model has drawn fully into the target class (the frozen features then keep little of the
+  source class); silhouette alone cannot tell which of two equal halves is the poison.
+
+The suspect is the smaller cluster, or the one more often reclassified elsewhere when that is
+decisive or the clusters are of similar size. Reclassification presumes features that separate
+the labelled classes: when the model fits under ``MIN_FIT_ACCURACY`` of the scanned labels, it
+is not used. Only the suspect cluster of a poisoned class is flagged.
+
+Score of sample i in class k: ``e_k * a_i``. ``a_i`` in [0, 1] is the affinity to the suspect
+cluster, ``d(i, other centroid) / (d(i, suspect centroid) + d(i, other centroid))`` in the
+reduced space (above 0.5 exactly for the suspect's members); ``e_k = 0.5 * poisoned_k + 0.5 *
+strength_k`` in [0, 1] lifts poisoned classes above the others, ``strength_k`` being the
+analysis' continuous evidence: the reclassification margin ``o_s * (1 - o_sibling)`` (``o`` =
+share given another class) or the silhouette for ``"auto"`` (the larger), the silhouette, one
+minus twice the smaller cluster's share, or ``r / (1 + r)`` for the distance ratio ``r``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA, FastICA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import silhouette_score
+from threadpoolctl import threadpool_limits
+
+from poisonlab.data.dataset import Dataset
+from poisonlab.defenses._reclassification import (
+    MIN_CLASSES_FOR_Z,
+    check_open_fraction,
+    check_positive_float,
+    judge_sides,
+    reclassify_sides,
+    robust_z,
+    standardized_features,
+)
+from poisonlab.defenses.base import Defense, check_fraction, check_positive_int, class_groups, representations
+from poisonlab.inference import ForwardResult
+from poisonlab.models.base import PoisonlabModel
+
+__all__ = ["ActivationClustering"]
+
+ANALYSES = ("auto", "reclassification", "silhouette", "relative-size", "size", "distance")
+REDUCTIONS = ("pca", "ica")
+MIN_FIT_ACCURACY = 0.5
+# Silhouette on a seeded subsample: O(n^2) on 8,000 activations would dominate the run.
+SILHOUETTE_SAMPLE = 2000
+
+
+class ActivationClustering(Defense):
+    """Per-class 2-means on reduced penultimate activations, judged by reclassification or silhouette.
+
+    Parameters
+    ----------
+    n_components : int
+        Dimensions kept before 2-means (the paper uses 10), >= 1; capped at the feature
+        dimension and the class size.
+    reduction : {"pca", "ica"}
+        PCA, or FastICA as in the paper (slower and, on the digits fixtures, less stable).
+    analysis : {"auto", "reclassification", "silhouette", "relative-size", "size", "distance"}
+        How a class is judged poisoned (module docstring).
+    size_threshold : float
+        ``"relative-size"``: largest class share of a poisoned smaller cluster, in (0, 0.5].
+    silhouette_threshold : float
+        Lowest silhouette of a poisoned split, in (0, 1].
+    z_threshold : float
+        Lowest robust z-score of the silhouette across classes, > 0.
+    distance_threshold : float
+        ``"distance"``: lowest ratio sibling distance / nearest other class distance, > 0.
+    reclass_threshold : float
+        Share of a cluster given another class that counts as "mostly", in (0, 1).
+    reclass_margin : float
+        How much more often than its sibling the suspect must be given another class, in [0, 1].
+    max_train_per_class : int
+        Samples per class (seeded subsample) of each reclassification head, >= 10.
+    min_class_size : int
+        Classes with fewer samples are not analysed (never flagged), >= 4.
+    random_state : int
+        Seed of the reduction, 2-means and subsampling, >= 0.
+    """
+
+    name = "activation_clustering"
+    space = "features"
+    needs_model = True
+    needs_trusted = False
+    paper = (
+        "Chen et al., Detecting Backdoor Attacks on Deep Neural Networks by Activation Clustering, "
+        "SafeAI@AAAI 2019, arXiv:1811.03728"
+    )
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 10,
+        reduction: str = "pca",
+        analysis: str = "auto",
+        size_threshold: float = 0.35,
+        silhouette_threshold: float = 0.25,
+        z_threshold: float = 4.0,
+        distance_threshold: float = 1.0,
+        reclass_threshold: float = 0.5,
+        reclass_margin: float = 0.25,
+        max_train_per_class: int = 500,
+        min_class_size: int = 20,
+        random_state: int = 0,
+    ) -> None:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if analysis not in ANALYSES:
+            raise ValueError(f"analysis must be one of {ANALYSES}, got {analysis!r}")
+        self.n_components = check_positive_int(n_components, "n_components")
+        self.reduction = reduction
+        self.analysis = analysis
+        self.size_threshold = check_fraction(size_threshold, "size_threshold", high=0.5)
+        self.silhouette_threshold = check_fraction(silhouette_threshold, "silhouette_threshold")
+        self.z_threshold = check_positive_float(z_threshold, "z_threshold")
+        self.distance_threshold = check_positive_float(distance_threshold, "distance_threshold")
+        self.reclass_threshold = check_open_fraction(reclass_threshold, "reclass_threshold")
+        self.reclass_margin = check_fraction(reclass_margin, "reclass_margin", inclusive_low=True)
+        self.max_train_per_class = check_positive_int(max_train_per_class, "max_train_per_class", minimum=10)
+        self.min_class_size = check_positive_int(min_class_size, "min_class_size", minimum=4)
+        self.random_state = check_positive_int(random_state, "random_state", minimum=0)
+
+    def _fit(
+        self,
+        dataset: Dataset,
+        model: PoisonlabModel | None,
+        forward: ForwardResult | None,
+        trusted: Dataset | None,
+    ) -> None:
+        # Every problem here is small (a class of activations, a head on a few thousand rows):
+        # BLAS/OpenMP threads cost more in synchronisation than they save, and on a busy machine
+        # their spin-waits made one fit 100x slower.
+        rep = representations(dataset, model, forward)
+        with threadpool_limits(limits=1):
+            self._analyse(dataset, rep)
+
+    def _analyse(self, dataset: Dataset, rep: ForwardResult) -> None:
+        """Per-class analysis of the activations in ``rep``; sets the fitted attributes."""
+        feats = rep.features.astype(np.float64)
+        fit_accuracy = float(np.mean(rep.predictions == dataset.y))
+        groups = class_groups(dataset.y, dataset.num_classes)
+        analysed = [k for k, g in enumerate(groups) if len(g) >= self.min_class_size]
+        if not analysed:
+            raise ValueError(
+                f"activation clustering needs a class of at least min_class_size={self.min_class_size} "
+                f"samples, the largest has {max(len(g) for g in groups)}"
+            )
+        splits = {k: self._split(feats[groups[k]]) for k in analysed}
+        sil = [splits[k]["silhouette"] for k in analysed]
+        zs = robust_z(sil) if len(analysed) >= MIN_CLASSES_FOR_Z else [None] * len(sil)
+        use_reclass = self.analysis in ("auto", "reclassification") and fit_accuracy >= MIN_FIT_ACCURACY
+        std = standardized_features(feats) if use_reclass else None
+        means = np.stack(
+            [feats[g].mean(axis=0) if len(g) else np.full(feats.shape[1], np.inf) for g in groups]
+        )
+        self.scores_ = np.zeros(len(dataset))
+        self.flagged_ = np.zeros(len(dataset), dtype=bool)
+        per_class: dict[str, Any] = {
+            name: {"size": len(g), "decision": "skipped (too few samples)"}
+            for name, g in zip(dataset.class_names, groups, strict=True)
+        }
+        for k, z in zip(analysed, zs, strict=True):
+            idx, split = groups[k], splits[k]
+            stats = self._judge(k, idx, split, z, std, dataset.y, feats, means)
+            s, dist = stats["suspect_cluster"], split.pop("distance")
+            self.scores_[idx] = stats["evidence"] * dist[:, 1 - s] / np.maximum(dist.sum(axis=1), 1e-12)
+            self.flagged_[idx] = stats["poisoned"] & (split["labels"] == s)
+            per_class[dataset.class_names[k]] = stats
+        self.details_ = {
+            "analysis": self.analysis,
+            "model_fit_accuracy": fit_accuracy,
+            "reclassification_used": use_reclass,
+            "poisoned_classes": [n for n, c in per_class.items() if c.get("poisoned")],
+            "classes": per_class,
+        }
+
+    def _split(self, x: np.ndarray) -> dict[str, Any]:
+        """Reduce one class and 2-means it: labels (N_k,), distances to the centroids (N_k, 2), silhouette."""
+        n_comp = max(1, min(self.n_components, x.shape[1], x.shape[0] - 1))
+        if self.reduction == "ica":
+            reducer = FastICA(n_comp, whiten="unit-variance", max_iter=500, random_state=self.random_state)
+        else:
+            reducer = PCA(n_comp, random_state=self.random_state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            z = reducer.fit_transform(x)
+            km = KMeans(2, n_init=10, random_state=self.random_state).fit(z)
+        labels = km.labels_.astype(np.int64)
+        dist = np.linalg.norm(z[:, None, :] - km.cluster_centers_[None], axis=2)
+        sizes = np.bincount(labels, minlength=2).tolist()
+        if min(sizes) == 0:  # identical activations: nothing to split
+            return {"labels": labels, "distance": dist, "silhouette": 0.0, "sizes": sizes}
+        n_sil = min(len(x), SILHOUETTE_SAMPLE)
+        sil = float(silhouette_score(z, labels, sample_size=n_sil, random_state=self.random_state))
+        return {"labels": labels, "distance": dist, "silhouette": sil, "sizes": sizes}
+
+    def _judge(
+        self,
+        k: int,
+        idx: np.ndarray,
+        split: dict[str, Any],
+        z: float | None,
+        std: np.ndarray | None,
+        y: np.ndarray,
+        feats: np.ndarray,
+        means: np.ndarray,
+    ) -> dict[str, Any]:
+        """Decision, suspect cluster, evidence and statistics of class ``k`` under ``self.analysis``."""
+        sizes, sil = split["sizes"], split["silhouette"]
+        smaller = int(np.argmin(sizes))
+        rel = sizes[smaller] / len(idx)
+        stats: dict[str, Any] = {
+            "size": len(idx),
+            "cluster_sizes": sizes,
+            "relative_size": rel,
+            "silhouette": sil,
+            "silhouette_z": z,
+        }
+        if sizes[smaller] == 0:  # identical activations: no second cluster to judge
+            return {
+                **stats,
+                "suspect_cluster": smaller,
+                "poisoned": False,
+                "evidence": 0.0,
+                "decision": "clean",
+            }
+        suspect, poisoned, strength = smaller, False, 0.0
+        if self.analysis in ("auto", "reclassification") and std is not None:
+            suspect, poisoned, strength = self._reclassify(k, idx, split, std, y, stats)
+        if self.analysis in ("auto", "silhouette"):
+            poisoned = poisoned or (sil >= self.silhouette_threshold and (z is None or z >= self.z_threshold))
+            strength = max(strength, min(max(sil, 0.0), 1.0))
+        elif self.analysis in ("size", "relative-size"):
+            poisoned, strength = self.analysis == "size" or rel <= self.size_threshold, 1.0 - 2.0 * rel
+        elif self.analysis == "distance":
+            ratio = _distance_ratio(k, feats[idx], split["labels"], smaller, means)
+            poisoned, strength = ratio >= self.distance_threshold, ratio / (1.0 + ratio)
+            stats["distance_ratio"] = ratio
+        stats.update(
+            suspect_cluster=suspect, poisoned=bool(poisoned), evidence=0.5 * poisoned + 0.5 * strength
+        )
+        stats["decision"] = "poisoned" if poisoned else "clean"
+        return stats
+
+    def _reclassify(
+        self, k: int, idx: np.ndarray, split: dict[str, Any], std: np.ndarray, y: np.ndarray, stats: dict
+    ) -> tuple[int, bool, float]:
+        """Exclusionary reclassification of both clusters: (suspect, decisive, strength); fills ``stats``."""
+        sides = [idx[split["labels"] == c] for c in (0, 1)]
+        reclass = reclassify_sides(
+            std, y, k, sides, max_per_class=self.max_train_per_class, seed=self.random_state
+        )
+        verdict = judge_sides(
+            split["sizes"], reclass, threshold=self.reclass_threshold, margin=self.reclass_margin
+        )
+        stats["reclassification"] = reclass
+        if verdict["decisive"]:
+            stats["source_class"] = reclass[verdict["suspect"]]["top_other_class"]
+        return verdict["suspect"], verdict["decisive"], verdict["strength"]
+
+
+def _distance_ratio(k: int, x: np.ndarray, labels: np.ndarray, suspect: int, means: np.ndarray) -> float:
+    """||suspect centroid - sibling centroid|| / min over other classes j of ||suspect centroid - mean_j||."""
+    c_s, c_o = x[labels == suspect].mean(axis=0), x[labels != suspect].mean(axis=0)
+    nearest = np.linalg.norm(np.delete(means, k, axis=0) - c_s, axis=1).min()
+    return float(np.linalg.norm(c_s - c_o) / max(nearest, 1e-12))

@@ -1,0 +1,215 @@
+"""``poisonlab matrix CONFIG``: every attack against every defense, measured.
+
+For each attack (a row): poison the training set, train a model on it from scratch (cached),
+measure its clean accuracy and attack success, and scan the poisoned set with every defense
+(a column) sharing one forward pass; each cell gets precision / recall / F1 / FPR / AUROC
+against the attack's ground-truth poison mask. Then the chosen cells are mitigated: the flagged
+samples are dropped (or relabelled), a model is retrained from scratch with the same recipe,
+and its clean accuracy and attack success are measured again. An "oracle" mitigation (drop the
+true poison) gives the upper bound.
+
+Attack success is the attack's own goal on the test set: for a backdoor, the share of
+triggered source-class test images predicted as the target (all non-target classes for an
+all-to-one backdoor); for label attacks, the share of clean source-class test images predicted
+as the target.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonlab.data.catalog import load_splits
+from poisonlab.data.dataset import Dataset, Splits
+from poisonlab.defenses.mitigation import mitigate
+from poisonlab.defenses.scan import ScanResult, scan
+from poisonlab.experiments.build import build_attack, cached_model
+from poisonlab.experiments.matrix_config import MatrixAttack, MatrixConfig
+from poisonlab.experiments.measure import AttackTargets, measure, triggered_test
+from poisonlab.experiments.runner import attack_targets
+from poisonlab.models.base import PoisonlabModel
+
+__all__ = ["AttackRow", "MatrixResult", "run_matrix", "matrix_splits"]
+
+DETECTION_KEYS = ("precision", "recall", "f1", "fpr", "auroc")
+
+
+@dataclass
+class AttackRow:
+    """Everything measured for one attack."""
+
+    name: str
+    description: str
+    poison_count: int
+    train_size: int
+    model_id: str
+    poisoned: dict[str, float | None]  # clean_accuracy, attack_success of the poisoned model
+    clean_model_success: float | None  # attack success measured on the clean model (the floor)
+    detection: dict[str, dict[str, Any]] = field(default_factory=dict)  # defense -> metrics + seconds
+    mitigation: dict[str, dict[str, Any]] = field(default_factory=dict)  # defense|"oracle" -> after
+    forward_seconds: float | None = None
+
+
+@dataclass
+class MatrixResult:
+    config: MatrixConfig
+    rows: list[AttackRow]
+    clean: dict[str, float | None]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.config.name,
+            "description": self.config.description,
+            "dataset": self.config.dataset.name,
+            "defenses": [d.name for d in self.config.defenses],
+            "clean_model": self.clean,
+            "seconds": self.seconds,
+            "rows": [row.__dict__ for row in self.rows],
+        }
+
+
+def matrix_splits(cfg: MatrixConfig) -> tuple[Splits, Dataset]:
+    """Training/validation/test splits (training optionally subsampled) and the trusted set.
+
+    The trusted set is a seeded share of the validation split (``trusted_size``, default half)
+    and is removed from the returned validation split, so that images a mislabel attack draws
+    from ``val`` can never also sit in the defender's trusted set.
+    """
+    data_dir = (
+        None if cfg.dataset.data_dir is None else cfg.experiment(cfg.attacks[0]).path(cfg.dataset.data_dir)
+    )
+    splits = load_splits(cfg.dataset.name, data_dir=data_dir, seed=cfg.dataset.split_seed)
+    rng = np.random.default_rng(cfg.seed)
+    train = splits.train
+    if cfg.train_size is not None and cfg.train_size < len(train):
+        train = train.subset(np.sort(rng.choice(len(train), cfg.train_size, replace=False)))
+    n_val = len(splits.val)
+    n_trusted = min(cfg.trusted_size or n_val // 2, n_val - 1)
+    order = rng.permutation(n_val)
+    trusted = splits.val.subset(np.sort(order[:n_trusted]), name=f"{splits.val.name}-trusted")
+    val = splits.val.subset(np.sort(order[n_trusted:]))
+    return Splits(train=train, val=val, test=splits.test), trusted
+
+
+def _success(model: PoisonlabModel, splits: Splits, targets: AttackTargets, device: str) -> dict[str, Any]:
+    """Clean accuracy and attack success of ``model`` (see the module docstring)."""
+    triggered = triggered_test(splits.test, targets)
+    m = measure(model, splits.test, targets, triggered=triggered, external=[], device=device)
+    success = m.attack_success_rate
+    if success is None and targets.source is not None and targets.target is not None:
+        n_source = int(np.sum(splits.test.y == targets.source))
+        success = None if n_source == 0 else (m.source_to_target or 0) / n_source
+    return {"clean_accuracy": m.clean_accuracy, "attack_success": success}
+
+
+def _mitigated_cells(cfg: MatrixConfig, result: ScanResult) -> list[str]:
+    chosen = cfg.mitigation.defenses
+    if chosen == "none":
+        return []
+    if chosen == "all":
+        return [m.name for m in result.methods]
+    if chosen == "best":
+        scored = [(m.metrics.get("f1") or 0.0, m.name) for m in result.methods if m.metrics]
+        best = max(scored, default=(0.0, None))
+        return [best[1]] if best[1] is not None and best[0] > 0 else []
+    return list(chosen)
+
+
+def _retrain_without(
+    cfg: MatrixConfig,
+    splits: Splits,
+    data: Dataset,
+    flagged: np.ndarray,
+    targets: AttackTargets,
+    suggested: np.ndarray | None,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
+    cleaned = mitigate(data, flagged, action=cfg.mitigation.action, suggested_labels=suggested)
+    config = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
+    model, model_id, _, _ = cached_model(
+        Splits(train=cleaned, val=splits.val, test=splits.test),
+        config,
+        device=device,
+        progress=progress,
+        name=f"{cfg.name}-mitigated",
+    )
+    out = _success(model, splits, targets, device)
+    mask = data.poison_mask
+    out |= {"model_id": model_id, "removed": int(flagged.sum()), "poison_left": int((mask & ~flagged).sum())}
+    return out
+
+
+def _run_row(
+    cfg: MatrixConfig,
+    row: MatrixAttack,
+    splits: Splits,
+    trusted: Dataset,
+    clean_model: PoisonlabModel,
+    device: str,
+    progress: bool,
+) -> AttackRow:
+    exp = cfg.experiment(row)
+    targets = attack_targets(exp, splits)
+    poison = build_attack(exp, splits, cfg.seed).poison(splits.train)
+    data = poison.dataset.replace(name=f"{splits.train.name}+{row.name}")
+    model, model_id, _, _ = cached_model(
+        Splits(train=data, val=splits.val, test=splits.test),
+        exp.poison_train_config(cfg.seed),
+        device=device,
+        progress=progress,
+        name=f"{cfg.name}-{row.name}",
+    )
+    record = AttackRow(
+        name=row.name,
+        description=poison.description,
+        poison_count=poison.num_poison,
+        train_size=len(data),
+        model_id=model_id,
+        poisoned=_success(model, splits, targets, device),
+        clean_model_success=_success(clean_model, splits, targets, device)["attack_success"],
+    )
+    methods = [(d.name, dict(d.params)) for d in cfg.defenses]
+    result = scan(data, methods, model=model, trusted=trusted, device=device)
+    record.forward_seconds = result.forward_seconds
+    for m in result.methods:
+        record.detection[m.name] = {
+            **(m.metrics or {}),
+            "flagged": int(m.flagged.sum()),
+            "seconds": m.seconds,
+        }
+    for name in _mitigated_cells(cfg, result):
+        method = result.method(name)
+        suggested = getattr(method.defense, "suggested_labels_", None)
+        record.mitigation[name] = _retrain_without(
+            cfg, splits, data, method.flagged, targets, suggested, device, progress
+        )
+    if cfg.mitigation.oracle:
+        record.mitigation["oracle"] = _retrain_without(
+            cfg, splits, data, data.poison_mask.copy(), targets, None, device, progress
+        )
+    return record
+
+
+def run_matrix(
+    cfg: MatrixConfig, out_dir: str | Path, *, device: str = "auto", progress: bool = True
+) -> MatrixResult:
+    """Run the matrix and write ``matrix.json``, heatmaps and ``report.md``/``report.html``."""
+    from poisonlab.experiments.matrix_report import write_matrix_report
+
+    start = time.perf_counter()
+    splits, trusted = matrix_splits(cfg)
+    clean_cfg = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
+    clean_model, clean_id, _, _ = cached_model(
+        splits, clean_cfg, device=device, progress=progress, name=f"{cfg.name}-clean"
+    )
+    rows = [_run_row(cfg, row, splits, trusted, clean_model, device, progress) for row in cfg.attacks]
+    clean = {"model_id": clean_id, **_success(clean_model, splits, AttackTargets(None, None), device)}
+    result = MatrixResult(config=cfg, rows=rows, clean=clean, seconds=time.perf_counter() - start)
+    write_matrix_report(result, Path(out_dir))
+    return result
