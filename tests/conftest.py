@@ -6,6 +6,7 @@ without ``POISONLAB_DATA``, so nothing reads or writes ``~/.cache`` or the share
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,16 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from poisonlab.data.dataset import Dataset
+from poisonlab.attacks import BackdoorPoisoning, LabelFlip
+from poisonlab.data.catalog import load_splits
+from poisonlab.data.dataset import Dataset, Splits
+from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.models import SimpleCifarCNN
+from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.checkpoint import save_model
+from poisonlab.training import train
+from poisonlab.training.config import digits_recipe
+from poisonlab.triggers import get_trigger
 
 # The test machine has 2 shared cores that other jobs keep busy: with 2 intra-op threads a tiny
 # CNN step took ~1 s (OpenMP threads waiting on each other), with 1 thread ~5 ms. The suite only
@@ -92,3 +100,57 @@ def saved_model(tmp_path: Path, tiny_model: SimpleCifarCNN):
         tiny_model, folder, class_names=COLOUR_CLASSES, dataset_name="colours", dataset_hash="ab" * 32
     )
     return folder, card
+
+
+# ------------------------------------------------------------------ planted poison (defenses)
+# Digits with a pattern backdoor and with a label flip, each with a model trained on it once per
+# session, so that every defense (and the scan CLI) is tested on the same real poison.
+@dataclass(frozen=True)
+class PoisonedCase:
+    """A poisoned training set, the model trained on it, its forward pass and clean held-out data."""
+
+    dataset: Dataset  # carries poison_mask
+    model: PoisonlabModel
+    forward: ForwardResult  # logits + penultimate features of ``model`` on ``dataset``
+    splits: Splits  # the clean digits splits (val/test are clean, usable as trusted data)
+    source: int
+    target: int
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.dataset.poison_mask
+
+
+def _train(data: Dataset, val: Dataset, epochs: int = 12) -> PoisonlabModel:
+    torch.manual_seed(0)
+    config = digits_recipe().model_copy(update={"epochs": epochs, "seed": 0})
+    return train(data, config, val_data=val, device="cpu", progress=False).model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_splits() -> Splits:
+    return load_splits("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def backdoored(digits_splits: Splits) -> PoisonedCase:
+    """Pattern backdoor, every training "7" -> "1" (about 9% of the poisoned set), trained on."""
+    attack = BackdoorPoisoning(
+        perturbation=get_trigger("pattern", distance=1, pixel_value=1),
+        trigger_name="pattern",
+        source="7",
+        target="1",
+    )
+    data = attack.poison(digits_splits.train).dataset
+    model = _train(data, digits_splits.val)
+    forward = forward_pass(model, data.x, features=True, device="cpu")
+    return PoisonedCase(data, model, forward, digits_splits, source=7, target=1)
+
+
+@pytest.fixture(scope="session")
+def mislabeled(digits_splits: Splits) -> PoisonedCase:
+    """Label flip: half of the training "3"s relabelled "8", trained on."""
+    data = LabelFlip(source="3", target="8", fraction=0.5, seed=0).poison(digits_splits.train).dataset
+    model = _train(data, digits_splits.val)
+    forward = forward_pass(model, data.x, features=True, device="cpu")
+    return PoisonedCase(data, model, forward, digits_splits, source=3, target=8)

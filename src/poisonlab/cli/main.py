@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from poisonlab import __version__
-from poisonlab.cli.experiments_cmd import demo_command, run_command
+from poisonlab.cli.experiments_cmd import demo_command, matrix_command, run_command
 from poisonlab.cli.images import images_app
 from poisonlab.cli.lab import evaluate_command, predict_command, train_command
 from poisonlab.cli.models_cmd import models_app
+from poisonlab.cli.scan_cmd import defenses_app, scan_command
+from poisonlab.cli.service_cmd import keys_app, serve_command, sources_app
 
 app = typer.Typer(
     name="poisonlab",
@@ -21,8 +23,14 @@ app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+app.command("scan")(scan_command)
+app.command("matrix")(matrix_command)
 app.add_typer(images_app, name="images")
 app.add_typer(models_app, name="models")
+app.add_typer(defenses_app, name="defenses")
+app.command("serve")(serve_command)
+app.add_typer(keys_app, name="keys")
+app.add_typer(sources_app, name="sources")
 
 
 def _version(value: bool) -> None:

@@ -129,8 +129,14 @@ def _retrain_without(
     suggested: np.ndarray | None,
     device: str,
     progress: bool,
+    action: str,
 ) -> dict[str, Any]:
-    cleaned = mitigate(data, flagged, action=cfg.mitigation.action, suggested_labels=suggested)
+    relabel = action == "relabel"
+    if relabel and suggested is None:
+        raise ValueError(
+            "mitigation action 'relabel' needs a defense that suggests labels (confident_learning)"
+        )
+    cleaned = mitigate(data, flagged, action=action, suggested_labels=suggested if relabel else None)
     config = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
     model, model_id, _, _ = cached_model(
         Splits(train=cleaned, val=splits.val, test=splits.test),
@@ -187,11 +193,11 @@ def _run_row(
         method = result.method(name)
         suggested = getattr(method.defense, "suggested_labels_", None)
         record.mitigation[name] = _retrain_without(
-            cfg, splits, data, method.flagged, targets, suggested, device, progress
+            cfg, splits, data, method.flagged, targets, suggested, device, progress, cfg.mitigation.action
         )
     if cfg.mitigation.oracle:
         record.mitigation["oracle"] = _retrain_without(
-            cfg, splits, data, data.poison_mask.copy(), targets, None, device, progress
+            cfg, splits, data, data.poison_mask.copy(), targets, None, device, progress, "drop"
         )
     return record
 

@@ -115,8 +115,7 @@ def heatmap_png(
     if m.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"matrix shape {m.shape} does not match {len(row_labels)}x{len(col_labels)} labels")
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(col_labels), 1.2 + 0.42 * len(row_labels)))
-    colormap = plt.get_cmap(cmap).copy()
-    colormap.set_bad("#dddddd")
+    colormap = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(m), cmap=colormap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)

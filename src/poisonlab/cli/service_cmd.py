@@ -1,0 +1,189 @@
+"""``poisonlab serve``, ``poisonlab keys ...`` and ``poisonlab sources ...``: the ImRecS service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from poisonlab.cli._console import make_console
+from poisonlab.cli._errors import cli_errors
+
+console = make_console()
+keys_app = typer.Typer(
+    help="API keys of the ImRecS service (shown once, stored hashed).", no_args_is_help=True
+)
+sources_app = typer.Typer(help="Data sources and their Ed25519 signing keys.", no_args_is_help=True)
+
+DB_OPT = typer.Option(None, "--db", help="SQLAlchemy database URL (default: sqlite in the data folder)")
+DATA_OPT = typer.Option(None, "--data", help="service data folder (default: $POISONLAB_HOME/imrecs)")
+
+
+def _database(db: str | None, data: Path | None):
+    from poisonlab.service.db import Database
+    from poisonlab.service.settings import default_data_dir, sqlite_url
+
+    folder = data or default_data_dir()
+    if db is None:
+        folder.mkdir(parents=True, exist_ok=True)
+    return Database(db or sqlite_url(folder))
+
+
+def _cli_actor():
+    import getpass
+
+    from poisonlab.service.audit import Actor
+
+    return Actor(f"cli:{getpass.getuser()}", "admin")
+
+
+@cli_errors
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (plain HTTP: put TLS in front)"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    db: str | None = DB_OPT,
+    data: Path | None = DATA_OPT,
+    model: str | None = typer.Option(None, "--model", help="initial serving model (folder or registry id)"),
+    unsigned: str = typer.Option(
+        "quarantine", "--unsigned", help="unsigned contributions: quarantine|pending|reject"
+    ),
+    defenses: str | None = typer.Option(
+        None, "--defenses", help="comma-separated pipeline defenses ('' for none)"
+    ),
+    base_data_dir: Path | None = typer.Option(
+        None, "--base-data-dir", help="CIFAR-10 location for the base data"
+    ),
+    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.01, help="largest request body in MiB"),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        min=1,
+        help="torch threads per forward pass (1: fastest on shared cores; see --workers)",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="inference threads (default: min(2, CPUs))"
+    ),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Run the ImRecS image-recognition service (FastAPI + uvicorn) until interrupted."""
+    import torch
+    import uvicorn
+
+    from poisonlab.service.app import create_app
+    from poisonlab.service.settings import ServiceSettings, default_data_dir
+
+    extra = (
+        {} if defenses is None else {"defenses": tuple(d.strip() for d in defenses.split(",") if d.strip())}
+    )
+    settings = ServiceSettings(
+        data_dir=data or default_data_dir(),
+        db_url=db,
+        model_ref=model,
+        unsigned_policy=unsigned,
+        base_data_dir=base_data_dir,
+        max_body_bytes=int(max_body_mb * (1 << 20)),
+        **extra,
+        **({} if workers is None else {"inference_workers": workers}),
+    )
+    torch.set_num_threads(threads)
+    console.print(f"ImRecS on http://{host}:{port}  data {settings.data_dir}  db {settings.database_url}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+
+
+@keys_app.command("create")
+@cli_errors
+def create_key(
+    role: str = typer.Option(..., "--role", help="viewer, contributor, trainer or admin"),
+    name: str = typer.Option(..., "--name", help="who holds the key (unique; contributions carry it)"),
+    db: str | None = DB_OPT,
+    data: Path | None = DATA_OPT,
+) -> None:
+    """Create an API key and print it once (only its sha256 is stored)."""
+    from poisonlab.service.auth import create_key as make
+
+    key, row = make(_database(db, data), name=name, role=role, actor=_cli_actor())
+    typer.echo(key)
+    typer.echo(f"key {row.id} for {row.name} ({row.role}): store it now, it cannot be shown again", err=True)
+
+
+@keys_app.command("list")
+@cli_errors
+def list_keys(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
+    """Keys with role, prefix and state (never the keys themselves)."""
+    from poisonlab.service.auth import list_keys as rows
+
+    table = Table("id", "name", "role", "prefix", "created", "revoked")
+    for k in rows(_database(db, data)):
+        table.add_row(
+            str(k.id), k.name, k.role, k.prefix + "...", str(k.created_at)[:19], str(k.revoked_at or "-")[:19]
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+@cli_errors
+def revoke_key(
+    key_id: int = typer.Argument(..., min=1), db: str | None = DB_OPT, data: Path | None = DATA_OPT
+) -> None:
+    """Revoke a key by id (takes effect on the next request)."""
+    from poisonlab.service.auth import revoke_key as revoke
+
+    try:
+        row = revoke(_database(db, data), key_id, actor=_cli_actor())
+    except LookupError as exc:
+        raise ValueError(exc.args[0]) from None
+    typer.echo(f"revoked key {row.id} ({row.name})")
+
+
+@sources_app.command("add")
+@cli_errors
+def add_source(
+    name: str = typer.Argument(..., help="source name contributions will give"),
+    public_key: Path = typer.Option(..., "--public-key", help="Ed25519 public key, PEM"),
+    db: str | None = DB_OPT,
+    data: Path | None = DATA_OPT,
+) -> None:
+    """Register a data source and the Ed25519 public key its contributions are signed with."""
+    from poisonlab.service.sources import add_source as add
+
+    pem = public_key.read_bytes().decode("ascii", errors="replace")  # PEM is ASCII; junk fails below
+    row = add(_database(db, data), name, pem, actor=_cli_actor())
+    typer.echo(f"source {row.name} registered, key fingerprint {row.fingerprint}")
+
+
+@sources_app.command("list")
+@cli_errors
+def list_sources(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
+    from poisonlab.service.sources import list_sources as rows
+
+    table = Table("name", "fingerprint", "created")
+    for s in rows(_database(db, data)):
+        table.add_row(s.name, s.fingerprint, str(s.created_at)[:19])
+    console.print(table)
+
+
+@sources_app.command("keygen")
+@cli_errors
+def keygen(
+    out: Path = typer.Option(..., "--out", help="folder for <name>.key (private, 0600) and <name>.pub"),
+    name: str = typer.Option("source", "--name", help="file stem"),
+) -> None:
+    """Generate an Ed25519 key pair for a data source (refuses to overwrite a private key)."""
+    from poisonlab.service.signing import generate_keypair
+
+    private, public = generate_keypair(out, name)
+    typer.echo(f"private key {private}\npublic key  {public}")
+
+
+@sources_app.command("sign")
+@cli_errors
+def sign(
+    image: Path = typer.Argument(..., help="image file to contribute"),
+    key: Path = typer.Option(..., "--key", help="the source's private key (PEM)"),
+    label: str = typer.Option(..., "--label", help="the class name the contribution will carry"),
+) -> None:
+    """Print the base64 signature of IMAGE with LABEL (the contribution's signature field)."""
+    from poisonlab.service.signing import load_private_key, sign_contribution
+
+    typer.echo(sign_contribution(load_private_key(key), image.read_bytes(), label))

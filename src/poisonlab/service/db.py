@@ -1,0 +1,195 @@
+"""The service's database: SQLAlchemy 2.x tables, engine set-up and transaction helpers.
+
+Portable by construction: only ORM statements and generic column types (``JSON``, timezone-aware
+``DateTime``), so the same code runs on SQLite (the default) and PostgreSQL. SQLite gets the
+settings a concurrent server needs (write-ahead log, ``synchronous=FULL`` so an acknowledged
+commit survives a crash, a busy timeout) and ``BEGIN IMMEDIATE`` for write transactions: a deferred
+transaction that upgrades from read to write fails at once with ``SQLITE_BUSY`` under concurrency
+instead of waiting for the lock.
+
+The audit log is append-only at the ORM level: updating or deleting an :class:`AuditEntry` raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class ApiKey(Base):
+    """An API key: only its sha256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Source(Base):
+    """A registered data source and its Ed25519 public key (PEM)."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contribution(Base):
+    """A labelled image sent by a user; the bytes live in the blob store under ``sha256``."""
+
+    __tablename__ = "contributions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    contributor: Mapped[str] = mapped_column(String(100), index=True)
+    source: Mapped[str | None] = mapped_column(String(100), default=None)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    label: Mapped[int] = mapped_column(Integer)
+    label_name: Mapped[str] = mapped_column(String(100))
+    signature: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """A model the service knows: serving, retired, candidate (never served) or rejected by a gate."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    parent_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    data_snapshot_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    reference_distribution: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    training_run_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    served_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TrainingRun(Base):
+    """One pass of the continuous-learning pipeline and its report."""
+
+    __tablename__ = "training_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    step: Mapped[str] = mapped_column(String(40), default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    snapshot_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    base_model_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    candidate_model_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEntry(Base):
+    """Append-only record of every write and every refused write."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str | None] = mapped_column(String(20), default=None)
+    action: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    outcome: Mapped[str] = mapped_column(Text)
+
+
+class Alert(Base):
+    """An operator alert: a failed gate, a canary regression, a prediction-distribution shift."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    severity: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)
+    model_id: Mapped[str | None] = mapped_column(
+        String(100), ForeignKey("model_versions.id", ondelete="SET NULL"), default=None
+    )
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+@event.listens_for(AuditEntry, "before_update")
+@event.listens_for(AuditEntry, "before_delete")
+def _append_only(mapper: Any, connection: Any, target: AuditEntry) -> None:
+    raise ValueError("the audit log is append-only: entries cannot be changed or deleted")
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN itself
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "foreign_keys=ON"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the tables created (idempotent)."""
+    is_sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {"pool_pre_ping": not is_sqlite}
+    if is_sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["pool_size"] = 20
+        kwargs["max_overflow"] = 20
+    engine = create_engine(url, **kwargs)
+    if is_sqlite:
+        _sqlite_setup(engine)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+class Database:
+    """Session factories over one engine: :meth:`read` for queries, :meth:`write` for changes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends normally, rolled back on any exception."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

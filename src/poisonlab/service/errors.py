@@ -1,0 +1,103 @@
+"""Errors as JSON: every refusal is ``{"detail": "<what is wrong>", "code": "<machine-readable>"}``.
+
+Library code raises :class:`Rejected` for bad input and routers raise :class:`ServiceError`; the
+handlers here turn them, FastAPI's request-validation errors and Starlette's HTTP errors into
+4xx responses that name the problem. An unexpected exception still becomes a JSON
+500 (``code: internal``) and is logged with its traceback: that is a bug to fix, never a way to
+report bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("poisonlab.service")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    503: "unavailable",
+}
+
+
+class ServiceError(Exception):
+    """A refusal with an HTTP status, a short code and a message for the client."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+
+
+class Rejected(ValueError):
+    """Bad input found by library code: ``code`` names the problem, ``status`` is 4xx (422 default)."""
+
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def error_response(status: int, detail: str, code: str | None = None, **extra: object) -> JSONResponse:
+    body = {"detail": detail, "code": code or _STATUS_CODES.get(status, "error"), **extra}
+    return JSONResponse(body, status_code=status)
+
+
+def _location(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """One line naming each invalid field: ``file: Field required; label: ...``."""
+    items = []
+    for err in exc.errors()[:5]:
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            msg = f"invalid JSON ({err.get('ctx', {}).get('error', 'decode error')})"
+        items.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
+    return "; ".join(items) or "invalid request"
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Register the JSON error handlers on ``app``."""
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        response = error_response(exc.status, exc.detail, exc.code)
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Rejected)
+    async def _rejected(_request: Request, exc: Rejected) -> JSONResponse:
+        return error_response(exc.status, str(exc), exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, validation_message(exc), "invalid_input")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        response = error_response(exc.status_code, detail)
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; see the server log", "internal")

@@ -1,0 +1,137 @@
+"""Contributions: submit (contributor), list and inspect (trainer), release and reject (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from poisonlab.service import contributions as lib
+from poisonlab.service.audit import Actor
+from poisonlab.service.auth import require
+from poisonlab.service.errors import ServiceError
+from poisonlab.service.routers.common import (
+    BINARY,
+    errors,
+    form_file,
+    form_text,
+    multipart_body,
+    read_form,
+    service,
+)
+from poisonlab.service.routers.common import serving as serving_model
+from poisonlab.service.schemas import ContributionOut, ReviewIn
+
+router = APIRouter(prefix="/v1/contributions", tags=["contributions"])
+Status = Literal["pending", "accepted", "quarantined", "rejected"]
+ContributionId = Annotated[int, Path(ge=1, le=2**62, description="contribution id")]
+_FORM = multipart_body(
+    {
+        "file": BINARY,
+        "label": {"type": "string", "description": "class name or index", "maxLength": 100},
+        "signature": {
+            "type": "string",
+            "description": "base64 Ed25519 signature (see signing)",
+            "maxLength": 200,
+        },
+        "source": {"type": "string", "description": "registered source name", "maxLength": 100},
+    },
+    ["file", "label"],
+)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ContributionOut,
+    responses=errors(401, 403, 413, 415, 422, 503),
+    openapi_extra=_FORM,
+    summary="Contribute a labelled image; stored durably before the 201",
+)
+async def create(request: Request, actor: Actor = Depends(require("contributor"))) -> ContributionOut:
+    state = service(request)
+    loaded = await serving_model(state)
+    form = await read_form(request, max_fields=10)
+    data, _ = await form_file(form, "file")
+    upload = lib.Upload(
+        data=data,
+        label=form_text(form, "label", required=True, max_length=100),
+        signature=form_text(form, "signature", max_length=200),
+        source=form_text(form, "source", max_length=100),
+    )
+
+    def work():
+        row = lib.submit(
+            state.db,
+            state.store,
+            upload,
+            actor=actor,
+            class_names=loaded.class_names,
+            input_shape=loaded.input_shape,
+            max_pixels=state.settings.max_pixels,
+            policy=state.policy,
+        )
+        state.metrics.contributions.labels(row.status).inc()
+        return row
+
+    return ContributionOut.model_validate(await run_in_threadpool(work))
+
+
+@router.get("", response_model=list[ContributionOut], responses=errors(401, 403, 422))
+def list_contributions(
+    request: Request,
+    status: Status | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    before_id: int | None = Query(None, ge=1, le=2**62),
+    _actor: Actor = Depends(require("trainer")),
+) -> list[ContributionOut]:
+    rows = lib.list_contributions(service(request).db, status=status, limit=limit, before_id=before_id)
+    return [ContributionOut.model_validate(r) for r in rows]
+
+
+def _lookup(call, *args, **kwargs):
+    try:
+        return call(*args, **kwargs)
+    except LookupError as exc:
+        raise ServiceError(404, "not_found", str(exc).strip("'\"")) from None
+
+
+@router.get("/{contribution_id}", response_model=ContributionOut, responses=errors(401, 403, 404, 422))
+def get_contribution(
+    request: Request, contribution_id: ContributionId, _actor: Actor = Depends(require("trainer"))
+) -> ContributionOut:
+    return ContributionOut.model_validate(_lookup(lib.get_contribution, service(request).db, contribution_id))
+
+
+def _review(request: Request, contribution_id: int, action: str, body: ReviewIn | None, actor: Actor):
+    row = _lookup(
+        lib.review, service(request).db, contribution_id, action, actor=actor, note=body.note if body else ""
+    )
+    return ContributionOut.model_validate(row)
+
+
+@router.post(
+    "/{contribution_id}/release", response_model=ContributionOut, responses=errors(401, 403, 404, 409, 422)
+)
+def release(
+    request: Request,
+    contribution_id: ContributionId,
+    body: ReviewIn | None = None,
+    actor: Actor = Depends(require("admin")),
+) -> ContributionOut:
+    """Accept a quarantined (or pending, or rejected) contribution after review."""
+    return _review(request, contribution_id, "release", body, actor)
+
+
+@router.post(
+    "/{contribution_id}/reject", response_model=ContributionOut, responses=errors(401, 403, 404, 409, 422)
+)
+def reject(
+    request: Request,
+    contribution_id: ContributionId,
+    body: ReviewIn | None = None,
+    actor: Actor = Depends(require("admin")),
+) -> ContributionOut:
+    """Reject a contribution: it never enters a training snapshot."""
+    return _review(request, contribution_id, "reject", body, actor)

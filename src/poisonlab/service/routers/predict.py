@@ -1,0 +1,127 @@
+"""``POST /v1/predict`` and ``POST /v1/predict/batch`` (viewer)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from poisonlab.service.auth import require
+from poisonlab.service.decode import decode_image, decode_instances
+from poisonlab.service.errors import ServiceError
+from poisonlab.service.routers.common import (
+    BINARY,
+    errors,
+    form_file,
+    multipart_body,
+    read_form,
+    service,
+    serving,
+)
+from poisonlab.service.schemas import BatchPredictionOut, Prediction, PredictionOut
+from poisonlab.service.state import ServiceState
+from poisonlab.service.versions import Loaded
+
+router = APIRouter(prefix="/v1", tags=["predict"])
+_BATCH_BODY = multipart_body({"files": {"type": "array", "items": BINARY}}, ["files"])
+_BATCH_BODY["requestBody"]["content"]["application/json"] = {
+    "schema": {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {"instances": {"type": "array", "minItems": 1, "items": {"type": "array"}}},
+    }
+}
+
+
+def _predictions(loaded: Loaded, probs: np.ndarray) -> list[Prediction]:
+    names = loaded.class_names
+    labels = probs.argmax(axis=1)
+    return [
+        Prediction(
+            label=int(k),
+            class_name=names[int(k)],
+            probabilities={n: round(float(v), 6) for n, v in zip(names, p, strict=True)},
+        )
+        for k, p in zip(labels, probs, strict=True)
+    ]
+
+
+async def _infer(state: ServiceState, loaded: Loaded, images: np.ndarray) -> list[Prediction]:
+    probs = await state.server.predict_async(loaded, images)
+    shift = state.observe_predictions(loaded, probs.argmax(axis=1))
+    if shift is not None:  # rare: a database write, kept off the event loop
+        await run_in_threadpool(state.raise_shift_alert, loaded, shift)
+    return _predictions(loaded, probs)
+
+
+@router.post(
+    "/predict",
+    response_model=PredictionOut,
+    responses=errors(401, 403, 413, 415, 422, 503),
+    openapi_extra=multipart_body({"file": BINARY}, ["file"]),
+    summary="Classify one image (any common format, resized like the chapter)",
+)
+async def predict(request: Request, _actor=Depends(require("viewer"))) -> PredictionOut:
+    state = service(request)
+    loaded = await serving(state)
+    form = await read_form(request)
+    data, name = await form_file(form, "file")
+
+    x = await run_in_threadpool(
+        decode_image, data, loaded.input_shape, max_pixels=state.settings.max_pixels, name=name
+    )
+    pred = (await _infer(state, loaded, x[np.newaxis]))[0]
+    return PredictionOut(model_version=loaded.version_id, **pred.model_dump())
+
+
+async def _batch_files(request: Request, state: ServiceState) -> list[tuple[bytes, str]]:
+    limit = state.settings.max_batch
+    form = await read_form(request, max_files=limit + 1)
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+    if not files:
+        raise ServiceError(422, "invalid_input", "files: at least one file field named 'files' is required")
+    if len(files) > limit:
+        raise ServiceError(422, "bad_instances", f"{len(files)} files exceed the batch limit of {limit}")
+    return [(await f.read(), f.filename or f"files[{i}]") for i, f in enumerate(files)]
+
+
+async def _batch_json(request: Request) -> object:
+    try:
+        payload = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServiceError(422, "bad_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise ServiceError(422, "bad_instances", 'expected a JSON object {"instances": [...]}')
+    return payload["instances"]
+
+
+@router.post(
+    "/predict/batch",
+    response_model=BatchPredictionOut,
+    responses=errors(401, 403, 413, 415, 422, 503),
+    openapi_extra=_BATCH_BODY,
+    summary="Classify several images: multipart files, or JSON instances (the chapter's /predict_multiple)",
+)
+async def predict_batch(request: Request, _actor=Depends(require("viewer"))) -> BatchPredictionOut:
+    state = service(request)
+    loaded = await serving(state)
+    ctype = request.headers.get("content-type", "").lower()
+    if ctype.startswith("application/json"):
+        instances = await _batch_json(request)
+
+        def decode():
+            return decode_instances(instances, loaded.input_shape, max_batch=state.settings.max_batch)
+    else:
+        files = await _batch_files(request, state)
+
+        def decode():
+            shape, limit = loaded.input_shape, state.settings.max_pixels
+            return np.stack([decode_image(d, shape, max_pixels=limit, name=n) for d, n in files])
+
+    images = await run_in_threadpool(decode)
+    return BatchPredictionOut(
+        model_version=loaded.version_id, predictions=await _infer(state, loaded, images)
+    )

@@ -1,0 +1,114 @@
+"""Training runs: their rows, and the background worker that executes them one at a time.
+
+A run is created ``queued`` by ``POST /v1/training-runs`` and executed by :class:`TrainingWorker`
+in a daemon thread, so it outlives the request that started it. A service that restarts marks
+the runs it was executing as ``failed`` (interrupted) and executes the queued ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from poisonlab.service.audit import Actor, record
+from poisonlab.service.db import Database, TrainingRun, utcnow
+
+log = logging.getLogger("poisonlab.service")
+RUN_STATUSES = ("queued", "running", "promoted", "rejected", "skipped", "failed")
+FINISHED = ("promoted", "rejected", "skipped", "failed")
+
+
+def create_run(db: Database, *, actor: Actor, params: dict) -> TrainingRun:
+    with db.write() as session:
+        run = TrainingRun(requested_by=actor.name, status="queued", step="queued", params=params)
+        session.add(run)
+        session.flush()
+        record(session, actor, "training_runs.create", f"run:{run.id}", f"ok: {params}")
+    return run
+
+
+def get_run(db: Database, run_id: int) -> TrainingRun:
+    with db.read() as session:
+        run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise LookupError(f"no training run with id {run_id}")
+    return run
+
+
+def list_runs(db: Database, *, limit: int = 50) -> list[TrainingRun]:
+    with db.read() as session:
+        return list(session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)))
+
+
+def update_run(db: Database, run_id: int, report: dict | None = None, **fields: object) -> None:
+    with db.write() as session:
+        run = session.get(TrainingRun, run_id)
+        for key, value in fields.items():
+            setattr(run, key, value)
+        if report:
+            run.report = {**(run.report or {}), **report}
+        if fields.get("status") in FINISHED:
+            run.finished_at = utcnow()
+
+
+def fail_interrupted(db: Database) -> list[int]:
+    """Mark runs left ``running`` by a previous process as failed; returns the ids still queued."""
+    with db.write() as session:
+        for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running")):
+            run.status, run.step, run.error = (
+                "failed",
+                "done",
+                "interrupted: the service stopped during the run",
+            )
+            run.finished_at = utcnow()
+        queued = session.scalars(
+            select(TrainingRun.id).where(TrainingRun.status == "queued").order_by(TrainingRun.id)
+        )
+        return list(queued)
+
+
+class TrainingWorker:
+    """One daemon thread executing queued runs in order with ``execute(run_id)``."""
+
+    def __init__(self, execute: Callable[[int], object]) -> None:
+        self.execute = execute
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="imrecs-training", daemon=True)
+                self._thread.start()
+
+    def submit(self, run_id: int) -> None:
+        self.start()
+        self._queue.put(run_id)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to finish after the current run (waits up to ``timeout`` seconds)."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout)
+
+    def idle(self) -> bool:
+        return self._queue.unfinished_tasks == 0
+
+    def _loop(self) -> None:
+        while True:
+            run_id = self._queue.get()
+            try:
+                if run_id is None:
+                    return
+                self.execute(run_id)
+            except Exception:  # a bug in one run must not stop the worker for the next
+                log.exception("training run %s crashed the worker step", run_id)
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,171 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI schema precise)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands timezone-aware columns back naive; every time the service writes is UTC.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+UTCTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what is wrong, in words")
+    code: str = Field(description="machine-readable problem name, e.g. bad_image, unknown_label")
+
+
+class Prediction(BaseModel):
+    label: int = Field(description="predicted class index")
+    class_name: str
+    probabilities: dict[str, float] = Field(description="class name -> probability")
+
+
+class PredictionOut(Prediction):
+    model_version: str
+
+
+class BatchPredictionOut(BaseModel):
+    model_version: str
+    predictions: list[Prediction]
+
+
+class InstancesIn(BaseModel):
+    """The chapter's ``/predict_multiple`` body: images as nested pixel lists (H, W, C) in [0, 255]."""
+
+    instances: list[Any] = Field(min_length=1)
+
+
+class ContributionOut(_Out):
+    id: int
+    contributor: str
+    source: str | None
+    sha256: str
+    size_bytes: int
+    label: int
+    label_name: str
+    signature: str | None
+    status: Literal["pending", "accepted", "quarantined", "rejected"]
+    reason: str
+    created_at: UTCTime
+    updated_at: UTCTime
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field("", max_length=500)
+
+
+class ModelOut(_Out):
+    id: str
+    status: Literal["serving", "retired", "candidate", "rejected"]
+    parent_id: str | None
+    metrics: dict[str, Any]
+    data_snapshot_hash: str | None
+    training_run_id: int | None
+    created_at: UTCTime
+    served_at: UTCTime | None
+
+
+class ModelDetailOut(ModelOut):
+    class_names: list[str]
+    input_shape: list[int]
+    reference_distribution: dict[str, Any] | None
+    lineage: list[str] = Field(description="this model and its ancestors, newest first")
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int | None = Field(None, ge=1, le=200, description="fine-tuning epochs (default: the service's)")
+    defenses: list[str] | None = Field(
+        None, max_length=20, description="override the configured defenses (admin only); [] runs none"
+    )
+
+
+class RunOut(_Out):
+    id: int
+    requested_by: str
+    status: Literal["queued", "running", "promoted", "rejected", "skipped", "failed"]
+    step: str
+    params: dict[str, Any]
+    snapshot_hash: str | None
+    base_model_id: str | None
+    candidate_model_id: str | None
+    report: dict[str, Any]
+    error: str
+    created_at: UTCTime
+    finished_at: UTCTime | None
+
+
+class AuditOut(_Out):
+    id: int
+    at: UTCTime
+    actor: str
+    role: str | None
+    action: str
+    target: str
+    outcome: str
+
+
+class AlertOut(_Out):
+    id: int
+    kind: str
+    severity: str
+    message: str
+    model_id: str | None
+    details: dict[str, Any]
+    created_at: UTCTime
+    resolved_at: UTCTime | None
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "contributor", "trainer", "admin"]
+
+
+class KeyOut(_Out):
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: UTCTime
+    revoked_at: UTCTime | None
+
+
+class KeyCreatedOut(KeyOut):
+    key: str = Field(description="the API key; shown only in this response")
+
+
+class SourceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    public_key_pem: str = Field(min_length=1, max_length=10_000)
+
+
+class SourceOut(_Out):
+    id: int
+    name: str
+    fingerprint: str
+    public_key_pem: str
+    created_at: UTCTime
+
+
+class MeOut(BaseModel):
+    name: str
+    role: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "no_model"]
+    model_version: str | None

@@ -1,0 +1,142 @@
+"""Everything one running service holds: settings, database, blob store, serving model, monitors.
+
+:class:`ServiceState` is created by :func:`poisonlab.service.app.create_app` and reached by the
+routers as ``request.app.state.service``; the training pipeline takes it as its context, so the
+pipeline can run (and be tested) without HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+from sqlalchemy import func, select
+
+from poisonlab.data.catalog import DATASETS, load_splits
+from poisonlab.data.dataset import Splits
+from poisonlab.inference import forward_pass
+from poisonlab.models.base import PoisonlabModel
+from poisonlab.models.checkpoint import ModelCard
+from poisonlab.service.alerts import raise_alert
+from poisonlab.service.audit import SYSTEM
+from poisonlab.service.auth import KeyCache
+from poisonlab.service.contributions import Policy
+from poisonlab.service.db import Alert, Contribution, Database
+from poisonlab.service.monitoring import ServiceMetrics, ShiftMonitor, ShiftResult
+from poisonlab.service.settings import ServiceSettings
+from poisonlab.service.storage import BlobStore
+from poisonlab.service.versions import Loaded, ModelServer, promote, register_version, serving_version
+from poisonlab.workflows import load_model_ref
+
+log = logging.getLogger("poisonlab.service")
+
+
+def base_dataset_name(settings: ServiceSettings, card: ModelCard) -> str | None:
+    """``digits`` / ``cifar10`` from the settings, else from the card's dataset name (``digits-train``)."""
+    if settings.base_dataset:
+        return settings.base_dataset
+    name = (card.dataset_name or "").split("-")[0].lower()
+    return name if name in DATASETS else None
+
+
+def reference_distribution(model: PoisonlabModel, splits: Splits, device: str = "cpu") -> list[float]:
+    """The model's predicted-class shares on the trusted validation split (the shift baseline)."""
+    pred = forward_pass(model, splits.val.x, device=device).predictions
+    counts = np.bincount(pred, minlength=model.num_classes)
+    return (counts / max(1, counts.sum())).round(6).tolist()
+
+
+class ServiceState:
+    """The service's components; see the module docstring."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.database_url)
+        self.store = BlobStore(settings.blob_dir)
+        self.keys = KeyCache(self.db)
+        self.policy = Policy(unsigned=settings.unsigned_policy, unknown_source=settings.unknown_source_policy)
+        self.server = ModelServer(
+            self.db,
+            device=settings.device,
+            workers=settings.inference_workers,
+            max_batch=settings.inference_batch,
+        )
+        self.metrics = ServiceMetrics(self._database_gauges)
+        self.monitor = ShiftMonitor(
+            window=settings.shift_window,
+            check_every=settings.shift_check_every,
+            min_count=settings.shift_min_count,
+            tv_threshold=settings.shift_tv_threshold,
+            alpha=settings.shift_alpha,
+        )
+        self.worker = None  # a runs.TrainingWorker, set by create_app
+        self._splits: dict[str, Splits] = {}
+        self._splits_lock = threading.Lock()
+
+    def base_splits(self, card: ModelCard) -> Splits | None:
+        """The trusted data behind ``card`` (cached), or None when it cannot be identified or loaded."""
+        name = base_dataset_name(self.settings, card)
+        if name is None:
+            return None
+        with self._splits_lock:
+            if name not in self._splits:
+                try:
+                    self._splits[name] = load_splits(name, data_dir=self.settings.base_data_dir)
+                except (OSError, ValueError) as exc:
+                    log.warning("trusted base data %s unavailable: %s", name, exc)
+                    return None
+            return self._splits[name]
+
+    def bootstrap(self) -> Loaded | None:
+        """Serve ``settings.model_ref`` when the database names no serving model; load the serving model."""
+        if serving_version(self.db) is None and self.settings.model_ref:
+            model, card, path = load_model_ref(self.settings.model_ref)
+            splits = self.base_splits(card)
+            reference = (
+                None if splits is None else reference_distribution(model, splits, self.settings.device)
+            )
+            register_version(self.db, path, actor=SYSTEM, reference=reference)
+            promote(self.db, card.id, actor=SYSTEM, action="models.bootstrap")
+        return self.server.reload()
+
+    def observe_predictions(self, loaded: Loaded, labels: np.ndarray) -> ShiftResult | None:
+        """Count served predictions (in memory, no I/O); a fired shift test is returned for
+        :meth:`raise_shift_alert`."""
+        for k, n in zip(*np.unique(labels, return_counts=True), strict=True):
+            self.metrics.predictions.labels(loaded.class_names[int(k)]).inc(int(n))
+        result = self.monitor.observe(loaded.version_id, labels.tolist(), loaded.reference)
+        return result if result is not None and result.fired else None
+
+    def raise_shift_alert(self, loaded: Loaded, result: ShiftResult) -> None:
+        """Store a ``prediction_shift`` alert (one open alert per model)."""
+        raise_alert(
+            self.db,
+            "prediction_shift",
+            f"served predictions of {loaded.version_id} drifted from its validation distribution "
+            f"(total variation {result.tv_distance:.3f} over the last {result.n}, "
+            f"p={result.p_value:.2g})",
+            model_id=loaded.version_id,
+            details=result.__dict__,
+            dedupe=True,
+        )
+
+    def _database_gauges(self) -> dict[str, tuple[str, str, dict[str, float]]]:
+        with self.db.read() as session:
+            rows = session.execute(
+                select(Contribution.status, func.count()).group_by(Contribution.status)
+            ).all()
+            open_alerts = session.execute(
+                select(Alert.kind, func.count()).where(Alert.resolved_at.is_(None)).group_by(Alert.kind)
+            ).all()
+        by_status = {s: 0.0 for s in ("pending", "accepted", "quarantined", "rejected")}
+        by_status.update({status: float(n) for status, n in rows})
+        return {
+            "imrecs_contributions": ("Stored contributions by status", "status", by_status),
+            "imrecs_alerts_open": ("Open alerts by kind", "kind", {k: float(n) for k, n in open_alerts}),
+        }
+
+    def close(self) -> None:
+        self.server.close()
+        self.db.dispose()

@@ -1,0 +1,188 @@
+"""Bad input never gets a 500 and never leaves half-stored data: each case is a 4xx JSON error
+that names the problem, and the contribution table and blob store stay empty."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poisonlab.service import contributions as lib
+from poisonlab.service.audit import Actor
+from poisonlab.service.db import Contribution
+
+
+def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _contribute(svc, content: bytes, label: str = "3", **fields: str):
+    data = {"label": label, **fields}
+    return svc.client.post(
+        "/v1/contributions",
+        files={"file": ("upload.png", content, "image/png")},
+        data=data,
+        headers=svc.headers("contributor"),
+    )
+
+
+def _assert_nothing_stored(svc) -> None:
+    with svc.state.db.read() as session:
+        assert session.query(Contribution).count() == 0
+    assert list(svc.state.store) == []
+
+
+BAD_FILES = {
+    "not_an_image": (b"hello, this is text", "bad_image", "not an image"),
+    "empty": (b"", "empty_file", "empty"),
+    "truncated_png": (_png((40, 40))[:-30], "bad_image", "not a readable image"),
+    "truncated_jpeg": (_jpeg()[: len(_jpeg()) // 2], "bad_image", "not a readable image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_image_files(make_service, case):
+    svc = make_service(unsigned_policy="pending")
+    content, code, words = BAD_FILES[case]
+    for response in (
+        _contribute(svc, content),
+        svc.client.post("/v1/predict", files={"file": ("x", content)}, headers=svc.headers("viewer")),
+    ):
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == code and words in response.json()["detail"]
+    _assert_nothing_stored(svc)
+
+
+def test_decompression_bomb_is_refused_before_decoding(make_service):
+    svc = make_service(max_pixels=1_000_000)
+    bomb = _png((5000, 5000), mode="1")  # 25 Mpx in a few kilobytes
+    assert len(bomb) < 50_000
+    response = _contribute(svc, bomb)
+    assert response.status_code == 422
+    assert response.json()["code"] == "image_too_large" and "25,000,000 pixels" in response.json()["detail"]
+    predicted = svc.client.post("/v1/predict", files={"file": ("b.png", bomb)}, headers=svc.headers("viewer"))
+    assert predicted.json()["code"] == "image_too_large"
+    _assert_nothing_stored(svc)
+
+
+def test_oversize_body_by_content_length(make_service):
+    svc = make_service(max_body_bytes=64 * 1024)
+    response = _contribute(svc, b"\0" * (100 * 1024))
+    assert response.status_code == 413 and response.json()["code"] == "body_too_large"
+    assert "65,536-byte limit" in response.json()["detail"]
+    _assert_nothing_stored(svc)
+
+
+def test_oversize_chunked_body(make_service):
+    """Without Content-Length the limit holds while reading (the stop itself is checked against a
+    real server in test_server.py: TestClient buffers the whole body before the app sees it)."""
+    svc = make_service(max_body_bytes=64 * 1024)
+
+    def chunks():
+        for _ in range(100):
+            yield b"x" * (16 * 1024)
+
+    response = svc.client.post(
+        "/v1/predict/batch",
+        content=chunks(),
+        headers={**svc.headers("viewer"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413 and response.json()["code"] == "body_too_large"
+
+
+def test_unknown_label_and_bad_fields(service, png):
+    svc = service
+    image = png(np.zeros((8, 8, 1), np.uint8))
+    cases = [
+        (_contribute(svc, image, label="airplane"), "unknown_label", "unknown label 'airplane'"),
+        (_contribute(svc, image, label="10"), "unknown_label", "out of range"),
+        (_contribute(svc, image, label="  "), "invalid_input", "label: field required"),
+        (_contribute(svc, image, source="bad name!"), "bad_source", "source names"),
+        (_contribute(svc, image, signature="%%%", source="cam"), "unknown_source", "not registered"),
+        (_contribute(svc, image, signature="AAAA"), "bad_signature", "needs the source"),
+    ]
+    for response, code, words in cases:
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == code and words in response.json()["detail"], response.json()
+    missing_file = svc.client.post(
+        "/v1/contributions",
+        data={"label": "1"},
+        files={"other": ("a", b"x")},
+        headers=svc.headers("contributor"),
+    )
+    assert (
+        missing_file.status_code == 422 and "file: a file field is required" in missing_file.json()["detail"]
+    )
+    _assert_nothing_stored(svc)
+
+
+def test_wrong_content_types_and_bad_json(service):
+    svc, viewer = service, service.headers("viewer")
+    as_json = svc.client.post("/v1/predict", json={"file": "x"}, headers=viewer)
+    assert as_json.status_code == 415 and "multipart/form-data" in as_json.json()["detail"]
+    bad_json = svc.client.post(
+        "/v1/predict/batch", content=b"{not json", headers={**viewer, "Content-Type": "application/json"}
+    )
+    assert bad_json.status_code == 422 and bad_json.json()["code"] == "bad_json"
+    cases = [
+        ({"images": []}, '{"instances": [...]}'),
+        ({"instances": []}, "non-empty list"),
+        ({"instances": [[[0] * 3] * 8]}, "shape"),
+        ({"instances": [[[[0]] * 8] * 8, [[[0]] * 8] * 7]}, "equally shaped"),
+        ({"instances": [[[[300]] * 8] * 8]}, "[0, 255]"),
+        ({"instances": [[[["a"]] * 8] * 8]}, "numeric"),
+    ]
+    for body, words in cases:
+        response = svc.client.post("/v1/predict/batch", json=body, headers=viewer)
+        assert response.status_code == 422 and words in response.json()["detail"], (body, response.json())
+    runs = svc.client.post("/v1/training-runs", json={"epochs": "many"}, headers=svc.headers("trainer"))
+    assert runs.status_code == 422 and runs.json()["detail"].startswith("epochs:")
+    huge_id = svc.client.get("/v1/contributions/99999999999999999999999", headers=svc.headers("trainer"))
+    assert huge_id.status_code == 422
+
+
+def test_batch_limit(make_service):
+    svc = make_service(max_batch=4)
+    zeros = [[[[0]] * 8] * 8] * 5
+    response = svc.client.post("/v1/predict/batch", json={"instances": zeros}, headers=svc.headers("viewer"))
+    assert response.status_code == 422 and "batch limit of 4" in response.json()["detail"]
+    files = [("files", (f"{i}.png", _png((8, 8)), "image/png")) for i in range(5)]
+    response = svc.client.post("/v1/predict/batch", files=files, headers=svc.headers("viewer"))
+    assert response.status_code == 422 and "batch limit of 4" in response.json()["detail"]
+
+
+def test_failure_after_file_write_leaves_no_row(service, monkeypatch):
+    """A database failure after the blob write: no row, a harmless content-addressed orphan file."""
+    svc = service
+    image = _png((8, 8))
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("poisonlab.service.contributions.record", broken)
+    with pytest.raises(RuntimeError):
+        loaded = svc.state.server.current()
+        lib.submit(
+            svc.state.db,
+            svc.state.store,
+            lib.Upload(image, "1"),
+            actor=Actor("x", "contributor"),
+            class_names=loaded.class_names,
+            input_shape=loaded.input_shape,
+            max_pixels=10**6,
+            policy=svc.state.policy,
+        )
+    with svc.state.db.read() as session:
+        assert session.query(Contribution).count() == 0
+    orphans = svc.state.store.orphans([])
+    assert len(orphans) == 1 and svc.state.store.get(orphans[0]) == image

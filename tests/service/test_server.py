@@ -1,0 +1,251 @@
+"""The real server: uvicorn in a subprocess on a free loopback port, SQLite file database.
+
+* durability: a concurrent contribution burst, ``kill -9`` in the middle, a restart, and every
+  contribution that was acknowledged (201) is there with the right sha256 and bytes;
+* concurrency: many clients predicting and contributing at once, every answer 2xx;
+* the body limit holds while a chunked upload streams in (the server answers 413 long before
+  the client has sent everything).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from poisonlab.service.audit import Actor
+from poisonlab.service.auth import create_key
+from poisonlab.service.db import Database
+from poisonlab.service.settings import sqlite_url
+from poisonlab.service.storage import BlobStore
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``poisonlab serve`` as a child process."""
+
+    def __init__(self, data: Path, model: Path, *extra: str) -> None:
+        self.data, self.model, self.extra = data, model, extra
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> Server:
+        cmd = [
+            sys.executable,
+            "-c",
+            "from poisonlab.cli.main import main; main()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data",
+            str(self.data),
+            "--model",
+            str(self.model),
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+            *self.extra,
+        ]
+        log = open(self.data.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self._log()}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1).json()["status"] == "ok":
+                    return self
+            except (httpx.HTTPError, ValueError):
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not come up in {timeout} s: {self._log()}")
+
+    def _log(self) -> str:
+        return (self.data.parent / f"server-{self.port}.log").read_text(errors="replace")[-3000:]
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def _make_keys(data: Path) -> dict[str, str]:
+    data.mkdir(parents=True)
+    db = Database(sqlite_url(data))
+    made = {r: create_key(db, name=r, role=r, actor=Actor("test"))[0] for r in ("viewer", "contributor")}
+    db.dispose()
+    return made
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, digits_model_dir: Path):
+    """One server for the tests that do not stop it: ``(server, keys)``."""
+    data = tmp_path_factory.mktemp("imrecs-server") / "data"
+    keys = _make_keys(data)
+    srv = Server(data, digits_model_dir, "--unsigned", "pending", "--max-body-mb", "1").start()
+    yield srv, keys
+    srv.stop()
+
+
+def _noise_png(png, seed: int) -> bytes:
+    """A distinct 8x8 grey image per seed (distinct sha256)."""
+    rng = np.random.default_rng(seed)
+    return png(rng.integers(0, 256, size=(8, 8, 1), dtype=np.uint8))
+
+
+def test_acknowledged_contributions_survive_kill_9(tmp_path, digits_model_dir, png):
+    keys = _make_keys(tmp_path / "data")
+    srv = Server(tmp_path / "data", digits_model_dir, "--unsigned", "pending").start()
+    acked: dict[int, bytes] = {}
+    lock, stop = threading.Lock(), threading.Event()
+    failures = [0]
+
+    def client(worker: int) -> None:
+        with httpx.Client(base_url=srv.url, headers={"X-API-Key": keys["contributor"]}, timeout=10) as http:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                content = _noise_png(png, worker * 100_000 + i)
+                try:
+                    r = http.post(
+                        "/v1/contributions", files={"file": ("n.png", content)}, data={"label": "3"}
+                    )
+                except httpx.HTTPError:
+                    with lock:
+                        failures[0] += 1
+                    if srv.proc.poll() is not None:
+                        return
+                    continue
+                if r.status_code == 201:
+                    with lock:
+                        acked[r.json()["id"]] = content
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    srv.kill9()  # mid-burst: 8 clients are still sending
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert len(acked) >= 60, "the burst did not get going"
+    assert failures[0] >= 1, "no request was in flight when the server died"
+    srv.start()  # same data folder and database
+    try:
+        with httpx.Client(base_url=srv.url, headers={"X-API-Key": keys["contributor"]}, timeout=10) as http:
+            assert http.get("/v1/health").json()["status"] == "ok"
+        db = Database(sqlite_url(tmp_path / "data"))
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+            rows = dict(conn.exec_driver_sql("SELECT id, sha256 FROM contributions").all())
+        db.dispose()
+        store = BlobStore(tmp_path / "data" / "blobs")
+        for cid, content in acked.items():
+            assert cid in rows, f"acknowledged contribution {cid} was lost"
+            assert rows[cid] == hashlib.sha256(content).hexdigest()
+            assert store.get(rows[cid]) == content
+    finally:
+        srv.stop()
+
+
+def test_many_clients_predict_and_contribute_at_once(shared_server, png, digits):
+    server, keys = shared_server
+    images = [png(x) for x in digits.test.x[:40]]
+
+    def predictor(i: int) -> list[int]:
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": keys["viewer"]}, timeout=30) as http:
+            codes = [
+                http.post("/v1/predict", files={"file": ("d.png", images[(i + j) % 40])}).status_code
+                for j in range(15)
+            ]
+            codes.append(
+                http.post("/v1/predict/batch", json={"instances": digits.test.x[:32].tolist()}).status_code
+            )
+            return codes
+
+    def contributor(i: int) -> list[int]:
+        with httpx.Client(
+            base_url=server.url, headers={"X-API-Key": keys["contributor"]}, timeout=30
+        ) as http:
+            return [
+                http.post(
+                    "/v1/contributions",
+                    files={"file": ("n.png", _noise_png(png, 1000 * i + j))},
+                    data={"label": str(j % 10)},
+                ).status_code
+                for j in range(10)
+            ]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [pool.submit(predictor, i) for i in range(10)] + [
+            pool.submit(contributor, i) for i in range(6)
+        ]
+        codes = [c for f in futures for c in f.result()]
+    assert len(codes) == 10 * 16 + 6 * 10
+    assert set(codes) <= {200, 201}, sorted(set(codes))
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": keys["viewer"]}) as http:
+        metrics = http.get("/metrics").text
+    assert 'imrecs_contributions{status="pending"} 60.0' in metrics
+
+
+def test_chunked_upload_is_cut_at_the_limit(shared_server):
+    server, keys = shared_server
+    total, chunk = 64 << 20, b"x" * (64 << 10)
+    request = (
+        "POST /v1/predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"X-API-Key: {keys['viewer']}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    sent, response = 0, b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        try:
+            while sent < total:
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                sent += len(chunk)
+                if select.select([sock], [], [], 0)[0]:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        sock.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in response:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                response += data
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert sent < total // 4, f"the server read {sent} bytes before refusing"
