@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Literal
 
 import torch
@@ -23,8 +24,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     raise ValueError(f"unknown device {device!r}; expected auto, cpu or cuda")
 
 
+@functools.cache
 def cpu_has_amx() -> bool:
-    """True when the CPU advertises AMX tiles (fast bf16 matrix units)."""
+    """True when the CPU advertises AMX tiles (fast bf16 matrix units); read once per process
+    (``/proc/cpuinfo`` is several kilobytes per core and every training and inference call asks)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
             return "amx_bf16" in f.read()

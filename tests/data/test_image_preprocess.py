@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from poisonlab.data.images import load_image_file, pad_to_square, preprocess_image, to_rgb
+from poisonlab.data.images import (
+    ImageTooLargeError,
+    load_image_bytes,
+    load_image_file,
+    pad_to_square,
+    preprocess_image,
+    to_rgb,
+)
 
 WHITE = (255, 255, 255)
 
@@ -196,3 +205,26 @@ def test_rgb_to_gray_weights_and_errors():
     assert rgb_to_gray(x).shape == (1, 4, 1)
     with pytest.raises(ValueError, match="uint8 RGB"):
         rgb_to_gray(x[..., :1])
+
+
+def test_load_image_bytes_matches_load_image_file_and_shares_the_guard(tmp_path):
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (20, 12, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    data = (tmp_path / "x.png").read_bytes()
+    np.testing.assert_array_equal(load_image_bytes(data, size=8), load_image_file(tmp_path / "x.png", size=8))
+    with pytest.raises(ImageTooLargeError, match="240 pixels, over the 239-pixel limit"):
+        load_image_bytes(data, size=8, max_pixels=239)
+    with pytest.raises(ImageTooLargeError, match="cannot read image x.png: 12x20"):
+        load_image_file(tmp_path / "x.png", max_pixels=239)
+    buf = io.BytesIO()
+    Image.new("1", (4000, 4000)).save(buf, format="PNG")  # 16 Mpx in a few kilobytes
+    with pytest.raises(ImageTooLargeError, match="decompression-bomb"):
+        load_image_bytes(buf.getvalue(), max_pixels=1_000_000)
+    with pytest.raises(ValueError, match="not an image in a known format"):
+        load_image_bytes(b"plain text")
+    with pytest.raises(ValueError, match="not a readable image"):
+        load_image_bytes(data[:-40])
+    with pytest.raises(ValueError, match="empty"):
+        load_image_bytes(b"")
+    with pytest.raises(ValueError, match="as bytes, got str"):
+        load_image_bytes("x.png")  # type: ignore[arg-type]

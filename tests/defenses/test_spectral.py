@@ -100,18 +100,18 @@ def test_clean_model_few_flags(clean_case):
     assert abs(fixed.predict().mean() - 0.15) <= 0.01
 
 
-def test_half_of_class_poison_adaptive_vs_fixed():
-    data, forward = planted(150)  # the poison is half of the class "c1"
+def test_large_poison_share_adaptive_vs_fixed():
+    data, forward = planted(120)  # the poison is 44 % of the class "c1"
     det = SpectralSignatures().fit(data, forward=forward)
     r = detection_scores(data.poison_mask, det.predict(), det.score_samples())
     assert r["recall"] >= 0.98 and r["precision"] >= 0.98 and r["auroc"] >= 0.99
     stats = det.details_["classes"]["c1"]
     assert stats["decision"] == "poisoned" and stats["source_class"] == 0
     assert det.details_["poisoned_classes"] == ["c1"]
-    # the paper's rule caps recall at 1.5 * 0.1 * 300 / 150 = 0.3
+    # the paper's rule caps recall at 1.5 * 0.1 * 270 / 120 = 0.34
     fixed = SpectralSignatures(mode="fixed", expected_fraction=0.1).fit(data, forward=forward)
     rf = detection_scores(data.poison_mask, fixed.predict(), fixed.score_samples())
-    assert rf["recall"] <= 0.3 and rf["fpr"] >= 0.1
+    assert rf["recall"] <= 0.34 and rf["fpr"] >= 0.1
 
 
 def test_absorbed_minority_poison_is_the_smaller_mode():

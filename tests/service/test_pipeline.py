@@ -81,6 +81,18 @@ def test_clean_contributions_are_trained_and_promoted(make_service, png, digits)
     assert svc.client.get("/v1/health").json()["model_version"] == new["id"]
 
 
+def test_a_second_run_after_a_promotion_still_finds_its_base_data(make_service, png, digits):
+    # regression: the promoted model's card named its data "base+<hash>", and the next run could
+    # no longer tell which base dataset (digits) to load
+    svc = make_service(unsigned_policy="pending", defenses=("duplicates",))
+    _seed(svc, png, digits.test.x[:20], digits.test.y[:20])
+    assert _run(svc)["status"] == "promoted"
+    _seed(svc, png, digits.test.x[20:40], digits.test.y[20:40])
+    second = _run(svc)
+    assert second["status"] == "promoted", second
+    assert second["report"]["snapshot"] == {"contributions": 40}  # accepted + pending
+
+
 def test_gates_refuse_a_poisoned_model_when_defenses_are_off(make_service, png, poison):
     svc = make_service(unsigned_policy="pending", defenses=())
     first = svc.state.server.current().version_id

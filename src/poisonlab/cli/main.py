@@ -9,6 +9,7 @@ from poisonlab.cli.experiments_cmd import demo_command, matrix_command, run_comm
 from poisonlab.cli.images import images_app
 from poisonlab.cli.lab import evaluate_command, predict_command, train_command
 from poisonlab.cli.models_cmd import models_app
+from poisonlab.cli.redteam_cmd import redteam_command
 from poisonlab.cli.scan_cmd import defenses_app, scan_command
 from poisonlab.cli.service_cmd import keys_app, serve_command, sources_app
 
@@ -31,6 +32,7 @@ app.add_typer(defenses_app, name="defenses")
 app.command("serve")(serve_command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(sources_app, name="sources")
+app.command("redteam")(redteam_command)
 
 
 def _version(value: bool) -> None:

@@ -6,6 +6,7 @@ default), padded to a centred square and LANCZOS-resized. Unreadable files are s
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from poisonlab.data.dataset import Dataset
 
@@ -25,6 +26,10 @@ Color = tuple[int, int, int]
 
 class SkippedImagesWarning(UserWarning):
     """Some image files could not be read and were left out."""
+
+
+class ImageTooLargeError(ValueError):
+    """An image over the pixel limit, refused before its pixels were decoded."""
 
 
 def _check_color(color: Sequence[int]) -> Color:
@@ -104,6 +109,36 @@ def preprocess_image(img: Image.Image, size: int = 32, pad_color: Sequence[int] 
     return np.array(square, dtype=np.uint8)
 
 
+def _decode_checked(source: str | os.PathLike[str] | io.BytesIO, size: int, color: Color, max_pixels: int):
+    """Open ``source``, refuse it over ``max_pixels`` from its header alone, then decode and preprocess.
+
+    The guard shared by :func:`load_image_file` and :func:`load_image_bytes`. Raises
+    :class:`ImageTooLargeError` over the limit (also for Pillow's own decompression-bomb check)
+    and ``ValueError`` for anything unreadable; the messages read as predicates ("not an image
+    ...") so that callers can prefix a name.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{w}x{h} = {w * h:,} pixels, over the {max_pixels:,}-pixel limit "
+                        "(decompression-bomb protection)"
+                    )
+                img.load()
+                return preprocess_image(img, size, color)
+    except ImageTooLargeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"over Pillow's decompression-bomb limit ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ValueError("not an image in a known format") from exc
+    except Exception as exc:  # Pillow decoders raise many types on corrupt input
+        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
 def load_image_file(
     path: str | os.PathLike[str],
     size: int = 32,
@@ -123,27 +158,56 @@ def load_image_file(
     FileNotFoundError
         ``path`` is not a file.
     ValueError
-        Corrupt, truncated or unsupported file, or over ``max_pixels`` pixels (checked before
-        decoding: decompression-bomb protection).
+        Corrupt, truncated or unsupported file; :class:`ImageTooLargeError` (a ValueError) over
+        ``max_pixels`` pixels, checked before decoding (decompression-bomb protection).
     """
     p = Path(path)
     size, color = _check_size(size), _check_color(pad_color)
     if not p.is_file():
         raise FileNotFoundError(f"no such image file: {p}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ValueError(
-                        f"{w}x{h} = {w * h:,} pixels exceeds the {max_pixels:,}-pixel limit "
-                        "(decompression-bomb protection)"
-                    )
-                img.load()
-                return preprocess_image(img, size, color)
-    except Exception as exc:  # Pillow decoders raise many types on corrupt input
-        raise ValueError(f"cannot read image {p.name}: {exc}") from exc
+        return _decode_checked(p, size, color, max_pixels)
+    except ValueError as exc:
+        raise type(exc)(f"cannot read image {p.name}: {exc}") from exc
+
+
+def load_image_bytes(
+    data: bytes,
+    *,
+    size: int = 32,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    pad_color: Sequence[int] = WHITE,
+) -> np.ndarray:
+    """Decode and preprocess one image file's bytes (an upload), like :func:`load_image_file`.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file, any format Pillow reads.
+    size, pad_color
+        As for :func:`preprocess_image`.
+    max_pixels : int
+        Largest width x height decoded; checked from the header before any pixel is decoded.
+
+    Returns
+    -------
+    np.ndarray
+        Shape (size, size, 3), dtype uint8, values in [0, 255].
+
+    Raises
+    ------
+    ImageTooLargeError
+        Over ``max_pixels`` (a ValueError).
+    ValueError
+        ``data`` is not bytes, is empty, or is not a readable image (corrupt, truncated,
+        unsupported). Messages read as predicates, e.g. "not an image in a known format".
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ValueError(f"expected the image file as bytes, got {type(data).__name__}")
+    size, color = _check_size(size), _check_color(pad_color)
+    if len(data) == 0:
+        raise ValueError("empty (0 bytes)")
+    return _decode_checked(io.BytesIO(bytes(data)), size, color, max_pixels)
 
 
 def list_image_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -1,14 +1,24 @@
 """Shared pieces of the representation-space backdoor detectors (activation clustering, spectral signatures).
 
-Both detectors split a class in two and must say which side, if any, is planted. The
-exclusionary reclassification of Chen et al. ("Detecting Backdoor Attacks on Deep Neural
-Networks by Activation Clustering", SafeAI@AAAI 2019, arXiv:1811.03728) answers with a
-classifier that never saw the side: poison is mostly given another class (its source). The
-paper retrains the network; here a linear softmax head (L2 logistic regression) is trained on
-the frozen, standardised penultimate features, on a seeded class-capped subsample, which costs
-well under a second per side. Cross-class calibration uses robust z-scores: median and MAD
-scaled by 1.4826 (Rousseeuw and Croux, "Alternatives to the median absolute deviation", JASA
-88(424), 1993).
+Both detectors split a class in two; the suspect is the smaller side (the papers' premise: poison
+is a minority of the class it is labelled as; a backdoor that does not fire on every poisoned
+image also leaves the poison mode a little smaller than the poison count at one half).
+
+Exclusionary reclassification (Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks
+by Activation Clustering", SafeAI@AAAI 2019, arXiv:1811.03728) asks a classifier that never saw
+the suspect which class it belongs to. The paper retrains the network; here a linear softmax head
+(L2 logistic regression) is trained on the frozen, standardised penultimate features of a seeded,
+class-capped subsample (well under a second per side). With frozen features of the poisoned
+model the verdict is reliable for mislabelled samples (they go back to their true class) but
+not for a backdoor: the feature extractor has already mapped triggered images into the target
+class, so a head trained on the clean target images keeps them there (on the CIFAR-10 benchmark
+of ``benchmarks/defenses.py``: 0.1 % of the poison mode reclassified, 99 % of the clean half of
+"bird" once the head saw only the poison as "bird"), and confusable clean classes (cat/dog)
+have halves that go elsewhere. It is therefore reported, and used as a decision only where
+asked for.
+
+Cross-class calibration uses robust z-scores: median and MAD scaled by 1.4826 (Rousseeuw and
+Croux, "Alternatives to the median absolute deviation", JASA 88(424), 1993).
 """
 
 from __future__ import annotations
@@ -22,7 +32,6 @@ from sklearn.linear_model import LogisticRegression
 
 __all__ = [
     "MIN_CLASSES_FOR_Z",
-    "SIMILAR_SIZE",
     "check_open_fraction",
     "check_positive_float",
     "judge_sides",
@@ -33,8 +42,6 @@ __all__ = [
 
 # Below this many analysed classes a cross-class median/MAD is meaningless: absolute rules only.
 MIN_CLASSES_FOR_Z = 5
-# Smaller-side share from which the two sides count as "of similar size": size says nothing.
-SIMILAR_SIZE = 0.4
 
 
 def check_positive_float(value: object, name: str) -> float:
@@ -54,21 +61,16 @@ def check_open_fraction(value: object, name: str) -> float:
 def judge_sides(
     sizes: list[int], reclass: list[dict[str, Any]], *, threshold: float, margin: float
 ) -> dict[str, Any]:
-    """Which of two sides of a class is the suspect, and whether reclassification is decisive.
+    """Reclassification verdict on the smaller side (the suspect) of a class split in two.
 
-    The suspect is the smaller side, unless the sides are of similar size (smaller share at least
-    ``SIMILAR_SIZE``, where size carries no information) or reclassification is decisive: then it
-    is the side more often given another class. Decisive means: the suspect's share ``o_s``
-    given another class is at least ``threshold`` and exceeds its sibling's by ``margin``.
-    ``strength`` is ``o_s * (1 - o_sibling)`` in [0, 1].
+    Decisive means: the suspect's share ``o_s`` given another class is at least ``threshold``
+    and exceeds its sibling's by ``margin``. ``strength`` is ``o_s * (1 - o_sibling)`` in [0, 1].
     """
     o = np.array([r["other_share"] for r in reclass])
-    foreign = int(np.argmax(o))
-    decisive = bool(o[foreign] >= threshold and o[foreign] - o[1 - foreign] >= margin)
     suspect = int(np.argmin(sizes))
-    if decisive or (min(sizes) / max(sum(sizes), 1) >= SIMILAR_SIZE and o[0] != o[1]):
-        suspect = foreign
-    return {"suspect": suspect, "decisive": decisive, "strength": float(o[suspect] * (1 - o[1 - suspect]))}
+    o_s, o_sib = float(o[suspect]), float(o[1 - suspect])
+    decisive = bool(o_s >= threshold and o_s - o_sib >= margin)
+    return {"suspect": suspect, "decisive": decisive, "strength": o_s * (1.0 - o_sib)}
 
 
 def robust_z(values: np.ndarray) -> list[float]:

@@ -1,4 +1,4 @@
-"""Activation clustering: split each class's penultimate activations in two and ask which half is foreign.
+"""Activation clustering: split each class's penultimate activations in two and judge the split.
 
 Chen, Carvalho, Baracaldo, Ludwig, Edwards, Lee, Molloy and Srivastava, "Detecting Backdoor
 Attacks on Deep Neural Networks by Activation Clustering", AAAI Workshop on Artificial
@@ -7,37 +7,36 @@ Intelligence Safety (SafeAI), 2019, arXiv:1811.03728.
 A backdoored model gives triggered source images the target label for another reason (the
 trigger) than the target's own images, so the target class's activations form two groups. Per
 labelled class: reduce the activations (N_k, D) to ``n_components`` dimensions (PCA, or ICA as in
-the paper), split them with 2-means, then judge the split (``analysis``):
+the paper), split them with 2-means; the suspect is the smaller cluster. Then judge the split
+(``analysis``):
 
-* ``"reclassification"`` (the paper's exclusionary reclassification, see
-  :mod:`poisonlab.defenses._reclassification`): a head trained without one cluster classifies
-  it. Poisoned when one cluster is mostly (``reclass_threshold``) given another class, its
-  source, and ``reclass_margin`` more often than its sibling: when both are, the whole class is
-  confused with another (the source class of a label flip), which is no planted cluster;
-* ``"silhouette"``: the split is much cleaner than the other classes': silhouette at least
-  ``silhouette_threshold`` and, with five or more classes, a robust z-score across classes of at
-  least ``z_threshold``;
+* ``"silhouette"`` (default): the split is much cleaner than the other classes': silhouette at
+  least ``silhouette_threshold`` and, with five or more classes, a robust z-score across classes
+  of at least ``z_threshold``. Judging each class against the others, instead of against a fixed
+  silhouette, keeps the natural two-mode structure every class has from being flagged;
+* ``"reclassification"`` (the paper's exclusionary reclassification, with a linear head on the
+  frozen features, see :mod:`poisonlab.defenses._reclassification`): the suspect is mostly
+  (``reclass_threshold``) given another class by a head trained without it, and
+  ``reclass_margin`` more often than its sibling (when both are, the whole class is confused with
+  another: the source class of a label flip). Finds mislabelled clusters, not backdoors;
 * ``"relative-size"``: the smaller cluster holds at most ``size_threshold`` of its class;
 * ``"size"``: the smaller cluster of every class (the paper's simplest rule; it flags a cluster
   in every class, clean ones too);
 * ``"distance"``: the smaller cluster's centroid is at least ``1 / distance_threshold`` times as
-  far from its sibling as from the nearest other class mean (full feature space);
-* ``"auto"`` (default): reclassification or silhouette. Reclassification alone misses clusters
-  the model has drawn fully into the target class (the frozen features then keep little of the
-  source class); silhouette alone cannot tell which of two equal halves is the poison.
+  far from its sibling as from the nearest other class mean (full feature space).
 
-The suspect is the smaller cluster, or the one more often reclassified elsewhere when that is
-decisive or the clusters are of similar size. Reclassification presumes features that separate
-the labelled classes: when the model fits under ``MIN_FIT_ACCURACY`` of the scanned labels, it
-is not used. Only the suspect cluster of a poisoned class is flagged.
+Only the suspect cluster of a poisoned class is flagged. For every poisoned class the
+reclassification of its suspect is reported in ``details_`` (with ``source_class`` when
+decisive). Reclassification presumes features that separate the labelled classes: when the model
+fits under ``MIN_FIT_ACCURACY`` of the scanned labels, it is not run.
 
 Score of sample i in class k: ``e_k * a_i``. ``a_i`` in [0, 1] is the affinity to the suspect
 cluster, ``d(i, other centroid) / (d(i, suspect centroid) + d(i, other centroid))`` in the
 reduced space (above 0.5 exactly for the suspect's members); ``e_k = 0.5 * poisoned_k + 0.5 *
 strength_k`` in [0, 1] lifts poisoned classes above the others, ``strength_k`` being the
-analysis' continuous evidence: the reclassification margin ``o_s * (1 - o_sibling)`` (``o`` =
-share given another class) or the silhouette for ``"auto"`` (the larger), the silhouette, one
-minus twice the smaller cluster's share, or ``r / (1 + r)`` for the distance ratio ``r``.
+analysis' continuous evidence: the silhouette (clipped to [0, 1]), the reclassification margin
+``o_s * (1 - o_sibling)`` (``o`` = share given another class), one minus twice the smaller
+cluster's share, or ``r / (1 + r)`` for the distance ratio ``r``.
 """
 
 from __future__ import annotations
@@ -68,15 +67,16 @@ from poisonlab.models.base import PoisonlabModel
 
 __all__ = ["ActivationClustering"]
 
-ANALYSES = ("auto", "reclassification", "silhouette", "relative-size", "size", "distance")
+ANALYSES = ("silhouette", "reclassification", "relative-size", "size", "distance")
 REDUCTIONS = ("pca", "ica")
+# Below this accuracy of the model on the scanned labels, reclassification is not run.
 MIN_FIT_ACCURACY = 0.5
 # Silhouette on a seeded subsample: O(n^2) on 8,000 activations would dominate the run.
 SILHOUETTE_SAMPLE = 2000
 
 
 class ActivationClustering(Defense):
-    """Per-class 2-means on reduced penultimate activations, judged by reclassification or silhouette.
+    """Per-class 2-means on reduced penultimate activations; flags the smaller cluster of outlying splits.
 
     Parameters
     ----------
@@ -85,12 +85,13 @@ class ActivationClustering(Defense):
         dimension and the class size.
     reduction : {"pca", "ica"}
         PCA, or FastICA as in the paper (slower and, on the digits fixtures, less stable).
-    analysis : {"auto", "reclassification", "silhouette", "relative-size", "size", "distance"}
+    analysis : {"silhouette", "reclassification", "relative-size", "size", "distance"}
         How a class is judged poisoned (module docstring).
     size_threshold : float
         ``"relative-size"``: largest class share of a poisoned smaller cluster, in (0, 0.5].
     silhouette_threshold : float
-        Lowest silhouette of a poisoned split, in (0, 1].
+        Lowest silhouette of a poisoned split, in (0, 1]; ICA's whitened components give lower
+        silhouettes than PCA's (about 0.1 where PCA gives 0.5 on planted test features).
     z_threshold : float
         Lowest robust z-score of the silhouette across classes, > 0.
     distance_threshold : float
@@ -121,7 +122,7 @@ class ActivationClustering(Defense):
         *,
         n_components: int = 10,
         reduction: str = "pca",
-        analysis: str = "auto",
+        analysis: str = "silhouette",
         size_threshold: float = 0.35,
         silhouette_threshold: float = 0.25,
         z_threshold: float = 4.0,
@@ -177,8 +178,7 @@ class ActivationClustering(Defense):
         splits = {k: self._split(feats[groups[k]]) for k in analysed}
         sil = [splits[k]["silhouette"] for k in analysed]
         zs = robust_z(sil) if len(analysed) >= MIN_CLASSES_FOR_Z else [None] * len(sil)
-        use_reclass = self.analysis in ("auto", "reclassification") and fit_accuracy >= MIN_FIT_ACCURACY
-        std = standardized_features(feats) if use_reclass else None
+        std = standardized_features(feats) if fit_accuracy >= MIN_FIT_ACCURACY else None
         means = np.stack(
             [feats[g].mean(axis=0) if len(g) else np.full(feats.shape[1], np.inf) for g in groups]
         )
@@ -198,7 +198,7 @@ class ActivationClustering(Defense):
         self.details_ = {
             "analysis": self.analysis,
             "model_fit_accuracy": fit_accuracy,
-            "reclassification_used": use_reclass,
+            "reclassification_available": std is not None,
             "poisoned_classes": [n for n, c in per_class.items() if c.get("poisoned")],
             "classes": per_class,
         }
@@ -253,28 +253,30 @@ class ActivationClustering(Defense):
                 "evidence": 0.0,
                 "decision": "clean",
             }
-        suspect, poisoned, strength = smaller, False, 0.0
-        if self.analysis in ("auto", "reclassification") and std is not None:
-            suspect, poisoned, strength = self._reclassify(k, idx, split, std, y, stats)
-        if self.analysis in ("auto", "silhouette"):
-            poisoned = poisoned or (sil >= self.silhouette_threshold and (z is None or z >= self.z_threshold))
-            strength = max(strength, min(max(sil, 0.0), 1.0))
+        poisoned, strength = False, 0.0
+        if self.analysis == "reclassification" and std is not None:
+            poisoned, strength = self._reclassify(k, idx, split, std, y, stats)
+        elif self.analysis == "silhouette":
+            poisoned = sil >= self.silhouette_threshold and (z is None or z >= self.z_threshold)
+            strength = min(max(sil, 0.0), 1.0)
         elif self.analysis in ("size", "relative-size"):
             poisoned, strength = self.analysis == "size" or rel <= self.size_threshold, 1.0 - 2.0 * rel
         elif self.analysis == "distance":
             ratio = _distance_ratio(k, feats[idx], split["labels"], smaller, means)
             poisoned, strength = ratio >= self.distance_threshold, ratio / (1.0 + ratio)
             stats["distance_ratio"] = ratio
+        if poisoned and std is not None and "reclassification" not in stats:
+            self._reclassify(k, idx, split, std, y, stats)  # reported: the likely source class
         stats.update(
-            suspect_cluster=suspect, poisoned=bool(poisoned), evidence=0.5 * poisoned + 0.5 * strength
+            suspect_cluster=smaller, poisoned=bool(poisoned), evidence=0.5 * poisoned + 0.5 * strength
         )
         stats["decision"] = "poisoned" if poisoned else "clean"
         return stats
 
     def _reclassify(
         self, k: int, idx: np.ndarray, split: dict[str, Any], std: np.ndarray, y: np.ndarray, stats: dict
-    ) -> tuple[int, bool, float]:
-        """Exclusionary reclassification of both clusters: (suspect, decisive, strength); fills ``stats``."""
+    ) -> tuple[bool, float]:
+        """Exclusionary reclassification of both clusters: (decisive, strength); fills ``stats``."""
         sides = [idx[split["labels"] == c] for c in (0, 1)]
         reclass = reclassify_sides(
             std, y, k, sides, max_per_class=self.max_train_per_class, seed=self.random_state
@@ -285,7 +287,7 @@ class ActivationClustering(Defense):
         stats["reclassification"] = reclass
         if verdict["decisive"]:
             stats["source_class"] = reclass[verdict["suspect"]]["top_other_class"]
-        return verdict["suspect"], verdict["decisive"], verdict["strength"]
+        return verdict["decisive"], verdict["strength"]
 
 
 def _distance_ratio(k: int, x: np.ndarray, labels: np.ndarray, suspect: int, means: np.ndarray) -> float:

@@ -21,10 +21,9 @@ Two modes (``mode``):
   holding at least ``min_component`` of the class and, with five or more classes, D a robust
   z-score (median, scaled MAD) of at least ``z_threshold`` above the other classes'. The squared
   projection cannot tell which mode is the poison (half of a class is as far from the mean as the
-  other half), so the suspect mode is the smaller one, unless the modes are of similar size or
-  exclusionary reclassification (Chen et al., arXiv:1811.03728: a linear head trained without a
-  mode classifies that mode) is decisive; then it is the mode mostly given another class.
-  Nothing else is flagged.
+  other half); the suspect is the smaller mode (see :mod:`poisonlab.defenses._reclassification`),
+  and only it is flagged. For a bimodal class, exclusionary reclassification of its modes (Chen
+  et al., arXiv:1811.03728) is reported in ``details_``, with ``source_class`` when decisive.
 
 Scores, both continuous and comparable across classes: in the fixed mode ``tau_i`` divided by the
 class mean of ``tau``; in the adaptive mode ``e_k * a_i``, with ``a_i`` the mixture's posterior
@@ -88,8 +87,8 @@ class SpectralSignatures(Defense):
     min_component : float
         ``"adaptive"``: lowest weight of the smaller mixture component, in (0, 0.5].
     reclass_threshold, reclass_margin : float
-        Exclusionary reclassification of the two modes, as in
-        :func:`poisonlab.defenses.activation_clustering.judge_sides`; in (0, 1) and [0, 1].
+        When the reported reclassification of a bimodal class's modes counts as decisive, as in
+        :func:`poisonlab.defenses._reclassification.judge_sides`; in (0, 1) and [0, 1].
     max_train_per_class : int
         Samples per class of each reclassification head, >= 10.
     min_class_size : int
@@ -222,7 +221,6 @@ class SpectralSignatures(Defense):
                 verdict = judge_sides(
                     sizes, reclass, threshold=self.reclass_threshold, margin=self.reclass_margin
                 )
-                suspect = verdict["suspect"]
                 stats.update(reclassification=reclass, reclassification_decisive=verdict["decisive"])
                 if verdict["decisive"]:
                     stats["source_class"] = reclass[suspect]["top_other_class"]

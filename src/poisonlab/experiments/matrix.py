@@ -214,8 +214,11 @@ def run_matrix(
     clean_model, clean_id, _, _ = cached_model(
         splits, clean_cfg, device=device, progress=progress, name=f"{cfg.name}-clean"
     )
-    rows = [_run_row(cfg, row, splits, trusted, clean_model, device, progress) for row in cfg.attacks]
     clean = {"model_id": clean_id, **_success(clean_model, splits, AttackTargets(None, None), device)}
-    result = MatrixResult(config=cfg, rows=rows, clean=clean, seconds=time.perf_counter() - start)
-    write_matrix_report(result, Path(out_dir))
+    result = MatrixResult(config=cfg, rows=[], clean=clean, seconds=0.0)
+    for row in cfg.attacks:
+        result.rows.append(_run_row(cfg, row, splits, trusted, clean_model, device, progress))
+        # a report after every row: a long CPU run that is stopped still leaves its finished rows
+        result.seconds = time.perf_counter() - start
+        write_matrix_report(result, Path(out_dir))
     return result

@@ -299,7 +299,7 @@ def _pipeline(state: ServiceState, run_id: int, params: dict) -> str:
     defenses = params.get("defenses")
     keep = screen(run, snap, state.settings.defenses if defenses is None else defenses)
     run.update(step="training")
-    train_data = splits.train.concat(snap.data.subset(keep), name=f"base+{snap.hash[:12]}")
+    train_data = splits.train.concat(snap.data.subset(keep), name=f"{splits.train.name}+{snap.hash[:12]}")
     candidate, folder = finetune(run, train_data, params)
     run.update(step="gates")
     checks = gates(run, candidate)

@@ -1,0 +1,165 @@
+"""``poisonlab redteam``: the chapter's attack on a running ImRecS service, step by step.
+
+The library side is :mod:`poisonlab.service.redteam`; this module parses options, prints the
+compact summary and writes the JSON transcript.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from poisonlab.cli._console import make_console
+from poisonlab.cli._errors import cli_errors
+
+console = make_console()
+_MARK = {True: "[green]pass[/]", False: "[red]FAIL[/]"}
+
+
+def _attack_table(t: dict) -> Table:
+    plan = t["plan"]
+    table = Table("batch", "sent as", "files", "status at submission", title="Attack (contributor key)")
+    for kind, what in (
+        ("mislabel", f"'{plan['source']}' pictures"),
+        ("backdoor", f"'{plan['source']}' + {plan['trigger']}"),
+    ):
+        rows = [c for c in t["contributions"] if c["kind"] == kind]
+        statuses = ", ".join(
+            f"{s} {sum(c['status_at_submission'] == s for c in rows)}"
+            for s in sorted({c["status_at_submission"] for c in rows})
+        )
+        table.add_row(f"{kind}: {what}", f"'{plan['target']}'", str(len(rows)), statuses)
+    return table
+
+
+def _undefended(run: dict) -> None:
+    table = Table("gate", "verdict", "evidence", title=f"Run {run['run_id']}: defenses OFF (admin override)")
+    for name, gate in run["gates"].items():
+        table.add_row(name, _MARK[gate["passed"]], gate["evidence"])
+    console.print(table)
+    console.print(f"  decision: [bold]{run['decision']}[/]")
+    kept = run["serving_before"] == run["serving_after"]
+    console.print(
+        f"  serving before {run['serving_before']} -> after {run['serving_after']}"
+        + (" [green](the old model keeps serving)[/]" if kept else " [red](the poisoned model is serving)[/]")
+    )
+    for alert in run["alerts"]:
+        console.print(f"  alert [bold red]{alert['kind']}[/] ({alert['severity']}): {alert['message']}")
+
+
+def _defended(run: dict) -> None:
+    kinds = sorted(run["poison"])
+    table = Table(
+        "defense",
+        "flagged (all contributions)",
+        *[f"{k} poison flagged" for k in kinds],
+        "trusted base flagged (ignored)",
+        title=f"Run {run['run_id']}: the service's defenses ON (trainer key)",
+    )
+    for name, flagged in run["defenses"].items():
+        table.add_row(
+            name,
+            str(flagged),
+            *[str(run["poison"][k].get(f"flagged by {name}", 0)) for k in kinds],
+            str(run["flagged_in_base"][name]),
+        )
+    console.print(table)
+    for kind in kinds:
+        tally = run["poison"][kind]
+        console.print(f"  {kind}: [bold]{tally.get('quarantined', 0)}/{tally['sent']} quarantined[/]")
+    for reason, n in run["reasons"].items():
+        console.print(f"  {n:4d} x {reason}")
+    console.print(f"  decision: {run['decision']}")
+
+
+def _audit(t: dict) -> Table:
+    table = Table(
+        "actor",
+        "role",
+        "action",
+        "outcome",
+        "entries",
+        title=f"Audit trail ({t['audit']['entries']} entries, admin key)",
+    )
+    for g in t["audit"]["summary"]:
+        style = "red" if g["outcome"].startswith("refused") else None
+        table.add_row(g["actor"], g["role"], g["action"], g["outcome"], str(g["count"]), style=style)
+    return table
+
+
+def print_summary(t: dict) -> None:
+    """The compact rich rendering of a transcript."""
+    console.rule(f"[bold]ImRecS red team[/] against {t['service']} (model {t['target']['serving_model']})")
+    console.print(_attack_table(t))
+    for probe in t["privilege_probes"]:
+        console.print(f"  contributor key: {probe['request']} -> {probe['status']} ({probe['detail']})")
+    if t["skipped"]:
+        console.print(f"[yellow]training runs skipped:[/] {t['skipped']}")
+    else:
+        _undefended(t["undefended_run"])
+        _defended(t["defended_run"])
+    console.print(_audit(t))
+    console.print(f"walk-through took {t['seconds']} s")
+
+
+@cli_errors
+def redteam_command(
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", envvar="IMRECS_URL", help="the service"),
+    contributor_key: str = typer.Option(
+        ..., "--contributor-key", envvar="IMRECS_CONTRIBUTOR_KEY", help="the attacker's key"
+    ),
+    trainer_key: str = typer.Option(
+        ..., "--trainer-key", envvar="IMRECS_TRAINER_KEY", help="starts and reads training runs"
+    ),
+    admin_key: str = typer.Option(
+        ...,
+        "--admin-key",
+        envvar="IMRECS_ADMIN_KEY",
+        help="switches the defenses off for run 1; reads the audit log",
+    ),
+    dataset: str = typer.Option(
+        "digits", "--dataset", help="digits (offline) or cifar10: must match the service's model"
+    ),
+    photos: Path | None = typer.Option(
+        None,
+        "--photos",
+        help="cifar10: the Rutan Boomerang photos (default ../shared/datasets/ch4/rutan-boomerang)",
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="cifar10: where CIFAR-10 is (source of the backdoor batch)"
+    ),
+    backdoor_count: int | None = typer.Option(
+        None, "--backdoor-count", min=1, help="triggered images (default 60 digits, 500 cifar10)"
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, max=200, help="fine-tuning epochs of both runs (default: the service's)"
+    ),
+    timeout: float = typer.Option(3600.0, "--timeout", min=1, help="seconds to wait for each training run"),
+    seed: int = typer.Option(0, "--seed", min=0),
+    out: Path = typer.Option(Path("redteam-transcript.json"), "--out", help="JSON transcript"),
+) -> None:
+    """As the chapter's attacker, poison a running ImRecS through its API; show defenses, gates and audit.
+
+    Keys are better passed as IMRECS_CONTRIBUTOR_KEY, IMRECS_TRAINER_KEY and IMRECS_ADMIN_KEY
+    (options show up in the process list). The service should accept unsigned contributions as
+    pending (`poisonlab serve --unsigned pending`), else its signing policy stops the poison at
+    the door and there is nothing for the pipeline to screen.
+    """
+    import httpx
+
+    from poisonlab.service.redteam import Keys, run_walkthrough
+    from poisonlab.service.redteam_plan import build_plan
+
+    plan = build_plan(dataset, photos_dir=photos, data_dir=data_dir, backdoor_count=backdoor_count, seed=seed)
+    keys = Keys(contributor=contributor_key, trainer=trainer_key, admin=admin_key)
+    with httpx.Client(base_url=url, timeout=60) as http:
+        transcript = run_walkthrough(
+            http, keys, plan, epochs=epochs, timeout=timeout, progress=lambda m: console.print(f"[dim]{m}[/]")
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(transcript, indent=2) + "\n", encoding="utf-8")
+    print_summary(transcript)
+    console.print(f"transcript: {out}")
