@@ -1,4 +1,4 @@
-"""``poisonlab scan`` and ``poisonlab defenses list`` end to end on a tiny planted backdoor."""
+"""``poisonlab scan`` and ``poisonlab defenses list`` end to end on a tiny planted label flip."""
 
 from __future__ import annotations
 
@@ -24,16 +24,17 @@ def _error_line(result) -> str:
 
 
 @pytest.fixture
-def saved_case(backdoored, tmp_path: Path) -> tuple[Path, Path]:
-    """(poisoned .npz with its poison mask, model folder) of the backdoored digits case."""
-    data = save_arrays(backdoored.dataset, tmp_path / "poisoned.npz")
+def saved_case(mislabeled, tmp_path: Path) -> tuple[Path, Path]:
+    """(poisoned .npz with its poison mask, model folder) of the label-flipped digits case."""
+    case = mislabeled
+    data = save_arrays(case.dataset, tmp_path / "poisoned.npz")
     folder = tmp_path / "model"
     save_model(
-        backdoored.model,
+        case.model,
         folder,
-        class_names=backdoored.dataset.class_names,
-        dataset_name=backdoored.dataset.name,
-        dataset_hash=backdoored.dataset.content_hash,
+        class_names=case.dataset.class_names,
+        dataset_name=case.dataset.name,
+        dataset_hash=case.dataset.content_hash,
     )
     return data, folder
 

@@ -27,7 +27,7 @@ def test_parse_method_errors(text: str, match: str) -> None:
         parse_method(text)
 
 
-def test_scan_shares_one_forward_pass(backdoored, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scan_shares_one_forward_pass(mislabeled, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     real = scan_module.forward_pass
 
@@ -37,19 +37,19 @@ def test_scan_shares_one_forward_pass(backdoored, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(scan_module, "forward_pass", counting)
     result = scan(
-        backdoored.dataset,
+        mislabeled.dataset,
         ["activation_clustering", "spectral_signatures", "confident_learning", "zscore"],
-        model=backdoored.model,
-        trusted=backdoored.splits.val,
+        model=mislabeled.model,
+        trusted=mislabeled.splits.val,
         device="cpu",
     )
     assert calls == [True]  # four feature-space defenses, one pass
     assert result.forward_seconds is not None and result.forward_seconds > 0
     spectral = result.method("spectral_signatures")
     assert spectral.metrics is not None and spectral.metrics["recall"] >= 0.9
-    per_class = spectral.per_class(backdoored.dataset)
-    assert sum(r["poison"] for r in per_class) == int(backdoored.mask.sum())
-    assert per_class[backdoored.target]["poison"] == int(backdoored.mask.sum())
+    per_class = spectral.per_class(mislabeled.dataset)
+    assert sum(r["poison"] for r in per_class) == int(mislabeled.mask.sum())
+    assert per_class[mislabeled.target]["poison"] == int(mislabeled.mask.sum())
 
 
 def test_scan_without_truth_has_no_metrics(backdoored) -> None:

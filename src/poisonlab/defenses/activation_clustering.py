@@ -12,18 +12,16 @@ the paper), split them with 2-means; the suspect is the smaller cluster. Then ju
 
 * ``"silhouette"`` (default): the split is much cleaner than the other classes': silhouette at
   least ``silhouette_threshold`` and, with five or more classes, a robust z-score across classes
-  of at least ``z_threshold``. Judging each class against the others, instead of against a fixed
-  silhouette, keeps the natural two-mode structure every class has from being flagged;
+  of at least ``z_threshold`` (every class has some natural two-mode structure);
 * ``"reclassification"`` (the paper's exclusionary reclassification, with a linear head on the
   frozen features, see :mod:`poisonlab.defenses._reclassification`): the suspect is mostly
   (``reclass_threshold``) given another class by a head trained without it, and
   ``reclass_margin`` more often than its sibling (when both are, the whole class is confused with
   another: the source class of a label flip). Finds mislabelled clusters, not backdoors;
 * ``"relative-size"``: the smaller cluster holds at most ``size_threshold`` of its class;
-* ``"size"``: the smaller cluster of every class (the paper's simplest rule; it flags a cluster
-  in every class, clean ones too);
-* ``"distance"``: the smaller cluster's centroid is at least ``1 / distance_threshold`` times as
-  far from its sibling as from the nearest other class mean (full feature space).
+* ``"size"``: the smaller cluster of every class, clean ones too (the paper's simplest rule);
+* ``"distance"``: the smaller cluster's centroid is at least ``distance_threshold`` times as far
+  from its sibling as from the nearest other class mean (full feature space).
 
 Only the suspect cluster of a poisoned class is flagged. For every poisoned class the
 reclassification of its suspect is reported in ``details_`` (with ``source_class`` when
@@ -84,14 +82,14 @@ class ActivationClustering(Defense):
         Dimensions kept before 2-means (the paper uses 10), >= 1; capped at the feature
         dimension and the class size.
     reduction : {"pca", "ica"}
-        PCA, or FastICA as in the paper (slower and, on the digits fixtures, less stable).
+        PCA, or FastICA as in the paper (slower, less stable on the digits fixtures).
     analysis : {"silhouette", "reclassification", "relative-size", "size", "distance"}
         How a class is judged poisoned (module docstring).
     size_threshold : float
         ``"relative-size"``: largest class share of a poisoned smaller cluster, in (0, 0.5].
     silhouette_threshold : float
         Lowest silhouette of a poisoned split, in (0, 1]; ICA's whitened components give lower
-        silhouettes than PCA's (about 0.1 where PCA gives 0.5 on planted test features).
+        silhouettes than PCA's (0.1 vs 0.5 on the planted test features).
     z_threshold : float
         Lowest robust z-score of the silhouette across classes, > 0.
     distance_threshold : float
@@ -157,9 +155,8 @@ class ActivationClustering(Defense):
         forward: ForwardResult | None,
         trusted: Dataset | None,
     ) -> None:
-        # Every problem here is small (a class of activations, a head on a few thousand rows):
-        # BLAS/OpenMP threads cost more in synchronisation than they save, and on a busy machine
-        # their spin-waits made one fit 100x slower.
+        # Small problems (one class, a head on a few thousand rows): BLAS/OpenMP threads cost more
+        # than they save, and on a busy machine their spin-waits made a fit 100x slower.
         rep = representations(dataset, model, forward)
         with threadpool_limits(limits=1):
             self._analyse(dataset, rep)
