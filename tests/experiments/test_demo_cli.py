@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from poisonlab.cli.main import app
+from poisonlab.experiments.demo import DEMO_DEFENSES
 
 runner = CliRunner()
 
@@ -24,6 +25,13 @@ def test_demo_on_digits_reduced(tmp_path: Path) -> None:
     mislabel = json.loads((out / "demo-mislabel-digits" / "results.json").read_text())
     assert mislabel["runs"][0]["num_poison"] == 25
     assert mislabel["config"]["integration"] == "finetune_poison_only"
+    # the backdoored training set is scanned by the demo's defenses, scored against the truth
+    scan = json.loads((out / "scan-backdoor" / "scan.json").read_text())
+    assert scan["dataset"]["poison"] == backdoor["runs"][0]["num_poison"]
+    assert [m["name"] for m in scan["methods"]] == list(DEMO_DEFENSES)
+    assert all(m["metrics"] is not None for m in scan["methods"])
+    assert "defenses on the backdoored training set" in res.output
+    assert "Detecting the backdoor" in (out / "summary.md").read_text()
 
 
 def test_run_command_and_errors(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 from poisonlab.experiments import load_experiment, run_experiment
-from poisonlab.experiments.demo import run_demo, summary_rows
+from poisonlab.experiments.demo import read_scan_rows, run_demo, summary_rows
 from poisonlab.experiments.report import metric_rows
 
 console = make_console()
@@ -75,6 +75,13 @@ def demo_command(
     console.print(table)
     for row in rows:
         console.print(f"report: {out / row[-1]}", soft_wrap=True)
+    scan_table = Table(title="defenses on the backdoored training set")
+    for column in ("defense", "flagged", "precision", "recall", "F1", "AUROC"):
+        scan_table.add_column(column, no_wrap=True)
+    for row in read_scan_rows(out / "scan-backdoor" / "scan.json"):
+        scan_table.add_row(*row)
+    console.print(scan_table)
+    console.print(f"scan report: {out / 'scan-backdoor' / 'report.html'}", soft_wrap=True)
     console.print(f"summary: {out / 'summary.html'}", soft_wrap=True)
 
 

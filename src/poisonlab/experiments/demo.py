@@ -9,12 +9,17 @@ the chapter's Rutan Boomerang photos.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from poisonlab.data.catalog import load_splits
+from poisonlab.data.dataset import Dataset
+from poisonlab.defenses.scan import ScanResult, scan
+from poisonlab.defenses.scan_report import write_scan_report
 from poisonlab.experiments.config import ExperimentConfig, parse_experiment
 from poisonlab.experiments.runner import ExperimentResult, run_experiment
+from poisonlab.models.checkpoint import load_model
 from poisonlab.reporting import Report
 
 
@@ -101,8 +106,46 @@ def run_demo(
         ["experiment", "clean acc", "poisoned acc", "ASR", "source->target (clean -> poisoned)", "report"],
         summary_rows(results),
     )
+    scanned = scan_backdoor(results[0], splits.val, out / "scan-backdoor", device=device)
+    report.heading("Detecting the backdoor's poison", 2)
+    report.paragraph(
+        f"The backdoored training set scanned with {len(DEMO_DEFENSES)} defenses (one shared forward "
+        "pass of the poisoned model; the validation split is the trusted set). Full report: "
+        "scan-backdoor/report.html"
+    )
+    report.table(["defense", "flagged", "precision", "recall", "F1", "AUROC"], scan_rows(scanned))
     report.write(out, stem="summary")
     return results
+
+
+#: The defenses the demo runs on the backdoored set (cheap ones that look at different evidence).
+DEMO_DEFENSES = (
+    "label_drift",
+    "duplicates",
+    "provenance",
+    "strip",
+    "spectral_signatures",
+    "activation_clustering",
+)
+
+
+def scan_backdoor(result: ExperimentResult, trusted: Dataset, out: Path, *, device: str) -> ScanResult:
+    """Scan the first seed's poisoned training set with :data:`DEMO_DEFENSES`; write its report."""
+    run = result.runs[0]
+    model, _ = load_model(result.out_dir / "models" / f"seed-{run.seed}")
+    scanned = scan(run.poison.dataset, DEMO_DEFENSES, model=model, trusted=trusted, device=device)
+    write_scan_report(scanned, out, top=30, model_info={"id": run.model_id})
+    return scanned
+
+
+def scan_rows(scanned: ScanResult) -> list[list[str]]:
+    """One row per defense: name, flagged count, precision, recall, F1, AUROC."""
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    keys = ("precision", "recall", "f1", "auroc")
+    return [[m.name, str(int(m.flagged.sum())), *(fmt(m.metrics[k]) for k in keys)] for m in scanned.methods]
 
 
 def summary_rows(results: list[ExperimentResult]) -> list[list[str]]:
@@ -124,3 +167,14 @@ def summary_rows(results: list[ExperimentResult]) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def read_scan_rows(path: Path) -> list[list[str]]:
+    """:func:`scan_rows` from a written ``scan.json`` (for the CLI, which only has the folder)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    keys = ("precision", "recall", "f1", "auroc")
+    return [[m["name"], str(m["flagged"]), *(fmt(m["metrics"][k]) for k in keys)] for m in data["methods"]]
