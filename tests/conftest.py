@@ -154,3 +154,53 @@ def mislabeled(digits_splits: Splits) -> PoisonedCase:
     model = _train(data, digits_splits.val)
     forward = forward_pass(model, data.x, features=True, device="cpu")
     return PoisonedCase(data, model, forward, digits_splits, source=3, target=8)
+
+
+@pytest.fixture(scope="session")
+def clean_digits_model(digits_splits: Splits) -> PoisonlabModel:
+    """The same recipe as the poisoned fixtures, trained on the clean digits training split."""
+    return _train(digits_splits.train, digits_splits.val)
+
+
+@pytest.fixture(scope="session")
+def contributed(digits_splits: Splits) -> Dataset:
+    """Digits training split plus two contributors: 30 test "7"s labelled "1" (``contrib:attacker``,
+    the poison) and 40 correctly labelled test images (``contrib:honest``)."""
+    test = digits_splits.test
+    rng = np.random.default_rng(0)
+    sevens = np.flatnonzero(test.y == 7)[:30]
+    others = rng.choice(np.flatnonzero(test.y != 7), 40, replace=False)
+    attacker = test.subset(sevens).replace(
+        y=np.ones(30, np.int64), source="contrib:attacker", poison_mask=np.ones(30, bool)
+    )
+    honest = test.subset(others).replace(source="contrib:honest", poison_mask=np.zeros(40, bool))
+    return digits_splits.train.concat(attacker).concat(honest)
+
+
+def _planted_features(n_poison: int, *, source_weight: float = 0.7, seed: int = 0, classes: int = 6):
+    """Synthetic features: Gaussian classes (150 samples each) plus ``n_poison`` samples labelled 1
+    that mix class 0 and a trigger direction (a backdoor in representation space); returns
+    ``(dataset, forward)``."""
+    rng = np.random.default_rng(seed)
+    dim, per_class = 24, 150
+    means = rng.normal(0.0, 2.0, (classes, dim))
+    y = np.repeat(np.arange(classes), per_class)
+    trigger = np.zeros(dim)
+    trigger[-1] = 6.0
+    poison = source_weight * means[0] + (1 - source_weight) * means[1] + trigger
+    feats = np.vstack([means[y], np.tile(poison, (n_poison, 1))]) + rng.normal(0, 1, (len(y) + n_poison, dim))
+    y = np.concatenate([y, np.ones(n_poison, dtype=np.int64)])
+    logits = 4.0 * np.eye(classes)[y] + rng.normal(0, 0.5, (len(y), classes))
+    data = Dataset(
+        x=np.zeros((len(y), 8, 8, 1), np.uint8),
+        y=y,
+        class_names=tuple(f"c{k}" for k in range(classes)),
+        poison_mask=np.arange(len(y)) >= classes * per_class,
+    )
+    return data, ForwardResult(logits=logits.astype(np.float32), features=feats.astype(np.float32))
+
+
+@pytest.fixture
+def planted():
+    """``planted(n_poison, *, source_weight=0.7, seed=0, classes=6) -> (Dataset, ForwardResult)``."""
+    return _planted_features

@@ -12,46 +12,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES, get_defense
 from poisonlab.defenses.activation_clustering import ActivationClustering
 from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.metrics import detection_scores
-from poisonlab.training import train
-from poisonlab.training.config import digits_recipe
-
-
-def planted(n_poison: int, *, source_weight: float = 0.7, seed: int = 0, classes: int = 6):
-    """Synthetic features: Gaussian classes plus ``n_poison`` samples labelled 1 that mix class 0 and a
-    trigger direction (the picture of a backdoor in representation space); returns (dataset, forward)."""
-    rng = np.random.default_rng(seed)
-    dim, per_class = 24, 150
-    means = rng.normal(0.0, 2.0, (classes, dim))
-    y = np.repeat(np.arange(classes), per_class)
-    trigger = np.zeros(dim)
-    trigger[-1] = 6.0
-    poison = source_weight * means[0] + (1 - source_weight) * means[1] + trigger
-    feats = np.vstack([means[y], np.tile(poison, (n_poison, 1))]) + rng.normal(0, 1, (len(y) + n_poison, dim))
-    y = np.concatenate([y, np.ones(n_poison, dtype=np.int64)])
-    logits = 4.0 * np.eye(classes)[y] + rng.normal(0, 0.5, (len(y), classes))
-    data = Dataset(
-        x=np.zeros((len(y), 8, 8, 1), np.uint8),
-        y=y,
-        class_names=tuple(f"c{k}" for k in range(classes)),
-        poison_mask=np.arange(len(y)) >= classes * per_class,
-    )
-    return data, ForwardResult(logits=logits.astype(np.float32), features=feats.astype(np.float32))
 
 
 @pytest.fixture(scope="module")
-def clean_case(digits_splits):
-    """A model trained on the clean digits training split (as the poisoned fixtures are), and its pass."""
-    torch.manual_seed(0)
-    config = digits_recipe().model_copy(update={"epochs": 12, "seed": 0})
-    model = train(digits_splits.train, config, val_data=digits_splits.val, device="cpu", progress=False).model
-    return digits_splits.train, forward_pass(model, digits_splits.train.x, features=True, device="cpu")
+def clean_case(digits_splits, clean_digits_model):
+    """The clean digits model's pass over its own training split."""
+    train = digits_splits.train
+    return train, forward_pass(clean_digits_model, train.x, features=True, device="cpu")
 
 
 def test_registry_and_contract():
@@ -84,7 +56,7 @@ def test_reclassification_analysis_finds_mislabelled_samples(mislabeled):
     assert det.details_["poisoned_classes"] == ["8"]
 
 
-def test_no_reclassification_with_a_model_that_does_not_fit_its_labels():
+def test_no_reclassification_with_a_model_that_does_not_fit_its_labels(planted):
     data, forward = planted(120)
     shuffled = ForwardResult(
         logits=np.random.default_rng(0).permutation(forward.logits), features=forward.features
@@ -114,7 +86,7 @@ def test_clean_model_few_flags(clean_case):
 
 
 @pytest.mark.parametrize("reduction", ["pca", "ica"])
-def test_planted_cluster_is_found_and_its_source_reported(reduction):
+def test_planted_cluster_is_found_and_its_source_reported(reduction, planted):
     data, forward = planted(120)  # 44 % of the class "c1"
     # ICA whitens every component to unit variance: splits look less clean (c1: 0.10 vs 0.53)
     floor = 0.05 if reduction == "ica" else 0.25
@@ -127,7 +99,7 @@ def test_planted_cluster_is_found_and_its_source_reported(reduction):
     assert det.details_["poisoned_classes"] == ["c1"]
 
 
-def test_absorbed_minority_poison_is_found_by_silhouette_only():
+def test_absorbed_minority_poison_is_found_by_silhouette_only(planted):
     # no trace of the source class: reclassification keeps the label, the split is still clean
     data, forward = planted(40, source_weight=0.0)
     det = ActivationClustering().fit(data, forward=forward)
@@ -140,14 +112,14 @@ def test_absorbed_minority_poison_is_found_by_silhouette_only():
 
 
 @pytest.mark.parametrize("analysis", ["relative-size", "distance", "reclassification"])
-def test_other_analyses_find_a_minority_cluster(analysis):
+def test_other_analyses_find_a_minority_cluster(analysis, planted):
     data, forward = planted(40)
     det = ActivationClustering(analysis=analysis).fit(data, forward=forward)
     r = detection_scores(data.poison_mask, det.predict(), det.score_samples())
     assert r["recall"] >= 0.95 and r["auroc"] >= 0.99
 
 
-def test_deterministic_and_score_consistent():
+def test_deterministic_and_score_consistent(planted):
     data, forward = planted(40, seed=3)
     a = ActivationClustering().fit(data, forward=forward)
     b = ActivationClustering().fit(data, forward=forward)

@@ -16,19 +16,6 @@ from poisonlab.defenses.roni import RONI, prefix_mask
 from poisonlab.metrics import detection_scores
 
 
-@pytest.fixture(scope="module")
-def contributed(digits_splits) -> Dataset:
-    test = digits_splits.test
-    rng = np.random.default_rng(0)
-    sevens = np.flatnonzero(test.y == 7)[:30]
-    others = rng.choice(np.flatnonzero(test.y != 7), 40, replace=False)
-    attacker = test.subset(sevens).replace(
-        y=np.ones(30, np.int64), source="contrib:attacker", poison_mask=np.ones(30, bool)
-    )
-    honest = test.subset(others).replace(source="contrib:honest", poison_mask=np.zeros(40, bool))
-    return digits_splits.train.concat(attacker).concat(honest)
-
-
 def candidates_only(defense: RONI, data: Dataset) -> dict:
     """Detection figures over the contributed samples (the only ones RONI scores)."""
     cand = prefix_mask(data.source, ("contrib:",))

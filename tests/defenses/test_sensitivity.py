@@ -6,21 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses.sensitivity import default_triggers, trigger_sensitivity
-from poisonlab.training import train
-from poisonlab.training.config import digits_recipe
 from poisonlab.triggers import TRIGGERS, get_trigger
 
 
 @pytest.fixture(scope="module")
-def clean_model(backdoored):
-    torch.manual_seed(0)
-    config = digits_recipe().model_copy(update={"epochs": 12, "seed": 0})
-    splits = backdoored.splits
-    return train(splits.train, config, val_data=splits.val, device="cpu", progress=False).model.eval()
+def clean_model(clean_digits_model):
+    return clean_digits_model
 
 
 @pytest.fixture(scope="module")

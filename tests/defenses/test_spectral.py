@@ -15,46 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES, get_defense
 from poisonlab.defenses.spectral import SpectralSignatures, top_projection
 from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.metrics import detection_scores
-from poisonlab.training import train
-from poisonlab.training.config import digits_recipe
-
-PER_CLASS = 150
-
-
-def planted(n_poison: int, *, source_weight: float = 0.7, seed: int = 0, classes: int = 6):
-    """Synthetic features: Gaussian classes plus ``n_poison`` samples labelled 1 that mix class 0 and a
-    trigger direction (a backdoor in representation space); returns (dataset, forward)."""
-    rng = np.random.default_rng(seed)
-    dim = 24
-    means = rng.normal(0.0, 2.0, (classes, dim))
-    y = np.repeat(np.arange(classes), PER_CLASS)
-    trigger = np.zeros(dim)
-    trigger[-1] = 6.0
-    poison = source_weight * means[0] + (1 - source_weight) * means[1] + trigger
-    feats = np.vstack([means[y], np.tile(poison, (n_poison, 1))]) + rng.normal(0, 1, (len(y) + n_poison, dim))
-    y = np.concatenate([y, np.ones(n_poison, dtype=np.int64)])
-    logits = 4.0 * np.eye(classes)[y] + rng.normal(0, 0.5, (len(y), classes))
-    data = Dataset(
-        x=np.zeros((len(y), 8, 8, 1), np.uint8),
-        y=y,
-        class_names=tuple(f"c{k}" for k in range(classes)),
-        poison_mask=np.arange(len(y)) >= classes * PER_CLASS,
-    )
-    return data, ForwardResult(logits=logits.astype(np.float32), features=feats.astype(np.float32))
 
 
 @pytest.fixture(scope="module")
-def clean_case(digits_splits):
-    """A model trained on the clean digits training split (as the poisoned fixtures are), and its pass."""
-    torch.manual_seed(0)
-    config = digits_recipe().model_copy(update={"epochs": 12, "seed": 0})
-    model = train(digits_splits.train, config, val_data=digits_splits.val, device="cpu", progress=False).model
-    return digits_splits.train, forward_pass(model, digits_splits.train.x, features=True, device="cpu")
+def clean_case(digits_splits, clean_digits_model):
+    """The clean digits model's pass over its own training split."""
+    train = digits_splits.train
+    return train, forward_pass(clean_digits_model, train.x, features=True, device="cpu")
 
 
 def test_registry_and_contract():
@@ -100,7 +71,7 @@ def test_clean_model_few_flags(clean_case):
     assert abs(fixed.predict().mean() - 0.15) <= 0.01
 
 
-def test_large_poison_share_adaptive_vs_fixed():
+def test_large_poison_share_adaptive_vs_fixed(planted):
     data, forward = planted(120)  # the poison is 44 % of the class "c1"
     det = SpectralSignatures().fit(data, forward=forward)
     r = detection_scores(data.poison_mask, det.predict(), det.score_samples())
@@ -114,7 +85,7 @@ def test_large_poison_share_adaptive_vs_fixed():
     assert rf["recall"] <= 0.34 and rf["fpr"] >= 0.1
 
 
-def test_absorbed_minority_poison_is_the_smaller_mode():
+def test_absorbed_minority_poison_is_the_smaller_mode(planted):
     data, forward = planted(40, source_weight=0.0)  # no source trace: reclassification is silent
     det = SpectralSignatures().fit(data, forward=forward)
     r = detection_scores(data.poison_mask, det.predict(), det.score_samples())
@@ -123,7 +94,7 @@ def test_absorbed_minority_poison_is_the_smaller_mode():
     assert not stats["reclassification_decisive"] and stats["mode_sizes"][stats["suspect_mode"]] < 60
 
 
-def test_fixed_mode_removes_the_top_share_per_class():
+def test_fixed_mode_removes_the_top_share_per_class(planted):
     data, forward = planted(40, seed=1)
     det = SpectralSignatures(mode="fixed", expected_fraction=0.2, eps_multiplier=1.0).fit(
         data, forward=forward
@@ -136,7 +107,7 @@ def test_fixed_mode_removes_the_top_share_per_class():
         assert scores[in_k].mean() == pytest.approx(1.0)
 
 
-def test_deterministic_and_scores_in_unit_range():
+def test_deterministic_and_scores_in_unit_range(planted):
     data, forward = planted(40, seed=2)
     a = SpectralSignatures().fit(data, forward=forward)
     b = SpectralSignatures().fit(data, forward=forward)

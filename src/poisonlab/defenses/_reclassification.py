@@ -32,8 +32,6 @@ from sklearn.linear_model import LogisticRegression
 
 __all__ = [
     "MIN_CLASSES_FOR_Z",
-    "check_open_fraction",
-    "check_positive_float",
     "judge_sides",
     "reclassify_sides",
     "robust_z",
@@ -42,20 +40,6 @@ __all__ = [
 
 # Below this many analysed classes a cross-class median/MAD is meaningless: absolute rules only.
 MIN_CLASSES_FOR_Z = 5
-
-
-def check_positive_float(value: object, name: str) -> float:
-    """Validate a finite float parameter > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def check_open_fraction(value: object, name: str) -> float:
-    """Validate a float parameter in the open interval (0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
 
 
 def judge_sides(

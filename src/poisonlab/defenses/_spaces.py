@@ -32,6 +32,9 @@ from threadpoolctl import threadpool_limits
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses.base import (
     Defense,
+    check_bool,
+    check_choice,
+    check_device,
     check_positive_int,
     class_groups,
     pixel_matrix,
@@ -41,7 +44,6 @@ from poisonlab.inference import ForwardResult
 from poisonlab.models.base import PoisonlabModel
 
 SPACES = ("pixels", "features")
-DEVICES = ("auto", "cpu", "cuda")
 MAD_TO_SD = 1.4826
 MEAN_AD_TO_SD = 1.2533
 # PCA and per-dimension statistics are estimated on at most this many rows of a group (then applied
@@ -67,29 +69,6 @@ class _NeedsModel:
 
     def __get__(self, obj: object, owner: type) -> bool:
         return (owner if obj is None else obj).space == "features"
-
-
-def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
-    """Validate a string parameter against ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def check_bool(value: object, name: str) -> bool:
-    """Validate a boolean parameter (numpy booleans accepted)."""
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def check_positive_float(value: object, name: str) -> float:
-    """Validate a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def robust_scale(values: np.ndarray, center: np.ndarray | float, axis: int | None = None) -> np.ndarray:
@@ -182,7 +161,7 @@ class SpaceDetector(Defense):
             n_components = check_positive_int(n_components, "n_components")
         self.n_components = n_components
         self.seed = check_positive_int(seed, "seed", minimum=0)
-        self.device = check_choice(device, "device", DEVICES)
+        self.device = check_device(device)
 
     def _fit(
         self,

@@ -52,14 +52,20 @@ from threadpoolctl import threadpool_limits
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses._reclassification import (
     MIN_CLASSES_FOR_Z,
-    check_open_fraction,
-    check_positive_float,
     judge_sides,
     reclassify_sides,
     robust_z,
     standardized_features,
 )
-from poisonlab.defenses.base import Defense, check_fraction, check_positive_int, class_groups, representations
+from poisonlab.defenses.base import (
+    Defense,
+    check_fraction,
+    check_open_fraction,
+    check_positive_float,
+    check_positive_int,
+    class_groups,
+    representations,
+)
 from poisonlab.inference import ForwardResult
 from poisonlab.models.base import PoisonlabModel
 

@@ -27,10 +27,13 @@ import torch
 from torch import nn
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses._spaces import DEVICES, check_bool, check_choice, check_positive_float, log_robust_z
+from poisonlab.defenses._spaces import log_robust_z
 from poisonlab.defenses.base import (
     Defense,
+    check_bool,
+    check_device,
     check_fraction,
+    check_positive_float,
     check_positive_int,
     class_groups,
     flag_top_fraction,
@@ -168,7 +171,7 @@ class AutoencoderDetector(Defense):
             contamination = check_fraction(contamination, "contamination", high=0.5)
         self.contamination = contamination
         self.seed = check_positive_int(seed, "seed", minimum=0)
-        self.device = check_choice(device, "device", DEVICES)
+        self.device = check_device(device)
 
     def _fit(
         self,

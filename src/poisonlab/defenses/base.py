@@ -23,6 +23,7 @@ JSON-ready dict of per-class or per-group statistics for reports).
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -33,9 +34,15 @@ from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.models.base import PoisonlabModel
 
 __all__ = [
+    "DEVICES",
     "Defense",
     "NotFittedError",
+    "check_bool",
+    "check_choice",
+    "check_device",
     "check_fraction",
+    "check_open_fraction",
+    "check_positive_float",
     "check_positive_int",
     "class_groups",
     "flag_top_fraction",
@@ -232,3 +239,43 @@ def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_positive_float(value: object, name: str) -> float:
+    """Validate a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_open_fraction(value: object, name: str) -> float:
+    """Validate a float parameter in the open interval (0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """Validate a string parameter against ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Validate a boolean parameter (numpy booleans accepted)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_device(value: object) -> str:
+    """Validate a device parameter: ``auto``, ``cpu``, ``cuda`` or ``cuda:<n>``."""
+    if not isinstance(value, str) or not (value in DEVICES or re.fullmatch(r"cuda:\d+", value)):
+        raise ValueError(f"device must be one of {list(DEVICES)} (or 'cuda:<n>'), got {value!r}")
+    return value

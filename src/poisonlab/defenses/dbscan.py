@@ -29,12 +29,10 @@ from sklearn.neighbors import NearestNeighbors
 
 from poisonlab.defenses._spaces import (
     SpaceDetector,
-    check_choice,
-    check_positive_float,
     log_robust_z,
     robust_scale,
 )
-from poisonlab.defenses.base import check_positive_int
+from poisonlab.defenses.base import check_choice, check_positive_float, check_positive_int
 
 __all__ = ["DBSCANDetector"]
 

@@ -25,8 +25,13 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from poisonlab.defenses._spaces import SpaceDetector, check_positive_float, log_robust_z
-from poisonlab.defenses.base import check_fraction, check_positive_int, flag_top_fraction
+from poisonlab.defenses._spaces import SpaceDetector, log_robust_z
+from poisonlab.defenses.base import (
+    check_fraction,
+    check_positive_float,
+    check_positive_int,
+    flag_top_fraction,
+)
 
 __all__ = ["IsolationForestDetector"]
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from poisonlab.defenses._spaces import SpaceDetector, check_positive_float, log_robust_z
-from poisonlab.defenses.base import check_fraction, check_positive_int
+from poisonlab.defenses._spaces import SpaceDetector, log_robust_z
+from poisonlab.defenses.base import check_fraction, check_positive_float, check_positive_int
 
 __all__ = ["KMeansDetector"]
 

@@ -24,7 +24,7 @@ import torch
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses._head import METRICS, class_metrics, embed, fit_heads, loss_change, standardize
-from poisonlab.defenses.base import Defense, check_fraction, check_positive_int
+from poisonlab.defenses.base import Defense, check_device, check_fraction, check_positive_int
 from poisonlab.defenses.roni import check_sources, prefix_mask
 from poisonlab.device import resolve_device
 from poisonlab.inference import ForwardResult
@@ -105,9 +105,7 @@ class ProvenanceDefense(Defense):
         self.l2 = check_fraction(l2, "l2", high=1e3)
         self.max_iter = check_positive_int(max_iter, "max_iter")
         self.max_groups = check_positive_int(max_groups, "max_groups")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-        self.device = device
+        self.device = check_device(device)
 
     def _fit(
         self,

@@ -34,7 +34,7 @@ from poisonlab.defenses._head import (
     newton_refit,
     standardize,
 )
-from poisonlab.defenses.base import Defense, check_fraction, check_positive_int
+from poisonlab.defenses.base import Defense, check_device, check_fraction, check_positive_int
 from poisonlab.device import resolve_device
 from poisonlab.inference import ForwardResult
 from poisonlab.models.base import PoisonlabModel
@@ -150,9 +150,7 @@ class RONI(Defense):
         self.l2 = check_fraction(l2, "l2", high=1e3)
         self.newton_steps = check_positive_int(newton_steps, "newton_steps")
         self.seed = check_positive_int(seed, "seed", minimum=0)
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-        self.device = device
+        self.device = check_device(device)
 
     # ------------------------------------------------------------------ fitting
     def _fit(

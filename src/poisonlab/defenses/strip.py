@@ -22,7 +22,7 @@ import numpy as np
 from scipy.stats import norm
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.base import Defense, check_fraction, check_positive_int
+from poisonlab.defenses.base import Defense, check_device, check_fraction, check_positive_int
 from poisonlab.inference import ForwardResult, check_images, forward_pass
 from poisonlab.models.base import PoisonlabModel
 
@@ -30,7 +30,6 @@ __all__ = ["STRIP"]
 
 _METHODS = ("quantile", "normal")
 _BLENDS = ("add", "alpha")
-_DEVICES = ("auto", "cpu", "cuda")
 # Inputs per chunk: bounds memory at chunk * n_overlays blended images (CIFAR-10, 16 overlays:
 # 100 MB of uint8 blends, 400 MB of float32 while mixing).
 _CHUNK = 2048
@@ -118,9 +117,7 @@ class STRIP(Defense):
         self.threshold_method = threshold_method
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.seed = check_positive_int(seed, "seed", minimum=0)
-        if not isinstance(device, str) or not (device in _DEVICES or device.startswith("cuda:")):
-            raise ValueError(f"device must be one of {_DEVICES} (or 'cuda:<n>'), got {device!r}")
-        self.device = device
+        self.device = check_device(device)
 
     # ------------------------------------------------------------------ Defense
     def _fit(

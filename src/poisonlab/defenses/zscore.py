@@ -27,12 +27,11 @@ import numpy as np
 
 from poisonlab.defenses._spaces import (
     SpaceDetector,
-    check_choice,
-    check_positive_float,
     fit_rows,
     log_robust_z,
     robust_scale,
 )
+from poisonlab.defenses.base import check_choice, check_positive_float
 
 __all__ = ["ZScoreDetector"]
 
