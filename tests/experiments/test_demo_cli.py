@@ -54,3 +54,23 @@ def test_run_command_and_errors(tmp_path: Path) -> None:
     assert res.output.startswith("error: invalid experiment config") and "Traceback" not in res.output
     res = runner.invoke(app, ["run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "b")])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_run_save_data_writes_the_poisoned_set_with_its_mask(tmp_path: Path) -> None:
+    from poisonlab.data.arrays import load_arrays
+
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(
+        "name: cli-save\n"
+        "dataset: {name: digits}\n"
+        "training: {settings: {epochs: 1}}\n"
+        "attack: {kind: label_flip, source: '3', target: '8', count: 10}\n"
+    )
+    out = tmp_path / "r"
+    args = ["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu", "--save-data"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    saved = load_arrays(out / "data" / "seed-0.npz")
+    assert saved.poison_mask is not None and int(saved.poison_mask.sum()) == 10
+    assert set(saved.y[saved.poison_mask]) == {8}
+    assert (out / "models" / "seed-0" / "model.json").is_file()

@@ -83,3 +83,14 @@ def test_tiny_matrix_end_to_end(tmp_path: Path) -> None:
         assert (out / f"heatmap_{key}.png").is_file()
     assert (out / "mitigation_attack_success.png").is_file()
     assert "Attacks x defenses" in (out / "report.html").read_text()
+
+
+def test_matrix_cli_errors_are_one_line(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(app, ["matrix", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert missing.stderr.strip().startswith("error: matrix config not found")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "defenses": [{"name": "nope"}]}))
+    res = CliRunner().invoke(app, ["matrix", str(bad), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "unknown defense 'nope'" in res.stderr
+    assert not (tmp_path / "o").exists()  # nothing written for a config that does not validate
