@@ -20,7 +20,7 @@ import numpy as np
 from poisonlab.attacks import BackdoorPoisoning
 from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.experiments.build import clean_baseline
+from poisonlab.experiments.build import cached_model
 from poisonlab.inference import predict
 from poisonlab.metrics import accuracy, attack_success_rate
 from poisonlab.models.base import PoisonlabModel
@@ -43,11 +43,12 @@ def backdoor_case(data_dir: str | None, *, device: str = "auto", progress: bool 
     trigger = get_trigger("pattern", distance=2, pixel_value=1)
     attack = BackdoorPoisoning(perturbation=trigger, trigger_name="pattern", source="airplane", target="bird")
     poisoned = attack.poison(splits.train).dataset.replace(name="cifar10-pattern-airplane-bird")
-    model, model_id, _, _ = clean_baseline(
+    model, model_id, _, _ = cached_model(
         Splits(train=poisoned, val=splits.val, test=splits.test),
         fast_recipe(),
         device=device,
         progress=progress,
+        name="bench-cifar10-pattern-backdoor",
     )
     return BackdoorCase(splits, poisoned, model.eval(), model_id, source=0, target=2)
 
