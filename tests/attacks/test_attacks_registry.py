@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from poisonlab.attacks import ATTACKS, PoisoningAttack, PoisonResult, get_attack
 from poisonlab.data.dataset import Dataset
+from poisonlab.models.simple_cnn import SimpleCifarCNN
+
+_SURROGATE: list[SimpleCifarCNN] = []
+
+
+def _surrogate() -> SimpleCifarCNN:
+    """One small untrained CNN for the crafted attacks (8x8x3 like the ``clean`` fixture)."""
+    if not _SURROGATE:
+        torch.manual_seed(0)
+        _SURROGATE.append(SimpleCifarCNN(input_shape=(8, 8, 3), num_classes=10).eval())
+    return _SURROGATE[0]
 
 
 def _params(name: str, clean: Dataset, trigger) -> dict:
+    crafted = dict(model=_surrogate(), target="bird", count=5, seed=1)
     return {
+        "hidden_trigger": dict(crafted, source="airplane", trigger=trigger, steps=3),
+        "feature_collision": dict(crafted, victims=clean.x[0], steps=3),
+        "clean_label_backdoor": dict(crafted, trigger=trigger, steps=2),
+        "gradient_matching": dict(crafted, victims=clean.x[0], steps=2),
         "mislabel": dict(images=clean.x[:5].copy(), target="bird", source_tag="boomerang"),
         "label_flip": dict(source="airplane", target="bird", count=7, seed=1),
         "random_label_flip": dict(fraction=0.1, seed=1),
@@ -19,12 +36,15 @@ def _params(name: str, clean: Dataset, trigger) -> dict:
     }[name]
 
 
-EXPECTED_LEN = {"mislabel": 205, "label_flip": 200, "random_label_flip": 200, "backdoor": 220, "none": 200}
-EXPECTED_POISON = {"mislabel": 5, "label_flip": 7, "random_label_flip": 20, "backdoor": 20, "none": 0}
+CRAFTED = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching")
+EXPECTED_LEN = {"mislabel": 205, "label_flip": 200, "random_label_flip": 200, "backdoor": 220, "none": 200,
+                **dict.fromkeys(CRAFTED, 200)}
+EXPECTED_POISON = {"mislabel": 5, "label_flip": 7, "random_label_flip": 20, "backdoor": 20, "none": 0,
+                   **dict.fromkeys(CRAFTED, 5)}
 
 
 def test_registry_names():
-    assert set(ATTACKS) == {"mislabel", "label_flip", "random_label_flip", "backdoor", "none"}
+    assert set(ATTACKS) == {"mislabel", "label_flip", "random_label_flip", "backdoor", "none", *CRAFTED}
     assert all(issubclass(c, PoisoningAttack) for c in ATTACKS.values())
 
 

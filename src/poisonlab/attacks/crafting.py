@@ -41,15 +41,19 @@ from poisonlab.device import resolve_device
 from poisonlab.models.base import PoisonlabModel
 
 __all__ = [
+    "FEATURE_LAYERS",
     "CraftReport",
     "CraftedPoisonResult",
     "Surrogate",
     "check_eps",
     "check_finite",
+    "check_model",
     "check_positive",
     "check_steps",
     "check_victims",
+    "max_linf",
     "measure",
+    "minibatches",
     "project",
     "quantize_in_ball",
     "replace_samples",
@@ -76,7 +80,8 @@ class CraftReport:
         The attack's objective (documented per attack; lower is better for the attacker) on the
         unperturbed poisons and on the final uint8 poisons.
     max_linf : int
-        Largest absolute pixel change over all poisons, on the 0-255 scale (<= eps * 255).
+        Largest absolute pixel change over all poisons, on the 0-255 scale (<= eps * 255 for the
+        perturbation-only attacks; a visible trigger added afterwards may exceed it).
     extras : dict
         Attack-specific numbers (e.g. restarts and the loss of each).
     """
@@ -91,13 +96,13 @@ class CraftReport:
 
     def to_dict(self) -> dict:
         return {
+            **self.extras,  # first: the core fields below must not be overwritten by an extra
             "seconds": self.seconds,
             "peak_rss_mib": self.peak_rss_mib,
             "steps": self.steps,
             "loss_initial": self.loss_initial,
             "loss_final": self.loss_final,
             "max_linf": self.max_linf,
-            **self.extras,
         }
 
 
@@ -225,6 +230,10 @@ class Surrogate:
         self._module: nn.Module | None = None if feature_layer in FEATURE_LAYERS else modules[feature_layer]
 
     def check_images(self, images: np.ndarray, what: str) -> None:
+        """Raise ValueError unless ``images`` is uint8 (N, H, W, C) of the model's input shape."""
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+            got = f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}"
+            raise ValueError(f"{what}: expected uint8 images (N, H, W, C), got {got}")
         if tuple(images.shape[1:]) != tuple(self.net.input_shape):
             raise ValueError(
                 f"{what}: the model expects images of shape {tuple(self.net.input_shape)} (H, W, C), "
@@ -241,7 +250,8 @@ class Surrogate:
         if self.feature_layer == "logits":
             return self.net(x)
         captured: list[torch.Tensor] = []
-        handle = self._module.register_forward_hook(lambda _m, _i, out: captured.append(out))  # type: ignore[union-attr]
+        # clone: a later in-place ReLU would otherwise overwrite the captured activations
+        handle = self._module.register_forward_hook(lambda _m, _i, out: captured.append(out.clone()))  # type: ignore[union-attr]
         try:
             self.net(x)
         finally:
@@ -315,6 +325,9 @@ def max_linf(poisons: np.ndarray, originals: np.ndarray) -> int:
 
 
 def minibatches(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of at most ``batch_size`` (>= 1) covering ``range(n)``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 

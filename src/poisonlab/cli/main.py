@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from poisonlab import __version__
+from poisonlab.cli.clean_label_cmd import clean_label_command
 from poisonlab.cli.experiments_cmd import demo_command, matrix_command, run_command
 from poisonlab.cli.images import images_app
 from poisonlab.cli.lab import evaluate_command, predict_command, train_command
@@ -26,6 +27,7 @@ app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("scan")(scan_command)
 app.command("matrix")(matrix_command)
+app.command("clean-label")(clean_label_command)
 app.add_typer(images_app, name="images")
 app.add_typer(models_app, name="models")
 app.add_typer(defenses_app, name="defenses")

@@ -1,0 +1,223 @@
+"""Clean-label (label-consistent) backdoor: adversarially perturbed target images plus a trigger.
+
+Turner, Tsipras and Madry, "Label-Consistent Backdoor Attacks", arXiv:1912.02771 (2019). A
+BadNets-style backdoor (Gu et al., arXiv:1708.06733) relabels its poisons, which a human
+inspecting the training set would notice. Turner et al. keep every label correct: they take
+training images of the attacker's *target* class and make them hard to classify from their
+natural features - here with an untargeted PGD attack (Madry et al., "Towards Deep Learning
+Models Resistant to Adversarial Attacks", ICLR 2018, arXiv:1706.06083) on a surrogate, inside
+an L-inf ball of radius ``eps`` - and only then stamp the trigger on them. A network trained on
+the set can only fit these images through the trigger, so it learns "trigger => target"; at test
+time the attacker adds the trigger to any input (:meth:`CleanLabelBackdoor.at_test_time`).
+
+The paper also interpolates in a GAN's latent space and uses reduced-amplitude, four-corner
+triggers against data augmentation; the GAN variant is not implemented, and any trigger (or list
+of triggers applied in order) from :mod:`poisonlab.triggers` can be given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from poisonlab.attacks.base import (
+    PoisoningAttack,
+    apply_perturbation,
+    check_class_spec,
+    check_count_fraction,
+    check_perturbation,
+    check_seed,
+)
+from poisonlab.attacks.crafting import (
+    CraftedPoisonResult,
+    CraftReport,
+    Surrogate,
+    check_eps,
+    check_finite,
+    check_model,
+    check_positive,
+    check_steps,
+    max_linf,
+    measure,
+    minibatches,
+    project,
+    quantize_in_ball,
+    replace_samples,
+    select_poisons,
+    to_tensor,
+)
+from poisonlab.data.dataset import Dataset
+from poisonlab.device import resolve_device
+from poisonlab.models.base import PoisonlabModel
+
+__all__ = ["CleanLabelBackdoor"]
+
+Perturbation = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CleanLabelBackdoor(PoisoningAttack):
+    """Label-consistent backdoor (Turner et al. 2019, arXiv:1912.02771).
+
+    Parameters
+    ----------
+    model : PoisonlabModel
+        Surrogate for the adversarial perturbation (used in eval mode on a copy; never modified).
+    target : str or int
+        Adversarial class: the poisons are training images of this class, labels unchanged, and
+        triggered test images should be classified as it.
+    trigger : callable or list of callables
+        uint8 (N, H, W, C) -> same shape and dtype, e.g. ``poisonlab.triggers.get_trigger("pattern")``.
+    trigger_name : str
+        Name used in the description and the dataset name.
+    count, fraction : int or float
+        Budget: number of poisons, or share of the *whole* training set; exactly one is required.
+    eps : float
+        L-inf radius of the adversarial perturbation on the [0, 1] scale (Turner et al. report
+        8/255 and 16/255; the larger is markedly stronger).
+    steps : int
+        PGD steps.
+    step_size : float or None
+        PGD step on the [0, 1] scale; ``None`` means ``2.5 * eps / steps`` (Madry et al.).
+    random_start : bool
+        Start PGD from a uniform random point of the ball (drawn from a generator seeded by
+        ``seed``).
+    batch_size : int
+        Poisons optimised together (a memory bound; chunks are independent).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    seed : int
+        Picks the poisons and the random start.
+
+    Notes
+    -----
+    The trigger pixels may leave the eps ball: that is the attack. ``report.max_linf`` is the
+    change of the stored poisons (trigger included); ``report.extras["max_linf_adversarial"]`` is
+    that of the adversarial perturbation alone, before the trigger, which is <= floor(eps * 255).
+
+    The objective is the *negative* mean cross-entropy of the surrogate on the true (target)
+    label, so that lower is better for the attacker as for the other attacks. ``loss_initial`` is
+    at the unperturbed images, ``loss_final`` at the stored (triggered) uint8 poisons and
+    ``extras["loss_adversarial"]`` at the uint8 adversarial images before the trigger.
+    """
+
+    name = "clean_label_backdoor"
+
+    model: PoisonlabModel
+    target: str | int
+    trigger: Perturbation | Sequence[Perturbation]
+    trigger_name: str = "custom"
+    count: int | None = None
+    fraction: float | None = None
+    eps: float = 16 / 255
+    steps: int = 10
+    step_size: float | None = None
+    random_start: bool = True
+    batch_size: int = 250
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_model(self.model)
+        check_class_spec(self.target, "target")
+        check_perturbation(self.trigger, "trigger")
+        if not isinstance(self.trigger_name, str) or not self.trigger_name:
+            raise ValueError(f"trigger_name must be a non-empty string, got {self.trigger_name!r}")
+        check_count_fraction(self.count, self.fraction, require_one=True)
+        check_eps(self.eps)
+        check_steps(self.steps)
+        if self.step_size is not None:
+            check_positive(self.step_size, "step_size")
+        if not isinstance(self.random_start, bool):
+            raise ValueError(f"random_start must be a bool, got {self.random_start!r}")
+        check_steps(self.batch_size, "batch_size")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        resolve_device(self.device)
+        check_seed(self.seed)
+
+    @property
+    def alpha(self) -> float:
+        """The PGD step actually used, on the [0, 1] scale."""
+        return float(self.step_size) if self.step_size is not None else 2.5 * self.eps / self.steps
+
+    def at_test_time(self, images: np.ndarray) -> np.ndarray:
+        """The trigger applied to a copy of ``images`` (uint8 (N, H, W, C)); shape and dtype kept."""
+        return apply_perturbation(self.trigger, images)
+
+    def poison(self, clean: Dataset) -> CraftedPoisonResult:
+        """``clean`` with the chosen target-class images replaced by adversarial, triggered copies.
+
+        Returns a :class:`CraftedPoisonResult` whose ``report`` holds the objective (see Notes).
+        """
+        with measure() as clock:
+            tgt, idx = select_poisons(
+                clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
+            )
+            sur = Surrogate(self.model, device=self.device)
+            sur.check_images(clean.x, "clean")
+            # One CPU generator for the whole run: the same seed gives the same random starts on
+            # any device and for any chunking order (chunks are processed in order).
+            gen = torch.Generator().manual_seed(self.seed)
+            bases = clean.x[idx]
+            adversarial = np.empty_like(bases)
+            for sl in minibatches(len(idx), self.batch_size):
+                adversarial[sl] = self._pgd(sur, bases[sl], tgt, gen)
+            poisons = apply_perturbation(self.trigger, adversarial)
+            losses = [_neg_ce(sur, images, tgt, self.batch_size) for images in (bases, poisons, adversarial)]
+        report = CraftReport(
+            seconds=clock.seconds, peak_rss_mib=clock.peak_rss_mib, steps=self.steps,
+            loss_initial=losses[0], loss_final=losses[1], max_linf=max_linf(poisons, bases),
+            extras={"loss_adversarial": losses[2], "max_linf_adversarial": max_linf(adversarial, bases),
+                    "step_size": self.alpha},
+        )
+        desc = (
+            f"clean_label_backdoor[{self.trigger_name}]: {len(idx)} {clean.class_names[tgt]} poisons, "
+            f"eps={self.eps * 255:g}/255, {self.steps} PGD steps, labels unchanged"
+        )
+        tag = f"clean_label_backdoor[{self.trigger_name}]"
+        return replace_samples(clean, idx, poisons, tag=tag, description=desc, report=report)
+
+    def _pgd(self, sur: Surrogate, base_u8: np.ndarray, label: int, gen: torch.Generator) -> np.ndarray:
+        """Untargeted L-inf PGD maximising the CE on ``label``; uint8 (n, H, W, C) in the ball.
+
+        Returns, per image, the iterate with the highest loss seen (the last one is not always the
+        best with a fixed step), quantised into the integer ball.
+        """
+        base = to_tensor(base_u8, sur.device)
+        y = torch.full((len(base_u8),), label, dtype=torch.long, device=sur.device)
+        x = base
+        if self.random_start:
+            noise = torch.rand(base.shape, generator=gen).mul_(2.0).sub_(1.0).mul_(self.eps)
+            x = project(base + noise.to(sur.device), base, self.eps)
+        best, best_loss = x, torch.full_like(y, -torch.inf, dtype=torch.float32)
+        for step in range(self.steps + 1):
+            xg = x.detach().requires_grad_(True)
+            loss = F.cross_entropy(sur.logits(xg), y, reduction="none")
+            improved = loss.detach() > best_loss
+            best = torch.where(improved.view(-1, 1, 1, 1), x, best)
+            best_loss = torch.where(improved, loss.detach(), best_loss)
+            if step == self.steps:
+                break  # the last evaluation only scores the final iterate
+            # Summed, each image's gradient is its own loss's (eval mode: no batch coupling).
+            grad = torch.autograd.grad(loss.sum(), xg)[0]
+            x = project(x + self.alpha * grad.sign(), base, self.eps)
+            check_finite(x, "clean-label backdoor poison")
+        return quantize_in_ball(best, base_u8, self.eps)
+
+
+def _neg_ce(sur: Surrogate, images: np.ndarray, label: int, batch_size: int) -> float:
+    """Negative mean cross-entropy of the surrogate on ``label`` for uint8 ``images`` (0 if none)."""
+    if len(images) == 0:
+        return 0.0
+    total = 0.0
+    with torch.no_grad():
+        for sl in minibatches(len(images), batch_size):
+            logits = sur.logits(to_tensor(images[sl], sur.device))
+            y = torch.full((len(logits),), label, dtype=torch.long, device=sur.device)
+            total += float(F.cross_entropy(logits, y, reduction="sum"))
+    return -total / len(images)

@@ -1,0 +1,263 @@
+"""Feature collision: clean-label targeted poisoning ("Poison Frogs").
+
+Shafahi et al., "Poison Frogs! Targeted Clean-Label Poisoning Attacks on Neural Networks",
+NeurIPS 2018 (arXiv:1804.00792). The attacker wants one test image - the *victim* (the paper's
+"target instance") - classified as its own *target* class. It takes a few correctly labelled
+training images of the target class (the *bases*) and nudges each until its feature vector in
+the surrogate collides with the victim's, while staying close to the base in pixel space:
+
+    minimise_x  ||f(x) - f(t)||^2 + beta * ||x - b||^2
+
+solved by forward-backward splitting: a gradient step on the feature term, then the closed-form
+proximal step of the pixel term. A victim that the retrained (or fine-tuned) network sees near
+the poisons in feature space is pulled across the decision boundary with them, although every
+poison keeps its true label.
+
+Two options of the literature:
+
+* *watermarking* (Poison Frogs, section 4.2): the base starts as ``(1 - w) * base + w * victim``
+  and the proximal term pulls toward that blend, which makes collisions far easier on networks
+  trained end to end;
+* an L-inf budget ``eps`` around the original base, the constraint added by Schwarzschild et al.,
+  "Just How Toxic is Data Poisoning?", ICML 2021 (arXiv:2006.12557), for comparable benchmarks.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from poisonlab.attacks.base import PoisoningAttack, check_class_spec, check_count_fraction, check_seed
+from poisonlab.attacks.crafting import (
+    FEATURE_LAYERS,
+    CraftedPoisonResult,
+    CraftReport,
+    Surrogate,
+    check_eps,
+    check_finite,
+    check_model,
+    check_positive,
+    check_steps,
+    check_victims,
+    max_linf,
+    measure,
+    minibatches,
+    project,
+    quantize_in_ball,
+    replace_samples,
+    select_poisons,
+    to_tensor,
+)
+from poisonlab.data.dataset import Dataset
+from poisonlab.device import resolve_device
+from poisonlab.models.base import PoisonlabModel
+
+__all__ = ["FeatureCollision"]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class FeatureCollision(PoisoningAttack):
+    """Feature-collision poisoning (Shafahi et al. 2018, arXiv:1804.00792).
+
+    Parameters
+    ----------
+    model : PoisonlabModel
+        Surrogate to craft against (used in eval mode on a copy; never modified).
+    target : str or int
+        Adversarial class: the poisons are training images of this class, labels unchanged.
+    victims : np.ndarray
+        uint8 victim image(s) in [0, 255], (H, W, C) or (M, H, W, C), the shape the model expects.
+        With M > 1 the poisons collide toward the mean victim feature and are watermarked with
+        the mean victim image.
+    count, fraction : int or float
+        Budget: number of poisons, or share of the *whole* training set; exactly one is required.
+    feature_layer : str
+        ``"penultimate"``, ``"logits"`` or a module name of the model (e.g. ``"blocks.1"``).
+    eps : float or None
+        L-inf radius on the [0, 1] scale around the original base; ``None`` (the paper) is
+        unbounded apart from [0, 1]. With ``eps`` set the watermarked start is projected into the
+        ball, while the proximal term still pulls toward the (possibly outside) watermarked base.
+    steps : int
+        Forward-backward splitting iterations (ART's ``max_iter`` counts outer loops instead).
+    lr : float
+        Forward step size in [0, 1] pixel units (the paper's lambda). Halved per poison whenever
+        a step would raise that poison's objective; such steps are rejected, so the objective
+        never increases and a too-large ``lr`` degrades gracefully.
+    similarity_coeff : float
+        ``beta = similarity_coeff * (feature_dim / input_dim) ** 2`` (the paper's scaling with
+        ART's default coefficient).
+    watermark : float or None
+        Watermark opacity ``w`` in [0, 1); ``None`` or 0 disables it.
+    batch_size : int
+        Poisons optimised together (a memory bound; chunks are independent).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    seed : int
+        Picks which target-class images become poisons (the optimisation is deterministic).
+
+    Notes
+    -----
+    The reported objective is ``||f(x) - f(t)||^2 + beta * ||x - b||^2`` per poison (x on the
+    [0, 1] scale, ``b`` the watermarked base), averaged over the poisons; ``loss_initial`` is at
+    the original images, ``loss_final`` at the stored uint8 poisons. ``extras`` adds the mean
+    feature distances ``feature_dist_initial`` / ``feature_dist_final`` and ``beta``.
+    """
+
+    name = "feature_collision"
+
+    model: PoisonlabModel
+    target: str | int
+    victims: np.ndarray
+    count: int | None = None
+    fraction: float | None = None
+    feature_layer: str = "penultimate"
+    eps: float | None = None
+    steps: int = 200
+    lr: float = 0.01
+    similarity_coeff: float = 256.0
+    watermark: float | None = 0.3
+    batch_size: int = 250
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_model(self.model)
+        check_class_spec(self.target, "target")
+        batch = check_victims(self.victims)
+        if tuple(batch.shape[1:]) != tuple(self.model.input_shape):
+            raise ValueError(
+                f"victims must have the model's image shape {tuple(self.model.input_shape)} (H, W, C), "
+                f"got {tuple(batch.shape[1:])}"
+            )
+        check_count_fraction(self.count, self.fraction, require_one=True)
+        self._check_layer()
+        if self.eps is not None:
+            check_eps(self.eps)
+        check_steps(self.steps)
+        check_positive(self.lr, "lr")
+        check_positive(self.similarity_coeff, "similarity_coeff")
+        w = self.watermark
+        if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0.0 <= w < 1.0):
+            raise ValueError(f"watermark must be None or a float in [0, 1), got {w!r}")
+        check_steps(self.batch_size, "batch_size")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        resolve_device(self.device)
+        check_seed(self.seed)
+
+    def _check_layer(self) -> None:
+        # Checked here (cheaply, without copying the model) so a typo fails at configuration time.
+        names = [n for n, _ in self.model.named_modules() if n]
+        if not isinstance(self.feature_layer, str) or (
+            self.feature_layer not in FEATURE_LAYERS and self.feature_layer not in names
+        ):
+            raise ValueError(
+                f"feature_layer must be one of {list(FEATURE_LAYERS)} or a module name of "
+                f"{type(self.model).__name__} (e.g. {', '.join(names[:6])}), got {self.feature_layer!r}"
+            )
+
+    def at_test_time(self, images: np.ndarray) -> np.ndarray:
+        """What the attacker does to a test image: nothing (a copy of ``images``, any shape)."""
+        if not isinstance(images, np.ndarray):
+            raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
+        return images.copy()
+
+    def poison(self, clean: Dataset) -> CraftedPoisonResult:
+        """``clean`` with the chosen target-class images replaced by their poisons.
+
+        Returns a :class:`CraftedPoisonResult` whose ``report`` holds the objective (see Notes).
+        """
+        with measure() as clock:
+            tgt, idx = select_poisons(
+                clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
+            )
+            sur = Surrogate(self.model, device=self.device, feature_layer=self.feature_layer)
+            sur.check_images(clean.x, "clean")
+            victims = check_victims(self.victims)
+            t_feat = sur.batched_features(victims, self.batch_size).mean(0, keepdim=True)
+            check_finite(t_feat, "victim feature")
+            beta = self.similarity_coeff * (t_feat.shape[1] / float(np.prod(victims.shape[1:]))) ** 2
+            mean_victim = to_tensor(victims, sur.device).mean(0, keepdim=True)
+            bases = clean.x[idx]
+            poisons = np.empty_like(bases)
+            totals = np.zeros(4)  # obj0, obj1, dist0, dist1 summed over poisons
+            for sl in minibatches(len(idx), self.batch_size):
+                poisons[sl], sums = self._craft_chunk(sur, bases[sl], t_feat, mean_victim, beta)
+                totals += sums
+        means = totals / max(len(idx), 1)
+        report = CraftReport(
+            seconds=clock.seconds, peak_rss_mib=clock.peak_rss_mib, steps=self.steps,
+            loss_initial=float(means[0]), loss_final=float(means[1]),
+            max_linf=max_linf(poisons, bases),
+            extras={"feature_dist_initial": float(means[2]), "feature_dist_final": float(means[3]),
+                    "beta": beta, "num_victims": len(victims)},
+        )
+        eps = "none" if self.eps is None else f"{self.eps * 255:g}/255"
+        desc = (
+            f"feature_collision: {len(idx)} {clean.class_names[tgt]} poisons toward {len(victims)} "
+            f"victim(s), layer={self.feature_layer}, eps={eps}, watermark={self.watermark}, "
+            f"{self.steps} steps"
+        )
+        return replace_samples(clean, idx, poisons, tag="feature_collision", description=desc, report=report)
+
+    # ------------------------------------------------------------------------------ optimisation
+    def _craft_chunk(
+        self, sur: Surrogate, base_u8: np.ndarray, t_feat: torch.Tensor, mean_victim: torch.Tensor,
+        beta: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Poisons for one chunk of bases (uint8 (n, H, W, C)) and the chunk's summed numbers."""
+        base = to_tensor(base_u8, sur.device)
+        w = float(self.watermark or 0.0)
+        anchor = (1.0 - w) * base + w * mean_victim  # b: the proximal term's centre
+        x = project(anchor, base, self.eps)
+        obj, dist, grad = _objective(sur, x, t_feat, anchor, beta, with_grad=True)
+        lr = torch.full((len(base_u8),), float(self.lr), dtype=torch.float64, device=sur.device)
+        for _ in range(self.steps):
+            cand = project(_splitting_step(x, grad, anchor, lr, beta), base, self.eps)
+            check_finite(cand, "feature-collision poison")
+            c_obj, c_dist, c_grad = _objective(sur, cand, t_feat, anchor, beta, with_grad=True)
+            # Monotone descent (the paper halves lambda when the objective rises): reject the
+            # step for those poisons and retry them with half the step size.
+            ok = c_obj <= obj
+            keep = ok.view(-1, 1, 1, 1)
+            x, grad = torch.where(keep, cand, x), torch.where(keep, c_grad, grad)
+            obj, dist = torch.where(ok, c_obj, obj), torch.where(ok, c_dist, dist)
+            lr = torch.where(ok, lr, lr * 0.5)
+        poisons = quantize_in_ball(x, base_u8, self.eps)
+        obj0, dist0, _ = _objective(sur, base, t_feat, anchor, beta, with_grad=False)
+        final = to_tensor(poisons, sur.device)
+        obj1, dist1, _ = _objective(sur, final, t_feat, anchor, beta, with_grad=False)
+        sums = np.array([float(obj0.sum()), float(obj1.sum()), float(dist0.sum()), float(dist1.sum())])
+        return poisons, sums
+
+
+def _splitting_step(
+    x: torch.Tensor, grad: torch.Tensor, anchor: torch.Tensor, lr: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """Forward step ``z = x - lr * grad``, then the proximal step ``(z + lr*beta*b) / (1 + lr*beta)``.
+
+    Written as ``b + (x - b) / (1 + lr*beta) - grad / (1/lr + beta)`` with the coefficients in
+    float64: the same value, but finite for any positive ``lr`` (no ``inf / inf``).
+    """
+    shrink = (1.0 / (1.0 + lr * beta)).float().view(-1, 1, 1, 1)
+    step = (1.0 / (1.0 / lr + beta)).float().view(-1, 1, 1, 1)
+    return anchor + (x - anchor) * shrink - grad * step
+
+
+def _objective(
+    sur: Surrogate, x: torch.Tensor, t_feat: torch.Tensor, anchor: torch.Tensor, beta: float,
+    *, with_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-poison objective and feature distance, (n,) each, and the gradient of the feature
+    term with respect to ``x`` ((n, C, H, W); ``None`` without ``with_grad``)."""
+    with torch.enable_grad() if with_grad else torch.no_grad():
+        xg = x.detach().requires_grad_(with_grad)
+        dist = (sur.features(xg) - t_feat).pow(2).sum(1)
+        # Summing is exact here: in eval mode every poison's distance depends on its own pixels only.
+        grad = torch.autograd.grad(dist.sum(), xg)[0] if with_grad else None
+    dist = dist.detach()
+    obj = dist + beta * (x.detach() - anchor).pow(2).flatten(1).sum(1)
+    return obj, dist, grad
