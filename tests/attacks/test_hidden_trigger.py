@@ -97,6 +97,13 @@ def test_intermediate_feature_layer_and_fraction_budget(data, model):
     assert "layer blocks.1" in res.description
 
 
+def test_source_pool_is_capped(data, model):
+    full = _attack(model).poison(data)
+    capped = _attack(model, max_sources=3).poison(data)
+    assert capped.num_poison == full.num_poison == 8
+    assert capped.dataset.content_hash != full.dataset.content_hash  # fewer sources to pair with
+
+
 def test_huge_learning_rate_stays_finite_and_in_range(data, model):
     res = _attack(model, lr=1e6, steps=3).poison(data)
     diff = np.abs(res.dataset.x.astype(int) - data.x.astype(int))
@@ -129,6 +136,7 @@ def test_default_chapter_patch_places_8px_checker_13px_from_corner():
         ({"model": "resnet"}, "model"),
         ({"feature_layer": 3}, "feature_layer"),
         ({"seed": -1}, "seed"),
+        ({"max_sources": 0}, "max_sources"),
     ],
 )
 def test_bad_parameters_raise(model, overrides, match):

@@ -6,6 +6,7 @@ import typer
 
 from poisonlab import __version__
 from poisonlab.cli.clean_label_cmd import clean_label_command
+from poisonlab.cli.craft_cmd import craft_command
 from poisonlab.cli.experiments_cmd import demo_command, matrix_command, run_command
 from poisonlab.cli.images import images_app
 from poisonlab.cli.lab import evaluate_command, predict_command, train_command
@@ -28,6 +29,7 @@ app.command("demo")(demo_command)
 app.command("scan")(scan_command)
 app.command("matrix")(matrix_command)
 app.command("clean-label")(clean_label_command)
+app.command("craft")(craft_command)
 app.add_typer(images_app, name="images")
 app.add_typer(models_app, name="models")
 app.add_typer(defenses_app, name="defenses")
