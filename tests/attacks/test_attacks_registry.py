@@ -37,10 +37,22 @@ def _params(name: str, clean: Dataset, trigger) -> dict:
 
 
 CRAFTED = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching")
-EXPECTED_LEN = {"mislabel": 205, "label_flip": 200, "random_label_flip": 200, "backdoor": 220, "none": 200,
-                **dict.fromkeys(CRAFTED, 200)}
-EXPECTED_POISON = {"mislabel": 5, "label_flip": 7, "random_label_flip": 20, "backdoor": 20, "none": 0,
-                   **dict.fromkeys(CRAFTED, 5)}
+EXPECTED_LEN = {
+    "mislabel": 205,
+    "label_flip": 200,
+    "random_label_flip": 200,
+    "backdoor": 220,
+    "none": 200,
+    **dict.fromkeys(CRAFTED, 200),
+}
+EXPECTED_POISON = {
+    "mislabel": 5,
+    "label_flip": 7,
+    "random_label_flip": 20,
+    "backdoor": 20,
+    "none": 0,
+    **dict.fromkeys(CRAFTED, 5),
+}
 
 
 def test_registry_names():

@@ -73,9 +73,12 @@ def crafted(request, problem):
     """(result, input snapshot) of one crafting run, with and without augmentation."""
     clean, model, _ = problem
     snap = {
-        "x": clean.x.copy(), "y": clean.y.copy(), "hash": clean.content_hash,
+        "x": clean.x.copy(),
+        "y": clean.y.copy(),
+        "hash": clean.content_hash,
         "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "grad_flags": [p.requires_grad for p in model.parameters()], "training": model.training,
+        "grad_flags": [p.requires_grad for p in model.parameters()],
+        "training": model.training,
     }
     return _attack(problem, augment=request.param, steps=30, lr=0.3).poison(clean), snap
 

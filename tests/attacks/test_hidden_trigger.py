@@ -29,8 +29,16 @@ def model() -> SimpleCifarCNN:
 
 
 def _attack(surrogate, **overrides) -> HiddenTriggerBackdoor:
-    params = dict(model=surrogate, source="airplane", target="bird", count=8, steps=25, lr=0.02,
-                  trigger=chapter_patch_trigger(4, 1), seed=1)
+    params = dict(
+        model=surrogate,
+        source="airplane",
+        target="bird",
+        count=8,
+        steps=25,
+        lr=0.02,
+        trigger=chapter_patch_trigger(4, 1),
+        seed=1,
+    )
     params.update(overrides)
     return HiddenTriggerBackdoor(**params)
 
@@ -55,7 +63,9 @@ def test_poisons_move_toward_triggered_sources_in_feature_space(data, model):
     assert res.report.loss_final == pytest.approx(after, rel=1e-3)
 
 
-def test_poisons_stay_in_ball_keep_labels_and_touch_only_target_images(data, model, snapshot, assert_unchanged):
+def test_poisons_stay_in_ball_keep_labels_and_touch_only_target_images(
+    data, model, snapshot, assert_unchanged
+):
     snap = snapshot(data)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     res = _attack(model, eps=8 / 255).poison(data)

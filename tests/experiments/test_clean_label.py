@@ -35,9 +35,17 @@ def _config(**overrides) -> dict:
         "eps": 16 / 255,
         "trials": 2,
         "pretraining": {"preset": "digits", "settings": {"epochs": 6}},
-        "victim_training": {"preset": "digits", "settings": {"epochs": 2, "lr": 0.01, "schedule": "constant"}},
+        "victim_training": {
+            "preset": "digits",
+            "settings": {"epochs": 2, "lr": 0.01, "schedule": "constant"},
+        },
         "attacks": [
-            {"name": name.upper()[:4], "attack": name, "params": SMALL_STEPS[name], "patch": {"size": 3, "offset": 0}}
+            {
+                "name": name.upper()[:4],
+                "attack": name,
+                "params": SMALL_STEPS[name],
+                "patch": {"size": 3, "offset": 0},
+            }
             for name in CRAFTED_ATTACKS
         ],
         "defenses": [{"name": "spectral_signatures"}],
@@ -78,8 +86,13 @@ def test_every_attack_runs_and_every_trial_is_recorded(tmp_path: Path) -> None:
 def test_training_settings_run(tmp_path: Path, setting: str) -> None:
     extra = {"pretrain_size": None} if setting == "scratch" else {}
     cfg = parse_clean_label(
-        _config(setting=setting, trials=1, attacks=[{"name": "FC", "attack": "feature_collision", "params": {"steps": 3}}],
-                defenses=[], **extra)
+        _config(
+            setting=setting,
+            trials=1,
+            attacks=[{"name": "FC", "attack": "feature_collision", "params": {"steps": 3}}],
+            defenses=[],
+            **extra,
+        )
     )
     run = run_clean_label(cfg, tmp_path, progress=False)
     assert len(run.trials) == 1 and run.trials[0]["detection"] == {}
@@ -130,8 +143,17 @@ def test_wilson_interval() -> None:
 
 def test_cli_runs_and_errors_are_one_line(tmp_path: Path) -> None:
     config = tmp_path / "cl.yaml"
-    data = _config(attacks=[{"name": "CLBD", "attack": "clean_label_backdoor", "params": {"steps": 2},
-                             "patch": {"size": 3, "offset": 0}}], defenses=[])
+    data = _config(
+        attacks=[
+            {
+                "name": "CLBD",
+                "attack": "clean_label_backdoor",
+                "params": {"steps": 2},
+                "patch": {"size": 3, "offset": 0},
+            }
+        ],
+        defenses=[],
+    )
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["clean-label", str(config), "--out", str(out), "--trials", "1", "--quiet"])

@@ -170,10 +170,17 @@ class CleanLabelBackdoor(PoisoningAttack):
             poisons = apply_perturbation(self.trigger, adversarial)
             losses = [_neg_ce(sur, images, tgt, self.batch_size) for images in (bases, poisons, adversarial)]
         report = CraftReport(
-            seconds=clock.seconds, peak_rss_mib=clock.peak_rss_mib, steps=self.steps,
-            loss_initial=losses[0], loss_final=losses[1], max_linf=max_linf(poisons, bases),
-            extras={"loss_adversarial": losses[2], "max_linf_adversarial": max_linf(adversarial, bases),
-                    "step_size": self.alpha},
+            seconds=clock.seconds,
+            peak_rss_mib=clock.peak_rss_mib,
+            steps=self.steps,
+            loss_initial=losses[0],
+            loss_final=losses[1],
+            max_linf=max_linf(poisons, bases),
+            extras={
+                "loss_adversarial": losses[2],
+                "max_linf_adversarial": max_linf(adversarial, bases),
+                "step_size": self.alpha,
+            },
         )
         desc = (
             f"clean_label_backdoor[{self.trigger_name}]: {len(idx)} {clean.class_names[tgt]} poisons, "

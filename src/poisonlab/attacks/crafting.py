@@ -211,7 +211,11 @@ class Surrogate:
     """
 
     def __init__(
-        self, model: PoisonlabModel, *, device: str = "auto", feature_layer: str = "penultimate",
+        self,
+        model: PoisonlabModel,
+        *,
+        device: str = "auto",
+        feature_layer: str = "penultimate",
         trainable: bool = False,
     ) -> None:
         check_model(model)
@@ -294,7 +298,12 @@ def measure() -> Iterator[_Clock]:
 
 # ------------------------------------------------------------------------------ dataset writing
 def replace_samples(
-    clean: Dataset, indices: np.ndarray, poisons: np.ndarray, *, tag: str, description: str,
+    clean: Dataset,
+    indices: np.ndarray,
+    poisons: np.ndarray,
+    *,
+    tag: str,
+    description: str,
     report: CraftReport,
 ) -> CraftedPoisonResult:
     """``clean`` with ``poisons`` written over ``indices``: labels unchanged, poison mask set.
@@ -342,7 +351,10 @@ def select_poisons(
     tgt = resolve_class(clean, target, "target")
     candidates = np.flatnonzero(clean.y == tgt)
     k = resolve_count(
-        count=count, fraction=fraction, base=len(clean), available=candidates.size,
+        count=count,
+        fraction=fraction,
+        base=len(clean),
+        available=candidates.size,
         what=f"target class {clean.class_names[tgt]!r}",
     )
     return tgt, choose(np.random.default_rng(seed), candidates, k)

@@ -189,11 +189,18 @@ class FeatureCollision(PoisoningAttack):
                 totals += sums
         means = totals / max(len(idx), 1)
         report = CraftReport(
-            seconds=clock.seconds, peak_rss_mib=clock.peak_rss_mib, steps=self.steps,
-            loss_initial=float(means[0]), loss_final=float(means[1]),
+            seconds=clock.seconds,
+            peak_rss_mib=clock.peak_rss_mib,
+            steps=self.steps,
+            loss_initial=float(means[0]),
+            loss_final=float(means[1]),
             max_linf=max_linf(poisons, bases),
-            extras={"feature_dist_initial": float(means[2]), "feature_dist_final": float(means[3]),
-                    "beta": beta, "num_victims": len(victims)},
+            extras={
+                "feature_dist_initial": float(means[2]),
+                "feature_dist_final": float(means[3]),
+                "beta": beta,
+                "num_victims": len(victims),
+            },
         )
         eps = "none" if self.eps is None else f"{self.eps * 255:g}/255"
         desc = (
@@ -205,7 +212,11 @@ class FeatureCollision(PoisoningAttack):
 
     # ------------------------------------------------------------------------------ optimisation
     def _craft_chunk(
-        self, sur: Surrogate, base_u8: np.ndarray, t_feat: torch.Tensor, mean_victim: torch.Tensor,
+        self,
+        sur: Surrogate,
+        base_u8: np.ndarray,
+        t_feat: torch.Tensor,
+        mean_victim: torch.Tensor,
         beta: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Poisons for one chunk of bases (uint8 (n, H, W, C)) and the chunk's summed numbers."""
@@ -248,8 +259,13 @@ def _splitting_step(
 
 
 def _objective(
-    sur: Surrogate, x: torch.Tensor, t_feat: torch.Tensor, anchor: torch.Tensor, beta: float,
-    *, with_grad: bool,
+    sur: Surrogate,
+    x: torch.Tensor,
+    t_feat: torch.Tensor,
+    anchor: torch.Tensor,
+    beta: float,
+    *,
+    with_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-poison objective and feature distance, (n,) each, and the gradient of the feature
     term with respect to ``x`` ((n, C, H, W); ``None`` without ``with_grad``)."""

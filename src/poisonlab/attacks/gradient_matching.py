@@ -220,8 +220,9 @@ class GradientMatching(PoisoningAttack):
         with measure() as clock:
             m = self._matcher(clean)
             victims = check_victims(self.victims)
-            tgt, idx = select_poisons(clean, self.target, count=self.count, fraction=self.fraction,
-                                      seed=self.seed)
+            tgt, idx = select_poisons(
+                clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
+            )
             m.t_hat = _adversarial_direction(m, victims, tgt)
             base_u8 = clean.x[idx]
             base, y = to_tensor(base_u8, m.sur.device), torch.from_numpy(clean.y[idx]).to(m.sur.device)
@@ -232,15 +233,29 @@ class GradientMatching(PoisoningAttack):
                 if best is None or losses[-1] < losses[best[0]]:
                     best = (r, poisons)
         assert best is not None  # restarts >= 1
-        extras = {"restarts": self.restarts, "restart_losses": losses, "best_restart": best[0],
-                  "victims": int(victims.shape[0]), "lr": self.lr, "augment": self.augment}
-        report = CraftReport(seconds=clock.seconds, peak_rss_mib=clock.peak_rss_mib, steps=self.steps,
-                             loss_initial=loss_initial, loss_final=losses[best[0]],
-                             max_linf=max_linf(best[1], base_u8), extras=extras)
+        extras = {
+            "restarts": self.restarts,
+            "restart_losses": losses,
+            "best_restart": best[0],
+            "victims": int(victims.shape[0]),
+            "lr": self.lr,
+            "augment": self.augment,
+        }
+        report = CraftReport(
+            seconds=clock.seconds,
+            peak_rss_mib=clock.peak_rss_mib,
+            steps=self.steps,
+            loss_initial=loss_initial,
+            loss_final=losses[best[0]],
+            max_linf=max_linf(best[1], base_u8),
+            extras=extras,
+        )
         k = 255 * self.eps
         eps = f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{self.eps:.4g}"
-        desc = (f"gradient_matching: {idx.size} poisons of {clean.class_names[tgt]!r} (eps {eps}) "
-                f"for {victims.shape[0]} victim(s)")
+        desc = (
+            f"gradient_matching: {idx.size} poisons of {clean.class_names[tgt]!r} (eps {eps}) "
+            f"for {victims.shape[0]} victim(s)"
+        )
         return replace_samples(clean, idx, best[1], tag=self.name, description=desc, report=report)
 
     def _matcher(self, clean: Dataset) -> _Matcher:

@@ -82,8 +82,14 @@ def chapter_patch_trigger(patch_size: int = 8, offset: int = 5) -> Perturbation:
                 f"{h}x{w} images; lower patch_size or offset"
             )
         return insert_image(
-            x, default_trigger_path("htbd"), random=False, x_shift=col, y_shift=row,
-            size=(patch_size, patch_size), mode=None, blend=1.0,
+            x,
+            default_trigger_path("htbd"),
+            random=False,
+            x_shift=col,
+            y_shift=row,
+            size=(patch_size, patch_size),
+            mode=None,
+            blend=1.0,
         )
 
     patch.__name__ = f"htbd_patch_{patch_size}px"
@@ -198,12 +204,16 @@ class HiddenTriggerBackdoor(PoisoningAttack):
         with measure() as clock:
             source_feats = surrogate.batched_features(self.at_test_time(sources))
             gen = torch.Generator().manual_seed(self.seed)
-            chunks = [self._craft_chunk(surrogate, clean.x[idx[s]], source_feats, gen)
-                      for s in minibatches(idx.size, self.batch_size)]
+            chunks = [
+                self._craft_chunk(surrogate, clean.x[idx[s]], source_feats, gen)
+                for s in minibatches(idx.size, self.batch_size)
+            ]
             poisons = np.concatenate([c[0] for c in chunks])
         n = idx.size
         report = CraftReport(
-            seconds=clock.seconds, peak_rss_mib=clock.peak_rss_mib, steps=self.steps,
+            seconds=clock.seconds,
+            peak_rss_mib=clock.peak_rss_mib,
+            steps=self.steps,
             loss_initial=float(sum(c[1] * len(c[0]) for c in chunks) / n),
             loss_final=float(sum(c[2] * len(c[0]) for c in chunks) / n),
             max_linf=max_linf(poisons, clean.x[idx]),
@@ -211,7 +221,10 @@ class HiddenTriggerBackdoor(PoisoningAttack):
         )
         names = clean.class_names
         return replace_samples(
-            clean, idx, poisons, tag=f"hidden_trigger[{self.trigger_name}]",
+            clean,
+            idx,
+            poisons,
+            tag=f"hidden_trigger[{self.trigger_name}]",
             description=(
                 f"hidden_trigger[{self.trigger_name}]: {n} poisons of {names[tgt]!r} for triggered "
                 f"{names[src]!r} (eps {self.eps * 255:.0f}/255, layer {self.feature_layer})"
@@ -220,7 +233,10 @@ class HiddenTriggerBackdoor(PoisoningAttack):
         )
 
     def _craft_chunk(
-        self, surrogate: Surrogate, bases_u8: np.ndarray, source_feats: torch.Tensor,
+        self,
+        surrogate: Surrogate,
+        bases_u8: np.ndarray,
+        source_feats: torch.Tensor,
         gen: torch.Generator,
     ) -> tuple[np.ndarray, float, float]:
         """Optimise one chunk of poisons; returns (uint8 poisons, initial loss, final loss)."""

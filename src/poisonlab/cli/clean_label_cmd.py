@@ -15,10 +15,14 @@ console = make_console()
 
 @cli_errors
 def clean_label_command(
-    config: Path = typer.Argument(..., help="benchmark config (YAML/JSON), e.g. experiments/clean_label/*.yaml"),
+    config: Path = typer.Argument(
+        ..., help="benchmark config (YAML/JSON), e.g. experiments/clean_label/*.yaml"
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="folder for results.json and report.md"),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="override the config's dataset location"),
-    device: str | None = typer.Option(None, "--device", help="override the config's device (auto, cpu, cuda)"),
+    device: str | None = typer.Option(
+        None, "--device", help="override the config's device (auto, cpu, cuda)"
+    ),
     trials: int | None = typer.Option(None, "--trials", min=1, help="override the number of trials"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -53,8 +57,11 @@ def clean_label_command(
         table.add_column(col)
     for r in summarize(run):
         table.add_row(
-            r["attack"], f"{r['successes']}/{r['trials']}", f"{100 * (r['success_rate'] or 0):.0f}%",
-            f"{r['control']}/{r['trials']}", "-" if r["published"] is None else f"{r['published']:.1f}%",
+            r["attack"],
+            f"{r['successes']}/{r['trials']}",
+            f"{100 * (r['success_rate'] or 0):.0f}%",
+            f"{r['control']}/{r['trials']}",
+            "-" if r["published"] is None else f"{r['published']:.1f}%",
             "-" if r["craft_seconds"] is None else f"{r['craft_seconds']:.1f}",
         )
     console.print(table)

@@ -54,7 +54,9 @@ def benchmark_data(cfg: CleanLabelConfig) -> tuple[Dataset | None, Dataset, Data
     splits = load_splits(cfg.dataset.name, data_dir=cfg.dataset.data_dir, seed=cfg.dataset.split_seed)
     need = cfg.train_size + (cfg.pretrain_size or 0)
     if need > len(splits.train):
-        raise ValueError(f"pretrain_size + train_size = {need} exceeds the {len(splits.train)} training images")
+        raise ValueError(
+            f"pretrain_size + train_size = {need} exceeds the {len(splits.train)} training images"
+        )
     rng = np.random.default_rng(cfg.seed)
     perm = rng.permutation(len(splits.train))
     pre = None
@@ -67,7 +69,9 @@ def benchmark_data(cfg: CleanLabelConfig) -> tuple[Dataset | None, Dataset, Data
         raise ValueError(f"train_size {cfg.train_size} leaves classes {sorted(missing)} without images")
     test = splits.test
     evaluation = _subset(test, rng.permutation(len(test))[: min(cfg.eval_size, len(test))], "eval")
-    trusted = _subset(splits.val, rng.permutation(len(splits.val))[: min(cfg.trusted_size, len(splits.val))], "trusted")
+    trusted = _subset(
+        splits.val, rng.permutation(len(splits.val))[: min(cfg.trusted_size, len(splits.val))], "trusted"
+    )
     return pre, train_set, evaluation, trusted
 
 
@@ -87,7 +91,9 @@ def _fit_linear_head(model: PoisonlabModel, data: Dataset, cfg: CleanLabelConfig
     head = LogisticRegression(C=cfg.linear.c, max_iter=cfg.linear.max_iter)
     head.fit((feats - mean) / std, data.y)
     if head.coef_.shape[0] != model.num_classes:
-        raise ValueError(f"the linear head saw {head.coef_.shape[0]} classes, the model has {model.num_classes}")
+        raise ValueError(
+            f"the linear head saw {head.coef_.shape[0]} classes, the model has {model.num_classes}"
+        )
     weight = head.coef_ / std
     bias = head.intercept_ - weight @ mean
     out = copy.deepcopy(model).eval()
@@ -104,7 +110,9 @@ def victim_model(
     if cfg.setting == "transfer_linear":
         return _fit_linear_head(surrogate, data, cfg)
     model = surrogate if cfg.setting == "transfer_finetune" else None
-    return train(data, cfg.victim_config(), model=model, val_data=val, device=cfg.device, progress=False).model
+    return train(
+        data, cfg.victim_config(), model=model, val_data=val, device=cfg.device, progress=False
+    ).model
 
 
 def _trigger_fn(spec: CraftedAttackSpec) -> Callable[[np.ndarray], np.ndarray]:
@@ -112,16 +120,26 @@ def _trigger_fn(spec: CraftedAttackSpec) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def build_crafted_attack(
-    spec: CraftedAttackSpec, cfg: CleanLabelConfig, *, surrogate: PoisonlabModel, victim: np.ndarray,
-    source: int, target: int, seed: int,
+    spec: CraftedAttackSpec,
+    cfg: CleanLabelConfig,
+    *,
+    surrogate: PoisonlabModel,
+    victim: np.ndarray,
+    source: int,
+    target: int,
+    seed: int,
 ):
     """The attack of one trial (model, victim, classes, budget and eps fixed by the benchmark)."""
     from poisonlab.attacks import ATTACKS
 
     params: dict[str, Any] = {
-        "model": surrogate, "target": target, "count": cfg.num_poisons,
-        "eps": cfg.eps if spec.eps is None else spec.eps, "seed": seed,
-        "device": cfg.device, **spec.params,
+        "model": surrogate,
+        "target": target,
+        "count": cfg.num_poisons,
+        "eps": cfg.eps if spec.eps is None else spec.eps,
+        "seed": seed,
+        "device": cfg.device,
+        **spec.params,
     }
     if spec.attack == "hidden_trigger":
         params.update(source=source, trigger=_trigger_fn(spec), trigger_name=f"patch{spec.patch.size}")
@@ -135,9 +153,7 @@ def build_crafted_attack(
         raise ValueError(f"attack {spec.name}: {exc}") from None
 
 
-def _draw_trial(
-    rng: np.random.Generator, evaluation: Dataset, correct: np.ndarray
-) -> tuple[int, int, int]:
+def _draw_trial(rng: np.random.Generator, evaluation: Dataset, correct: np.ndarray) -> tuple[int, int, int]:
     """(index into ``evaluation`` of the victim, its class, the adversarial target class)."""
     victim = int(rng.choice(np.flatnonzero(correct)))
     source = int(evaluation.y[victim])
@@ -145,7 +161,9 @@ def _draw_trial(
     return victim, source, target
 
 
-def _backdoor_rate(model: PoisonlabModel, attack: Any, evaluation: Dataset, source: int, target: int, device: str) -> float:
+def _backdoor_rate(
+    model: PoisonlabModel, attack: Any, evaluation: Dataset, source: int, target: int, device: str
+) -> float:
     """Share of triggered source-class evaluation images classified as ``target``."""
     imgs = evaluation.x[evaluation.y == source]
     return float(np.mean(predict(model, attack.at_test_time(imgs), device=device) == target))
@@ -157,7 +175,10 @@ def _scan_metrics(cfg: CleanLabelConfig, poisoned: Dataset, model: PoisonlabMode
     if not cfg.defenses:
         return {}
     result = scan(
-        poisoned, [(d.name, dict(d.params)) for d in cfg.defenses], model=model, trusted=trusted,
+        poisoned,
+        [(d.name, dict(d.params)) for d in cfg.defenses],
+        model=model,
+        trusted=trusted,
         device=cfg.device,
     )
     return {m.name: {**(m.metrics or {}), "flagged": int(m.flagged.sum())} for m in result.methods}
@@ -169,7 +190,12 @@ def _run_trial(ctx: dict[str, Any], spec: CraftedAttackSpec, trial: int, draw: t
     v, source, target = draw
     victim_img = evaluation.x[v]
     attack = build_crafted_attack(
-        spec, cfg, surrogate=ctx["surrogate"], victim=victim_img, source=source, target=target,
+        spec,
+        cfg,
+        surrogate=ctx["surrogate"],
+        victim=victim_img,
+        source=source,
+        target=target,
         seed=cfg.seed * 1000 + trial,
     )
     result = attack.poison(ctx["train"])
@@ -178,17 +204,24 @@ def _run_trial(ctx: dict[str, Any], spec: CraftedAttackSpec, trial: int, draw: t
     train_seconds = time.perf_counter() - start
     test_input = attack.at_test_time(victim_img[None])
     row: dict[str, Any] = {
-        "trial": trial, "attack": spec.name, "kind": spec.attack, "victim_index": v,
-        "victim_class": evaluation.class_names[source], "target_class": evaluation.class_names[target],
+        "trial": trial,
+        "attack": spec.name,
+        "kind": spec.attack,
+        "victim_index": v,
+        "victim_class": evaluation.class_names[source],
+        "target_class": evaluation.class_names[target],
         "success": bool(predict(model, test_input, device=cfg.device)[0] == target),
         "control": bool(predict(ctx["clean_model"], test_input, device=cfg.device)[0] == target),
         "clean_accuracy": float(np.mean(predict(model, evaluation.x, device=cfg.device) == evaluation.y)),
-        "poisons": result.num_poison, "craft": result.report.to_dict() if result.report else None,
+        "poisons": result.num_poison,
+        "craft": result.report.to_dict() if result.report else None,
         "victim_train_seconds": train_seconds,
     }
     if spec.is_backdoor:
         row["backdoor_rate"] = _backdoor_rate(model, attack, evaluation, source, target, cfg.device)
-        row["backdoor_rate_clean"] = _backdoor_rate(ctx["clean_model"], attack, evaluation, source, target, cfg.device)
+        row["backdoor_rate_clean"] = _backdoor_rate(
+            ctx["clean_model"], attack, evaluation, source, target, cfg.device
+        )
     row["detection"] = _scan_metrics(cfg, result.dataset, model, ctx["trusted"])
     return row
 
@@ -197,13 +230,19 @@ def _prepare(cfg: CleanLabelConfig, progress: bool) -> dict[str, Any]:
     pre, train_set, evaluation, trusted = benchmark_data(cfg)
     base = pre if pre is not None else train_set
     surrogate, model_id, _, cached = cached_model(
-        Splits(train=base, val=trusted, test=evaluation), cfg.pretrain_config(), device=cfg.device,
-        progress=progress, name=f"{cfg.name}-surrogate",
+        Splits(train=base, val=trusted, test=evaluation),
+        cfg.pretrain_config(),
+        device=cfg.device,
+        progress=progress,
+        name=f"{cfg.name}-surrogate",
     )
     if cfg.setting == "scratch" and cfg.victim_config() != cfg.pretrain_config():
         clean_model = cached_model(
-            Splits(train=train_set, val=trusted, test=evaluation), cfg.victim_config(), device=cfg.device,
-            progress=progress, name=f"{cfg.name}-clean-victim",
+            Splits(train=train_set, val=trusted, test=evaluation),
+            cfg.victim_config(),
+            device=cfg.device,
+            progress=progress,
+            name=f"{cfg.name}-clean-victim",
         )[0]
     elif cfg.setting == "scratch":
         clean_model = surrogate
@@ -211,18 +250,35 @@ def _prepare(cfg: CleanLabelConfig, progress: bool) -> dict[str, Any]:
         clean_model = victim_model(cfg, surrogate, train_set, trusted)
     correct = predict(clean_model, evaluation.x, device=cfg.device) == evaluation.y
     clean = {
-        "surrogate_id": model_id, "surrogate_cached": cached,
-        "surrogate_accuracy": float(np.mean(predict(surrogate, evaluation.x, device=cfg.device) == evaluation.y)),
-        "victim_accuracy": float(correct.mean()), "train_size": len(train_set),
-        "pretrain_size": None if pre is None else len(pre), "eval_size": len(evaluation),
-        "poisons": cfg.num_poisons, "train_hash": train_set.content_hash,
+        "surrogate_id": model_id,
+        "surrogate_cached": cached,
+        "surrogate_accuracy": float(
+            np.mean(predict(surrogate, evaluation.x, device=cfg.device) == evaluation.y)
+        ),
+        "victim_accuracy": float(correct.mean()),
+        "train_size": len(train_set),
+        "pretrain_size": None if pre is None else len(pre),
+        "eval_size": len(evaluation),
+        "poisons": cfg.num_poisons,
+        "train_hash": train_set.content_hash,
     }
-    return {"cfg": cfg, "train": train_set, "evaluation": evaluation, "trusted": trusted,
-            "surrogate": surrogate, "clean_model": clean_model, "correct": correct, "clean": clean}
+    return {
+        "cfg": cfg,
+        "train": train_set,
+        "evaluation": evaluation,
+        "trusted": trusted,
+        "surrogate": surrogate,
+        "clean_model": clean_model,
+        "correct": correct,
+        "clean": clean,
+    }
 
 
 def run_clean_label(
-    cfg: CleanLabelConfig, out_dir: str | Path, *, progress: bool = True,
+    cfg: CleanLabelConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> CleanLabelRun:
     """Run every trial of every attack; ``results.json`` and the report are rewritten after each."""

@@ -13,8 +13,12 @@ if TYPE_CHECKING:
 #: Average success rates published by Schwarzschild et al. (ICML 2021, arXiv:2006.12557) over
 #: their architectures, as percentages, keyed by setting family and attack registry name.
 PUBLISHED = {
-    "scratch": {"gradient_matching": 26.0, "hidden_trigger": 2.7, "clean_label_backdoor": 1.0,
-                "feature_collision": 1.3},
+    "scratch": {
+        "gradient_matching": 26.0,
+        "hidden_trigger": 2.7,
+        "clean_label_backdoor": 1.0,
+        "feature_collision": 1.3,
+    },
     "transfer": {"feature_collision": 22.0, "clean_label_backdoor": 5.0, "hidden_trigger": 10.0},
 }
 
@@ -52,20 +56,25 @@ def summarize(run: CleanLabelRun) -> list[dict[str, Any]]:
         mine = [r for r in run.trials if r["attack"] == spec.name]
         wins = sum(r["success"] for r in mine)
         crafts = [r["craft"] for r in mine if r.get("craft")]
-        rows.append({
-            "attack": spec.name, "kind": spec.attack, "trials": len(mine), "successes": wins,
-            "success_rate": wins / len(mine) if mine else None,
-            "interval": wilson_interval(wins, len(mine)),
-            "control": sum(r["control"] for r in mine),
-            "published": PUBLISHED[family].get(spec.attack),
-            "clean_accuracy": _mean(mine, "clean_accuracy"),
-            "backdoor_rate": _mean(mine, "backdoor_rate"),
-            "backdoor_rate_clean": _mean(mine, "backdoor_rate_clean"),
-            "craft_seconds": float(np.mean([c["seconds"] for c in crafts])) if crafts else None,
-            "peak_rss_mib": float(max(c["peak_rss_mib"] for c in crafts)) if crafts else None,
-            "max_linf": int(max(c["max_linf"] for c in crafts)) if crafts else None,
-            "detection": _detection(mine),
-        })
+        rows.append(
+            {
+                "attack": spec.name,
+                "kind": spec.attack,
+                "trials": len(mine),
+                "successes": wins,
+                "success_rate": wins / len(mine) if mine else None,
+                "interval": wilson_interval(wins, len(mine)),
+                "control": sum(r["control"] for r in mine),
+                "published": PUBLISHED[family].get(spec.attack),
+                "clean_accuracy": _mean(mine, "clean_accuracy"),
+                "backdoor_rate": _mean(mine, "backdoor_rate"),
+                "backdoor_rate_clean": _mean(mine, "backdoor_rate_clean"),
+                "craft_seconds": float(np.mean([c["seconds"] for c in crafts])) if crafts else None,
+                "peak_rss_mib": float(max(c["peak_rss_mib"] for c in crafts)) if crafts else None,
+                "max_linf": int(max(c["max_linf"] for c in crafts)) if crafts else None,
+                "detection": _detection(mine),
+            }
+        )
     return rows
 
 
@@ -79,13 +88,18 @@ def _num(v: float | None, fmt: str = "{:.3f}") -> str:
 
 def _success_table(rows: list[dict], cfg) -> list[str]:
     lines = [
-        "| attack | successes | rate (95% CI) | control | published avg | clean acc | backdoor rate (clean) | craft s | peak RSS MiB | max Linf |",
+        "| attack | successes | rate (95% CI) | control | published avg | clean acc "
+        "| backdoor rate (clean) | craft s | peak RSS MiB | max Linf |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lo, hi = r["interval"]
         pub = "-" if r["published"] is None else f"{r['published']:.1f}%"
-        bd = "-" if r["backdoor_rate"] is None else f"{_pct(r['backdoor_rate'])} ({_pct(r['backdoor_rate_clean'])})"
+        bd = (
+            "-"
+            if r["backdoor_rate"] is None
+            else f"{_pct(r['backdoor_rate'])} ({_pct(r['backdoor_rate_clean'])})"
+        )
         lines.append(
             f"| {r['attack']} ({r['kind']}) | {r['successes']}/{r['trials']} | {_pct(r['success_rate'])} "
             f"({_pct(lo)}-{_pct(hi)}) | {r['control']}/{r['trials']} | {pub} | {_num(r['clean_accuracy'])} "
@@ -99,14 +113,20 @@ def _detection_table(rows: list[dict]) -> list[str]:
     names = sorted({n for r in rows for n in r["detection"]})
     if not names:
         return []
-    lines = ["", "## Defenses on the poisoned training sets (mean over trials)", "",
-             "F1 / recall / AUROC of each defense against the ground-truth poison mask.", "",
-             "| attack | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines = [
+        "",
+        "## Defenses on the poisoned training sets (mean over trials)",
+        "",
+        "F1 / recall / AUROC of each defense against the ground-truth poison mask.",
+        "",
+        "| attack | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for r in rows:
         cells = []
         for n in names:
             d = r["detection"].get(n, {})
-            cells.append(f"{_num(d.get('f1'), '{:.2f}')} / {_num(d.get('recall'), '{:.2f}')} / {_num(d.get('auroc'), '{:.2f}')}")
+            cells.append(" / ".join(_num(d.get(k), "{:.2f}") for k in ("f1", "recall", "auroc")))
         lines.append(f"| {r['attack']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -116,23 +136,33 @@ def write_clean_label_report(run: CleanLabelRun, out_dir: str | Path) -> Path:
     cfg, clean = run.config, run.clean
     rows = summarize(run)
     lines = [
-        f"# Clean-label benchmark: {cfg.name}", "",
-        cfg.description or "", "",
+        f"# Clean-label benchmark: {cfg.name}",
+        "",
+        cfg.description or "",
+        "",
         f"Setting **{cfg.setting}** on {cfg.dataset.name}: {clean['train_size']} training images, "
         f"{clean['poisons']} poisons ({100 * cfg.budget:.1f}% budget), eps {cfg.eps * 255:.1f}/255, "
         f"{cfg.trials} trials per attack (paired: every attack of a trial has the same victim image "
         f"and target class). Surrogate accuracy {clean['surrogate_accuracy']:.3f}, clean victim "
-        f"accuracy {clean['victim_accuracy']:.3f} on {clean['eval_size']} test images.", "",
+        f"accuracy {clean['victim_accuracy']:.3f} on {clean['eval_size']} test images.",
+        "",
         "*Success*: the victim image (with the patch, for backdoor attacks) is classified as the "
         "target class by the model trained on the poisoned set. *Control*: the same test input "
         "already gets the target label from the clean model (a trial that would count without any "
         "poison). *Backdoor rate*: share of all triggered victim-class test images sent to the "
         "target class (the clean model's rate in brackets). *Published avg*: Schwarzschild et al. "
         "2021, averaged over their architectures in their (larger) setting - not the same models, "
-        "data sizes or trial counts; compare orders of magnitude, not digits.", "",
+        "data sizes or trial counts; compare orders of magnitude, not digits.",
+        "",
         *_success_table(rows, cfg),
         *_detection_table(rows),
-        "", "## Settings", "", "```json", _settings_json(run), "```", "",
+        "",
+        "## Settings",
+        "",
+        "```json",
+        _settings_json(run),
+        "```",
+        "",
     ]
     path = Path(out_dir) / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
