@@ -133,7 +133,7 @@ def test_only_target_samples_change_labels_and_inputs_untouched(model, data, sna
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
     assert not model.training
-    assert res.description.startswith("clean_label_backdoor[pattern]: 4 automobile")
+    assert res.description.startswith("clean_label_backdoor[pattern]: 4 poisons of 'automobile'")
 
 
 def test_fraction_is_of_the_whole_training_set(model, data):

@@ -160,6 +160,8 @@ class CleanLabelBackdoor(PoisoningAttack):
             )
             sur = Surrogate(self.model, device=self.device)
             sur.check_images(clean.x, "clean")
+            # a trigger that does not fit these images fails now, not after the PGD
+            apply_perturbation(self.trigger, clean.x[idx[:1]])
             # One CPU generator for the whole run: the same seed gives the same random starts on
             # any device and for any chunking order (chunks are processed in order).
             gen = torch.Generator().manual_seed(self.seed)
@@ -183,7 +185,7 @@ class CleanLabelBackdoor(PoisoningAttack):
             },
         )
         desc = (
-            f"clean_label_backdoor[{self.trigger_name}]: {len(idx)} {clean.class_names[tgt]} poisons, "
+            f"clean_label_backdoor[{self.trigger_name}]: {len(idx)} poisons of {clean.class_names[tgt]!r}, "
             f"eps={self.eps * 255:g}/255, {self.steps} PGD steps, labels unchanged"
         )
         tag = f"clean_label_backdoor[{self.trigger_name}]"

@@ -204,7 +204,7 @@ class FeatureCollision(PoisoningAttack):
         )
         eps = "none" if self.eps is None else f"{self.eps * 255:g}/255"
         desc = (
-            f"feature_collision: {len(idx)} {clean.class_names[tgt]} poisons toward {len(victims)} "
+            f"feature_collision: {len(idx)} poisons of {clean.class_names[tgt]!r} toward {len(victims)} "
             f"victim(s), layer={self.feature_layer}, eps={eps}, watermark={self.watermark}, "
             f"{self.steps} steps"
         )

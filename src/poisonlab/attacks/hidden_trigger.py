@@ -54,6 +54,7 @@ from poisonlab.attacks.crafting import (
     to_tensor,
 )
 from poisonlab.data.dataset import Dataset
+from poisonlab.device import resolve_device
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.triggers import default_trigger_path, insert_image
 
@@ -176,6 +177,7 @@ class HiddenTriggerBackdoor(PoisoningAttack):
         check_positive(self.lr, "lr")
         check_steps(self.batch_size, "batch_size")
         check_steps(self.max_sources, "max_sources")
+        resolve_device(self.device)
         check_seed(self.seed)
 
     @property
@@ -199,9 +201,10 @@ class HiddenTriggerBackdoor(PoisoningAttack):
             raise ValueError(f"source class {clean.class_names[src]!r} has no training images")
         rng = np.random.default_rng([self.seed, 1])  # independent of the poison choice
         sources = clean.x[np.sort(rng.choice(pool, size=min(pool.size, self.max_sources), replace=False))]
-        surrogate = Surrogate(self.model, device=self.device, feature_layer=self.feature_layer)
-        surrogate.check_images(clean.x[:1], "training images")
-        with measure() as clock:
+        self.at_test_time(sources[:1])  # a trigger that does not fit fails now, not after crafting
+        with measure() as clock:  # the surrogate copy counts, as in the other attacks
+            surrogate = Surrogate(self.model, device=self.device, feature_layer=self.feature_layer)
+            surrogate.check_images(clean.x[:1], "training images")
             source_feats = surrogate.batched_features(self.at_test_time(sources))
             gen = torch.Generator().manual_seed(self.seed)
             chunks = [

@@ -34,9 +34,17 @@ _NEEDS_VICTIMS = ("feature_collision", "gradient_matching")
 _NEEDS_TRIGGER = ("hidden_trigger", "clean_label_backdoor")
 #: constructor parameters set by dedicated options; ``--param`` may not set them
 _OPTION_OF = {
-    "model": "--model", "target": "--target", "source": "--source", "count": "--count",
-    "fraction": "--fraction", "eps": "--eps", "steps": "--steps", "victims": "--victim",
-    "trigger": "--trigger/--patch-size", "trigger_name": "--trigger", "seed": "--seed",
+    "model": "--model",
+    "target": "--target",
+    "source": "--source",
+    "count": "--count",
+    "fraction": "--fraction",
+    "eps": "--eps",
+    "steps": "--steps",
+    "victims": "--victim",
+    "trigger": "--trigger/--patch-size",
+    "trigger_name": "--trigger",
+    "seed": "--seed",
     "device": "--device",
 }
 _SPLIT_VICTIM = re.compile(r"^(train|val|test):(.*)$")
@@ -103,7 +111,9 @@ def _images_for_model(x: np.ndarray, shape: tuple[int, int, int], what: str) -> 
     if shape[2] == 1 and x.shape[-1] == 3:
         x = rgb_to_gray(x)
     if tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"{what}: the model expects images {tuple(shape)} (H, W, C), got {tuple(x.shape[1:])}")
+        raise ValueError(
+            f"{what}: the model expects images {tuple(shape)} (H, W, C), got {tuple(x.shape[1:])}"
+        )
     return x
 
 
@@ -122,7 +132,9 @@ def _victim_file(path: Path, shape: tuple[int, int, int], class_names: tuple[str
     h, w, _ = shape
     if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
         if h != w:
-            raise ValueError(f"--victim {path}: image files need a square-input model, this one takes {h}x{w}")
+            raise ValueError(
+                f"--victim {path}: image files need a square-input model, this one takes {h}x{w}"
+            )
         x = load_image_file(path, size=h)[None]
     else:
         # label 0: a victim's label is never used; it only lets label-less files and flat folders load
@@ -159,7 +171,8 @@ def load_victims(
                 path, index = Path(head), tail
             if not path.exists():
                 raise FileNotFoundError(
-                    f"--victim {spec}: no such file or folder (expected test:N, val:N, an image, .npz or folder)"
+                    f"--victim {spec}: no such file or folder "
+                    "(expected test:N, val:N, an image file, .npz or folder)"
                 )
             x = _victim_file(path, shape, class_names)
             if index is not None:
@@ -233,12 +246,8 @@ def poison_grid(
     peak = max(1, min(int(eps_px), int(np.abs(diff).max(initial=0))))
     gain = 127.0 / peak
     amplified = np.clip(np.rint(128 + diff * gain), 0, 255).astype(np.uint8)
-    titles = (
-        [f"#{int(i)}" for i in indices[:n]] + ["poison"] * n + [f"diff x{gain:.3g}"] * n
-    )
-    return image_grid_png(
-        np.concatenate([o, p, amplified]), path, titles=titles, cols=max(n, 1), scale=1.0
-    )
+    titles = [f"#{int(i)}" for i in indices[:n]] + ["poison"] * n + [f"diff x{gain:.3g}"] * n
+    return image_grid_png(np.concatenate([o, p, amplified]), path, titles=titles, cols=max(n, 1), scale=1.0)
 
 
 def _next_command(out: Path, model: str, named: tuple[str, str] | None) -> str:
@@ -259,8 +268,12 @@ def craft_command(
         help="training set to poison: a dataset name (digits, cifar10, optionally name:split; default "
         "split train) or a path (.npz, image folder, prepared folder)",
     ),
-    model: str = typer.Option(..., "--model", "-m", help="surrogate model to craft against: folder or registry id"),
-    target: str = typer.Option(..., "--target", "-t", help="attacker's class (name or index); poisons are its images"),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="surrogate model to craft against: folder or registry id"
+    ),
+    target: str = typer.Option(
+        ..., "--target", "-t", help="attacker's class (name or index); poisons are its images"
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="folder for data.npz, craft.json and poisons.png"),
     source: str | None = typer.Option(
         None, "--source", "-s", help="hidden_trigger: class whose triggered images should become --target"
@@ -272,7 +285,6 @@ def craft_command(
     victim: list[str] = typer.Option(
         [],
         "--victim",
-        "-v",
         help="feature_collision / gradient_matching, repeatable: test:N or val:N (of a named DATASET), "
         "an image file, .npz or folder (every image), or PATH:N",
     ),
@@ -310,7 +322,9 @@ def craft_command(
     if (count is None) == (fraction is None):
         raise ValueError("give exactly one of --count or --fraction")
     if attack in _NEEDS_VICTIMS and not victim:
-        raise ValueError(f"{attack} needs at least one --victim (test:N, val:N, an image file, .npz or folder)")
+        raise ValueError(
+            f"{attack} needs at least one --victim (test:N, val:N, an image file, .npz or folder)"
+        )
     if attack not in _NEEDS_VICTIMS and victim:
         raise ValueError(f"--victim applies to {' and '.join(_NEEDS_VICTIMS)} only, not {attack}")
     if attack == "hidden_trigger" and source is None:
@@ -320,7 +334,8 @@ def craft_command(
     uses_patch = patch_size is not None or patch_offset is not None
     if attack not in _NEEDS_TRIGGER and (trigger is not None or uses_patch):
         raise ValueError(
-            f"--trigger/--patch-size/--patch-offset apply to {' and '.join(_NEEDS_TRIGGER)} only, not {attack}"
+            "--trigger/--patch-size/--patch-offset apply to "
+            f"{' and '.join(_NEEDS_TRIGGER)} only, not {attack}"
         )
     if trigger is not None and uses_patch:
         raise ValueError("give either --trigger or --patch-size/--patch-offset, not both")
@@ -334,14 +349,20 @@ def craft_command(
         splits = load_splits(named[0], data_dir=data_dir)
         data = getattr(splits, named[1] or "train")
     else:
-        data, _ = load_scan_data(dataset, None, split="train", data_dir=data_dir,
-                                 class_names=tuple(card.class_names))
+        data, _ = load_scan_data(
+            dataset, None, split="train", data_dir=data_dir, class_names=tuple(card.class_names)
+        )
     check_model_fits(card, data)
     shape = tuple(card.input_shape)
 
     params: dict[str, Any] = {
-        "model": net, "target": _resolve_class(data, target, "--target"),
-        "count": count, "fraction": fraction, "eps": eps / 255.0, "seed": seed, "device": device,
+        "model": net,
+        "target": _resolve_class(data, target, "--target"),
+        "count": count,
+        "fraction": fraction,
+        "eps": eps / 255.0,
+        "seed": seed,
+        "device": device,
     }
     if steps is not None:
         params["steps"] = steps
@@ -357,7 +378,16 @@ def craft_command(
             trigger, 8 if patch_size is None else patch_size, 5 if patch_offset is None else patch_offset
         )
         params.update(trigger=fn, trigger_name=trigger_name)
-        fn(data.x[:1])  # a patch that does not fit the images fails here, before any crafting
+        try:  # a trigger that does not fit the images fails here, before any crafting
+            fn(data.x[:1])
+        except ValueError as exc:
+            if trigger is not None:
+                raise ValueError(f"--trigger {trigger}: {exc}") from None
+            h, w = data.image_shape[:2]
+            raise ValueError(
+                f"--patch-size {trigger_info['size']} --patch-offset {trigger_info['offset']}: the patch "
+                f"does not fit {h}x{w} images (e.g. --patch-size 3 --patch-offset 0 for digits)"
+            ) from None
     if attack == "hidden_trigger":
         params["source"] = _resolve_class(data, source, "--source")  # type: ignore[arg-type]
     params.update(extra)
@@ -371,14 +401,24 @@ def craft_command(
         if record.get("label") == data.class_names[params["target"]]:
             console.print(
                 f"note: victim {record['spec']} is already labelled {record['label']!r}, the target class",
-                soft_wrap=True, markup=False, highlight=False,
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
             )
     if data.poison_mask is not None and data.poison_mask.any():
         console.print(
-            f"note: {data.name} already marks {int(data.poison_mask.sum())} poisons; data.npz keeps them marked",
-            soft_wrap=True, markup=False, highlight=False,
+            f"note: {data.name} already marks {int(data.poison_mask.sum())} poisons; "
+            "data.npz keeps them marked",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
         )
-    console.print(f"crafting {attack} against {card.name} on {data.name} ({len(data)} images)...")
+    console.print(
+        f"crafting {attack} against {card.name} on {data.name} ({len(data)} images)...",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     result = attack_obj.poison(data)
     report = result.report
     idx = result.indices_array()
@@ -393,14 +433,17 @@ def craft_command(
         "attack": attack,
         "description": result.description,
         "dataset": {
-            "ref": dataset, "name": data.name, "samples": len(data), "image_shape": list(data.image_shape),
+            "ref": dataset,
+            "name": data.name,
+            "samples": len(data),
+            "image_shape": list(data.image_shape),
             "poisoned_name": result.dataset.name,
         },
         "model": model_info,
         "target": {"index": tgt, "name": data.class_names[tgt]},
-        "source": None if attack != "hidden_trigger" else {
-            "index": params["source"], "name": data.class_names[params["source"]]
-        },
+        "source": None
+        if attack != "hidden_trigger"
+        else {"index": params["source"], "name": data.class_names[params["source"]]},
         "parameters": _parameters(attack_obj, model_info, victims_info, trigger_info),
         "report": _json_safe(report.to_dict()) if report is not None else None,
         "poison_indices": [int(i) for i in idx],
