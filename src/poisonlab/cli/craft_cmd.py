@@ -7,259 +7,35 @@ indices) and ``poisons.png`` (originals, poisons and their amplified difference)
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
-import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import typer
-import yaml
 
 from poisonlab.cli._console import make_console
+from poisonlab.cli._craft_inputs import (
+    CRAFTED,
+    NEEDS_TRIGGER,
+    NEEDS_VICTIMS,
+    attack_params,
+    build_trigger,
+    json_safe,
+    load_victims,
+    next_command,
+    parameters_record,
+    poison_grid,
+    resolve_class_option,
+)
 from poisonlab.cli._errors import cli_errors
 from poisonlab.cli.lab import DATA_DIR_OPT, DEVICE_OPT
 from poisonlab.cli.scan_cmd import _named, load_scan_data
-from poisonlab.data.catalog import DATASETS, load_dataset_path, load_splits
-from poisonlab.data.dataset import Dataset
-from poisonlab.data.images import IMAGE_EXTENSIONS, load_image_file, rgb_to_gray
+from poisonlab.data.catalog import load_splits
 
 console = make_console()
 
-#: the optimisation-based attacks of :data:`poisonlab.attacks.ATTACKS` this command runs
-CRAFTED = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching")
-_NEEDS_VICTIMS = ("feature_collision", "gradient_matching")
-_NEEDS_TRIGGER = ("hidden_trigger", "clean_label_backdoor")
-#: constructor parameters set by dedicated options; ``--param`` may not set them
-_OPTION_OF = {
-    "model": "--model",
-    "target": "--target",
-    "source": "--source",
-    "count": "--count",
-    "fraction": "--fraction",
-    "eps": "--eps",
-    "steps": "--steps",
-    "victims": "--victim",
-    "trigger": "--trigger/--patch-size",
-    "trigger_name": "--trigger",
-    "seed": "--seed",
-    "device": "--device",
-}
-_SPLIT_VICTIM = re.compile(r"^(train|val|test):(.*)$")
-_GRID = 16  # poisons shown in poisons.png
 
-
-# ------------------------------------------------------------------------------------ parsing
-def _yaml_value(key: str, value: str, where: str) -> Any:
-    """A ``key=value`` value read like ``poisonlab scan --method`` (YAML scalars), plus ``None``
-    and exponent floats without a dot (``1e-3``), which YAML 1.1 would keep as strings."""
-    if value.strip() in ("None", "none"):
-        return None
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"cannot read the value of {key!r} in {where!r}: {exc}") from None
-    if isinstance(parsed, str):
-        for cast in (int, float):
-            try:
-                return cast(parsed)
-            except ValueError:
-                pass
-    return parsed
-
-
-def _key_values(items: list[str], what: str) -> dict[str, Any]:
-    """``["k=v", "k2=v2,k3=v3"]`` -> dict (comma-separated pairs allowed in one item too)."""
-    params: dict[str, Any] = {}
-    for text in items:
-        for item in filter(None, (p.strip() for p in text.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq or not key.strip():
-                raise ValueError(f"{what} must look like key=value, got {item!r}")
-            params[key.strip()] = _yaml_value(key.strip(), value, item)
-    return params
-
-
-def _attack_params(attack: str, items: list[str]) -> dict[str, Any]:
-    """``--param`` values, checked against the attack's constructor."""
-    from poisonlab.attacks import ATTACKS
-
-    params = _key_values(items, "--param")
-    fields = [f.name for f in dataclasses.fields(ATTACKS[attack]) if f.init]  # type: ignore[arg-type]
-    free = [f for f in fields if f not in _OPTION_OF]
-    for key in params:
-        if key in _OPTION_OF and key in fields:
-            raise ValueError(f"--param {key}=...: use {_OPTION_OF[key]} to set {key!r} of {attack}")
-        if key not in fields:
-            raise ValueError(
-                f"unknown parameter {key!r} for attack {attack!r}; valid --param keys: {', '.join(free)}"
-            )
-    return params
-
-
-def _resolve_class(data: Dataset, value: str, option: str) -> int:
-    try:
-        return data.class_index(value)
-    except ValueError as exc:
-        raise ValueError(f"{option}: {exc}") from None
-
-
-# ------------------------------------------------------------------------------------ victims
-def _images_for_model(x: np.ndarray, shape: tuple[int, int, int], what: str) -> np.ndarray:
-    if shape[2] == 1 and x.shape[-1] == 3:
-        x = rgb_to_gray(x)
-    if tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(
-            f"{what}: the model expects images {tuple(shape)} (H, W, C), got {tuple(x.shape[1:])}"
-        )
-    return x
-
-
-def _index(images: np.ndarray, index: str, what: str) -> np.ndarray:
-    try:
-        i = int(index)
-    except ValueError:
-        raise ValueError(f"--victim {what}: the index must be an integer, got {index!r}") from None
-    if not 0 <= i < len(images):
-        raise ValueError(f"--victim {what}: index {i} out of range [0, {len(images) - 1}]")
-    return images[i : i + 1]
-
-
-def _victim_file(path: Path, shape: tuple[int, int, int], class_names: tuple[str, ...]) -> np.ndarray:
-    """Images of an image file, .npz/.npy or folder, at the model's input size and channels."""
-    h, w, _ = shape
-    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-        if h != w:
-            raise ValueError(
-                f"--victim {path}: image files need a square-input model, this one takes {h}x{w}"
-            )
-        x = load_image_file(path, size=h)[None]
-    else:
-        # label 0: a victim's label is never used; it only lets label-less files and flat folders load
-        x = load_dataset_path(path, class_names=class_names, label=0, size=h).x
-    return _images_for_model(x, shape, f"--victim {path}")
-
-
-def load_victims(
-    specs: list[str], *, splits: Any, dataset: str, shape: tuple[int, int, int], class_names: tuple[str, ...]
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Victim images (M, H, W, C) uint8 for ``--victim`` specs, and a JSON-safe record of each.
-
-    A spec is ``SPLIT:INDEX`` (a split of the named DATASET), ``PATH`` (image file, .npz/.npy,
-    folder: every image in it) or ``PATH:INDEX`` (one image of an .npz/.npy/folder).
-    """
-    batches, records = [], []
-    for spec in specs:
-        m = _SPLIT_VICTIM.match(spec)
-        if m and not Path(spec).exists():
-            if splits is None:
-                raise ValueError(
-                    f"--victim {spec}: SPLIT:INDEX needs a named DATASET ({', '.join(DATASETS)}); "
-                    f"{dataset!r} is a path, so give the victim as an image file, .npz or folder"
-                )
-            split = getattr(splits, m.group(1))
-            x = _index(split.x, m.group(2), f"{spec} ({split.name}, {len(split)} images)")
-            x = _images_for_model(x, shape, f"--victim {spec}")
-            label = split.class_names[int(split.y[int(m.group(2))])]
-            records.append({"spec": spec, "count": 1, "label": label})
-        else:
-            path, index = Path(spec), None
-            head, sep, tail = spec.rpartition(":")
-            if not path.exists() and sep and Path(head).exists():
-                path, index = Path(head), tail
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"--victim {spec}: no such file or folder "
-                    "(expected test:N, val:N, an image file, .npz or folder)"
-                )
-            x = _victim_file(path, shape, class_names)
-            if index is not None:
-                x = _index(x, index, f"{spec} ({len(x)} images)")
-            records.append({"spec": spec, "count": int(len(x))})
-        batches.append(x)
-    return np.concatenate(batches), records
-
-
-# ------------------------------------------------------------------------------------ triggers
-def _build_trigger(trigger: str | None, patch_size: int, patch_offset: int) -> tuple[Any, str, dict]:
-    """(trigger function, its name, a JSON-safe record) for --trigger or the chapter's patch."""
-    from poisonlab.attacks import chapter_patch_trigger
-    from poisonlab.triggers import get_trigger
-
-    if trigger is None:
-        fn = chapter_patch_trigger(patch_size, patch_offset)
-        return fn, f"patch{patch_size}", {"kind": "htbd_patch", "size": patch_size, "offset": patch_offset}
-    name, _, rest = trigger.partition(":")
-    overrides = _key_values([rest], "--trigger parameter") if rest else {}
-    fn = get_trigger(name.strip(), **overrides)
-    return fn, name.strip(), {"kind": "registry", "name": name.strip(), "params": _json_safe(dict(fn.params))}
-
-
-# ------------------------------------------------------------------------------------ outputs
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return {"shape": list(value.shape), "dtype": str(value.dtype)}
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
-
-
-def _parameters(attack_obj: Any, model_info: dict, victims: dict | None, trigger: dict | None) -> dict:
-    """Every constructor field of the attack (defaults included), JSON-safe."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(attack_obj):
-        value = getattr(attack_obj, f.name)
-        if f.name == "model":
-            out["model"] = model_info
-        elif f.name == "victims":
-            out["victims"] = victims
-        elif f.name == "trigger":
-            out["trigger"] = trigger
-        else:
-            out[f.name] = _json_safe(value)
-    if "eps" in out and isinstance(out["eps"], float):
-        out["eps_255"] = round(out["eps"] * 255.0, 6)
-    return out
-
-
-def poison_grid(
-    originals: np.ndarray, poisons: np.ndarray, indices: np.ndarray, path: Path, *, eps_px: int
-) -> Path:
-    """PNG: the first up to 16 originals, their poisons and the signed difference amplified
-    around mid-grey (128 = unchanged) so that a change of ``eps_px`` (or the largest change, if
-    smaller) reaches 0 or 255; a visible trigger beyond the budget saturates."""
-    from poisonlab.reporting.plots import image_grid_png
-
-    n = min(_GRID, len(poisons))
-    o, p = originals[:n], poisons[:n]
-    diff = p.astype(np.int16) - o.astype(np.int16)
-    peak = max(1, min(int(eps_px), int(np.abs(diff).max(initial=0))))
-    gain = 127.0 / peak
-    amplified = np.clip(np.rint(128 + diff * gain), 0, 255).astype(np.uint8)
-    titles = [f"#{int(i)}" for i in indices[:n]] + ["poison"] * n + [f"diff x{gain:.3g}"] * n
-    return image_grid_png(np.concatenate([o, p, amplified]), path, titles=titles, cols=max(n, 1), scale=1.0)
-
-
-def _next_command(out: Path, model: str, named: tuple[str, str] | None) -> str:
-    parts = ["poisonlab", "scan", str(out / "data.npz"), "--model", model]
-    if named is not None:
-        parts += ["--trusted", f"{named[0]}:val"]
-    parts += ["--method", "spectral_signatures", "--method", "activation_clustering"]
-    parts += ["--out", str(out / "scan")]
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-# ------------------------------------------------------------------------------------ command
 @cli_errors
 def craft_command(
     attack: str = typer.Argument(..., help=f"crafted attack: {', '.join(CRAFTED)}"),
@@ -321,25 +97,24 @@ def craft_command(
         raise ValueError(f"--steps must be >= 1, got {steps}")
     if (count is None) == (fraction is None):
         raise ValueError("give exactly one of --count or --fraction")
-    if attack in _NEEDS_VICTIMS and not victim:
+    if attack in NEEDS_VICTIMS and not victim:
         raise ValueError(
             f"{attack} needs at least one --victim (test:N, val:N, an image file, .npz or folder)"
         )
-    if attack not in _NEEDS_VICTIMS and victim:
-        raise ValueError(f"--victim applies to {' and '.join(_NEEDS_VICTIMS)} only, not {attack}")
+    if attack not in NEEDS_VICTIMS and victim:
+        raise ValueError(f"--victim applies to {' and '.join(NEEDS_VICTIMS)} only, not {attack}")
     if attack == "hidden_trigger" and source is None:
         raise ValueError("hidden_trigger needs --source (the class whose triggered images become --target)")
     if attack != "hidden_trigger" and source is not None:
         raise ValueError(f"--source applies to hidden_trigger only, not {attack}")
     uses_patch = patch_size is not None or patch_offset is not None
-    if attack not in _NEEDS_TRIGGER and (trigger is not None or uses_patch):
+    if attack not in NEEDS_TRIGGER and (trigger is not None or uses_patch):
         raise ValueError(
-            "--trigger/--patch-size/--patch-offset apply to "
-            f"{' and '.join(_NEEDS_TRIGGER)} only, not {attack}"
+            f"--trigger/--patch-size/--patch-offset apply to {' and '.join(NEEDS_TRIGGER)} only, not {attack}"
         )
     if trigger is not None and uses_patch:
         raise ValueError("give either --trigger or --patch-size/--patch-offset, not both")
-    extra = _attack_params(attack, param)
+    extra = attack_params(attack, param)
 
     # ---- model and data
     net, card, model_path = load_model_ref(model)
@@ -357,7 +132,7 @@ def craft_command(
 
     params: dict[str, Any] = {
         "model": net,
-        "target": _resolve_class(data, target, "--target"),
+        "target": resolve_class_option(data, target, "--target"),
         "count": count,
         "fraction": fraction,
         "eps": eps / 255.0,
@@ -367,14 +142,14 @@ def craft_command(
     if steps is not None:
         params["steps"] = steps
     victims_info = trigger_info = None
-    if attack in _NEEDS_VICTIMS:
+    if attack in NEEDS_VICTIMS:
         victims, records = load_victims(
             victim, splits=splits, dataset=dataset, shape=shape, class_names=tuple(card.class_names)
         )
         params["victims"] = victims
         victims_info = {"specs": records, "shape": list(victims.shape)}
-    if attack in _NEEDS_TRIGGER:
-        fn, trigger_name, trigger_info = _build_trigger(
+    if attack in NEEDS_TRIGGER:
+        fn, trigger_name, trigger_info = build_trigger(
             trigger, 8 if patch_size is None else patch_size, 5 if patch_offset is None else patch_offset
         )
         params.update(trigger=fn, trigger_name=trigger_name)
@@ -389,7 +164,7 @@ def craft_command(
                 f"does not fit {h}x{w} images (e.g. --patch-size 3 --patch-offset 0 for digits)"
             ) from None
     if attack == "hidden_trigger":
-        params["source"] = _resolve_class(data, source, "--source")  # type: ignore[arg-type]
+        params["source"] = resolve_class_option(data, source, "--source")  # type: ignore[arg-type]
     params.update(extra)
     try:
         attack_obj = ATTACKS[attack](**params)  # type: ignore[call-arg]
@@ -444,14 +219,14 @@ def craft_command(
         "source": None
         if attack != "hidden_trigger"
         else {"index": params["source"], "name": data.class_names[params["source"]]},
-        "parameters": _parameters(attack_obj, model_info, victims_info, trigger_info),
-        "report": _json_safe(report.to_dict()) if report is not None else None,
+        "parameters": parameters_record(attack_obj, model_info, victims_info, trigger_info),
+        "report": json_safe(report.to_dict()) if report is not None else None,
         "poison_indices": [int(i) for i in idx],
         "class_names": list(data.class_names),
         "files": {"data": data_path.name, "image_grid": png.name},
     }
     (out / "craft.json").write_text(json.dumps(doc, indent=2) + "\n")
-    _print_summary(result, report, len(data), out, _next_command(out, model, named))
+    _print_summary(result, report, len(data), out, next_command(out, model, named))
 
 
 def _print_summary(result: Any, report: Any, n: int, out: Path, next_cmd: str) -> None:
