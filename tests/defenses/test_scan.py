@@ -16,6 +16,9 @@ def test_parse_method_reads_yaml_scalars() -> None:
     assert parse_method("zscore") == ("zscore", {})
     name, params = parse_method("zscore:threshold=4.5,space=pixels,per_class=false")
     assert name == "zscore" and params == {"threshold": 4.5, "space": "pixels", "per_class": False}
+    # YAML 1.1 keeps "1e-3" a string and has no "None": both are read as Python would
+    _, params = parse_method("isolation_forest:contamination=1e-3,max_samples=None")
+    assert params == {"contamination": 0.001, "max_samples": None}
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from poisonlab.data.catalog import DATASETS, load_dataset_path
 from poisonlab.data.dataset import Dataset
 from poisonlab.data.images import IMAGE_EXTENSIONS, load_image_file, rgb_to_gray
+from poisonlab.defenses.scan import read_scalar
 
 #: the optimisation-based attacks of :data:`poisonlab.attacks.ATTACKS` this command runs
 CRAFTED = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching")
@@ -39,24 +39,6 @@ _GRID = 16  # poisons shown in poisons.png
 
 
 # ------------------------------------------------------------------------------------ parsing
-def _yaml_value(key: str, value: str, where: str) -> Any:
-    """A ``key=value`` value read like ``poisonlab scan --method`` (YAML scalars), plus ``None``
-    and exponent floats without a dot (``1e-3``), which YAML 1.1 would keep as strings."""
-    if value.strip() in ("None", "none"):
-        return None
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"cannot read the value of {key!r} in {where!r}: {exc}") from None
-    if isinstance(parsed, str):
-        for cast in (int, float):
-            try:
-                return cast(parsed)
-            except ValueError:
-                pass
-    return parsed
-
-
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
     """``["k=v", "k2=v2,k3=v3"]`` -> dict (comma-separated pairs allowed in one item too)."""
     params: dict[str, Any] = {}
@@ -65,7 +47,7 @@ def _key_values(items: list[str], what: str) -> dict[str, Any]:
             key, eq, value = item.partition("=")
             if not eq or not key.strip():
                 raise ValueError(f"{what} must look like key=value, got {item!r}")
-            params[key.strip()] = _yaml_value(key.strip(), value, item)
+            params[key.strip()] = read_scalar(key.strip(), value, item)
     return params
 
 

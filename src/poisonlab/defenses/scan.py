@@ -82,6 +82,24 @@ class ScanResult:
         raise ValueError(f"method {name!r} is not part of this scan; it ran {[m.name for m in self.methods]}")
 
 
+def read_scalar(key: str, value: str, where: str) -> Any:
+    """One ``key=value`` value read as a YAML scalar, plus ``None``/``none`` and exponent floats
+    without a dot (``1e-3``), which YAML 1.1 would keep as strings."""
+    if value.strip() in ("None", "none"):
+        return None
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"cannot read the value of {key!r} in {where!r}: {exc}") from None
+    if isinstance(parsed, str):
+        for cast in (int, float):
+            try:
+                return cast(parsed)
+            except ValueError:
+                pass
+    return parsed
+
+
 def parse_method(text: str) -> tuple[str, dict[str, Any]]:
     """Parse ``"name"`` or ``"name:key=value,key=value"`` (values read as YAML scalars).
 
@@ -96,10 +114,7 @@ def parse_method(text: str) -> tuple[str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"defense parameter must look like key=value, got {item!r} in {text!r}")
-        try:
-            params[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"cannot read the value of {key.strip()!r} in {text!r}: {exc}") from None
+        params[key.strip()] = read_scalar(key.strip(), value, text)
     return name, params
 
 
