@@ -42,7 +42,9 @@ class CleanLabelRun:
     trials: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"config": self.config.model_dump(mode="json"), "clean": self.clean, "trials": self.trials}
+        config = self.config.model_dump(mode="json")
+        config.pop("base_dir", None)  # a local path, not a setting
+        return {"config": config, "clean": self.clean, "trials": self.trials}
 
 
 def _subset(ds: Dataset, idx: np.ndarray, name: str) -> Dataset:
