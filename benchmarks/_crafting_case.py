@@ -7,14 +7,12 @@ in each method's child. Not a module of a package: ``crafting.py`` puts ``benchm
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
 import resource
 import sys
 from pathlib import Path
 
 import numpy as np
+from _machine import environment
 
 ATTACKS = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching")
 EPS = 16 / 255
@@ -145,31 +143,3 @@ class Case:
             from poisonlab.models.checkpoint import load_model
 
             self.model = load_model(spec["model_dir"])[0].eval()
-
-
-def environment() -> dict:
-    import torch
-
-    try:
-        import art
-
-        art_version = art.__version__
-    except ImportError:  # pragma: no cover - ART is a benchmark-only dependency
-        art_version = None
-    cpu = platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "art": art_version,
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }

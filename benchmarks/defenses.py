@@ -27,10 +27,8 @@ float conversion of the images; ours includes the forward pass.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -38,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import environment
 
 WORKERS = ("ours", "art_ac", "art_ss", "art_ss_default")
 RESULT_PREFIX = "RESULT "
@@ -171,35 +170,6 @@ def markdown(results: list[dict]) -> str:
                 f"{fmt(r.get('fpr'), '.3f')} | {fmt(r.get('auroc'), '.3f')} |"
             )
     return "\n".join(lines)
-
-
-def environment() -> dict:
-    import sklearn
-    import torch
-
-    try:
-        import art
-
-        art_version = art.__version__
-    except ImportError:  # pragma: no cover - ART is a benchmark-only dependency
-        art_version = None
-    cpu = platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "scikit-learn": sklearn.__version__,
-        "art": art_version,
-        "cpu": cpu,
-        "nproc": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+from _machine import cpu_model
 
 from poisonlab.triggers import add_pattern_bd, add_single_bd, default_trigger_path, get_trigger, insert_image
 
@@ -131,17 +132,6 @@ def markdown(results: list[dict]) -> str:
         else:
             lines.append(f"| {r['trigger']} | {r['ours_img_per_s']:,.0f} | - | - | - |")
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else the platform's machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def main() -> None:
