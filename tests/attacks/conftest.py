@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from poisonlab.data.dataset import Dataset
+from poisonlab.models.simple_cnn import SimpleCifarCNN
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -81,3 +83,28 @@ def other_trigger():
 @pytest.fixture
 def assert_unchanged():
     return _assert_unchanged
+
+
+def _calibrated_model(size: int = 16, seed: int = 0) -> SimpleCifarCNN:
+    """A random CNN whose BatchNorm statistics are set from data.
+
+    With the default running statistics (mean 0, var 1) an untrained net maps every random image
+    to nearly the same penultimate vector, which leaves nothing to collide or attack; one
+    train-mode pass with momentum 1 makes features, logits and gradients depend on the input
+    without any training.
+    """
+    torch.manual_seed(seed)
+    model = SimpleCifarCNN(
+        input_shape=(size, size, 3), num_classes=10, dropout=(0.0, 0.0, 0.0, 0.0), bn_momentum=1.0
+    )
+    x = torch.from_numpy(np.random.default_rng(seed).random((64, 3, size, size), dtype=np.float32))
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def calibrated_model() -> SimpleCifarCNN:
+    """16x16x3, 10 classes, untrained but input-dependent (the crafted attacks' surrogate)."""
+    return _calibrated_model()

@@ -19,23 +19,9 @@ TARGET_IDX = 1
 PATTERN = get_trigger("pattern")
 
 
-def _calibrated_model(seed: int = 0) -> SimpleCifarCNN:
-    """A random CNN whose BatchNorm statistics are set by one train-mode pass (momentum 1), so
-    that its logits depend on the input (the default statistics squash every image alike)."""
-    torch.manual_seed(seed)
-    model = SimpleCifarCNN(
-        input_shape=(SIZE, SIZE, 3), num_classes=10, dropout=(0.0, 0.0, 0.0, 0.0), bn_momentum=1.0
-    )
-    x = torch.from_numpy(np.random.default_rng(seed).random((64, 3, SIZE, SIZE), dtype=np.float32))
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def model() -> SimpleCifarCNN:
-    return _calibrated_model()
+def model(calibrated_model) -> SimpleCifarCNN:
+    return calibrated_model
 
 
 @pytest.fixture

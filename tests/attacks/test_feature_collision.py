@@ -17,27 +17,9 @@ TARGET = "automobile"  # class 1; the conftest interleaves the classes
 TARGET_IDX = 1
 
 
-def _calibrated_model(seed: int = 0) -> SimpleCifarCNN:
-    """A random CNN whose BatchNorm statistics are set from data.
-
-    With the default running statistics (mean 0, var 1) an untrained net maps every random image
-    to nearly the same penultimate vector, which leaves nothing to collide; one train-mode pass
-    with momentum 1 makes the features (and gradients) informative without any training.
-    """
-    torch.manual_seed(seed)
-    model = SimpleCifarCNN(
-        input_shape=(SIZE, SIZE, 3), num_classes=10, dropout=(0.0, 0.0, 0.0, 0.0), bn_momentum=1.0
-    )
-    x = torch.from_numpy(np.random.default_rng(seed).random((64, 3, SIZE, SIZE), dtype=np.float32))
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def model() -> SimpleCifarCNN:
-    return _calibrated_model()
+def model(calibrated_model) -> SimpleCifarCNN:
+    return calibrated_model
 
 
 @pytest.fixture
