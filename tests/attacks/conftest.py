@@ -108,3 +108,28 @@ def _calibrated_model(size: int = 16, seed: int = 0) -> SimpleCifarCNN:
 def calibrated_model() -> SimpleCifarCNN:
     """16x16x3, 10 classes, untrained but input-dependent (the crafted attacks' surrogate)."""
     return _calibrated_model()
+
+
+def _assert_clean_label_result(res, data: Dataset, model, state: dict, target: int, n_poison: int) -> None:
+    """The contract of every crafted clean-label attack on one result.
+
+    Exactly the poison-masked samples changed, all of class ``target``; every other sample is
+    byte-identical; labels and source tags unchanged; the surrogate's weights unchanged and it
+    is still in eval mode.
+    """
+    out = res.dataset
+    changed = np.flatnonzero((out.x != data.x).reshape(len(data), -1).any(1))
+    np.testing.assert_array_equal(np.flatnonzero(out.poison_mask), changed)
+    assert res.num_poison == n_poison and (data.y[changed] == target).all()
+    keep = np.setdiff1d(np.arange(len(data)), changed)
+    assert out.x[keep].tobytes() == data.x[keep].tobytes()
+    np.testing.assert_array_equal(out.y, data.y)
+    np.testing.assert_array_equal(out.source, data.source)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert not model.training
+
+
+@pytest.fixture
+def assert_clean_label_result():
+    return _assert_clean_label_result
