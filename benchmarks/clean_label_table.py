@@ -15,9 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from poisonlab.experiments.clean_label_report import PUBLISHED, wilson_interval
+from poisonlab.experiments.clean_label_report import PUBLISHED, mean_detection, wilson_interval
 
 KINDS = ("feature_collision", "clean_label_backdoor", "hidden_trigger", "gradient_matching")
 
@@ -53,25 +51,19 @@ def success_rows(runs: list[dict]) -> list[str]:
 
 
 def detection_rows(runs: list[dict]) -> list[str]:
-    cells: dict[tuple[str, str], list[dict]] = {}
-    for run in runs:
-        for r in run["trials"]:
-            for name, d in r.get("detection", {}).items():
-                cells.setdefault((r["kind"], name), []).append(d)
-    defenses = sorted({name for _, name in cells})
+    trials = [r for run in runs for r in run["trials"]]
+    per_kind = {kind: mean_detection([r for r in trials if r["kind"] == kind]) for kind in KINDS}
+    defenses = sorted({name for det in per_kind.values() for name in det})
     lines = ["| attack | " + " | ".join(defenses) + " |", "|---|" + "---|" * len(defenses)]
-    for kind in KINDS:
-        out = []
-        for name in defenses:
-            ds = cells.get((kind, name), [])
-            vals = [
-                np.mean([d[k] for d in ds if d.get(k) is not None])
-                if any(d.get(k) is not None for d in ds)
-                else None
+    for kind, det in per_kind.items():
+        cells = [
+            " / ".join(
+                "-" if det.get(n, {}).get(k) is None else f"{det[n][k]:.2f}"
                 for k in ("f1", "recall", "auroc")
-            ]
-            out.append(" / ".join("-" if v is None else f"{v:.2f}" for v in vals))
-        lines.append(f"| {kind} | " + " | ".join(out) + " |")
+            )
+            for n in defenses
+        ]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return lines
 
 

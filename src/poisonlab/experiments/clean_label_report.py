@@ -39,7 +39,8 @@ def _mean(rows: list[dict], key: str) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def _detection(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+def mean_detection(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Per defense, the mean precision/recall/F1/FPR/AUROC over trial rows (None when never defined)."""
     names = sorted({name for r in rows for name in r.get("detection", {})})
     out = {}
     for name in names:
@@ -72,7 +73,7 @@ def summarize(run: CleanLabelRun) -> list[dict[str, Any]]:
                 "craft_seconds": float(np.mean([c["seconds"] for c in crafts])) if crafts else None,
                 "peak_rss_mib": float(max(c["peak_rss_mib"] for c in crafts)) if crafts else None,
                 "max_linf": int(max(c["max_linf"] for c in crafts)) if crafts else None,
-                "detection": _detection(mine),
+                "detection": mean_detection(mine),
             }
         )
     return rows
