@@ -20,7 +20,7 @@ import numpy as np
 from poisonlab.attacks import BackdoorPoisoning
 from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.experiments.build import cached_model
+from poisonlab.experiments.common.cache import cached_model
 from poisonlab.inference import predict
 from poisonlab.metrics import accuracy, attack_success_rate
 from poisonlab.models.base import PoisonlabModel

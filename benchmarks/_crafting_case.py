@@ -49,9 +49,9 @@ def prepare_case(spec: dict) -> dict:
         info.update(kind="random SimpleCifarCNN (torch.manual_seed(0)); for testing the script only")
     else:
         from poisonlab.data.dataset import Splits
-        from poisonlab.experiments.build import baseline_key, cached_model
         from poisonlab.experiments.clean_label import benchmark_data
-        from poisonlab.experiments.clean_label_config import load_clean_label
+        from poisonlab.experiments.clean_label.config import load_clean_label
+        from poisonlab.experiments.common.cache import baseline_key, cached_model
         from poisonlab.models.store import poisonlab_home
 
         cfg = load_clean_label(TRANSFER_YAML)

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from poisonlab.experiments.clean_label_report import PUBLISHED, mean_detection, wilson_interval
+from poisonlab.experiments.clean_label.report import PUBLISHED, mean_detection, wilson_interval
 
 KINDS = ("feature_collision", "clean_label_backdoor", "hidden_trigger", "gradient_matching")
 

@@ -7,8 +7,8 @@ half of the "bird" label), and the chapter CNN trained on it (cached under
 one after the other, so that peak memory (``ru_maxrss``) is per method:
 
 * ``ours``: ONE forward pass with penultimate features (uint8 images in), then
-  :class:`~poisonlab.defenses.activation_clustering.ActivationClustering` and
-  :class:`~poisonlab.defenses.spectral.SpectralSignatures` (defaults, plus the paper's fixed
+  :class:`~poisonlab.defenses.detectors.activation_clustering.ActivationClustering` and
+  :class:`~poisonlab.defenses.detectors.spectral.SpectralSignatures` (defaults, plus the paper's fixed
   1.5 epsilon rule for reference) on that same pass;
 * ``art_ac``: ``art.defences.detector.poison.ActivationDefence`` with its defaults;
 * ``art_ss`` / ``art_ss_default``: ``SpectralSignatureDefense`` with ``expected_pp_poison=0.1``

@@ -173,7 +173,8 @@ def main() -> None:
         data = tmp / "data"
         data.mkdir()
         db = Database(sqlite_url(data))
-        key = create_key(db, name="bench", role="viewer", actor=Actor("benchmark"))[0]
+        with db.write() as session:
+            key = create_key(session, name="bench", role="viewer", actor=Actor("benchmark"))[0]
         db.dispose()
         port = _free_port()
         proc = start_server(data, tmp / "model", port, args.threads, args.workers)

@@ -13,6 +13,7 @@ import torch
 
 from poisonlab.device import autocast, resolve_device, use_bf16
 from poisonlab.models.base import PoisonlabModel
+from poisonlab.threads import compute_threads, estimate_flops
 
 
 def check_images(model: PoisonlabModel, images: np.ndarray) -> None:
@@ -66,7 +67,7 @@ def forward_pass(
     features: bool = False,
     batch_size: int = 1000,
     device: str | torch.device = "auto",
-    precision: str = "auto",
+    precision: str = "fp32",
 ) -> ForwardResult:
     """Run ``model`` in eval mode over ``images`` (uint8, (N, H, W, C)) in batches.
 
@@ -74,26 +75,30 @@ def forward_pass(
     ----------
     features : bool
         Also return the penultimate activations, shape (N, D).
-    precision : {"auto", "fp32", "bf16"}
-        ``auto`` uses bf16 only where it is fast (CUDA, AMX CPUs).
+    precision : {"fp32", "bf16", "auto"}
+        fp32 by default, so that scores do not depend on the host; ``bf16`` autocasts to
+        bfloat16; ``auto`` uses bf16 only where it is fast (CUDA, AMX CPUs). Both are opt-in.
     """
     check_images(model, images)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     bf16 = use_bf16(precision, dev)
     was_training = model.training
-    model.eval().to(dev)
+    model.to(dev)
+    batch_flops = estimate_flops(model, model.input_shape) * min(batch_size, max(len(images), 1))
+    model.eval()
     logits, feats = [], []
-    try:
-        for start in range(0, len(images), batch_size):
-            x = to_input(images[start : start + batch_size], dev)
-            with autocast(dev, bf16):
-                f = model.features(x)
-                z = model.head(f)
-            logits.append(z.float().cpu())
-            if features:
-                feats.append(f.float().cpu())
-    finally:
-        model.train(was_training)
+    with compute_threads(batch_flops, dev):
+        try:
+            for start in range(0, len(images), batch_size):
+                x = to_input(images[start : start + batch_size], dev)
+                with autocast(dev, bf16):
+                    f = model.features(x)
+                    z = model.head(f)
+                logits.append(z.float().cpu())
+                if features:
+                    feats.append(f.float().cpu())
+        finally:
+            model.train(was_training)
     k = model.num_classes
     out_logits = torch.cat(logits).numpy() if logits else np.zeros((0, k), np.float32)
     out_feats = (torch.cat(feats).numpy() if feats else np.zeros((0, 0), np.float32)) if features else None

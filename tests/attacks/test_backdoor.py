@@ -133,14 +133,17 @@ def test_in_place_trigger_does_not_mutate_clean(clean, snapshot, assert_unchange
         (dict(count=3, fraction=0.1), "exactly one of count or fraction"),
         (dict(fraction=0.0), r"fraction must be in \(0, 1\], got 0.0"),
         (dict(fraction=1.01), r"fraction must be in \(0, 1\], got 1.01"),
-        (dict(count=-1), "count must be an int >= 1, got -1"),
-        (dict(integration="append"), "integration must be 'concat' or 'replace', got 'append'"),
-        (dict(fraction_of="test", fraction=0.1), "fraction_of must be 'source' or 'train', got 'test'"),
+        (dict(count=-1), "count must be an integer >= 1, got -1"),
+        (dict(integration="append"), r"integration must be one of \['concat', 'replace'\], got 'append'"),
+        (
+            dict(fraction_of="test", fraction=0.1),
+            r"fraction_of must be one of \['source', 'train'\], got 'test'",
+        ),
         (dict(fraction_of="train", count=3), "fraction_of='train' needs fraction"),
         (dict(source="bird"), "source and target must differ, got both 'bird'"),
         (dict(target=None), "target must be a class name or index"),
         (dict(trigger_name=""), "trigger_name must be a non-empty string"),
-        (dict(seed=1.5), "seed must be a non-negative int"),
+        (dict(seed=1.5), "seed must be an integer >= 0"),
     ],
 )
 def test_bad_params(trigger, kwargs, match):

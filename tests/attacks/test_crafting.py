@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from poisonlab.attacks.crafting import (
+    EPS,
     CraftReport,
     Surrogate,
-    check_eps,
     minibatches,
     quantize_in_ball,
     to_tensor,
 )
+from poisonlab.params import check_param
 
 
 def test_named_layer_returns_that_modules_output_not_a_later_inplace_relu(calibrated_model):
@@ -62,9 +63,9 @@ def test_report_extras_cannot_overwrite_core_fields():
 
 
 @pytest.mark.parametrize("eps", [0, -0.1, 1.5, True, "8/255", float("nan")])
-def test_check_eps_refuses(eps):
-    with pytest.raises(ValueError, match="eps must be a float in"):
-        check_eps(eps)
+def test_eps_constraint_refuses(eps):
+    with pytest.raises(ValueError, match=r"eps must be (a number )?in \(0, 1\] \(pixel scale"):
+        check_param("eps", eps, EPS)
 
 
 def test_minibatches():

@@ -42,9 +42,9 @@ def test_seeds(clean):
         (dict(), "exactly one of count or fraction, got neither"),
         (dict(fraction=0.0), r"fraction must be in \(0, 1\], got 0.0"),
         (dict(fraction=1.5), r"fraction must be in \(0, 1\], got 1.5"),
-        (dict(count=0), "count must be an int >= 1, got 0"),
-        (dict(count=2.0), "count must be an int >= 1"),
-        (dict(count=3, seed=-1), "seed must be a non-negative int"),
+        (dict(count=0), "count must be an integer >= 1, got 0"),
+        (dict(count=2.0), "count must be None or an integer >= 1, got 2.0"),
+        (dict(count=3, seed=-1), "seed must be an integer >= 0"),
     ],
 )
 def test_bad_params(kwargs, match):
@@ -108,9 +108,9 @@ def test_random_flip_restricted_classes(clean):
     ("kwargs", "match"),
     [
         (dict(fraction=0.0), r"fraction must be in \(0, 1\]"),
-        (dict(fraction=None), r"fraction must be a float in \(0, 1\], got None"),
+        (dict(fraction=None), r"fraction must be a number in \(0, 1\], got None"),
         (dict(fraction=0.2, classes=["cat"]), "at least 2 distinct classes"),
-        (dict(fraction=0.2, classes="cat"), "classes must be a list"),
+        (dict(fraction=0.2, classes="cat"), "classes must be None or a list of class names or indices"),
     ],
 )
 def test_random_flip_bad_params(kwargs, match):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poisonlab.defenses.adversarial_training import adversarial_training, trigger_augmented_dataset
+from poisonlab.defenses.mitigation.adversarial_training import adversarial_training, trigger_augmented_dataset
 from poisonlab.inference import predict
 from poisonlab.metrics import accuracy, attack_success_rate
 from poisonlab.training import train
@@ -75,11 +75,12 @@ def test_fine_tuning_with_trigger_augmentation_unlearns_the_backdoor(backdoored)
         progress=False,
     )
     asr_after, acc_after = _asr_and_accuracy(result.model, backdoored)
-    # measured: ASR 1.00 before, 1.00 after plain fine-tuning, 0.22 after augmented fine-tuning;
-    # clean accuracy 0.983 -> 0.989
-    assert asr_before >= 0.95 and asr_plain >= 0.9
-    assert asr_after <= 0.45
-    assert acc_after >= acc_before - 0.03
+    # relative claims: the trained backdoor works (a precondition with a wide margin), plain
+    # fine-tuning on clean data keeps most of it, the trigger-augmented fine-tune removes most
+    # of it at no real cost in clean accuracy
+    assert asr_before >= 0.5
+    assert asr_after <= asr_plain - 0.25 and asr_after <= 0.5 * asr_before
+    assert acc_after >= acc_before - 0.05
     assert result.model is not model
 
 

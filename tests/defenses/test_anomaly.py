@@ -23,7 +23,8 @@ import pytest
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES, get_defense
-from poisonlab.defenses._spaces import SpaceDetector, log_robust_z, robust_z
+from poisonlab.defenses.helpers.feature_spaces import SpaceDetector
+from poisonlab.defenses.helpers.robust_stats import log_robust_z, robust_z
 from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.metrics import detection_scores
 
@@ -73,7 +74,7 @@ def test_finds_out_of_distribution_images_in_their_class(
     assert m["fpr"] <= 0.03  # measured 0.0
 
 
-CLEAN_FPR = {  # measured (pixels, features) on clean digits; asserted with a margin
+CLEAN_FPR = {  # measured (pixels, features) on clean digits; pixels asserted with a margin
     "zscore": (0.027, 0.025),
     "kmeans": (0.0, 0.004),
     "dbscan": (0.002, 0.007),
@@ -82,13 +83,16 @@ CLEAN_FPR = {  # measured (pixels, features) on clean digits; asserted with a ma
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_few_false_alarms_on_clean_digits(name: str, backdoored) -> None:
-    clean = ~backdoored.mask
-    data = backdoored.dataset.subset(clean)
-    forward = ForwardResult(backdoored.forward.logits[clean], backdoored.forward.features[clean])
-    for space, measured in zip(("pixels", "features"), CLEAN_FPR[name], strict=True):
-        flagged = get_defense(name, space=space).fit(data, forward=forward).predict()
-        assert flagged.mean() <= measured + 0.015, (space, flagged.mean())
+def test_few_false_alarms_on_clean_digits(name: str, backdoored, planted) -> None:
+    """Pixels: the clean digits themselves (no model involved, so the figure is the same on every
+    CPU). Features: planted clean Gaussian classes; a trained model's clean features give a
+    different figure per checkpoint, which the detection benchmark measures."""
+    data = backdoored.dataset.subset(~backdoored.mask)
+    flagged = get_defense(name, space="pixels").fit(data).predict()
+    assert flagged.mean() <= CLEAN_FPR[name][0] + 0.015, flagged.mean()
+    features, forward = planted(0, classes=10)
+    flagged = get_defense(name, space="features").fit(features, forward=forward).predict()
+    assert flagged.mean() <= 0.05, flagged.mean()
 
 
 # (name, params, poison kept: every k-th, measured figures -> asserted bounds)
@@ -123,10 +127,10 @@ def test_finds_the_pattern_backdoor_in_pixels(name, params, every, bounds, backd
             assert m[key] is not None and m[key] >= low, (key, m)
 
 
-def test_label_flips_stand_out_in_feature_space(mislabeled) -> None:
-    # 10 flipped "3"s among the "8"s: per-class features rank them (z-score AUROC 0.892) and
-    # k-means with k=3 puts 9 of 10 in a small cluster (fpr 0.048)
-    data, forward = low_rate(mislabeled, every=6)
+def test_label_flips_stand_out_in_feature_space(planted) -> None:
+    # 10 features of class "c0" labelled "c1" (a label flip in a model that did not learn it):
+    # per-class z-scores rank them and k-means with k=3 puts them in a small cluster
+    data, forward = planted(10, source_weight=1.0, trigger=0.0)
     z = scores_of(get_defense("zscore", space="features").fit(data, forward=forward), data)
     assert z["auroc"] >= 0.83
     km = scores_of(get_defense("kmeans", space="features", n_clusters=3).fit(data, forward=forward), data)

@@ -21,7 +21,7 @@ import torch
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import get_defense
-from poisonlab.defenses.autoencoder import AutoencoderDetector, ConvAutoencoder
+from poisonlab.defenses.detectors.autoencoder import AutoencoderDetector, ConvAutoencoder
 from poisonlab.metrics import detection_scores
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from poisonlab.defenses.drift import LabelDrift
+from poisonlab.defenses.data_checks.drift import LabelDrift
 from poisonlab.metrics import detection_scores
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from poisonlab.attacks import BackdoorPoisoning
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.duplicates import (
+from poisonlab.defenses.data_checks.duplicates import (
     DuplicateDetector,
     hamming_distance,
     near_pairs,

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from poisonlab.defenses.manifest import (
+from poisonlab.defenses.data_checks.manifest import (
     Manifest,
     ManifestCheck,
     generate_keypair,

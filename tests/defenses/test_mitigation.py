@@ -55,12 +55,13 @@ def test_dropping_the_poison_and_retraining_removes_the_backdoor(backdoored) -> 
         device="cpu",
         progress=False,
     )
-    # measured: ASR 1.00 -> 0.00, clean accuracy 0.992, no clean "7" predicted "1"
-    assert asr_before >= 0.95
+    # the trained backdoor works (a precondition with a wide margin); a model retrained without
+    # the poison has none: triggered "7"s go to "1" no more often than clean ones can by mistake
+    assert asr_before >= 0.5
     assert isinstance(outcome, MitigationOutcome)
     assert outcome["asr"] <= 0.1
-    assert outcome.clean_accuracy >= 0.95
-    assert outcome.source_to_target <= 1
+    assert outcome.clean_accuracy >= 0.9
+    assert outcome.source_to_target <= 3
     assert outcome.n_train == len(backdoored.dataset) - backdoored.mask.sum()
     assert set(json.loads(json.dumps(dict(outcome)))) == {
         "n_train",

@@ -1,4 +1,4 @@
-"""The provenance defense (``poisonlab.defenses.provenance``) on contributed and backdoored data.
+"""The provenance defense (``poisonlab.defenses.detectors.provenance``) on contributed and backdoored data.
 
 Contributed data: the clean digits training set ("digits:train") plus held-out test images from
 two contributors, 30 "7"s labelled "1" ("contrib:attacker") and 40 correctly labelled images
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.provenance import ProvenanceDefense, provenance_groups
+from poisonlab.defenses.detectors.provenance import ProvenanceDefense
+from poisonlab.defenses.helpers.sources import provenance_groups
 from poisonlab.metrics import detection_scores
 
 

@@ -21,7 +21,7 @@ NAMES = sorted(DEFENSES)
 def build(name: str, case) -> Defense:
     """Default instance; the manifest check needs a manifest signed over the clean training set."""
     if name == "manifest":
-        from poisonlab.defenses.manifest import generate_keypair, sign_manifest
+        from poisonlab.defenses.data_checks.manifest import generate_keypair, sign_manifest
 
         private, public = generate_keypair()
         return get_defense(name, manifest=sign_manifest(case.splits.train, private), public_key=public)

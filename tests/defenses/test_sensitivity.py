@@ -1,4 +1,8 @@
-"""The trigger-sensitivity test: a backdoored digits model spikes towards "1", a clean one does not."""
+"""The trigger-sensitivity test: a backdoored digits model spikes towards "1", a clean one does not.
+
+The backdoored model is the hand-wired :class:`ExactBackdoor` (tests/conftest.py): whether a
+*trained* backdoor also answers the gate's shifted default pattern depends on the checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 import pytest
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.sensitivity import default_triggers, trigger_sensitivity
+from poisonlab.defenses.gates.sensitivity import default_triggers, trigger_sensitivity
 from poisonlab.triggers import TRIGGERS, get_trigger
 
 
@@ -18,53 +22,57 @@ def clean_model(clean_digits_model):
 
 
 @pytest.fixture(scope="module")
-def backdoor_report(backdoored):
-    return trigger_sensitivity(backdoored.model, backdoored.splits.test, device="cpu")
+def backdoor_report(exact_backdoor):
+    return trigger_sensitivity(exact_backdoor.model, exact_backdoor.splits.test, device="cpu")
 
 
 def _pairs(report):
     return {(s.trigger, s.source, s.target) for s in report.suspected}
 
 
-def test_backdoored_model_spikes_towards_target(backdoor_report, backdoored) -> None:
+def test_backdoored_model_spikes_towards_target(backdoor_report) -> None:
     r = backdoor_report
     assert not r.passed
     assert set(r.triggers) == set(TRIGGERS) and not r.skipped
     assert ("pattern", 7, 1) in _pairs(r)
     spike = next(s for s in r.suspected if (s.trigger, s.source, s.target) == ("pattern", 7, 1))
-    # measured: every test "7" goes to "1" (rate 1.0), none did without the trigger
-    assert spike.rate >= 0.9 and spike.base_rate <= 0.05
+    # the wired backdoor sends every triggered "7" to "1"; the clean model rarely says "1" for a "7"
+    assert spike.rate == 1.0 and spike.base_rate <= 0.05
     assert spike.source_name == "7" and spike.target_name == "1"
     assert {s.target for s in r.suspected} == {1}  # every flagged pair points at the real target
-    assert r.clean_accuracy > 0.95
+    assert r.clean_accuracy > 0.9
 
 
 def test_clean_model_passes(clean_model, backdoored) -> None:
     r = trigger_sensitivity(clean_model, backdoored.splits.test, device="cpu")
     assert r.passed and not r.suspected and not r.skipped
-    # the largest excess of a clean model (measured 0.31, cyan square 8 -> 3) stays below the 0.5 rule
+    # a loose rule sees the clean model's generic reactions, all below the default 0.5 rule
     loose = trigger_sensitivity(clean_model, backdoored.splits.test, spike_threshold=0.01, device="cpu")
-    assert max(s.excess for s in loose.suspected) < 0.45
+    assert loose.suspected and max(s.excess for s in loose.suspected) < 0.5
 
 
-def test_reference_model_discounts_generic_reactions(backdoored, clean_model) -> None:
+def test_reference_model_discounts_generic_reactions(exact_backdoor, clean_model) -> None:
     r = trigger_sensitivity(
-        backdoored.model, backdoored.splits.test, triggers=["pattern"], reference=clean_model, device="cpu"
+        exact_backdoor.model,
+        exact_backdoor.splits.test,
+        triggers=["pattern"],
+        reference=clean_model,
+        device="cpu",
     )
     assert r.used_reference and ("pattern", 7, 1) in _pairs(r)
     # a model compared with itself has no excess at all
-    same = trigger_sensitivity(clean_model, backdoored.splits.test, reference=clean_model, device="cpu")
+    same = trigger_sensitivity(clean_model, exact_backdoor.splits.test, reference=clean_model, device="cpu")
     assert same.passed
 
 
-def test_flip_matrix_and_report(backdoor_report, backdoored) -> None:
+def test_flip_matrix_and_report(backdoor_report, exact_backdoor) -> None:
     r = backdoor_report
-    n = len(backdoored.splits.test)
+    n = len(exact_backdoor.splits.test)
     for name in r.triggers:
         matrix = np.array(r.flip_matrix[name])
         assert matrix.shape == (10, 10)
         assert matrix.sum() == round(r.flip_rate[name] * n)
-    test7 = int(np.sum(backdoored.splits.test.y == 7))
+    test7 = int(np.sum(exact_backdoor.splits.test.y == 7))
     assert r.flip_matrix["pattern"][7][1] == test7
     data = json.loads(json.dumps(r.to_dict()))
     assert data["passed"] is False and data["suspected"][0]["target"] == 1

@@ -1,4 +1,9 @@
-"""STRIP on the digits pattern backdoor: triggered test inputs and the poisoned training set."""
+"""STRIP on the digits pattern backdoor: triggered test inputs and the poisoned training set.
+
+The backdoored model is the hand-wired :class:`ExactBackdoor` of tests/conftest.py: how strongly a
+*trained* backdoor survives superimposition depends on the checkpoint (issue 12); what STRIP
+does with a model whose backdoor dominates, as the paper assumes, does not.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import numpy as np
 import pytest
 
 from poisonlab.defenses import DEFENSES, get_defense
-from poisonlab.defenses.strip import STRIP
+from poisonlab.defenses.detectors.strip import STRIP
 from poisonlab.metrics import detection_scores
 from poisonlab.triggers import get_trigger
 
@@ -23,66 +28,67 @@ def _test_inputs(case):
 
 
 @pytest.fixture(scope="module")
-def strip(backdoored) -> STRIP:
-    return STRIP(device="cpu").fit(backdoored.dataset, backdoored.model, trusted=backdoored.splits.val)
+def strip(exact_backdoor) -> STRIP:
+    case = exact_backdoor
+    return STRIP(device="cpu").fit(case.dataset, case.model, trusted=case.splits.val)
 
 
-def test_registry_and_contract(strip: STRIP, backdoored) -> None:
+def test_registry_and_contract(strip: STRIP, exact_backdoor) -> None:
     assert DEFENSES["strip"] is STRIP
     assert STRIP.needs_model and STRIP.needs_trusted
     assert get_defense("strip", n_overlays=4).get_params()["n_overlays"] == 4
-    n = len(backdoored.dataset)
+    n = len(exact_backdoor.dataset)
     assert strip.score_samples().shape == (n,) and strip.predict().dtype == bool
     np.testing.assert_allclose(strip.scores_, -strip.entropy_)
     assert np.array_equal(strip.flagged_, strip.entropy_ < strip.threshold_)
-    assert strip.clean_entropy_.shape == (len(backdoored.splits.val),)
+    assert strip.clean_entropy_.shape == (len(exact_backdoor.splits.val),)
     # quantile threshold: about frr of the calibration entropies lie below it
     assert np.mean(strip.clean_entropy_ < strip.threshold_) <= strip.frr + 1e-9
     assert strip.details_["per_class"]["1"]["flagged"] > strip.details_["per_class"]["0"]["flagged"]
 
 
-def test_detects_triggered_test_inputs(strip: STRIP, backdoored) -> None:
-    x, truth = _test_inputs(backdoored)
+def test_detects_triggered_test_inputs(strip: STRIP, exact_backdoor) -> None:
+    x, truth = _test_inputs(exact_backdoor)
     entropy = strip.entropy(x)
     flags = strip.detect(x)
     assert np.array_equal(flags, entropy < strip.threshold_)
     d = detection_scores(truth, flags, -entropy)
-    # measured: AUROC 0.93, FRR (fpr on clean test) 0.019, FAR (1 - recall) 0.64
-    assert d["auroc"] >= 0.88
+    # the saturating blend keeps the trigger whole, so every triggered input stays on "1" with
+    # near-zero entropy; clean test inputs are rejected at about the calibrated FRR (1% on val)
+    assert d["recall"] == 1.0 and d["auroc"] >= 0.99
     assert d["fpr"] <= 0.05
-    assert d["recall"] >= 0.25
     assert np.array_equal(strip.detect(x), flags)  # seeded: the same batch gives the same answer
 
 
-def test_scans_poisoned_training_set(strip: STRIP, backdoored) -> None:
-    d = detection_scores(backdoored.mask, strip.predict(), strip.score_samples())
-    # measured: precision 0.83, recall 0.52, fpr 0.010, AUROC 0.94
-    assert d["auroc"] >= 0.9
-    assert d["precision"] >= 0.65
-    assert d["recall"] >= 0.4
-    assert d["fpr"] <= 0.03
+def test_scans_poisoned_training_set(strip: STRIP, exact_backdoor) -> None:
+    d = detection_scores(exact_backdoor.mask, strip.predict(), strip.score_samples())
+    assert d["recall"] == 1.0 and d["auroc"] >= 0.99
+    assert d["fpr"] <= 0.05 and d["precision"] >= 0.6
 
 
-def test_backdoor_makes_the_difference(strip: STRIP, backdoored, mislabeled) -> None:
-    """The same triggered inputs against a model without a backdoor separate much less."""
-    x, truth = _test_inputs(backdoored)
+def test_backdoor_makes_the_difference(strip: STRIP, exact_backdoor, clean_digits_model) -> None:
+    """The same triggered inputs against the same model without its backdoor separate much less."""
+    x, truth = _test_inputs(exact_backdoor)
     with_backdoor = detection_scores(truth, strip.detect(x), -strip.entropy(x))
-    s = STRIP(device="cpu").calibrate(mislabeled.model, mislabeled.splits.val)
+    s = STRIP(device="cpu").calibrate(clean_digits_model, exact_backdoor.splits.val)
     without = detection_scores(truth, s.detect(x), -s.entropy(x))
-    # measured: AUROC 0.93 vs 0.82, recall at the calibrated threshold 0.36 vs 0.11
     assert with_backdoor["auroc"] >= without["auroc"] + 0.05
     assert with_backdoor["recall"] >= 2 * without["recall"]
 
 
-def test_normal_threshold(backdoored) -> None:
-    s = STRIP(threshold_method="normal", device="cpu").calibrate(backdoored.model, backdoored.splits.val)
+def test_normal_threshold(exact_backdoor) -> None:
+    s = STRIP(threshold_method="normal", device="cpu").calibrate(
+        exact_backdoor.model, exact_backdoor.splits.val
+    )
     c = s.clean_entropy_
     from scipy.stats import norm
 
     assert s.threshold_ == pytest.approx(norm.ppf(0.01, c.mean(), c.std()))
-    x, truth = _test_inputs(backdoored)
+    x, truth = _test_inputs(exact_backdoor)
     d = detection_scores(truth, s.detect(x), -s.entropy(x))
-    assert d["fpr"] <= 0.05 and d["recall"] >= 0.25
+    # the normal fit's 1% quantile may lie below zero entropy (then nothing is flagged): only
+    # the ordering is the method's promise
+    assert d["auroc"] >= 0.99 and d["fpr"] <= 0.05
 
 
 def test_alpha_blend_mode_runs(backdoored) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.validation import CHECKS, DataChecks, validate_arrays
+from poisonlab.defenses.data_checks.validation import CHECKS, DataChecks, validate_arrays
 from poisonlab.metrics import detection_scores
 
 

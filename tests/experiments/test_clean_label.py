@@ -10,9 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from poisonlab.cli.main import app
-from poisonlab.experiments.clean_label import run_clean_label
-from poisonlab.experiments.clean_label_config import CRAFTED_ATTACKS, parse_clean_label
-from poisonlab.experiments.clean_label_report import PUBLISHED, summarize, wilson_interval
+from poisonlab.experiments.clean_label import parse_clean_label, run_clean_label, write_clean_label
+from poisonlab.experiments.clean_label.config import CRAFTED_ATTACKS
+from poisonlab.experiments.clean_label.report import PUBLISHED, summarize, wilson_interval
 
 SMALL_STEPS = {
     "hidden_trigger": {"steps": 5},
@@ -57,8 +57,11 @@ def _config(**overrides) -> dict:
 
 def test_every_attack_runs_and_every_trial_is_recorded(tmp_path: Path) -> None:
     cfg = parse_clean_label(_config())
-    run = run_clean_label(cfg, tmp_path, progress=False)
+    written = []
+    run = run_clean_label(cfg, progress=False, on_row=lambda partial, row: written.append(row))
+    assert written == run.trials  # every row handed over as it finished
     assert len(run.trials) == 2 * len(CRAFTED_ATTACKS)
+    write_clean_label(run, tmp_path)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["trials"] == json.loads(json.dumps(run.trials))
     for trial in (0, 1):  # paired: every attack of a trial shares the victim and the target class
@@ -83,7 +86,7 @@ def test_every_attack_runs_and_every_trial_is_recorded(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("setting", ["transfer_finetune", "scratch"])
-def test_training_settings_run(tmp_path: Path, setting: str) -> None:
+def test_training_settings_run(setting: str) -> None:
     extra = {"pretrain_size": None} if setting == "scratch" else {}
     cfg = parse_clean_label(
         _config(
@@ -94,7 +97,7 @@ def test_training_settings_run(tmp_path: Path, setting: str) -> None:
             **extra,
         )
     )
-    run = run_clean_label(cfg, tmp_path, progress=False)
+    run = run_clean_label(cfg, progress=False)
     assert len(run.trials) == 1 and run.trials[0]["detection"] == {}
     assert run.clean["pretrain_size"] == (None if setting == "scratch" else 500)
 
@@ -119,18 +122,18 @@ def test_bad_configs_are_refused_before_training(overrides: dict, match: str) ->
         parse_clean_label(_config(**overrides))
 
 
-def test_unknown_attack_parameter_names_the_row(tmp_path: Path) -> None:
+def test_unknown_attack_parameter_names_the_row() -> None:
     cfg = parse_clean_label(
         _config(trials=1, attacks=[{"name": "FCX", "attack": "feature_collision", "params": {"nope": 1}}])
     )
     with pytest.raises(ValueError, match="attack FCX"):
-        run_clean_label(cfg, tmp_path, progress=False)
+        run_clean_label(cfg, progress=False)
 
 
-def test_too_large_subsets_are_refused(tmp_path: Path) -> None:
+def test_too_large_subsets_are_refused() -> None:
     cfg = parse_clean_label(_config(pretrain_size=5000))
     with pytest.raises(ValueError, match="exceeds"):
-        run_clean_label(cfg, tmp_path, progress=False)
+        run_clean_label(cfg, progress=False)
 
 
 def test_wilson_interval() -> None:

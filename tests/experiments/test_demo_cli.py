@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from poisonlab.cli.main import app
-from poisonlab.experiments.demo import DEMO_DEFENSES
+from poisonlab.experiments.single.demo import DEMO_DEFENSES
 
 runner = CliRunner()
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from poisonlab.data.dataset import Splits
-from poisonlab.experiments import load_experiment, parse_experiment, run_experiment
-from poisonlab.experiments.build import baseline_key
-from poisonlab.experiments.measure import aggregate
+from poisonlab.experiments import load_experiment, parse_experiment, run_experiment, write_experiment
+from poisonlab.experiments.common.cache import baseline_key
+from poisonlab.experiments.common.measure import aggregate
 
 TINY_TRAINING = {"settings": {"epochs": 3, "batch_size": 16, "lr": 0.05, "augment": None}}
 TINY_FINETUNE = {"preset": "chapter-finetune", "settings": {"epochs": 2, "batch_size": 16}}
@@ -47,6 +47,8 @@ def _config(**overrides) -> dict:
 def test_backdoor_experiment_end_to_end(tmp_path: Path, splits: Splits) -> None:
     cfg = parse_experiment(_config(seeds=[0, 1]))
     result = run_experiment(cfg, tmp_path / "run", device="cpu", progress=False, splits=splits)
+    assert not (tmp_path / "run" / "results.json").exists()  # the runner returns, the writer writes
+    write_experiment(result, tmp_path / "run")
     data = json.loads((tmp_path / "run" / "results.json").read_text())
     assert data["experiment"] == "tiny"
     assert len(data["runs"]) == 2
@@ -182,6 +184,7 @@ def test_control_run_has_no_poison_and_same_integration(tmp_path: Path, splits: 
         _config(attack={"kind": "none"}, integration="finetune", metrics={"source": "red", "target": "green"})
     )
     result = run_experiment(cfg, tmp_path / "c", device="cpu", progress=False, splits=splits)
+    write_experiment(result, tmp_path / "c")
     run = result.runs[0]
     assert run.poison.poison_indices == frozenset()
     assert run.poison.dataset.content_hash == splits.train.content_hash

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from poisonlab.cli.main import app
-from poisonlab.experiments.matrix_config import load_matrix, parse_matrix
+from poisonlab.experiments.matrix import load_matrix, parse_matrix
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -102,8 +102,11 @@ def make_service(tmp_path: Path, digits_model_dir: Path) -> Iterator[Callable[..
         settings = ServiceSettings(**params)
         app = create_app(settings)
         client = stack.enter_context(TestClient(app))
-        db = app.state.service.db
-        keys = {role: create_key(db, name=f"{role}-key", role=role, actor=Actor("test"))[0] for role in ROLES}
+        with app.state.service.db.write() as session:
+            keys = {
+                role: create_key(session, name=f"{role}-key", role=role, actor=Actor("test"))[0]
+                for role in ROLES
+            }
         return Service(client, keys, settings)
 
     with stack:

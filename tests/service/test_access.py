@@ -102,7 +102,8 @@ def test_role_matrix(service, method, path, needed, kwargs):
 
 def test_bearer_header_and_revoked_key(service):
     db = service.state.db
-    key, row = create_key(db, name="temp", role="viewer", actor=Actor("test"))
+    with db.write() as session:
+        key, row = create_key(session, name="temp", role="viewer", actor=Actor("test"))
     assert service.client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).json() == {
         "name": "temp",
         "role": "viewer",
@@ -113,10 +114,12 @@ def test_bearer_header_and_revoked_key(service):
 
 
 def test_revocation_from_another_process_applies_within_the_cache_ttl(service):
-    key, row = create_key(service.state.db, name="temp", role="viewer", actor=Actor("test"))
+    with service.state.db.write() as session:
+        key, row = create_key(session, name="temp", role="viewer", actor=Actor("test"))
     service.state.keys.ttl = 0.2
     assert service.client.get("/v1/me", headers={"X-API-Key": key}).status_code == 200
-    revoke_key(service.state.db, row.id, actor=Actor("cli"))  # as `poisonlab keys revoke` would
+    with service.state.db.write() as session:  # as `poisonlab keys revoke` would
+        revoke_key(session, row.id, actor=Actor("cli"))
     time.sleep(0.25)
     assert service.client.get("/v1/me", headers={"X-API-Key": key}).status_code == 401
 

@@ -172,17 +172,39 @@ def test_failure_after_file_write_leaves_no_row(service, monkeypatch):
     monkeypatch.setattr("poisonlab.service.contributions.record", broken)
     with pytest.raises(RuntimeError):
         loaded = svc.state.server.current()
-        lib.submit(
-            svc.state.db,
-            svc.state.store,
-            lib.Upload(image, "1"),
-            actor=Actor("x", "contributor"),
-            class_names=loaded.class_names,
-            input_shape=loaded.input_shape,
-            max_pixels=10**6,
-            policy=svc.state.policy,
-        )
+        with svc.state.db.write() as session:
+            lib.submit(
+                session,
+                svc.state.store,
+                lib.Upload(image, "1"),
+                actor=Actor("x", "contributor"),
+                class_names=loaded.class_names,
+                input_shape=loaded.input_shape,
+                max_pixels=10**6,
+                policy=svc.state.policy,
+            )
     with svc.state.db.read() as session:
         assert session.query(Contribution).count() == 0
     orphans = svc.state.store.orphans([])
     assert len(orphans) == 1 and svc.state.store.get(orphans[0]) == image
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "detail"),
+    [
+        ("GET", "/v1/models/nope", "no model version 'nope'"),
+        ("POST", "/v1/models/nope/promote", "no model version 'nope'"),
+        ("GET", "/v1/contributions/999", "no contribution with id 999"),
+        ("POST", "/v1/contributions/999/release", "no contribution with id 999"),
+        ("POST", "/v1/contributions/999/reject", "no contribution with id 999"),
+        ("GET", "/v1/training-runs/999", "no training run with id 999"),
+        ("POST", "/v1/keys/999/revoke", "no API key with id 999"),
+        ("POST", "/v1/alerts/999/resolve", "no alert with id 999"),
+        ("GET", "/ui/nope.js", "no page asset 'nope.js'"),
+    ],
+)
+def test_unknown_ids_are_one_kind_of_404(service, method, path, detail):
+    """Every lookup of an unknown object gives the same 404 body (one handler, NotFound)."""
+    response = service.client.request(method, path, headers=service.headers("admin"))
+    assert response.status_code == 404
+    assert response.json() == {"detail": detail, "code": "not_found"}

@@ -8,13 +8,14 @@ from fastapi.testclient import TestClient
 from poisonlab.models.checkpoint import load_model, save_model
 from poisonlab.service.app import create_app
 from poisonlab.service.audit import Actor
-from poisonlab.service.versions import get_version, register_version
+from poisonlab.service.registry import get_version, register_version
 
 
 def _child(svc, name: str, status: str = "candidate", scale: float = 1.0):
     """Save a copy of the serving model with perturbed weights as a new version (parent: serving)."""
     serving = svc.state.server.current()
-    model, card = load_model(get_version(svc.state.db, serving.version_id).path)
+    with svc.state.db.read() as session:
+        model, card = load_model(get_version(session, serving.version_id).path)
     with torch.no_grad():
         list(model.parameters())[-1].add_(scale * 0.01)  # the output layer's bias
     folder = svc.settings.models_dir / name
@@ -25,7 +26,8 @@ def _child(svc, name: str, status: str = "candidate", scale: float = 1.0):
         parent_id=serving.version_id,
         dataset_name=card.dataset_name,
     )
-    return register_version(svc.state.db, folder, actor=Actor("test"), status=status, metrics={"note": name})
+    with svc.state.db.write() as session:
+        return register_version(session, folder, actor=Actor("test"), status=status, metrics={"note": name})
 
 
 def test_bootstrap_registers_the_initial_model(service, digits_model_dir):

@@ -26,11 +26,19 @@ from typer.testing import CliRunner
 
 from poisonlab.cli.main import app as cli
 from poisonlab.data.dataset import Dataset
+from poisonlab.redteam import (
+    AttackPlan,
+    Keys,
+    WalkthroughError,
+    build_plan,
+    cifar10_plan,
+    digits_plan,
+    recon,
+    run_walkthrough,
+)
 from poisonlab.service.app import create_app
 from poisonlab.service.audit import Actor
 from poisonlab.service.auth import create_key
-from poisonlab.service.redteam import Keys, WalkthroughError, recon, run_walkthrough
-from poisonlab.service.redteam_plan import AttackPlan, build_plan, cifar10_plan, digits_plan
 from poisonlab.service.settings import ServiceSettings
 from poisonlab.triggers import get_trigger
 
@@ -45,10 +53,11 @@ def loopback(tmp_path, digits_model_dir):
     )
     service = create_app(settings)
     db = service.state.service.db
-    keys = {
-        role: create_key(db, name=name, role=role, actor=Actor("test"))[0]
-        for role, name in (("contributor", "mallory"), ("trainer", "ci-trainer"), ("admin", "ops"))
-    }
+    with db.write() as session:
+        keys = {
+            role: create_key(session, name=name, role=role, actor=Actor("test"))[0]
+            for role, name in (("contributor", "mallory"), ("trainer", "ci-trainer"), ("admin", "ops"))
+        }
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(service, log_level="warning"))
@@ -134,7 +143,7 @@ def test_signing_policy_stops_unsigned_poison_at_the_door(make_service):
 def test_a_plan_that_does_not_fit_the_service_and_bad_keys_are_refused(make_service, tmp_path):
     svc = make_service()
     keys = Keys(contributor=svc.keys["contributor"], trainer=svc.keys["trainer"], admin=svc.keys["admin"])
-    from poisonlab.service.redteam import ImRecS
+    from poisonlab.redteam import ImRecS
 
     plan = AttackPlan("cifar10", CIFAR10, "airplane", "bird", "pattern", ())
     with pytest.raises(WalkthroughError, match="choose --dataset"):

@@ -101,7 +101,10 @@ class Server:
 def _make_keys(data: Path) -> dict[str, str]:
     data.mkdir(parents=True)
     db = Database(sqlite_url(data))
-    made = {r: create_key(db, name=r, role=r, actor=Actor("test"))[0] for r in ("viewer", "contributor")}
+    with db.write() as session:
+        made = {
+            r: create_key(session, name=r, role=r, actor=Actor("test"))[0] for r in ("viewer", "contributor")
+        }
     db.dispose()
     return made
 

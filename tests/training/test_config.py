@@ -19,7 +19,7 @@ from poisonlab.training import (
     fast_recipe,
     load_train_config,
 )
-from poisonlab.workflows import resolve_train_config
+from poisonlab.training.config import resolve_train_config
 
 
 def test_fast_recipe_is_the_default():

@@ -58,13 +58,13 @@ def test_channels_first_with_channels_last_batch_refused():
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda x: add_single_bd(x, pixel_value=2), r"pixel_value: expected a number in \[0, 1\], got 2"),
-        (lambda x: add_single_bd(x, distance=0), r"distance: expected an integer >= 1, got 0"),
+        (lambda x: add_single_bd(x, pixel_value=2), r"pixel_value must be in \[0, 1\], got 2"),
+        (lambda x: add_single_bd(x, distance=0), r"distance must be an integer >= 1, got 0"),
         (lambda x: add_single_bd(x, distance=9), r"expected 1 <= distance <= 8 .*8x8.*got 9"),
-        (lambda x: add_pattern_bd(x, distance=2.0), r"distance: expected an integer >= 1, got 2\.0"),
+        (lambda x: add_pattern_bd(x, distance=2.0), r"distance must be an integer >= 1, got 2\.0"),
         (
             lambda x: add_pattern_bd(x, pixel_value=True),
-            r"pixel_value: expected a number in \[0, 1\], got True",
+            r"pixel_value must be a number in \[0, 1\], got True",
         ),
         (
             lambda x: insert_image(x, ALERT, mode="RGB"),
@@ -74,51 +74,54 @@ def test_channels_first_with_channels_last_batch_refused():
         (lambda x: insert_image(x, ALERT, size=(9, 2), mode="RGB"), r"size 9x2 \(HxW\) does not fit"),
         (
             lambda x: insert_image(x, ALERT, size=(3, 3), mode="RGB", blend=1.5),
-            r"blend: expected a number in \[0, 1\], got 1\.5",
+            r"blend must be in \[0, 1\], got 1\.5",
         ),
-        (lambda x: insert_image(x, ALERT, size=(3, 3), blend=-0.1), r"blend: expected a number in \[0, 1\]"),
+        (lambda x: insert_image(x, ALERT, size=(3, 3), blend=-0.1), r"blend must be in \[0, 1\], got -0\.1"),
         (
             lambda x: insert_image(x, ALERT, size=(3, 3)),
             r"mode: 'L' needs 1-channel images, got 3 channels; "
             r"pass mode='RGB' or mode=None",
         ),
-        (lambda x: insert_image(x, ALERT, size=(3, 3), mode="CMYK"), r"mode: expected 'L', 'RGB' or None"),
+        (
+            lambda x: insert_image(x, ALERT, size=(3, 3), mode="CMYK"),
+            r"mode must be one of \[None, 'L', 'RGB'\], got 'CMYK'",
+        ),
         (
             lambda x: insert_image(x, ALERT, size=3, mode="RGB"),
-            r"size: expected None, 'auto' or a \(height, width\)",
+            r"size must be None, 'auto' or a \(height, width\) pair of integers >= 1, got 3",
         ),
         (
             lambda x: insert_image(x, ALERT, size=(0, 3), mode="RGB"),
-            r"size\[0\] \(height\): expected an integer >= 1",
+            r"size must be None, 'auto' or a \(height, width\) pair of integers >= 1, got \(0, 3\)",
         ),
         (
             lambda x: insert_image(x, ALERT, size=(3, 3), mode="RGB", random=False, x_shift=-1),
-            r"x_shift: expected an integer >= 0, got -1",
+            r"x_shift must be an integer >= 0, got -1",
         ),
         (
             lambda x: insert_image(x, ALERT, size=(3, 3), mode="RGB", seed=1, rng=np.random.default_rng()),
-            r"seed/rng: expected at most one of them, got both",
+            r"give at most one of seed and rng, got both",
         ),
         (
             lambda x: insert_image(x, ALERT, size=(3, 3), mode="RGB", seed=-1),
-            r"seed: expected an integer >= 0, got -1",
+            r"seed must be an integer >= 0, got -1",
         ),
         (
             lambda x: insert_image(x, ALERT, size=(3, 3), mode="RGB", rng=np.random.RandomState(0)),
-            r"rng: expected a numpy\.random\.Generator, got RandomState",
+            r"rng must be None or a numpy\.random\.Generator, got RandomState",
         ),
         (
             lambda x: insert_image(x, 42, size=(3, 3), mode="RGB"),
-            r"backdoor_path: expected a str or os\.PathLike",
+            r"backdoor_path must be a path \(str or os\.PathLike\), got 42",
         ),
         (
             lambda x: cyan_square(x, size=9),
             r"cyan square of size 9x9 \(HxW\) does not fit inside images of size 8x8",
         ),
         (lambda x: cyan_square(x, color=(0, 255)), r"color: expected 3 component\(s\).*got 2"),
-        (lambda x: cyan_square(x, color=(0, 256, 0)), r"color: expected a sequence of numbers in \[0, 255\]"),
-        (lambda x: cyan_square(x, mode="xor"), r"mode: expected one of \['add', 'replace'\], got 'xor'"),
-        (lambda x: blend_pattern(x, alpha=1.01), r"alpha: expected a number in \[0, 1\], got 1\.01"),
+        (lambda x: cyan_square(x, color=(0, 256, 0)), r"color must be a sequence of numbers in \[0, 255\]"),
+        (lambda x: cyan_square(x, mode="xor"), r"mode must be one of \['add', 'replace'\], got 'xor'"),
+        (lambda x: blend_pattern(x, alpha=1.01), r"alpha must be in \[0, 1\], got 1\.01"),
         (
             lambda x: blend_pattern(x, pattern=np.zeros((7, 8, 3))),
             r"pattern: expected an array of shape \(8, 8\), "
@@ -130,7 +133,7 @@ def test_channels_first_with_channels_last_batch_refused():
         ),
         (
             lambda x: blend_pattern(x, pattern=[1, 2]),
-            r"pattern: expected None, a path or a numpy array, got list",
+            r"pattern must be None, a path \(str or os\.PathLike\) or a numpy array, got \[1, 2\]",
         ),
     ],
 )

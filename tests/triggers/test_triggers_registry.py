@@ -55,7 +55,7 @@ def test_overrides_are_applied():
 def test_unknown_name_lists_valid_names():
     with pytest.raises(
         ValueError,
-        match=r"unknown trigger 'badnets'; valid names: single_pixel, pattern, "
+        match=r"unknown trigger 'badnets'; expected one of single_pixel, pattern, "
         r"image_insert, cyan_square_add, cyan_square_replace, blended",
     ):
         get_trigger("badnets")
@@ -75,14 +75,14 @@ def test_unknown_parameter_lists_valid_parameters():
 @pytest.mark.parametrize(
     "name,params,match",
     [
-        ("single_pixel", {"pixel_value": 255}, r"pixel_value: expected a number in \[0, 1\], got 255"),
-        ("pattern", {"distance": -1}, r"distance: expected an integer >= 1"),
-        ("image_insert", {"blend": 2}, r"blend: expected a number in \[0, 1\]"),
-        ("image_insert", {"size": "big"}, r"size: expected None, 'auto' or a \(height, width\) pair"),
-        ("image_insert", {"mode": "P"}, r"mode: expected 'L', 'RGB' or None"),
-        ("cyan_square_add", {"mode": "multiply"}, r"mode: expected 'add' or 'replace'"),
-        ("cyan_square_replace", {"color": "cyan"}, r"color: expected a sequence of numbers"),
-        ("blended", {"alpha": -0.5}, r"alpha: expected a number in \[0, 1\]"),
+        ("single_pixel", {"pixel_value": 255}, r"pixel_value must be in \[0, 1\], got 255"),
+        ("pattern", {"distance": -1}, r"distance must be an integer >= 1, got -1"),
+        ("image_insert", {"blend": 2}, r"blend must be in \[0, 1\], got 2"),
+        ("image_insert", {"size": "big"}, r"size must be None, 'auto' or a \(height, width\) pair"),
+        ("image_insert", {"mode": "P"}, r"mode must be one of \[None, 'L', 'RGB'\], got 'P'"),
+        ("cyan_square_add", {"mode": "multiply"}, r"mode must be one of \['add', 'replace'\], got 'mult"),
+        ("cyan_square_replace", {"color": "cyan"}, r"color must be a sequence of numbers in \[0, 255\]"),
+        ("blended", {"alpha": -0.5}, r"alpha must be in \[0, 1\], got -0\.5"),
     ],
 )
 def test_bad_override_values_refused_early(name, params, match):

@@ -23,30 +23,33 @@ new batch of the same shape and dtype, e.g. ``poisonlab.triggers.get_trigger("pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from poisonlab.attacks.base import (
+    ATTACKS,
+    CLASS,
+    COUNT,
+    FRACTION,
+    TRIGGER,
+    Perturbation,
     PoisoningAttack,
     PoisonResult,
     apply_perturbation,
-    check_class_spec,
     check_count_fraction,
-    check_perturbation,
-    check_seed,
+    check_source_target,
     choose,
     make_result,
     resolve_class,
     resolve_count,
 )
 from poisonlab.data.dataset import Dataset
+from poisonlab.params import NON_EMPTY_STR, SEED, InstanceOf, Options, check_param
 
 __all__ = ["BackdoorAttack", "BackdoorPoisoning", "apply_trigger"]
-
-Perturbation = Callable[[np.ndarray], np.ndarray]
 
 
 class BackdoorAttack:
@@ -60,8 +63,7 @@ class BackdoorAttack:
     """
 
     def __init__(self, perturbation: Perturbation | Sequence[Perturbation]) -> None:
-        check_perturbation(perturbation)
-        self.perturbation = perturbation
+        self.perturbation = check_param("perturbation", perturbation, TRIGGER)
 
     def __repr__(self) -> str:
         return f"BackdoorAttack(perturbation={self.perturbation!r})"
@@ -120,6 +122,7 @@ class BackdoorAttack:
         return apply_perturbation(self.perturbation, x), y_attack
 
 
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
 class BackdoorPoisoning(PoisoningAttack):
     """Dataset-level backdoor poisoning (BadNets, Gu et al. 2017, arXiv:1708.06733).
@@ -161,6 +164,19 @@ class BackdoorPoisoning(PoisoningAttack):
     """
 
     name = "backdoor"
+    needs_target_class = True
+    needs_trigger = True
+    parameter_constraints = {
+        "perturbation": [TRIGGER],
+        "trigger_name": [NON_EMPTY_STR],
+        "source": [None, CLASS],  # None: all-to-one
+        "target": [CLASS],
+        "count": COUNT,
+        "fraction": FRACTION,
+        "fraction_of": [Options("source", "train")],
+        "integration": [Options("concat", "replace")],
+        "seed": [SEED],
+    }
 
     perturbation: Perturbation | Sequence[Perturbation]
     trigger_name: str = "custom"
@@ -172,22 +188,11 @@ class BackdoorPoisoning(PoisoningAttack):
     integration: Literal["concat", "replace"] = "concat"
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_perturbation(self.perturbation)
-        if not isinstance(self.trigger_name, str) or not self.trigger_name:
-            raise ValueError(f"trigger_name must be a non-empty string, got {self.trigger_name!r}")
-        check_class_spec(self.source, "source", allow_none=True)
-        check_class_spec(self.target, "target")
-        if self.source is not None and self.source == self.target:
-            raise ValueError(f"source and target must differ, got both {self.source!r}")
+    def _check(self) -> None:
+        check_source_target(self.source, self.target)
         check_count_fraction(self.count, self.fraction, require_one=False)
-        if self.fraction_of not in ("source", "train"):
-            raise ValueError(f"fraction_of must be 'source' or 'train', got {self.fraction_of!r}")
         if self.fraction_of == "train" and self.fraction is None:
             raise ValueError("fraction_of='train' needs fraction, got fraction=None")
-        if self.integration not in ("concat", "replace"):
-            raise ValueError(f"integration must be 'concat' or 'replace', got {self.integration!r}")
-        check_seed(self.seed)
 
     @property
     def backdoor(self) -> BackdoorAttack:
@@ -278,13 +283,12 @@ def apply_trigger(
     sample carries the trigger, so its ``poison_mask`` is all True; its source tags become
     ``"<old source>+trigger:<trigger_name>"``. ``dataset`` is not modified.
     """
-    check_perturbation(perturbation)
-    if not isinstance(dataset, Dataset):
-        raise ValueError(f"dataset must be a Dataset, got {type(dataset).__name__}")
+    check_param("perturbation", perturbation, TRIGGER)
+    check_param("dataset", dataset, InstanceOf(Dataset, "a Dataset"))
+    check_param("exclude_class", exclude_class, None, CLASS)
     if exclude_class is None:
         keep = np.arange(len(dataset))
     else:
-        check_class_spec(exclude_class, "exclude_class")
         excl = resolve_class(dataset, exclude_class, "exclude_class")
         keep = np.flatnonzero(dataset.y != excl)
     if keep.size == 0:

@@ -1,4 +1,4 @@
-"""Shared pieces of every poisoning attack: the :class:`PoisonResult` value and validation helpers.
+"""Shared pieces of every poisoning attack: the result value, the base class, the registry, helpers.
 
 An attack in poisonlab is a small, immutable configuration object with a ``poison(clean)``
 method. It never trains a model and never edits its input: it returns a new
@@ -19,20 +19,29 @@ import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Real
+from typing import ClassVar
 
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
+from poisonlab.params import POSITIVE_INT, Constraint, Interval, Satisfies, validate_params
+from poisonlab.registry import Registry
 
 __all__ = [
+    "ATTACKS",
+    "CLASS",
+    "COUNT",
+    "FRACTION",
+    "TRIGGER",
+    "ClassLabel",
+    "Perturbation",
     "PoisonResult",
     "PoisoningAttack",
     "apply_perturbation",
-    "check_class_spec",
     "check_count_fraction",
-    "check_perturbation",
     "check_perturbation_output",
-    "check_seed",
+    "check_source_target",
     "choose",
     "make_result",
     "resolve_class",
@@ -93,15 +102,91 @@ class PoisonResult:
         return np.flatnonzero(self.dataset.mask_or_clean()).astype(np.int64)
 
 
+class ClassLabel(Constraint):
+    """A class name (non-empty str) or index (int >= 0), resolved against a dataset later."""
+
+    def is_satisfied_by(self, value: object) -> bool:
+        if isinstance(value, str):
+            return value != ""
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+    def describe(self) -> str:
+        return "a class name or index"
+
+    def describe_miss(self, value: object) -> str | None:
+        if isinstance(value, str):
+            return "a non-empty class name"
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return "a non-negative class index"
+        return None
+
+
+def _is_trigger(value: object) -> bool:
+    if callable(value):
+        return True
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) > 0
+        and all(callable(p) for p in value)
+    )
+
+
+#: a trigger function: a batch of images (N, H, W, C) -> a new batch of the same shape and dtype
+Perturbation = Callable[[np.ndarray], np.ndarray]
+#: a class name or index
+CLASS = ClassLabel()
+#: a trigger: ``(N, H, W, C) -> same shape and dtype``, or (for ART parity) a list applied in order
+TRIGGER = Satisfies(_is_trigger, "a callable or a non-empty list of callables")
+#: a poison budget: a number of samples, or a share in (0, 1]
+COUNT = [None, POSITIVE_INT]
+FRACTION = [None, Interval(Real, 0, 1, closed="right")]
+
+
 class PoisoningAttack(ABC):
-    """Base of the dataset-level attacks in :data:`poisonlab.attacks.ATTACKS`."""
+    """Base of the dataset-level attacks in :data:`ATTACKS`.
+
+    Subclasses are frozen keyword-only dataclasses. They declare what each constructor parameter
+    accepts in :attr:`parameter_constraints` (checked by ``__post_init__`` through
+    :func:`poisonlab.params.validate_params`) and rules that tie parameters together in
+    :meth:`_check`. The capability flags say what an attack needs, so that the CLI, configs and
+    the factory (:mod:`poisonlab.attacks.factory`) ask the class instead of keeping lists of names.
+    """
 
     #: registry name, set by subclasses
-    name: str = "attack"
+    name: ClassVar[str] = "attack"
+    #: parameter -> admissible values (:mod:`poisonlab.params`); every constructor field has one
+    parameter_constraints: ClassVar[dict[str, list]] = {}
+
+    #: crafts its poisons against a surrogate ``model``
+    needs_model: ClassVar[bool] = False
+    #: takes the attacker's ``target`` class
+    needs_target_class: ClassVar[bool] = False
+    #: requires a ``source`` class (the class whose inputs should end up as the target)
+    needs_source_class: ClassVar[bool] = False
+    #: takes ``victims``: the test images the attacker wants misclassified
+    needs_victims: ClassVar[bool] = False
+    #: carries a trigger that the attacker stamps on inputs at test time
+    needs_trigger: ClassVar[bool] = False
+    #: every poison keeps its correct label
+    clean_label: ClassVar[bool] = False
+    #: optimisation-based: returns a :class:`~poisonlab.attacks.crafting.CraftedPoisonResult`
+    crafted: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        validate_params(vars(self), self.parameter_constraints)
+        self._check()
+
+    def _check(self) -> None:  # noqa: B027 - a hook: most attacks have no cross-parameter rule
+        """Cross-parameter rules (the single-parameter ones are in :attr:`parameter_constraints`)."""
 
     @abstractmethod
     def poison(self, clean: Dataset) -> PoisonResult:
         """Return a poisoned copy of ``clean`` (``clean`` itself is never modified)."""
+
+
+#: attack name -> class; each attack registers itself with ``@ATTACKS.register``
+ATTACKS: Registry[type[PoisoningAttack]] = Registry("attack")
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -117,21 +202,6 @@ def make_result(dataset: Dataset, description: str) -> PoisonResult:
     )
 
 
-def check_class_spec(value: object, param: str, *, allow_none: bool = False) -> None:
-    """Constructor-time check that ``value`` can name a class (a str or a non-negative int)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, str | numbers.Integral):
-        expected = (
-            "a class name (str), a class index (int) or None" if allow_none else "a class name or index"
-        )
-        raise ValueError(f"{param} must be {expected}, got {value!r} ({type(value).__name__})")
-    if isinstance(value, numbers.Integral) and value < 0:
-        raise ValueError(f"{param} must be a non-negative class index, got {value}")
-    if isinstance(value, str) and not value:
-        raise ValueError(f"{param} must be a non-empty class name, got ''")
-
-
 def resolve_class(dataset: Dataset, value: str | int, param: str) -> int:
     """Resolve a class name or index against ``dataset.class_names`` with a parameter-named error."""
     try:
@@ -140,17 +210,10 @@ def resolve_class(dataset: Dataset, value: str | int, param: str) -> int:
         raise ValueError(f"{param}: {exc}") from None
 
 
-def check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
 def check_count_fraction(count: object, fraction: object, *, require_one: bool) -> None:
-    """Validate the mutually exclusive ``count`` / ``fraction`` pair.
+    """The ``count`` / ``fraction`` pair is exclusive; with ``require_one`` exactly one is needed.
 
-    ``count`` must be an int >= 1, ``fraction`` a float in (0, 1]. With ``require_one`` exactly
-    one of them must be given; otherwise at most one.
+    Their values are checked by the :data:`COUNT` and :data:`FRACTION` constraints.
     """
     if count is not None and fraction is not None:
         raise ValueError(
@@ -158,15 +221,12 @@ def check_count_fraction(count: object, fraction: object, *, require_one: bool) 
         )
     if require_one and count is None and fraction is None:
         raise ValueError("give exactly one of count or fraction, got neither")
-    if count is not None and (
-        isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1
-    ):
-        raise ValueError(f"count must be an int >= 1, got {count!r}")
-    if fraction is not None:
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-            raise ValueError(f"fraction must be a float in (0, 1], got {fraction!r}")
-        if not 0.0 < float(fraction) <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+
+
+def check_source_target(source: object, target: object) -> None:
+    """A source class equal to the target makes no attack (checked again on the data's indices)."""
+    if source is not None and source == target:
+        raise ValueError(f"source and target must differ, got both {source!r}")
 
 
 def resolve_count(*, count: int | None, fraction: float | None, base: int, available: int, what: str) -> int:
@@ -207,22 +267,6 @@ def check_perturbation_output(out: object, x: np.ndarray, name: str = "perturbat
     if out.dtype != x.dtype:
         raise ValueError(f"{name} must keep the dtype: expected {x.dtype}, got {out.dtype}")
     return out
-
-
-def check_perturbation(perturbation: object, param: str = "perturbation") -> None:
-    """A callable, or (for ART parity) a non-empty sequence of callables applied in order."""
-    if callable(perturbation):
-        return
-    if (
-        isinstance(perturbation, Sequence)
-        and not isinstance(perturbation, str)
-        and len(perturbation) > 0
-        and all(callable(p) for p in perturbation)
-    ):
-        return
-    raise ValueError(
-        f"{param} must be a callable or a non-empty list of callables, got {type(perturbation).__name__}"
-    )
 
 
 def apply_perturbation(

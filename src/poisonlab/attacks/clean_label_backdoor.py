@@ -17,81 +17,50 @@ of triggers applied in order) from :mod:`poisonlab.triggers` can be given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poisonlab.attacks.base import (
-    PoisoningAttack,
-    apply_perturbation,
-    check_class_spec,
-    check_count_fraction,
-    check_perturbation,
-    check_seed,
-)
+from poisonlab.attacks.base import ATTACKS, TRIGGER, Perturbation, apply_perturbation
+from poisonlab.attacks.crafted import Crafted, CraftedAttack
 from poisonlab.attacks.crafting import (
-    CraftedPoisonResult,
-    CraftReport,
     Surrogate,
-    check_eps,
     check_finite,
-    check_model,
-    check_positive,
-    check_steps,
     max_linf,
-    measure,
     minibatches,
     project,
-    quantize_in_ball,
-    replace_samples,
-    select_poisons,
     to_tensor,
 )
 from poisonlab.data.dataset import Dataset
-from poisonlab.device import resolve_device
-from poisonlab.models.base import PoisonlabModel
+from poisonlab.params import BOOLEAN, NON_EMPTY_STR, POSITIVE
 
 __all__ = ["CleanLabelBackdoor"]
 
-Perturbation = Callable[[np.ndarray], np.ndarray]
 
-
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
-class CleanLabelBackdoor(PoisoningAttack):
+class CleanLabelBackdoor(CraftedAttack):
     """Label-consistent backdoor (Turner et al. 2019, arXiv:1912.02771).
 
     Parameters
     ----------
-    model : PoisonlabModel
-        Surrogate for the adversarial perturbation (used in eval mode on a copy; never modified).
-    target : str or int
-        Adversarial class: the poisons are training images of this class, labels unchanged, and
-        triggered test images should be classified as it.
+    model, target, count, fraction, eps, steps, batch_size, device, seed
+        As for every crafted attack (:class:`~poisonlab.attacks.crafted.CraftedAttack`); here
+        ``eps`` bounds the adversarial perturbation (Turner et al. report 8/255 and 16/255; the
+        larger is markedly stronger), ``steps`` are PGD steps and ``seed`` also draws the random
+        start.
     trigger : callable or list of callables
         uint8 (N, H, W, C) -> same shape and dtype, e.g. ``poisonlab.triggers.get_trigger("pattern")``.
     trigger_name : str
         Name used in the description and the dataset name.
-    count, fraction : int or float
-        Budget: number of poisons, or share of the *whole* training set; exactly one is required.
-    eps : float
-        L-inf radius of the adversarial perturbation on the [0, 1] scale (Turner et al. report
-        8/255 and 16/255; the larger is markedly stronger).
-    steps : int
-        PGD steps.
     step_size : float or None
         PGD step on the [0, 1] scale; ``None`` means ``2.5 * eps / steps`` (Madry et al.).
     random_start : bool
         Start PGD from a uniform random point of the ball (drawn from a generator seeded by
         ``seed``).
-    batch_size : int
-        Poisons optimised together (a memory bound; chunks are independent).
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    seed : int
-        Picks the poisons and the random start.
 
     Notes
     -----
@@ -106,90 +75,51 @@ class CleanLabelBackdoor(PoisoningAttack):
     """
 
     name = "clean_label_backdoor"
+    needs_trigger = True
+    parameter_constraints = {
+        **CraftedAttack.parameter_constraints,
+        "trigger": [TRIGGER],
+        "trigger_name": [NON_EMPTY_STR],
+        "step_size": [None, POSITIVE],
+        "random_start": [BOOLEAN],
+    }
 
-    model: PoisonlabModel
-    target: str | int
     trigger: Perturbation | Sequence[Perturbation]
     trigger_name: str = "custom"
-    count: int | None = None
-    fraction: float | None = None
-    eps: float = 16 / 255
     steps: int = 10
     step_size: float | None = None
     random_start: bool = True
-    batch_size: int = 250
-    device: str = "cpu"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_model(self.model)
-        check_class_spec(self.target, "target")
-        check_perturbation(self.trigger, "trigger")
-        if not isinstance(self.trigger_name, str) or not self.trigger_name:
-            raise ValueError(f"trigger_name must be a non-empty string, got {self.trigger_name!r}")
-        check_count_fraction(self.count, self.fraction, require_one=True)
-        check_eps(self.eps)
-        check_steps(self.steps)
-        if self.step_size is not None:
-            check_positive(self.step_size, "step_size")
-        if not isinstance(self.random_start, bool):
-            raise ValueError(f"random_start must be a bool, got {self.random_start!r}")
-        check_steps(self.batch_size, "batch_size")
-        if not isinstance(self.device, str):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        resolve_device(self.device)
-        check_seed(self.seed)
 
     @property
     def alpha(self) -> float:
         """The PGD step actually used, on the [0, 1] scale."""
         return float(self.step_size) if self.step_size is not None else 2.5 * self.eps / self.steps
 
-    def at_test_time(self, images: np.ndarray) -> np.ndarray:
-        """The trigger applied to a copy of ``images`` (uint8 (N, H, W, C)); shape and dtype kept."""
-        return apply_perturbation(self.trigger, images)
-
-    def poison(self, clean: Dataset) -> CraftedPoisonResult:
-        """``clean`` with the chosen target-class images replaced by adversarial, triggered copies.
-
-        Returns a :class:`CraftedPoisonResult` whose ``report`` holds the objective (see Notes).
-        """
-        with measure() as clock:
-            tgt, idx = select_poisons(
-                clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
-            )
-            sur = Surrogate(self.model, device=self.device)
-            sur.check_images(clean.x, "clean")
-            # a trigger that does not fit these images fails now, not after the PGD
-            apply_perturbation(self.trigger, clean.x[idx[:1]])
-            # One CPU generator for the whole run: the same seed gives the same random starts on
-            # any device and for any chunking order (chunks are processed in order).
-            gen = torch.Generator().manual_seed(self.seed)
-            bases = clean.x[idx]
-            adversarial = np.empty_like(bases)
-            for sl in minibatches(len(idx), self.batch_size):
-                adversarial[sl] = self._pgd(sur, bases[sl], tgt, gen)
-            poisons = apply_perturbation(self.trigger, adversarial)
-            losses = [_neg_ce(sur, images, tgt, self.batch_size) for images in (bases, poisons, adversarial)]
-        report = CraftReport(
-            seconds=clock.seconds,
-            peak_rss_mib=clock.peak_rss_mib,
-            steps=self.steps,
-            loss_initial=losses[0],
-            loss_final=losses[1],
-            max_linf=max_linf(poisons, bases),
-            extras={
-                "loss_adversarial": losses[2],
-                "max_linf_adversarial": max_linf(adversarial, bases),
-                "step_size": self.alpha,
-            },
+    def _craft(self, surrogate: Surrogate, clean: Dataset, target: int, indices: np.ndarray) -> Crafted:
+        bases = clean.x[indices]
+        self.at_test_time(bases[:1])  # a trigger that does not fit these images fails before the PGD
+        # One CPU generator for the whole run: the same seed gives the same random starts on any
+        # device and for any chunking order (chunks are processed in order).
+        gen = torch.Generator().manual_seed(self.seed)
+        adversarial, _ = self._in_chunks(
+            bases, lambda chunk: (self._pgd(surrogate, chunk, target, gen), np.zeros(0))
         )
-        desc = (
-            f"clean_label_backdoor[{self.trigger_name}]: {len(idx)} poisons of {clean.class_names[tgt]!r}, "
+        poisons = apply_perturbation(self.trigger, adversarial)
+        losses = [
+            _neg_ce(surrogate, images, target, self.batch_size) for images in (bases, poisons, adversarial)
+        ]
+        extras = {
+            "loss_adversarial": losses[2],
+            "max_linf_adversarial": max_linf(adversarial, bases),
+            "step_size": self.alpha,
+        }
+        return Crafted(poisons, losses[0], losses[1], extras)
+
+    def _describe(self, clean: Dataset, target: int, n: int) -> str:
+        return (
+            f"clean_label_backdoor[{self.trigger_name}]: {n} poisons of {clean.class_names[target]!r}, "
             f"eps={self.eps * 255:g}/255, {self.steps} PGD steps, labels unchanged"
         )
-        tag = f"clean_label_backdoor[{self.trigger_name}]"
-        return replace_samples(clean, idx, poisons, tag=tag, description=desc, report=report)
 
     def _pgd(self, sur: Surrogate, base_u8: np.ndarray, label: int, gen: torch.Generator) -> np.ndarray:
         """Untargeted L-inf PGD maximising the CE on ``label``; uint8 (n, H, W, C) in the ball.
@@ -216,7 +146,7 @@ class CleanLabelBackdoor(PoisoningAttack):
             grad = torch.autograd.grad(loss.sum(), xg)[0]
             x = project(x + self.alpha * grad.sign(), base, self.eps)
             check_finite(x, "clean-label backdoor poison")
-        return quantize_in_ball(best, base_u8, self.eps)
+        return self._quantize(best, base_u8)
 
 
 def _neg_ce(sur: Surrogate, images: np.ndarray, label: int, batch_size: int) -> float:

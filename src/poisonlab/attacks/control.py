@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poisonlab.attacks.base import PoisoningAttack, PoisonResult, make_result
+from poisonlab.attacks.base import ATTACKS, PoisoningAttack, PoisonResult, make_result
 from poisonlab.data.dataset import Dataset
 
 
+@ATTACKS.register
 @dataclass(frozen=True)
 class NoPoison(PoisoningAttack):
     """Returns the clean set unchanged with an all-clean poison mask."""

@@ -4,8 +4,11 @@ Hidden-trigger backdoor, feature collision, clean-label backdoor and gradient ma
 perturb a few *correctly labelled* training images of the attacker's class inside an L-inf ball
 of radius ``eps`` (pixel scale [0, 1]) so that a surrogate model ("white box": the victim's own
 pre-trained weights; "grey box": a model trained on similar data) is steered toward the
-attacker's goal. This module holds what they share:
+attacker's goal. Their common base class (the ``poison()`` template) is
+:class:`poisonlab.attacks.crafted.CraftedAttack`; this module holds the machinery they share:
 
+* :data:`EPS`, :data:`MODEL` and :data:`VICTIMS` - constraints of the shared parameters in the
+  vocabulary of :mod:`poisonlab.params`, and :func:`check_feature_layer`;
 * :class:`CraftReport` and :class:`CraftedPoisonResult` - the poisoned set plus the time, peak
   memory and objective of the crafting, for benchmark tables and reports;
 * :class:`Surrogate` - an eval-mode, frozen copy of the model on the crafting device, with a
@@ -23,13 +26,13 @@ Unified Benchmark for Backdoor and Data Poisoning Attacks", ICML 2021 (arXiv:200
 from __future__ import annotations
 
 import copy
-import numbers
 import resource
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 import torch
@@ -39,17 +42,18 @@ from poisonlab.attacks.base import PoisonResult, choose, make_result, resolve_cl
 from poisonlab.data.dataset import Dataset
 from poisonlab.device import resolve_device
 from poisonlab.models.base import PoisonlabModel
+from poisonlab.params import InstanceOf, Interval, Satisfies, check_param, describe_value
 
 __all__ = [
+    "EPS",
     "FEATURE_LAYERS",
+    "MODEL",
+    "VICTIMS",
     "CraftReport",
     "CraftedPoisonResult",
     "Surrogate",
-    "check_eps",
+    "check_feature_layer",
     "check_finite",
-    "check_model",
-    "check_positive",
-    "check_steps",
     "check_victims",
     "max_linf",
     "measure",
@@ -114,40 +118,34 @@ class CraftedPoisonResult(PoisonResult):
 
 
 # ------------------------------------------------------------------------------ parameter checks
-def check_eps(eps: object, param: str = "eps") -> float:
-    """An L-inf radius on the [0, 1] pixel scale, in (0, 1] (e.g. 8/255, 16/255)."""
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 < float(eps) <= 1.0:
-        raise ValueError(f"{param} must be a float in (0, 1] (pixel scale, e.g. 16/255), got {eps!r}")
-    return float(eps)
+#: an L-inf radius on the [0, 1] pixel scale
+EPS = Interval(Real, 0, 1, closed="right", note="pixel scale, e.g. 16/255")
+#: the surrogate to craft against
+MODEL = InstanceOf(PoisonlabModel, "a poisonlab model (PoisonlabModel) to craft against")
+#: uint8 victim image(s), (H, W, C) or (M, H, W, C)
+VICTIMS = Satisfies(
+    lambda v: isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim in (3, 4),
+    "a uint8 image (H, W, C) or batch (M, H, W, C)",
+)
 
 
-def check_positive(value: object, param: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
-        raise ValueError(f"{param} must be a positive number, got {value!r}")
-    if not np.isfinite(float(value)):
-        raise ValueError(f"{param} must be finite, got {value!r}")
-    return float(value)
+def check_feature_layer(model: nn.Module, layer: object) -> str:
+    """``layer`` names a feature layer of ``model``: one of :data:`FEATURE_LAYERS` or a module name.
 
-
-def check_steps(value: object, param: str = "steps") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{param} must be an int >= 1, got {value!r}")
-    return int(value)
-
-
-def check_model(model: object) -> PoisonlabModel:
-    if not isinstance(model, PoisonlabModel):
+    Cheap (no copy of the model), so attacks check it when they are configured.
+    """
+    names = [n for n, _ in model.named_modules() if n]
+    if not isinstance(layer, str) or (layer not in FEATURE_LAYERS and layer not in names):
         raise ValueError(
-            f"model must be a poisonlab model (PoisonlabModel) to craft against, got {type(model).__name__}"
+            f"feature_layer must be one of {list(FEATURE_LAYERS)} or a module name of "
+            f"{type(model).__name__} ({', '.join(names[:12])}, ...), got {describe_value(layer)}"
         )
-    return model
+    return layer
 
 
 def check_victims(images: object, param: str = "victims") -> np.ndarray:
-    """Victim images: uint8 (M, H, W, C) with M >= 1, or one (H, W, C) image."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4):
-        got = f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}"
-        raise ValueError(f"{param} must be a uint8 image (H, W, C) or batch (M, H, W, C), got {got}")
+    """Victim images as a batch: uint8 (M, H, W, C) with M >= 1 (one (H, W, C) image gets M = 1)."""
+    check_param(param, images, VICTIMS)
     batch = images[None] if images.ndim == 3 else images
     if batch.shape[0] == 0:
         raise ValueError(f"{param} must hold at least one image, got 0")
@@ -218,18 +216,13 @@ class Surrogate:
         feature_layer: str = "penultimate",
         trainable: bool = False,
     ) -> None:
-        check_model(model)
+        check_param("model", model, MODEL)
+        check_feature_layer(model, feature_layer)
         self.device = resolve_device(device)
         self.net = copy.deepcopy(model).to(self.device, memory_format=torch.channels_last).eval()
         for p in self.net.parameters():
             p.requires_grad_(trainable)
         modules = dict(self.net.named_modules())
-        if feature_layer not in FEATURE_LAYERS and (feature_layer == "" or feature_layer not in modules):
-            names = [n for n in modules if n]
-            raise ValueError(
-                f"feature_layer must be one of {list(FEATURE_LAYERS)} or a module name of "
-                f"{type(model).__name__} ({', '.join(names[:12])}, ...), got {feature_layer!r}"
-            )
         self.feature_layer = feature_layer
         self._module: nn.Module | None = None if feature_layer in FEATURE_LAYERS else modules[feature_layer]
 

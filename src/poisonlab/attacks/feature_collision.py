@@ -24,64 +24,50 @@ Two options of the literature:
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 import torch
 
-from poisonlab.attacks.base import PoisoningAttack, check_class_spec, check_count_fraction, check_seed
+from poisonlab.attacks.base import ATTACKS
+from poisonlab.attacks.crafted import Crafted, CraftedAttack
 from poisonlab.attacks.crafting import (
-    FEATURE_LAYERS,
-    CraftedPoisonResult,
-    CraftReport,
+    EPS,
+    VICTIMS,
     Surrogate,
-    check_eps,
     check_finite,
-    check_model,
-    check_positive,
-    check_steps,
-    check_victims,
-    max_linf,
-    measure,
-    minibatches,
     project,
-    quantize_in_ball,
-    replace_samples,
-    select_poisons,
     to_tensor,
 )
 from poisonlab.data.dataset import Dataset
-from poisonlab.device import resolve_device
-from poisonlab.models.base import PoisonlabModel
+from poisonlab.params import POSITIVE, InstanceOf, Interval
 
 __all__ = ["FeatureCollision"]
 
 
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
-class FeatureCollision(PoisoningAttack):
+class FeatureCollision(CraftedAttack):
     """Feature-collision poisoning (Shafahi et al. 2018, arXiv:1804.00792).
 
     Parameters
     ----------
-    model : PoisonlabModel
-        Surrogate to craft against (used in eval mode on a copy; never modified).
-    target : str or int
-        Adversarial class: the poisons are training images of this class, labels unchanged.
+    model, target, count, fraction, steps, batch_size, device, seed
+        As for every crafted attack (:class:`~poisonlab.attacks.crafted.CraftedAttack`); here
+        ``steps`` are forward-backward splitting iterations (ART's ``max_iter`` counts outer loops
+        instead), chunks of ``batch_size`` poisons are independent and ``seed`` only picks which
+        target-class images become poisons (the optimisation is deterministic).
     victims : np.ndarray
         uint8 victim image(s) in [0, 255], (H, W, C) or (M, H, W, C), the shape the model expects.
         With M > 1 the poisons collide toward the mean victim feature and are watermarked with
         the mean victim image.
-    count, fraction : int or float
-        Budget: number of poisons, or share of the *whole* training set; exactly one is required.
     feature_layer : str
         ``"penultimate"``, ``"logits"`` or a module name of the model (e.g. ``"blocks.1"``).
     eps : float or None
         L-inf radius on the [0, 1] scale around the original base; ``None`` (the paper) is
         unbounded apart from [0, 1]. With ``eps`` set the watermarked start is projected into the
         ball, while the proximal term still pulls toward the (possibly outside) watermarked base.
-    steps : int
-        Forward-backward splitting iterations (ART's ``max_iter`` counts outer loops instead).
     lr : float
         Forward step size in [0, 1] pixel units (the paper's lambda). Halved per poison whenever
         a step would raise that poison's objective; such steps are rejected, so the objective
@@ -91,12 +77,6 @@ class FeatureCollision(PoisoningAttack):
         ART's default coefficient).
     watermark : float or None
         Watermark opacity ``w`` in [0, 1); ``None`` or 0 disables it.
-    batch_size : int
-        Poisons optimised together (a memory bound; chunks are independent).
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    seed : int
-        Picks which target-class images become poisons (the optimisation is deterministic).
 
     Notes
     -----
@@ -107,108 +87,50 @@ class FeatureCollision(PoisoningAttack):
     """
 
     name = "feature_collision"
+    needs_victims = True
+    parameter_constraints = {
+        **CraftedAttack.parameter_constraints,
+        "eps": [None, EPS],
+        "victims": [VICTIMS],
+        "feature_layer": [InstanceOf(str, "a layer name (str)")],
+        "lr": [POSITIVE],
+        "similarity_coeff": [POSITIVE],
+        "watermark": [None, Interval(Real, 0, 1, closed="left")],
+    }
 
-    model: PoisonlabModel
-    target: str | int
     victims: np.ndarray
-    count: int | None = None
-    fraction: float | None = None
     feature_layer: str = "penultimate"
     eps: float | None = None
     steps: int = 200
     lr: float = 0.01
     similarity_coeff: float = 256.0
     watermark: float | None = 0.3
-    batch_size: int = 250
-    device: str = "cpu"
-    seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_model(self.model)
-        check_class_spec(self.target, "target")
-        batch = check_victims(self.victims)
-        if tuple(batch.shape[1:]) != tuple(self.model.input_shape):
-            raise ValueError(
-                f"victims must have the model's image shape {tuple(self.model.input_shape)} (H, W, C), "
-                f"got {tuple(batch.shape[1:])}"
-            )
-        check_count_fraction(self.count, self.fraction, require_one=True)
-        self._check_layer()
-        if self.eps is not None:
-            check_eps(self.eps)
-        check_steps(self.steps)
-        check_positive(self.lr, "lr")
-        check_positive(self.similarity_coeff, "similarity_coeff")
-        w = self.watermark
-        if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Real) or not 0.0 <= w < 1.0):
-            raise ValueError(f"watermark must be None or a float in [0, 1), got {w!r}")
-        check_steps(self.batch_size, "batch_size")
-        if not isinstance(self.device, str):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        resolve_device(self.device)
-        check_seed(self.seed)
-
-    def _check_layer(self) -> None:
-        # Checked here (cheaply, without copying the model) so a typo fails at configuration time.
-        names = [n for n, _ in self.model.named_modules() if n]
-        if not isinstance(self.feature_layer, str) or (
-            self.feature_layer not in FEATURE_LAYERS and self.feature_layer not in names
-        ):
-            raise ValueError(
-                f"feature_layer must be one of {list(FEATURE_LAYERS)} or a module name of "
-                f"{type(self.model).__name__} (e.g. {', '.join(names[:6])}), got {self.feature_layer!r}"
-            )
-
-    def at_test_time(self, images: np.ndarray) -> np.ndarray:
-        """What the attacker does to a test image: nothing (a copy of ``images``, any shape)."""
-        if not isinstance(images, np.ndarray):
-            raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
-        return images.copy()
-
-    def poison(self, clean: Dataset) -> CraftedPoisonResult:
-        """``clean`` with the chosen target-class images replaced by their poisons.
-
-        Returns a :class:`CraftedPoisonResult` whose ``report`` holds the objective (see Notes).
-        """
-        with measure() as clock:
-            tgt, idx = select_poisons(
-                clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
-            )
-            sur = Surrogate(self.model, device=self.device, feature_layer=self.feature_layer)
-            sur.check_images(clean.x, "clean")
-            victims = check_victims(self.victims)
-            t_feat = sur.batched_features(victims, self.batch_size).mean(0, keepdim=True)
-            check_finite(t_feat, "victim feature")
-            beta = self.similarity_coeff * (t_feat.shape[1] / float(np.prod(victims.shape[1:]))) ** 2
-            mean_victim = to_tensor(victims, sur.device).mean(0, keepdim=True)
-            bases = clean.x[idx]
-            poisons = np.empty_like(bases)
-            totals = np.zeros(4)  # obj0, obj1, dist0, dist1 summed over poisons
-            for sl in minibatches(len(idx), self.batch_size):
-                poisons[sl], sums = self._craft_chunk(sur, bases[sl], t_feat, mean_victim, beta)
-                totals += sums
-        means = totals / max(len(idx), 1)
-        report = CraftReport(
-            seconds=clock.seconds,
-            peak_rss_mib=clock.peak_rss_mib,
-            steps=self.steps,
-            loss_initial=float(means[0]),
-            loss_final=float(means[1]),
-            max_linf=max_linf(poisons, bases),
-            extras={
-                "feature_dist_initial": float(means[2]),
-                "feature_dist_final": float(means[3]),
-                "beta": beta,
-                "num_victims": len(victims),
-            },
+    def _craft(self, surrogate: Surrogate, clean: Dataset, target: int, indices: np.ndarray) -> Crafted:
+        victims = self.victim_batch
+        t_feat = surrogate.batched_features(victims, self.batch_size).mean(0, keepdim=True)
+        check_finite(t_feat, "victim feature")
+        beta = self.similarity_coeff * (t_feat.shape[1] / float(np.prod(victims.shape[1:]))) ** 2
+        mean_victim = to_tensor(victims, surrogate.device).mean(0, keepdim=True)
+        poisons, totals = self._in_chunks(  # totals: obj0, obj1, dist0, dist1 summed over poisons
+            clean.x[indices], lambda bases: self._craft_chunk(surrogate, bases, t_feat, mean_victim, beta)
         )
+        means = totals / max(len(indices), 1)
+        extras = {
+            "feature_dist_initial": float(means[2]),
+            "feature_dist_final": float(means[3]),
+            "beta": beta,
+            "num_victims": len(victims),
+        }
+        return Crafted(poisons, float(means[0]), float(means[1]), extras)
+
+    def _describe(self, clean: Dataset, target: int, n: int) -> str:
         eps = "none" if self.eps is None else f"{self.eps * 255:g}/255"
-        desc = (
-            f"feature_collision: {len(idx)} poisons of {clean.class_names[tgt]!r} toward {len(victims)} "
-            f"victim(s), layer={self.feature_layer}, eps={eps}, watermark={self.watermark}, "
-            f"{self.steps} steps"
+        return (
+            f"feature_collision: {n} poisons of {clean.class_names[target]!r} toward "
+            f"{len(self.victim_batch)} victim(s), layer={self.feature_layer}, eps={eps}, "
+            f"watermark={self.watermark}, {self.steps} steps"
         )
-        return replace_samples(clean, idx, poisons, tag="feature_collision", description=desc, report=report)
 
     # ------------------------------------------------------------------------------ optimisation
     def _craft_chunk(
@@ -237,7 +159,7 @@ class FeatureCollision(PoisoningAttack):
             x, grad = torch.where(keep, cand, x), torch.where(keep, c_grad, grad)
             obj, dist = torch.where(ok, c_obj, obj), torch.where(ok, c_dist, dist)
             lr = torch.where(ok, lr, lr * 0.5)
-        poisons = quantize_in_ball(x, base_u8, self.eps)
+        poisons = self._quantize(x, base_u8)
         obj0, dist0, _ = _objective(sur, base, t_feat, anchor, beta, with_grad=False)
         final = to_tensor(poisons, sur.device)
         obj1, dist1, _ = _objective(sur, final, t_feat, anchor, beta, with_grad=False)

@@ -32,28 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poisonlab.attacks.base import PoisoningAttack, check_class_spec, check_count_fraction, check_seed
-from poisonlab.attacks.crafting import (
-    CraftedPoisonResult,
-    CraftReport,
-    Surrogate,
-    check_eps,
-    check_finite,
-    check_model,
-    check_positive,
-    check_steps,
-    check_victims,
-    max_linf,
-    measure,
-    minibatches,
-    project,
-    quantize_in_ball,
-    replace_samples,
-    select_poisons,
-    to_tensor,
-)
+from poisonlab.attacks.base import ATTACKS
+from poisonlab.attacks.crafted import Crafted, CraftedAttack
+from poisonlab.attacks.crafting import VICTIMS, Surrogate, check_finite, minibatches, project, to_tensor
 from poisonlab.data.dataset import Dataset
-from poisonlab.models.base import PoisonlabModel
+from poisonlab.params import BOOLEAN, POSITIVE, POSITIVE_INT
 from poisonlab.training.augment import random_crop_flip
 
 __all__ = ["GradientMatching"]
@@ -128,110 +111,64 @@ class _Matcher:
         return grad
 
 
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
-class GradientMatching(PoisoningAttack):
+class GradientMatching(CraftedAttack):
     """Witches' Brew gradient-matching poisons (Geiping et al., ICLR 2021, arXiv:2009.02276).
 
     Parameters
     ----------
-    model : PoisonlabModel
-        Surrogate (white box: the victim's pre-trained weights). Never modified.
+    model, target, count, fraction, eps, batch_size, device, seed
+        As for every crafted attack (:class:`~poisonlab.attacks.crafted.CraftedAttack`); here
+        ``batch_size`` is the number of poisons per double-backward chunk (it bounds the memory,
+        not the result) and ``seed`` also seeds initialisation and augmentation.
     victims : np.ndarray
         uint8 test images in [0, 255], (M, H, W, C) or one (H, W, C), of the model's input shape;
         the attacker wants them classified as ``target``.
-    target : str or int
-        Adversarial class; the poisons are training images of this class, labels unchanged.
-    count, fraction : int or float, optional
-        Budget, exactly one: a number of poisons, or a share in (0, 1] of the whole training set.
-    eps : float
-        L-inf radius on the [0, 1] scale, in (0, 1]; stored poisons differ from their originals by
-        at most ``floor(eps * 255)`` grey levels.
     steps, restarts : int
         Adam steps per restart (paper: 240); random starts, the lowest final loss kept (paper: 8).
     lr : float
         Adam learning rate in units of ``eps`` (see the module docstring).
     augment : bool
         Differentiable random crop and flip of the poisons at every step.
-    batch_size : int
-        Poisons per double-backward chunk (bounds the memory, not the result).
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
-    seed : int
-        Picks the poisons and seeds initialisation and augmentation.
+
+    Notes
+    -----
+    The report's losses are ``1 - cos(g_p, g_adv)`` in [0, 2] without augmentation (lower is
+    better for the attacker); ``extras`` holds every restart's loss.
     """
 
     name = "gradient_matching"
+    needs_victims = True
+    trainable_surrogate = True
+    parameter_constraints = {
+        **CraftedAttack.parameter_constraints,
+        "victims": [VICTIMS],
+        "restarts": [POSITIVE_INT],
+        "lr": [POSITIVE],
+        "augment": [BOOLEAN],
+    }
 
-    model: PoisonlabModel
     victims: np.ndarray
-    target: str | int
-    count: int | None = None
-    fraction: float | None = None
-    eps: float = 16 / 255
     steps: int = 240
     restarts: int = 1
     lr: float = 0.1
     augment: bool = True
     batch_size: int = 500
-    device: str = "cpu"
-    seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_model(self.model)
-        shape = tuple(check_victims(self.victims).shape[1:])
-        if shape != tuple(self.model.input_shape):
-            raise ValueError(
-                f"victims: the model expects images of shape {tuple(self.model.input_shape)} (H, W, C), "
-                f"got {shape}"
-            )
-        check_class_spec(self.target, "target")
-        check_count_fraction(self.count, self.fraction, require_one=True)
-        check_eps(self.eps)
-        check_steps(self.steps)
-        check_steps(self.restarts, "restarts")
-        check_positive(self.lr, "lr")
-        if not isinstance(self.augment, bool):
-            raise ValueError(f"augment must be a bool, got {self.augment!r}")
-        check_steps(self.batch_size, "batch_size")
-        dev = self.device
-        if not isinstance(dev, str) or not (dev in ("auto", "cpu") or dev.startswith("cuda")):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        check_seed(self.seed)
-
-    def at_test_time(self, images: np.ndarray) -> np.ndarray:
-        """Test images as they are: the attack needs no trigger at test time."""
-        return images
-
-    def poison(self, clean: Dataset) -> CraftedPoisonResult:
-        """Craft the poisons and write them over their originals in a copy of ``clean``.
-
-        Parameters
-        ----------
-        clean : Dataset
-            Training set, uint8 (N, H, W, C) of the model's input shape. Not modified.
-
-        Returns
-        -------
-        CraftedPoisonResult
-            Same images, except the poisons, and the same labels as ``clean``; ``poison_mask`` set.
-            The report's losses are ``1 - cos(g_p, g_adv)`` in [0, 2] without augmentation (lower is
-            better for the attacker); ``extras`` holds every restart's loss.
-        """
-        with measure() as clock:
-            m = self._matcher(clean)
-            victims = check_victims(self.victims)
-            tgt, idx = select_poisons(
-                clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
-            )
-            m.t_hat = _adversarial_direction(m, victims, tgt)
-            base_u8 = clean.x[idx]
-            base, y = to_tensor(base_u8, m.sur.device), torch.from_numpy(clean.y[idx]).to(m.sur.device)
-            loss_initial, losses, best = m.loss(base, y), [], None
-            for r in range(self.restarts):
-                poisons = quantize_in_ball(self._craft(m, base, y, r), base_u8, self.eps)
-                losses.append(m.loss(to_tensor(poisons, m.sur.device), y))
-                if best is None or losses[-1] < losses[best[0]]:
-                    best = (r, poisons)
+    def _craft(self, surrogate: Surrogate, clean: Dataset, target: int, indices: np.ndarray) -> Crafted:
+        m = self._matcher(clean, surrogate)
+        victims = self.victim_batch
+        m.t_hat = _adversarial_direction(m, victims, target)
+        base_u8 = clean.x[indices]
+        base = to_tensor(base_u8, m.sur.device)
+        y = torch.from_numpy(clean.y[indices]).to(m.sur.device)
+        loss_initial, losses, best = m.loss(base, y), [], None
+        for r in range(self.restarts):
+            poisons = self._quantize(self._restart(m, base, y, r), base_u8)
+            losses.append(m.loss(to_tensor(poisons, m.sur.device), y))
+            if best is None or losses[-1] < losses[best[0]]:
+                best = (r, poisons)
         assert best is not None  # restarts >= 1
         extras = {
             "restarts": self.restarts,
@@ -241,33 +178,26 @@ class GradientMatching(PoisoningAttack):
             "lr": self.lr,
             "augment": self.augment,
         }
-        report = CraftReport(
-            seconds=clock.seconds,
-            peak_rss_mib=clock.peak_rss_mib,
-            steps=self.steps,
-            loss_initial=loss_initial,
-            loss_final=losses[best[0]],
-            max_linf=max_linf(best[1], base_u8),
-            extras=extras,
-        )
+        return Crafted(best[1], loss_initial, losses[best[0]], extras)
+
+    def _describe(self, clean: Dataset, target: int, n: int) -> str:
         k = 255 * self.eps
         eps = f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{self.eps:.4g}"
-        desc = (
-            f"gradient_matching: {idx.size} poisons of {clean.class_names[tgt]!r} (eps {eps}) "
-            f"for {victims.shape[0]} victim(s)"
+        return (
+            f"gradient_matching: {n} poisons of {clean.class_names[target]!r} (eps {eps}) "
+            f"for {self.victim_batch.shape[0]} victim(s)"
         )
-        return replace_samples(clean, idx, best[1], tag=self.name, description=desc, report=report)
 
-    def _matcher(self, clean: Dataset) -> _Matcher:
-        """Surrogate copy on the device (eval mode, parameters trainable) after the shape checks."""
-        sur = Surrogate(self.model, device=self.device, trainable=True)
-        sur.check_images(check_victims(self.victims), "victims")
+    def _matcher(self, clean: Dataset, surrogate: Surrogate | None = None) -> _Matcher:
+        """The crafting problem on ``surrogate`` (a fresh trainable copy of the model by default)."""
+        sur = surrogate or Surrogate(self.model, device=self.device, trainable=True)
+        sur.check_images(self.victim_batch, "victims")
         sur.check_images(clean.x, "clean")
         h, w = clean.image_shape[:2]
         pad = max(1, round(4 * min(h, w) / 32)) if self.augment else None
         return _Matcher(sur, [p for p in sur.net.parameters() if p.requires_grad], self.batch_size, pad)
 
-    def _craft(self, m: _Matcher, base: torch.Tensor, y: torch.Tensor, restart: int) -> torch.Tensor:
+    def _restart(self, m: _Matcher, base: torch.Tensor, y: torch.Tensor, restart: int) -> torch.Tensor:
         """One restart: float poisons (N, C, H, W) in [0, 1] within ``eps`` of ``base``."""
         state = np.random.SeedSequence([self.seed, restart]).generate_state(1, dtype=np.uint64)[0]
         gen = torch.Generator().manual_seed(int(state))

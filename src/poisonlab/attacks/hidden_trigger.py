@@ -20,47 +20,21 @@ The chapter's parameters (ART's ``HiddenTriggerBackdoor``) are the defaults: an 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from poisonlab.attacks.base import (
-    PoisoningAttack,
-    apply_perturbation,
-    check_class_spec,
-    check_count_fraction,
-    check_perturbation,
-    check_seed,
-    resolve_class,
-)
-from poisonlab.attacks.crafting import (
-    CraftedPoisonResult,
-    CraftReport,
-    Surrogate,
-    check_eps,
-    check_model,
-    check_positive,
-    check_steps,
-    max_linf,
-    measure,
-    minibatches,
-    project,
-    quantize_in_ball,
-    replace_samples,
-    select_poisons,
-    to_tensor,
-)
+from poisonlab.attacks.base import ATTACKS, CLASS, TRIGGER, Perturbation, resolve_class
+from poisonlab.attacks.crafted import Crafted, CraftedAttack
+from poisonlab.attacks.crafting import Surrogate, project, to_tensor
 from poisonlab.data.dataset import Dataset
-from poisonlab.device import resolve_device
-from poisonlab.models.base import PoisonlabModel
+from poisonlab.params import NON_EMPTY_STR, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, InstanceOf, check_param
 from poisonlab.triggers import default_trigger_path, insert_image
 
 __all__ = ["HiddenTriggerBackdoor", "chapter_patch_trigger"]
-
-Perturbation = Callable[[np.ndarray], np.ndarray]
 
 
 def chapter_patch_trigger(patch_size: int = 8, offset: int = 5) -> Perturbation:
@@ -69,10 +43,8 @@ def chapter_patch_trigger(patch_size: int = 8, offset: int = 5) -> Perturbation:
 
     Returns a function of a uint8 or float (N, H, W, C) batch (same shape and dtype out).
     """
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size must be an int >= 1, got {patch_size!r}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+    check_param("patch_size", patch_size, POSITIVE_INT)
+    check_param("offset", offset, NON_NEGATIVE_INT)
 
     def patch(x: np.ndarray) -> np.ndarray:
         h, w = x.shape[1], x.shape[2]
@@ -97,43 +69,33 @@ def chapter_patch_trigger(patch_size: int = 8, offset: int = 5) -> Perturbation:
     return patch
 
 
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
-class HiddenTriggerBackdoor(PoisoningAttack):
+class HiddenTriggerBackdoor(CraftedAttack):
     """Clean-label poisons that hide a patch backdoor in feature space (Saha et al. 2020).
 
     Parameters
     ----------
-    model : PoisonlabModel
-        Surrogate to craft against (white box: the victim's pre-trained weights). Not modified.
+    model, target, count, fraction, eps, steps, batch_size, device, seed
+        As for every crafted attack (:class:`~poisonlab.attacks.crafted.CraftedAttack`); here
+        ``eps`` defaults to 16/255 (the chapter's), ``steps`` are Adam steps per poison chunk and
+        ``batch_size`` poisons are optimised together (and triggered sources sampled per step).
     source : str or int
         Class whose *triggered* images should be classified as ``target`` after training.
-    target : str or int
-        Attacker's class; the poisons are training images of this class, labels unchanged.
-    count, fraction : int or float
-        Budget: number of poisons, or share of the whole training set; exactly one.
     trigger : callable or list of callables, optional
         The secret trigger applied to source images (uint8 NHWC -> same); default
         :func:`chapter_patch_trigger` (8x8 at ``H - 13``).
     trigger_name : str
         Label of the trigger in descriptions.
-    eps : float
-        L-inf radius on the [0, 1] scale, default 16/255 (the chapter's).
     feature_layer : str
         ``"penultimate"`` (the dense layer, the chapter's ``feature_layer``), ``"logits"`` or a
         module name such as ``"blocks.2"``.
-    steps : int
-        Adam steps per poison chunk.
     lr : float
         Adam learning rate on the pixel perturbation ([0, 1] units), cosine-decayed to 10 %.
-    batch_size : int
-        Poisons optimised together (and triggered sources sampled per step).
     max_sources : int
         At most this many source-class training images (a seeded random subset) form the pool of
         triggered sources; bounds the one-off feature pass (all 5,000 CIFAR airplanes would
         take seconds on a CPU for no gain in the pairing).
-    device : {"auto", "cpu", "cuda"}
-    seed : int
-        Seeds the choice of poisons and the source sampling.
 
     Notes
     -----
@@ -142,97 +104,58 @@ class HiddenTriggerBackdoor(PoisoningAttack):
     """
 
     name = "hidden_trigger"
+    needs_source_class = True
+    needs_trigger = True
+    parameter_constraints = {
+        **CraftedAttack.parameter_constraints,
+        "source": [CLASS],
+        "trigger": [None, TRIGGER],
+        "trigger_name": [NON_EMPTY_STR],
+        "feature_layer": [InstanceOf(str, "a layer name (str)")],
+        "lr": [POSITIVE],
+        "max_sources": [POSITIVE_INT],
+    }
 
-    model: PoisonlabModel
     source: str | int
-    target: str | int
-    count: int | None = None
-    fraction: float | None = None
     trigger: Perturbation | Sequence[Perturbation] | None = None
     trigger_name: str = "htbd-patch"
-    eps: float = 16 / 255
     feature_layer: str = "penultimate"
     steps: int = 300
     lr: float = 0.01
-    batch_size: int = 250
     max_sources: int = 1000
-    device: str = "cpu"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_model(self.model)
-        check_class_spec(self.source, "source")
-        check_class_spec(self.target, "target")
-        if self.source == self.target:
-            raise ValueError(f"source and target must differ, got both {self.source!r}")
-        check_count_fraction(self.count, self.fraction, require_one=True)
-        if self.trigger is not None:
-            check_perturbation(self.trigger, "trigger")
-        if not isinstance(self.trigger_name, str) or not self.trigger_name:
-            raise ValueError(f"trigger_name must be a non-empty string, got {self.trigger_name!r}")
-        check_eps(self.eps)
-        if not isinstance(self.feature_layer, str):
-            raise ValueError(f"feature_layer must be a string, got {self.feature_layer!r}")
-        check_steps(self.steps)
-        check_positive(self.lr, "lr")
-        check_steps(self.batch_size, "batch_size")
-        check_steps(self.max_sources, "max_sources")
-        resolve_device(self.device)
-        check_seed(self.seed)
 
     @property
     def resolved_trigger(self) -> Perturbation | Sequence[Perturbation]:
         return self.trigger if self.trigger is not None else chapter_patch_trigger()
 
-    def at_test_time(self, images: np.ndarray) -> np.ndarray:
-        """The attacker's test-time move: stamp the secret trigger on ``images`` (uint8 NHWC)."""
-        return apply_perturbation(self.resolved_trigger, images)
-
-    def poison(self, clean: Dataset) -> CraftedPoisonResult:
-        """Perturb ``count`` target-class images of ``clean`` (labels kept; ``clean`` untouched)."""
-        src = resolve_class(clean, self.source, "source")
-        tgt, idx = select_poisons(
-            clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
+    def _craft(self, surrogate: Surrogate, clean: Dataset, target: int, indices: np.ndarray) -> Crafted:
+        sources = self._triggered_sources(clean, target)
+        source_feats = surrogate.batched_features(sources)
+        gen = torch.Generator().manual_seed(self.seed)
+        poisons, sums = self._in_chunks(
+            clean.x[indices], lambda bases: self._craft_chunk(surrogate, bases, source_feats, gen)
         )
-        if src == tgt:
+        extras = {"feature_layer": self.feature_layer, "eps": self.eps}
+        return Crafted(poisons, sums[0] / indices.size, sums[1] / indices.size, extras)
+
+    def _triggered_sources(self, clean: Dataset, target: int) -> np.ndarray:
+        """A seeded sample of at most ``max_sources`` source-class images, trigger stamped."""
+        src = resolve_class(clean, self.source, "source")
+        if src == target:
             raise ValueError(f"source and target are the same class {clean.class_names[src]!r}")
         pool = np.flatnonzero(clean.y == src)
         if pool.size == 0:
             raise ValueError(f"source class {clean.class_names[src]!r} has no training images")
         rng = np.random.default_rng([self.seed, 1])  # independent of the poison choice
-        sources = clean.x[np.sort(rng.choice(pool, size=min(pool.size, self.max_sources), replace=False))]
-        self.at_test_time(sources[:1])  # a trigger that does not fit fails now, not after crafting
-        with measure() as clock:  # the surrogate copy counts, as in the other attacks
-            surrogate = Surrogate(self.model, device=self.device, feature_layer=self.feature_layer)
-            surrogate.check_images(clean.x[:1], "training images")
-            source_feats = surrogate.batched_features(self.at_test_time(sources))
-            gen = torch.Generator().manual_seed(self.seed)
-            chunks = [
-                self._craft_chunk(surrogate, clean.x[idx[s]], source_feats, gen)
-                for s in minibatches(idx.size, self.batch_size)
-            ]
-            poisons = np.concatenate([c[0] for c in chunks])
-        n = idx.size
-        report = CraftReport(
-            seconds=clock.seconds,
-            peak_rss_mib=clock.peak_rss_mib,
-            steps=self.steps,
-            loss_initial=float(sum(c[1] * len(c[0]) for c in chunks) / n),
-            loss_final=float(sum(c[2] * len(c[0]) for c in chunks) / n),
-            max_linf=max_linf(poisons, clean.x[idx]),
-            extras={"feature_layer": self.feature_layer, "eps": self.eps},
-        )
+        chosen = np.sort(rng.choice(pool, size=min(pool.size, self.max_sources), replace=False))
+        return self.at_test_time(clean.x[chosen])
+
+    def _describe(self, clean: Dataset, target: int, n: int) -> str:
         names = clean.class_names
-        return replace_samples(
-            clean,
-            idx,
-            poisons,
-            tag=f"hidden_trigger[{self.trigger_name}]",
-            description=(
-                f"hidden_trigger[{self.trigger_name}]: {n} poisons of {names[tgt]!r} for triggered "
-                f"{names[src]!r} (eps {self.eps * 255:.0f}/255, layer {self.feature_layer})"
-            ),
-            report=report,
+        src = names[resolve_class(clean, self.source, "source")]
+        return (
+            f"hidden_trigger[{self.trigger_name}]: {n} poisons of {names[target]!r} for triggered "
+            f"{src!r} (eps {self.eps * 255:.0f}/255, layer {self.feature_layer})"
         )
 
     def _craft_chunk(
@@ -241,8 +164,8 @@ class HiddenTriggerBackdoor(PoisoningAttack):
         bases_u8: np.ndarray,
         source_feats: torch.Tensor,
         gen: torch.Generator,
-    ) -> tuple[np.ndarray, float, float]:
-        """Optimise one chunk of poisons; returns (uint8 poisons, initial loss, final loss)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Optimise one chunk of poisons; returns (uint8 poisons, [initial, final] loss summed)."""
         base = to_tensor(bases_u8, surrogate.device)
         x = base.clone().requires_grad_(True)
         opt = torch.optim.Adam([x], lr=self.lr)
@@ -258,9 +181,9 @@ class HiddenTriggerBackdoor(PoisoningAttack):
             sched.step()
             with torch.no_grad():
                 x.copy_(project(x, base, self.eps))
-        poisons = quantize_in_ball(x, bases_u8, self.eps)
-        final = to_tensor(poisons, surrogate.device)
-        return poisons, loss_initial, self._nearest_loss(surrogate, final, source_feats)
+        poisons = self._quantize(x, bases_u8)
+        loss_final = self._nearest_loss(surrogate, to_tensor(poisons, surrogate.device), source_feats)
+        return poisons, np.array([loss_initial, loss_final]) * len(poisons)
 
     @staticmethod
     def _nearest_loss(surrogate: Surrogate, x: torch.Tensor, source_feats: torch.Tensor) -> float:

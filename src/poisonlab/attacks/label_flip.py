@@ -19,17 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from poisonlab.attacks.base import (
+    ATTACKS,
+    CLASS,
+    COUNT,
+    FRACTION,
     PoisoningAttack,
     PoisonResult,
-    check_class_spec,
     check_count_fraction,
-    check_seed,
+    check_source_target,
     choose,
     make_result,
     resolve_class,
     resolve_count,
 )
 from poisonlab.data.dataset import Dataset
+from poisonlab.params import SEED, Satisfies
 
 __all__ = ["LabelFlip", "RandomLabelFlip"]
 
@@ -42,6 +46,7 @@ def _flipped(clean: Dataset, idx: np.ndarray, new_labels: np.ndarray, name: str)
     return clean.replace(y=y, poison_mask=mask, name=name)
 
 
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
 class LabelFlip(PoisoningAttack):
     """Targeted label flip: ``source`` -> ``target`` on a count or a fraction of the source class.
@@ -60,6 +65,15 @@ class LabelFlip(PoisoningAttack):
     """
 
     name = "label_flip"
+    needs_source_class = True
+    needs_target_class = True
+    parameter_constraints = {
+        "source": [CLASS],
+        "target": [CLASS],
+        "count": COUNT,
+        "fraction": FRACTION,
+        "seed": [SEED],
+    }
 
     source: str | int
     target: str | int
@@ -67,13 +81,9 @@ class LabelFlip(PoisoningAttack):
     fraction: float | None = None
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_class_spec(self.source, "source")
-        check_class_spec(self.target, "target")
-        if self.source == self.target:
-            raise ValueError(f"source and target must differ, got both {self.source!r}")
+    def _check(self) -> None:
+        check_source_target(self.source, self.target)
         check_count_fraction(self.count, self.fraction, require_one=True)
-        check_seed(self.seed)
 
     def poison(self, clean: Dataset) -> PoisonResult:
         src = resolve_class(clean, self.source, "source")
@@ -96,6 +106,15 @@ class LabelFlip(PoisoningAttack):
         return make_result(out, f"label_flip: {k} {src_name}->{tgt_name}, in place")
 
 
+def _is_class_list(value: object) -> bool:
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str | bytes)
+        and all(map(CLASS.is_satisfied_by, value))
+    )
+
+
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
 class RandomLabelFlip(PoisoningAttack):
     """Untargeted label flip: a random ``fraction`` of samples get a uniformly random other label.
@@ -112,23 +131,18 @@ class RandomLabelFlip(PoisoningAttack):
     """
 
     name = "random_label_flip"
+    parameter_constraints = {
+        "fraction": FRACTION[1:],  # required here: no count alternative
+        "seed": [SEED],
+        "classes": [None, Satisfies(_is_class_list, "a list of class names or indices")],
+    }
 
     fraction: float
     seed: int = 0
     classes: Sequence[str | int] | None = None
 
-    def __post_init__(self) -> None:
-        if self.fraction is None:
-            raise ValueError("fraction must be a float in (0, 1], got None")
-        check_count_fraction(None, self.fraction, require_one=False)
-        check_seed(self.seed)
+    def _check(self) -> None:
         if self.classes is not None:
-            if isinstance(self.classes, str | bytes) or not isinstance(self.classes, Sequence):
-                raise ValueError(
-                    f"classes must be a list of class names/indices or None, got {self.classes!r}"
-                )
-            for c in self.classes:
-                check_class_spec(c, "classes item")
             object.__setattr__(self, "classes", tuple(self.classes))
             if len(set(self.classes)) < 2:
                 raise ValueError(f"classes must name at least 2 distinct classes, got {list(self.classes)}")

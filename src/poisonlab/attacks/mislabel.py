@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from poisonlab.attacks.base import PoisoningAttack, PoisonResult, check_class_spec, make_result, resolve_class
+from poisonlab.attacks.base import ATTACKS, CLASS, PoisoningAttack, PoisonResult, make_result, resolve_class
 from poisonlab.data.dataset import Dataset
+from poisonlab.params import NON_EMPTY_STR, InstanceOf
 
 __all__ = ["MislabelInjection"]
 
 
+@ATTACKS.register
 @dataclass(frozen=True, kw_only=True, eq=False)
 class MislabelInjection(PoisoningAttack):
     """Append external images labelled as ``target``.
@@ -38,15 +40,20 @@ class MislabelInjection(PoisoningAttack):
     """
 
     name = "mislabel"
+    needs_target_class = True
+    parameter_constraints = {
+        "images": [InstanceOf((Dataset, np.ndarray), "a Dataset or a numpy array")],
+        "target": [CLASS],
+        "source_tag": [NON_EMPTY_STR],
+    }
 
     images: Dataset | np.ndarray = field(repr=False)
     target: str | int
     source_tag: str = "external"
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
+        # the shape rules of the pixels; their range is implied by the uint8 dtype
         imgs = self.images.x if isinstance(self.images, Dataset) else self.images
-        if not isinstance(imgs, np.ndarray):
-            raise ValueError(f"images must be a Dataset or a numpy array, got {type(imgs).__name__}")
         if imgs.ndim != 4:
             raise ValueError(f"images must have shape (N, H, W, C), got shape {imgs.shape}")
         if imgs.dtype != np.uint8:
@@ -55,9 +62,6 @@ class MislabelInjection(PoisoningAttack):
             raise ValueError("images must hold at least one image, got 0")
         if imgs.shape[-1] not in (1, 3):
             raise ValueError(f"images must have 1 or 3 channels last (N, H, W, C), got shape {imgs.shape}")
-        check_class_spec(self.target, "target")
-        if not isinstance(self.source_tag, str) or not self.source_tag:
-            raise ValueError(f"source_tag must be a non-empty string, got {self.source_tag!r}")
         frozen = np.array(imgs, copy=True)
         frozen.setflags(write=False)
         object.__setattr__(self, "_x", frozen)

@@ -1,41 +1,43 @@
-"""Input parsing and outputs of ``poisonlab craft``: victims, triggers, ``--param``, the grid."""
+"""Inputs of ``poisonlab craft``: option checks, ``--param``/``--trigger`` parsing, victim images.
+
+Which attack takes which input is asked of the attack classes (their capability flags, through
+:mod:`poisonlab.attacks.factory`); this module only maps inputs to option names.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from poisonlab.attacks.factory import attack_parameters, check_crafted_inputs
 from poisonlab.data.catalog import DATASETS, load_dataset_path
 from poisonlab.data.dataset import Dataset
 from poisonlab.data.images import IMAGE_EXTENSIONS, load_image_file, rgb_to_gray
 from poisonlab.defenses.scan import read_scalar
 
-#: the optimisation-based attacks of :data:`poisonlab.attacks.ATTACKS` this command runs
-CRAFTED = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching")
-NEEDS_VICTIMS = ("feature_collision", "gradient_matching")
-NEEDS_TRIGGER = ("hidden_trigger", "clean_label_backdoor")
+#: the option that sets each crafted-attack input, for messages
+INPUT_OPTIONS = {
+    "source": "--source",
+    "victims": "--victim",
+    "trigger": "--trigger/--patch-size/--patch-offset",
+}
 #: constructor parameters set by dedicated options; ``--param`` may not set them
 _OPTION_OF = {
     "model": "--model",
     "target": "--target",
-    "source": "--source",
     "count": "--count",
     "fraction": "--fraction",
     "eps": "--eps",
     "steps": "--steps",
-    "victims": "--victim",
-    "trigger": "--trigger/--patch-size",
     "trigger_name": "--trigger",
     "seed": "--seed",
     "device": "--device",
+    **INPUT_OPTIONS,
 }
 _SPLIT_VICTIM = re.compile(r"^(train|val|test):(.*)$")
-_GRID = 16  # poisons shown in poisons.png
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -53,10 +55,8 @@ def _key_values(items: list[str], what: str) -> dict[str, Any]:
 
 def attack_params(attack: str, items: list[str]) -> dict[str, Any]:
     """``--param`` values, checked against the attack's constructor."""
-    from poisonlab.attacks import ATTACKS
-
     params = _key_values(items, "--param")
-    fields = [f.name for f in dataclasses.fields(ATTACKS[attack]) if f.init]  # type: ignore[arg-type]
+    fields = attack_parameters(attack)
     free = [f for f in fields if f not in _OPTION_OF]
     for key in params:
         if key in _OPTION_OF and key in fields:
@@ -66,6 +66,31 @@ def attack_params(attack: str, items: list[str]) -> dict[str, Any]:
                 f"unknown parameter {key!r} for attack {attack!r}; valid --param keys: {', '.join(free)}"
             )
     return params
+
+
+def check_options(
+    attack: str,
+    *,
+    eps: float,
+    steps: int | None,
+    count: int | None,
+    fraction: float | None,
+    given: dict[str, bool],
+) -> None:
+    """The checks that need nothing loaded, so a typo fails before the model and data load."""
+    check_crafted_inputs(attack, given=given, labels=INPUT_OPTIONS)
+    if not 0.0 < eps <= 255.0:
+        raise ValueError(f"--eps must be in (0, 255] (1/255 units, e.g. 8 or 16), got {eps:g}")
+    if steps is not None and steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    if (count is None) == (fraction is None):
+        raise ValueError("give exactly one of --count or --fraction")
+
+
+def parse_trigger(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME:key=value,...`` -> (registry name, overrides)."""
+    name, _, rest = text.partition(":")
+    return name.strip(), _key_values([rest], "--trigger parameter") if rest else {}
 
 
 def resolve_class_option(data: Dataset, value: str, option: str) -> int:
@@ -149,83 +174,3 @@ def load_victims(
             records.append({"spec": spec, "count": int(len(x))})
         batches.append(x)
     return np.concatenate(batches), records
-
-
-# ------------------------------------------------------------------------------------ triggers
-def build_trigger(trigger: str | None, patch_size: int, patch_offset: int) -> tuple[Any, str, dict]:
-    """(trigger function, its name, a JSON-safe record) for --trigger or the chapter's patch."""
-    from poisonlab.attacks import chapter_patch_trigger
-    from poisonlab.triggers import get_trigger
-
-    if trigger is None:
-        fn = chapter_patch_trigger(patch_size, patch_offset)
-        return fn, f"patch{patch_size}", {"kind": "htbd_patch", "size": patch_size, "offset": patch_offset}
-    name, _, rest = trigger.partition(":")
-    overrides = _key_values([rest], "--trigger parameter") if rest else {}
-    fn = get_trigger(name.strip(), **overrides)
-    return fn, name.strip(), {"kind": "registry", "name": name.strip(), "params": json_safe(dict(fn.params))}
-
-
-# ------------------------------------------------------------------------------------ outputs
-def json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return {"shape": list(value.shape), "dtype": str(value.dtype)}
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
-
-
-def parameters_record(attack_obj: Any, model_info: dict, victims: dict | None, trigger: dict | None) -> dict:
-    """Every constructor field of the attack (defaults included), JSON-safe."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(attack_obj):
-        value = getattr(attack_obj, f.name)
-        if f.name == "model":
-            out["model"] = model_info
-        elif f.name == "victims":
-            out["victims"] = victims
-        elif f.name == "trigger":
-            out["trigger"] = trigger
-        else:
-            out[f.name] = json_safe(value)
-    if "eps" in out and isinstance(out["eps"], float):
-        out["eps_255"] = round(out["eps"] * 255.0, 6)
-    return out
-
-
-def poison_grid(
-    originals: np.ndarray, poisons: np.ndarray, indices: np.ndarray, path: Path, *, eps_px: int
-) -> Path:
-    """PNG: the first up to 16 originals, their poisons and the signed difference amplified
-    around mid-grey (128 = unchanged) so that a change of ``eps_px`` (or the largest change, if
-    smaller) reaches 0 or 255; a visible trigger beyond the budget saturates."""
-    from poisonlab.reporting.plots import image_grid_png
-
-    n = min(_GRID, len(poisons))
-    o, p = originals[:n], poisons[:n]
-    diff = p.astype(np.int16) - o.astype(np.int16)
-    peak = max(1, min(int(eps_px), int(np.abs(diff).max(initial=0))))
-    gain = 127.0 / peak
-    amplified = np.clip(np.rint(128 + diff * gain), 0, 255).astype(np.uint8)
-    titles = [f"#{int(i)}" for i in indices[:n]] + ["poison"] * n + [f"diff x{gain:.3g}"] * n
-    return image_grid_png(np.concatenate([o, p, amplified]), path, titles=titles, cols=max(n, 1), scale=1.0)
-
-
-def next_command(out: Path, model: str, named: tuple[str, str] | None) -> str:
-    parts = ["poisonlab", "scan", str(out / "data.npz"), "--model", model]
-    if named is not None:
-        parts += ["--trusted", f"{named[0]}:val"]
-    parts += ["--method", "spectral_signatures", "--method", "activation_clustering"]
-    parts += ["--out", str(out / "scan")]
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-# ------------------------------------------------------------------------------------ command

@@ -3,42 +3,66 @@
 Writes the poisoned training set (``data.npz``, poison mask included, ready for ``poisonlab
 scan``), ``craft.json`` (parameters, the attack's :class:`~poisonlab.attacks.CraftReport`, poison
 indices) and ``poisons.png`` (originals, poisons and their amplified difference).
+
+The command only maps options to the attacker's inputs: the attack is built by
+:func:`poisonlab.attacks.factory.build_crafted_attack`, which knows from each attack class which
+inputs it takes.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import typer
 
+from poisonlab.attacks import ATTACKS
+from poisonlab.attacks.factory import TriggerChoice, build_crafted_attack, crafted_attack_class, make_trigger
 from poisonlab.cli._console import make_console
 from poisonlab.cli._craft_inputs import (
-    CRAFTED,
-    NEEDS_TRIGGER,
-    NEEDS_VICTIMS,
     attack_params,
-    build_trigger,
-    json_safe,
+    check_options,
     load_victims,
-    next_command,
-    parameters_record,
-    poison_grid,
+    parse_trigger,
     resolve_class_option,
 )
 from poisonlab.cli._errors import cli_errors
-from poisonlab.cli.lab import DATA_DIR_OPT, DEVICE_OPT
+from poisonlab.cli.options import DATA_DIR_OPT, DEVICE_OPT, THREADS_OPT, use_threads
 from poisonlab.cli.scan_cmd import _named, load_scan_data
 from poisonlab.data.catalog import load_splits
+from poisonlab.data.dataset import Dataset
 
 console = make_console()
+_GRID = 16  # poisons shown in poisons.png
+
+
+def _takers(flag: str) -> str:
+    """The crafted attacks with capability ``flag``, for help texts."""
+    return " / ".join(ATTACKS.where(crafted=True, **{flag: True}))
+
+
+@dataclass
+class _Run:
+    """What one ``craft`` run loaded and built, for the outputs."""
+
+    data: Dataset
+    card: Any
+    model_info: dict[str, Any]
+    named: tuple[str, str] | None
+    target: int
+    source: int | None = None
+    victims: dict[str, Any] | None = None
+    trigger: dict[str, Any] | None = None
+    victim_labels: list[dict[str, Any]] = field(default_factory=list)
 
 
 @cli_errors
 def craft_command(
-    attack: str = typer.Argument(..., help=f"crafted attack: {', '.join(CRAFTED)}"),
+    attack: str = typer.Argument(..., help=f"crafted attack: {', '.join(ATTACKS.where(crafted=True))}"),
     dataset: str = typer.Argument(
         ...,
         help="training set to poison: a dataset name (digits, cifar10, optionally name:split; default "
@@ -52,7 +76,10 @@ def craft_command(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="folder for data.npz, craft.json and poisons.png"),
     source: str | None = typer.Option(
-        None, "--source", "-s", help="hidden_trigger: class whose triggered images should become --target"
+        None,
+        "--source",
+        "-s",
+        help=f"{_takers('needs_source_class')}: class whose triggered images should become --target",
     ),
     count: int | None = typer.Option(None, "--count", "-n", help="number of poisons"),
     fraction: float | None = typer.Option(None, "--fraction", help="poisons as a share of the whole set"),
@@ -61,11 +88,11 @@ def craft_command(
     victim: list[str] = typer.Option(
         [],
         "--victim",
-        help="feature_collision / gradient_matching, repeatable: test:N or val:N (of a named DATASET), "
+        help=f"{_takers('needs_victims')}, repeatable: test:N or val:N (of a named DATASET), "
         "an image file, .npz or folder (every image), or PATH:N",
     ),
     patch_size: int | None = typer.Option(
-        None, "--patch-size", help="hidden_trigger / clean_label_backdoor: side of the htbd patch (default 8)"
+        None, "--patch-size", help=f"{_takers('needs_trigger')}: side of the htbd patch (default 8)"
     ),
     patch_offset: int | None = typer.Option(
         None, "--patch-offset", help="patch distance from the bottom-right corner (default 5)"
@@ -81,42 +108,54 @@ def craft_command(
     seed: int = typer.Option(0, "--seed", help="picks the poisons and seeds the optimisation"),
     data_dir: Path | None = DATA_DIR_OPT,
     device: str = DEVICE_OPT,
+    threads: int | None = THREADS_OPT,
 ) -> None:
     """Craft clean-label poisons against a saved model; write the poisoned set for poisonlab scan."""
-    from poisonlab.attacks import ATTACKS
-    from poisonlab.data.arrays import save_arrays
-    from poisonlab.workflows import check_model_fits, load_model_ref
-
-    # ---- options that need nothing loaded
-    if attack not in CRAFTED:
-        kind = "not a crafted attack" if attack in ATTACKS else "unknown attack"
-        raise ValueError(f"{kind} {attack!r}; poisonlab craft runs one of {', '.join(CRAFTED)}")
-    if not 0.0 < eps <= 255.0:
-        raise ValueError(f"--eps must be in (0, 255] (1/255 units, e.g. 8 or 16), got {eps:g}")
-    if steps is not None and steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {steps}")
-    if (count is None) == (fraction is None):
-        raise ValueError("give exactly one of --count or --fraction")
-    if attack in NEEDS_VICTIMS and not victim:
-        raise ValueError(
-            f"{attack} needs at least one --victim (test:N, val:N, an image file, .npz or folder)"
-        )
-    if attack not in NEEDS_VICTIMS and victim:
-        raise ValueError(f"--victim applies to {' and '.join(NEEDS_VICTIMS)} only, not {attack}")
-    if attack == "hidden_trigger" and source is None:
-        raise ValueError("hidden_trigger needs --source (the class whose triggered images become --target)")
-    if attack != "hidden_trigger" and source is not None:
-        raise ValueError(f"--source applies to hidden_trigger only, not {attack}")
+    use_threads(threads)
     uses_patch = patch_size is not None or patch_offset is not None
-    if attack not in NEEDS_TRIGGER and (trigger is not None or uses_patch):
-        raise ValueError(
-            f"--trigger/--patch-size/--patch-offset apply to {' and '.join(NEEDS_TRIGGER)} only, not {attack}"
-        )
+    given = {
+        "source": source is not None,
+        "victims": bool(victim),
+        "trigger": trigger is not None or uses_patch,
+    }
+    check_options(attack, eps=eps, steps=steps, count=count, fraction=fraction, given=given)
     if trigger is not None and uses_patch:
         raise ValueError("give either --trigger or --patch-size/--patch-offset, not both")
-    extra = attack_params(attack, param)
+    extra = attack_params(attack, param) | ({} if steps is None else {"steps": steps})
+    run, net, splits = _load(model, dataset, target, source, data_dir)
+    victims = _victims(run, victim, splits, dataset) if victim else None
+    choice = _trigger(attack, run.data, trigger, patch_size, patch_offset)
+    run.trigger = None if choice is None else _json_safe(choice.record)
+    attack_obj = build_crafted_attack(
+        attack,
+        model=net,
+        target=run.target,
+        count=count,
+        fraction=fraction,
+        eps=eps / 255.0,
+        seed=seed,
+        device=device,
+        source=run.source,
+        victims=victims,
+        trigger=None if choice is None else choice.fn,
+        trigger_name=None if choice is None else choice.name,
+        params=extra,
+    )
+    _print_notes(run)
+    _say(f"crafting {attack} against {run.card.name} on {run.data.name} ({len(run.data)} images)...")
+    result = attack_obj.poison(run.data)
+    _write_outputs(out, attack, dataset, attack_obj, result, run, eps_px=int(np.floor(eps + 1e-6)))
+    _print_summary(result, len(run.data), out, _next_command(out, model, run.named))
 
-    # ---- model and data
+
+# ------------------------------------------------------------------------------------ inputs
+def _load(
+    model: str, dataset: str, target: str, source: str | None, data_dir: Path | None
+) -> tuple[_Run, Any, Any]:
+    """The model, the training set (and its splits when named) and the resolved classes."""
+    from poisonlab.models.checkpoint import check_model_fits
+    from poisonlab.models.store import load_model_ref
+
     net, card, model_path = load_model_ref(model)
     named = _named(dataset)
     splits = None
@@ -128,82 +167,79 @@ def craft_command(
             dataset, None, split="train", data_dir=data_dir, class_names=tuple(card.class_names)
         )
     check_model_fits(card, data)
-    shape = tuple(card.input_shape)
-
-    params: dict[str, Any] = {
-        "model": net,
-        "target": resolve_class_option(data, target, "--target"),
-        "count": count,
-        "fraction": fraction,
-        "eps": eps / 255.0,
-        "seed": seed,
-        "device": device,
-    }
-    if steps is not None:
-        params["steps"] = steps
-    victims_info = trigger_info = None
-    if attack in NEEDS_VICTIMS:
-        victims, records = load_victims(
-            victim, splits=splits, dataset=dataset, shape=shape, class_names=tuple(card.class_names)
-        )
-        params["victims"] = victims
-        victims_info = {"specs": records, "shape": list(victims.shape)}
-    if attack in NEEDS_TRIGGER:
-        fn, trigger_name, trigger_info = build_trigger(
-            trigger, 8 if patch_size is None else patch_size, 5 if patch_offset is None else patch_offset
-        )
-        params.update(trigger=fn, trigger_name=trigger_name)
-        try:  # a trigger that does not fit the images fails here, before any crafting
-            fn(data.x[:1])
-        except ValueError as exc:
-            if trigger is not None:
-                raise ValueError(f"--trigger {trigger}: {exc}") from None
-            h, w = data.image_shape[:2]
-            raise ValueError(
-                f"--patch-size {trigger_info['size']} --patch-offset {trigger_info['offset']}: the patch "
-                f"does not fit {h}x{w} images (e.g. --patch-size 3 --patch-offset 0 for digits)"
-            ) from None
-    if attack == "hidden_trigger":
-        params["source"] = resolve_class_option(data, source, "--source")  # type: ignore[arg-type]
-    params.update(extra)
-    try:
-        attack_obj = ATTACKS[attack](**params)  # type: ignore[call-arg]
-    except TypeError as exc:
-        raise ValueError(f"bad parameters for attack {attack!r}: {exc}") from None
-
-    # ---- craft and write
-    for record in (victims_info or {}).get("specs", []):
-        if record.get("label") == data.class_names[params["target"]]:
-            console.print(
-                f"note: victim {record['spec']} is already labelled {record['label']!r}, the target class",
-                soft_wrap=True,
-                markup=False,
-                highlight=False,
-            )
-    if data.poison_mask is not None and data.poison_mask.any():
-        console.print(
-            f"note: {data.name} already marks {int(data.poison_mask.sum())} poisons; "
-            "data.npz keeps them marked",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
-        )
-    console.print(
-        f"crafting {attack} against {card.name} on {data.name} ({len(data)} images)...",
-        soft_wrap=True,
-        markup=False,
-        highlight=False,
+    run = _Run(
+        data=data,
+        card=card,
+        model_info={"ref": model, "id": card.id, "name": card.name, "path": str(model_path)},
+        named=named,
+        target=resolve_class_option(data, target, "--target"),
+        source=None if source is None else resolve_class_option(data, source, "--source"),
     )
-    result = attack_obj.poison(data)
-    report = result.report
-    idx = result.indices_array()
+    return run, net, splits
+
+
+def _victims(run: _Run, specs: list[str], splits: Any, dataset: str) -> np.ndarray:
+    victims, records = load_victims(
+        specs,
+        splits=splits,
+        dataset=dataset,
+        shape=tuple(run.card.input_shape),
+        class_names=tuple(run.card.class_names),
+    )
+    run.victims = {"specs": records, "shape": list(victims.shape)}
+    return victims
+
+
+def _trigger(
+    attack: str, data: Dataset, trigger: str | None, patch_size: int | None, patch_offset: int | None
+) -> TriggerChoice | None:
+    """The trigger of an attack that takes one, tried on one image so a misfit fails before crafting."""
+    if not crafted_attack_class(attack).needs_trigger:
+        return None
+    size, offset = 8 if patch_size is None else patch_size, 5 if patch_offset is None else patch_offset
+    if trigger is None:
+        choice = make_trigger(patch_size=size, patch_offset=offset)
+    else:
+        choice = make_trigger(*parse_trigger(trigger))
+    try:
+        choice.fn(data.x[:1])
+    except ValueError as exc:
+        if trigger is not None:
+            raise ValueError(f"--trigger {trigger}: {exc}") from None
+        h, w = data.image_shape[:2]
+        raise ValueError(
+            f"--patch-size {size} --patch-offset {offset}: the patch does not fit {h}x{w} images "
+            "(e.g. --patch-size 3 --patch-offset 0 for digits)"
+        ) from None
+    return choice
+
+
+def _print_notes(run: _Run) -> None:
+    target_name = run.data.class_names[run.target]
+    for record in (run.victims or {}).get("specs", []):
+        if record.get("label") == target_name:
+            _say(f"note: victim {record['spec']} is already labelled {record['label']!r}, the target class")
+    mask = run.data.poison_mask
+    if mask is not None and mask.any():
+        _say(f"note: {run.data.name} already marks {int(mask.sum())} poisons; data.npz keeps them marked")
+
+
+def _say(text: str) -> None:
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+# ------------------------------------------------------------------------------------ outputs
+def _write_outputs(
+    out: Path, attack: str, dataset: str, attack_obj: Any, result: Any, run: _Run, *, eps_px: int
+) -> None:
+    """data.npz, poisons.png and craft.json under ``out``."""
+    from poisonlab.data.arrays import save_arrays
+
+    data, idx = run.data, result.indices_array()
     out.mkdir(parents=True, exist_ok=True)
     data_path = save_arrays(result.dataset, out / "data.npz")
-    png = poison_grid(
-        data.x[idx], result.dataset.x[idx], idx, out / "poisons.png", eps_px=int(np.floor(eps + 1e-6))
-    )
-    model_info = {"ref": model, "id": card.id, "name": card.name, "path": str(model_path)}
-    tgt = params["target"]
+    png = _poison_grid(data.x[idx], result.dataset.x[idx], idx, out / "poisons.png", eps_px=eps_px)
+    names = data.class_names
     doc = {
         "attack": attack,
         "description": result.description,
@@ -214,23 +250,77 @@ def craft_command(
             "image_shape": list(data.image_shape),
             "poisoned_name": result.dataset.name,
         },
-        "model": model_info,
-        "target": {"index": tgt, "name": data.class_names[tgt]},
-        "source": None
-        if attack != "hidden_trigger"
-        else {"index": params["source"], "name": data.class_names[params["source"]]},
-        "parameters": parameters_record(attack_obj, model_info, victims_info, trigger_info),
-        "report": json_safe(report.to_dict()) if report is not None else None,
+        "model": run.model_info,
+        "target": {"index": run.target, "name": names[run.target]},
+        "source": None if run.source is None else {"index": run.source, "name": names[run.source]},
+        "parameters": _parameters_record(attack_obj, run),
+        "report": _json_safe(result.report.to_dict()) if result.report is not None else None,
         "poison_indices": [int(i) for i in idx],
-        "class_names": list(data.class_names),
+        "class_names": list(names),
         "files": {"data": data_path.name, "image_grid": png.name},
     }
     (out / "craft.json").write_text(json.dumps(doc, indent=2) + "\n")
-    _print_summary(result, report, len(data), out, next_command(out, model, named))
 
 
-def _print_summary(result: Any, report: Any, n: int, out: Path, next_cmd: str) -> None:
-    console.print(result.description, soft_wrap=True, markup=False, highlight=False)
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return {"shape": list(value.shape), "dtype": str(value.dtype)}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+def _parameters_record(attack_obj: Any, run: _Run) -> dict[str, Any]:
+    """Every constructor field of the attack (defaults included), JSON-safe; the model, victims
+    and trigger as the records of where they came from."""
+    special = {"model": run.model_info, "victims": run.victims, "trigger": run.trigger}
+    out = {
+        f.name: special[f.name] if f.name in special else _json_safe(getattr(attack_obj, f.name))
+        for f in fields(attack_obj)
+    }
+    if isinstance(out.get("eps"), float):
+        out["eps_255"] = round(out["eps"] * 255.0, 6)
+    return out
+
+
+def _poison_grid(
+    originals: np.ndarray, poisons: np.ndarray, indices: np.ndarray, path: Path, *, eps_px: int
+) -> Path:
+    """PNG: the first up to 16 originals, their poisons and the signed difference amplified
+    around mid-grey (128 = unchanged) so that a change of ``eps_px`` (or the largest change, if
+    smaller) reaches 0 or 255; a visible trigger beyond the budget saturates."""
+    from poisonlab.reporting.plots import image_grid_png
+
+    n = min(_GRID, len(poisons))
+    o, p = originals[:n], poisons[:n]
+    diff = p.astype(np.int16) - o.astype(np.int16)
+    peak = max(1, min(int(eps_px), int(np.abs(diff).max(initial=0))))
+    gain = 127.0 / peak
+    amplified = np.clip(np.rint(128 + diff * gain), 0, 255).astype(np.uint8)
+    titles = [f"#{int(i)}" for i in indices[:n]] + ["poison"] * n + [f"diff x{gain:.3g}"] * n
+    return image_grid_png(np.concatenate([o, p, amplified]), path, titles=titles, cols=max(n, 1), scale=1.0)
+
+
+def _next_command(out: Path, model: str, named: tuple[str, str] | None) -> str:
+    parts = ["poisonlab", "scan", str(out / "data.npz"), "--model", model]
+    if named is not None:
+        parts += ["--trusted", f"{named[0]}:val"]
+    parts += ["--method", "spectral_signatures", "--method", "activation_clustering"]
+    parts += ["--out", str(out / "scan")]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _print_summary(result: Any, n: int, out: Path, next_cmd: str) -> None:
+    _say(result.description)
+    report = result.report
     rows = [("poisons", f"{result.num_poison} of {n} ({100 * result.num_poison / max(n, 1):.2f}%)")]
     if report is not None:
         rows += [
@@ -244,4 +334,4 @@ def _print_summary(result: Any, report: Any, n: int, out: Path, next_cmd: str) -
             rows.append(("  before trigger", f"{adv}/255"))
     rows += [("wrote", f"{out / 'data.npz'}, craft.json, poisons.png"), ("next", next_cmd)]
     for key, value in rows:
-        console.print(f"{key:<16} {value}", soft_wrap=True, markup=False, highlight=False)
+        _say(f"{key:<16} {value}")

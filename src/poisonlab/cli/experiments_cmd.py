@@ -1,62 +1,90 @@
-"""``poisonlab run CONFIG`` and ``poisonlab demo``."""
+"""``poisonlab run CONFIG``, ``poisonlab demo`` and ``poisonlab matrix CONFIG``.
+
+The runners return their records; these commands write them (results, reports, heatmaps) and
+print the summary tables.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
-from poisonlab.experiments import load_experiment, run_experiment
-from poisonlab.experiments.demo import read_scan_rows, run_demo, summary_rows
-from poisonlab.experiments.report import metric_rows
+from poisonlab.cli.options import (
+    CONFIG_DATA_DIR_OPT,
+    DATA_DIR_OPT,
+    DATASET_OPT,
+    DEVICE_OPT,
+    QUIET_OPT,
+    THREADS_OPT,
+    out_option,
+    use_threads,
+)
+from poisonlab.experiments import load_experiment, run_experiment, write_experiment
+from poisonlab.experiments.single.demo import run_demo
+from poisonlab.experiments.single.demo_report import SCAN_DIR, scan_rows, summary_rows, write_demo
+from poisonlab.experiments.single.report import metric_rows
 
 console = make_console()
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def with_data_dir(cfg: C, data_dir: Path | None) -> C:
+    """``cfg`` with its dataset's ``data_dir`` replaced by ``--data-dir`` (absolute), if given."""
+    if data_dir is None:
+        return cfg
+    dataset = cfg.dataset.model_copy(update={"data_dir": str(data_dir.resolve())})
+    return cfg.model_copy(update={"dataset": dataset})
 
 
 @cli_errors
 def run_command(
     config: Path = typer.Argument(..., help="experiment config (YAML/JSON)"),
-    out: Path = typer.Option(..., "--out", "-o", help="folder for results.json and the report"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="override the config's dataset location"),
-    device: str = typer.Option("auto", "--device"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = out_option("folder for results.json and the report"),
+    data_dir: Path | None = CONFIG_DATA_DIR_OPT,
+    device: str = DEVICE_OPT,
+    threads: int | None = THREADS_OPT,
+    quiet: bool = QUIET_OPT,
     save_data: bool = typer.Option(
         False, "--save-data", help="also write each poisoned training set to OUT/data/seed-N.npz (for scan)"
     ),
 ) -> None:
     """Run one poisoning experiment (clean baseline cached, attack, integration, metrics, report)."""
-    cfg = load_experiment(config)
-    if data_dir is not None:
-        cfg = cfg.model_copy(
-            update={"dataset": cfg.dataset.model_copy(update={"data_dir": str(data_dir.resolve())})}
-        )
-    result = run_experiment(cfg, out, device=device, progress=not quiet, save_data=save_data)
+    use_threads(threads)
+    cfg = with_data_dir(load_experiment(config), data_dir)
+    result = run_experiment(cfg, out, device=device, progress=not quiet)
+    page = write_experiment(result, out, save_data=save_data)
     table = Table(title=cfg.name)
     for column in ("metric", "clean model", "poisoned model"):
         table.add_column(column, no_wrap=column != "metric")
     for row in metric_rows(result):
         table.add_row(*row)
     console.print(table)
-    console.print(f"report: {out / 'report.html'}", soft_wrap=True)
+    console.print(f"report: {page}", soft_wrap=True)
 
 
 @cli_errors
 def demo_command(
-    out: Path = typer.Option(Path("demo-output"), "--out", "-o"),
-    dataset: str = typer.Option("digits", "--dataset", "-d", help="digits (embedded, offline) or cifar10"),
-    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    out: Path = out_option("folder for the reports and the summary", default=Path("demo-output")),
+    dataset: str = DATASET_OPT,
+    data_dir: Path | None = DATA_DIR_OPT,
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="shorten training (smoke runs)"),
-    device: str = typer.Option("auto", "--device"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    device: str = DEVICE_OPT,
+    threads: int | None = THREADS_OPT,
+    quiet: bool = QUIET_OPT,
 ) -> None:
     """The chapter's lab in one command: clean model, backdoor and mislabel attacks, reports."""
+    use_threads(threads)
     shared = os.environ.get("POISONLAB_SHARED")
     shared_dir = Path(shared) if shared else Path.cwd().parent / "shared"
-    results = run_demo(
+    result = run_demo(
         out,
         dataset=dataset,
         data_dir=str(data_dir) if data_dir else None,
@@ -65,11 +93,12 @@ def demo_command(
         device=device,
         progress=not quiet,
     )
+    summary = write_demo(result, out)
     table = Table(title="poisonlab demo")
     table.add_column("experiment", no_wrap=True)
     for column in ("clean acc", "poisoned acc", "ASR", "src->tgt"):
         table.add_column(column, no_wrap=True)
-    rows = summary_rows(results)
+    rows = summary_rows(result.results)
     for row in rows:
         table.add_row(*row[:-1])
     console.print(table)
@@ -78,31 +107,32 @@ def demo_command(
     scan_table = Table(title="defenses on the backdoored training set")
     for column in ("defense", "flagged", "precision", "recall", "F1", "AUROC"):
         scan_table.add_column(column, no_wrap=True)
-    for row in read_scan_rows(out / "scan-backdoor" / "scan.json"):
+    for row in scan_rows(result.scan):
         scan_table.add_row(*row)
     console.print(scan_table)
-    console.print(f"scan report: {out / 'scan-backdoor' / 'report.html'}", soft_wrap=True)
-    console.print(f"summary: {out / 'summary.html'}", soft_wrap=True)
+    console.print(f"scan report: {out / SCAN_DIR / 'report.html'}", soft_wrap=True)
+    console.print(f"summary: {summary}", soft_wrap=True)
 
 
 @cli_errors
 def matrix_command(
     config: Path = typer.Argument(..., help="matrix config (YAML/JSON), e.g. experiments/defenses/*.yaml"),
-    out: Path = typer.Option(..., "--out", "-o", help="folder for matrix.json, heatmaps and the report"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="override the config's dataset location"),
-    device: str = typer.Option("auto", "--device"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    out: Path = out_option("folder for matrix.json, heatmaps and the report"),
+    data_dir: Path | None = CONFIG_DATA_DIR_OPT,
+    device: str = DEVICE_OPT,
+    threads: int | None = THREADS_OPT,
+    quiet: bool = QUIET_OPT,
 ) -> None:
     """Run every attack of CONFIG against every defense: detection P/R/F1/AUROC and mitigation."""
-    from poisonlab.experiments.matrix import run_matrix
-    from poisonlab.experiments.matrix_config import load_matrix
+    use_threads(threads)
+    # imported here to keep CLI start-up light: only this command needs mitigation and the matrix
+    from poisonlab.experiments.matrix import load_matrix, run_matrix, write_matrix
 
-    cfg = load_matrix(config)
-    if data_dir is not None:
-        cfg = cfg.model_copy(
-            update={"dataset": cfg.dataset.model_copy(update={"data_dir": str(data_dir.resolve())})}
-        )
-    result = run_matrix(cfg, out, device=device, progress=not quiet)
+    cfg = with_data_dir(load_matrix(config), data_dir)
+    # the report is rewritten after every attack: a stopped CPU run keeps its finished rows
+    result = run_matrix(
+        cfg, device=device, progress=not quiet, on_row=lambda partial: write_matrix(partial, out)
+    )
     table = Table(title=f"{cfg.name}: detection F1")
     table.add_column("attack")
     for d in cfg.defenses:

@@ -8,6 +8,7 @@ import typer
 from PIL import ImageColor
 
 from poisonlab.cli._errors import cli_errors
+from poisonlab.cli.options import out_option
 from poisonlab.data.images import prepare_images
 
 images_app = typer.Typer(
@@ -34,7 +35,7 @@ def parse_pad_color(text: str) -> tuple[int, int, int]:
 @cli_errors
 def prepare(
     src: Path = typer.Argument(..., help="Folder of source images (JPEG, PNG, WebP, ...)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder for PNGs, images.npy, filenames.txt."),
+    out: Path = out_option("Output folder for PNGs, images.npy, filenames.txt."),
     size: int = typer.Option(32, "--size", help="Side length of the square output images."),
     pad_color: str = typer.Option("255,255,255", "--pad-color", help="Padding/background colour as R,G,B."),
 ) -> None:

@@ -1,7 +1,7 @@
 """``poisonlab redteam``: the chapter's attack on a running ImRecS service, step by step.
 
-The library side is :mod:`poisonlab.service.redteam`; this module parses options, prints the
-compact summary and writes the JSON transcript.
+The library side is :mod:`poisonlab.redteam` (a client of the service, through its API); this
+module parses options, prints the compact summary and writes the JSON transcript.
 """
 
 from __future__ import annotations
@@ -150,8 +150,7 @@ def redteam_command(
     """
     import httpx
 
-    from poisonlab.service.redteam import Keys, run_walkthrough
-    from poisonlab.service.redteam_plan import build_plan
+    from poisonlab.redteam import Keys, build_plan, run_walkthrough
 
     plan = build_plan(dataset, photos_dir=photos, data_dir=data_dir, backdoor_count=backdoor_count, seed=seed)
     keys = Keys(contributor=contributor_key, trainer=trainer_key, admin=admin_key)

@@ -9,13 +9,14 @@ from rich.table import Table
 
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
-from poisonlab.cli.lab import DATA_DIR_OPT, DEVICE_OPT
+from poisonlab.cli.options import DATA_DIR_OPT, DEVICE_OPT, THREADS_OPT, out_option, use_threads
 from poisonlab.data.catalog import DATASETS, load_dataset_path, load_splits
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES
 from poisonlab.defenses.scan import scan
-from poisonlab.defenses.scan_report import write_scan_report
-from poisonlab.workflows import check_model_fits, load_model_ref
+from poisonlab.defenses.scan.report import write_scan_report
+from poisonlab.models.checkpoint import check_model_fits
+from poisonlab.models.store import load_model_ref
 
 console = make_console()
 
@@ -72,7 +73,7 @@ def scan_command(
         "-M",
         help="defense to run, repeatable; NAME or NAME:key=value,... (see poisonlab defenses list)",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="report folder"),
+    out: Path = out_option("report folder"),
     model: str | None = typer.Option(None, "--model", "-m", help="model folder or registry id"),
     trusted: str | None = typer.Option(
         None,
@@ -84,8 +85,10 @@ def scan_command(
     top: int = typer.Option(50, "--top", min=1, help="ranked suspicious samples to list per method"),
     data_dir: Path | None = DATA_DIR_OPT,
     device: str = DEVICE_OPT,
+    threads: int | None = THREADS_OPT,
 ) -> None:
     """Screen a training set for poison with one or more defenses (they share one forward pass)."""
+    use_threads(threads)
     if split not in _SPLITS:
         raise ValueError(f"--split must be one of {list(_SPLITS)}, got {split!r}")
     net = card = None

@@ -31,6 +31,7 @@ def _database(db: str | None, data: Path | None):
 
 
 def _cli_actor():
+    """The audit actor of a CLI command: the operating-system user, with admin rights."""
     import getpass
 
     from poisonlab.service.audit import Actor
@@ -54,6 +55,7 @@ def serve_command(
     base_data_dir: Path | None = typer.Option(
         None, "--base-data-dir", help="CIFAR-10 location for the base data"
     ),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (default) or bf16 (opt-in)"),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.01, help="largest request body in MiB"),
     threads: int = typer.Option(
         1,
@@ -72,6 +74,7 @@ def serve_command(
 
     from poisonlab.service.app import create_app
     from poisonlab.service.settings import ServiceSettings, default_data_dir
+    from poisonlab.threads import set_threads
 
     extra = (
         {} if defenses is None else {"defenses": tuple(d.strip() for d in defenses.split(",") if d.strip())}
@@ -83,9 +86,11 @@ def serve_command(
         unsigned_policy=unsigned,
         base_data_dir=base_data_dir,
         max_body_bytes=int(max_body_mb * (1 << 20)),
+        precision=precision,
         **extra,
         **({} if workers is None else {"inference_workers": workers}),
     )
+    set_threads(threads)  # the policy of poisonlab.threads then leaves the service's choice alone
     torch.set_num_threads(threads)
     console.print(f"ImRecS on http://{host}:{port}  data {settings.data_dir}  db {settings.database_url}")
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
@@ -102,7 +107,8 @@ def create_key(
     """Create an API key and print it once (only its sha256 is stored)."""
     from poisonlab.service.auth import create_key as make
 
-    key, row = make(_database(db, data), name=name, role=role, actor=_cli_actor())
+    with _database(db, data).write() as session:
+        key, row = make(session, name=name, role=role, actor=_cli_actor())
     typer.echo(key)
     typer.echo(f"key {row.id} for {row.name} ({row.role}): store it now, it cannot be shown again", err=True)
 
@@ -114,7 +120,9 @@ def list_keys(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
     from poisonlab.service.auth import list_keys as rows
 
     table = Table("id", "name", "role", "prefix", "created", "revoked")
-    for k in rows(_database(db, data)):
+    with _database(db, data).read() as session:
+        keys = rows(session)
+    for k in keys:
         table.add_row(
             str(k.id), k.name, k.role, k.prefix + "...", str(k.created_at)[:19], str(k.revoked_at or "-")[:19]
         )
@@ -130,8 +138,9 @@ def revoke_key(
     from poisonlab.service.auth import revoke_key as revoke
 
     try:
-        row = revoke(_database(db, data), key_id, actor=_cli_actor())
-    except LookupError as exc:
+        with _database(db, data).write() as session:
+            row = revoke(session, key_id, actor=_cli_actor())
+    except LookupError as exc:  # NotFound: one line on stderr, exit code 2, like any bad argument
         raise ValueError(exc.args[0]) from None
     typer.echo(f"revoked key {row.id} ({row.name})")
 
@@ -148,7 +157,8 @@ def add_source(
     from poisonlab.service.sources import add_source as add
 
     pem = public_key.read_bytes().decode("ascii", errors="replace")  # PEM is ASCII; junk fails below
-    row = add(_database(db, data), name, pem, actor=_cli_actor())
+    with _database(db, data).write() as session:
+        row = add(session, name, pem, actor=_cli_actor())
     typer.echo(f"source {row.name} registered, key fingerprint {row.fingerprint}")
 
 
@@ -158,7 +168,9 @@ def list_sources(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
     from poisonlab.service.sources import list_sources as rows
 
     table = Table("name", "fingerprint", "created")
-    for s in rows(_database(db, data)):
+    with _database(db, data).read() as session:
+        registered = rows(session)
+    for s in registered:
         table.add_row(s.name, s.fingerprint, str(s.created_at)[:19])
     console.print(table)
 

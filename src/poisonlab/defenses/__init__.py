@@ -6,69 +6,53 @@ Every training-data detector follows one scikit-learn-style contract (see
 :data:`DEFENSES` maps a registry name to its class; classes are imported on first use so that
 ``import poisonlab.defenses`` stays cheap.
 
-Model-level checks (canary records, the trigger-sensitivity test), inference-time STRIP,
-trigger-augmented training and mitigation live in their own modules of this package.
+The package is split into rooms: ``detectors/`` (training-set detectors, one module per method),
+``data_checks/`` (validity, duplicates, label drift, signed manifests), ``gates/`` (model-level
+checks before promotion: canary records, the trigger-sensitivity test), ``mitigation/`` (drop or
+relabel and retrain, trigger-augmented training), ``scan/`` (several defenses over one dataset,
+sharing one :class:`~poisonlab.defenses.context.ScanContext`, and the scan report) and
+``helpers/`` (what several defenses share). The contract is :mod:`poisonlab.defenses.base`.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping
 from typing import Any
 
-from poisonlab.defenses.base import Defense, NotFittedError
+from poisonlab.defenses.base import Defense, NotFittedError, ScanContext
+from poisonlab.registry import Registry
 
-# name -> "module:Class" inside this package; one file per method.
+# name -> "module:Class" inside this package; one file per method, in its room.
 _SPEC: dict[str, str] = {
     # data validation
-    "data_checks": "validation:DataChecks",
-    "duplicates": "duplicates:DuplicateDetector",
-    "label_drift": "drift:LabelDrift",
-    "manifest": "manifest:ManifestCheck",
+    "data_checks": "data_checks.validation:DataChecks",
+    "duplicates": "data_checks.duplicates:DuplicateDetector",
+    "label_drift": "data_checks.drift:LabelDrift",
+    "manifest": "data_checks.manifest:ManifestCheck",
     # statistical / unsupervised anomaly detection (pixels or penultimate features)
-    "zscore": "zscore:ZScoreDetector",
-    "kmeans": "kmeans:KMeansDetector",
-    "dbscan": "dbscan:DBSCANDetector",
-    "isolation_forest": "isolation_forest:IsolationForestDetector",
-    "autoencoder": "autoencoder:AutoencoderDetector",
+    "zscore": "detectors.zscore:ZScoreDetector",
+    "kmeans": "detectors.kmeans:KMeansDetector",
+    "dbscan": "detectors.dbscan:DBSCANDetector",
+    "isolation_forest": "detectors.isolation_forest:IsolationForestDetector",
+    "autoencoder": "detectors.autoencoder:AutoencoderDetector",
     # representation-space backdoor detectors
-    "activation_clustering": "activation_clustering:ActivationClustering",
-    "spectral_signatures": "spectral:SpectralSignatures",
+    "activation_clustering": "detectors.activation_clustering:ActivationClustering",
+    "spectral_signatures": "detectors.spectral:SpectralSignatures",
     # label noise, influence and provenance
-    "confident_learning": "confident_learning:ConfidentLearning",
-    "roni": "roni:RONI",
-    "provenance": "provenance:ProvenanceDefense",
+    "confident_learning": "detectors.confident_learning:ConfidentLearning",
+    "roni": "detectors.roni:RONI",
+    "provenance": "detectors.provenance:ProvenanceDefense",
     # inference-time input filter, usable as a scan of a dataset too
-    "strip": "strip:STRIP",
+    "strip": "detectors.strip:STRIP",
 }
 
 
-class _Registry(Mapping[str, type[Defense]]):
-    """Read-only mapping of defense names to classes, importing each module on first access."""
-
-    def __getitem__(self, name: str) -> type[Defense]:
-        try:
-            module_name, cls_name = _SPEC[name].split(":")
-        except KeyError:
-            raise KeyError(name) from None
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        return getattr(module, cls_name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_SPEC)
-
-    def __len__(self) -> int:
-        return len(_SPEC)
-
-
-DEFENSES: Mapping[str, type[Defense]] = _Registry()
+#: name -> defense class; each module is imported on first access (see :class:`poisonlab.registry.Registry`)
+DEFENSES: Registry[type[Defense]] = Registry("defense", _SPEC, package=__name__)
 
 
 def get_defense(name: str, **params: Any) -> Defense:
     """Build the defense registered as ``name`` with keyword ``params`` (ValueError if unknown)."""
-    if name not in _SPEC:
-        raise ValueError(f"unknown defense {name!r}; expected one of {sorted(_SPEC)}")
-    return DEFENSES[name](**params)
+    return DEFENSES.create(name, **params)
 
 
-__all__ = ["DEFENSES", "Defense", "NotFittedError", "get_defense"]
+__all__ = ["DEFENSES", "Defense", "NotFittedError", "ScanContext", "get_defense"]

@@ -12,6 +12,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,6 +22,9 @@ from safetensors.torch import load_file, save_file
 from poisonlab import __version__
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
+
+if TYPE_CHECKING:
+    from poisonlab.data.dataset import Dataset
 
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "model.json"
@@ -158,3 +162,23 @@ def load_model(model_dir: str | Path, *, verify: bool = True) -> tuple[Poisonlab
 
 def model_to(model: PoisonlabModel, device: torch.device) -> PoisonlabModel:
     return model.to(device, memory_format=torch.channels_last)
+
+
+def check_model_fits(card: ModelCard, data: Dataset) -> None:
+    """Raise ValueError unless ``data`` has the model's input shape and class names.
+
+    Parameters
+    ----------
+    card
+        The saved model's card.
+    data
+        The data it is about to see (trained on, evaluated on, scanned with).
+    """
+    if tuple(card.input_shape) != tuple(data.image_shape):
+        raise ValueError(
+            f"model {card.id} expects images {tuple(card.input_shape)}, {data.name} has {data.image_shape}"
+        )
+    if tuple(card.class_names) != tuple(data.class_names):
+        raise ValueError(
+            f"model {card.id} classes {card.class_names} differ from {data.name}'s {list(data.class_names)}"
+        )

@@ -22,13 +22,20 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
+        self.stride = stride
         self.shortcut = None
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+            # A strided 1x1 convolution is a 1x1 convolution of the subsampled input. It is built
+            # that way because oneDNN 3.12's AVX2 ``jit_1x1`` backward-weights kernel (torch 2.13.0)
+            # corrupts the heap for channels_last inputs with few channels on one thread (seen: 4 -> 8
+            # channels, stride 2, on an AMD EPYC without AVX-512); the stride-1 kernel is unaffected.
+            # Same weights and outputs, so checkpoints load either way.
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        s = self.stride
+        shortcut = x if self.shortcut is None else self.shortcut(out[:, :, ::s, ::s])
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + shortcut

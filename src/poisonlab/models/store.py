@@ -12,7 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from poisonlab.models.checkpoint import ModelCard, read_card
+from poisonlab.models.base import PoisonlabModel
+from poisonlab.models.checkpoint import ModelCard, load_model, read_card
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -157,3 +158,25 @@ def resolve_model_path(ref: str | Path, store: ModelStore | None = None) -> Path
     except ValueError as exc:
         raise FileNotFoundError(f"{ref} is neither a model folder nor a registered model ({exc})") from exc
     return Path(entry.path)
+
+
+def load_model_ref(
+    ref: str | Path, store: ModelStore | None = None
+) -> tuple[PoisonlabModel, ModelCard, Path]:
+    """Load a model from a folder path or a registry reference; its weights hash is verified.
+
+    Parameters
+    ----------
+    ref
+        A model folder, or a registry id, id prefix, name or name:version.
+    store
+        The registry to look ``ref`` up in (default: the user's).
+
+    Returns
+    -------
+    tuple
+        The model, its card and its folder.
+    """
+    path = resolve_model_path(ref, store)
+    model, card = load_model(path)
+    return model, card, path

@@ -2,20 +2,27 @@
 
 ``poisonlab serve`` (or :func:`create_app` with :class:`ServiceSettings`) runs a FastAPI + uvicorn
 service over a SQLAlchemy database (SQLite with WAL by default, PostgreSQL by URL) and a
-content-addressed file store. Thin routers (:mod:`poisonlab.service.routers`) call the library
-modules here, which hold the logic:
+content-addressed file store. Thin routers (:mod:`poisonlab.service.routers`) get the service's
+components and the caller's role from :mod:`~.deps` and call the library modules here, which hold
+the logic. Library functions take the caller's session and never commit, so one transaction can
+span several of them (a promotion is one commit: :mod:`~.decisions`); an unknown id raises
+:class:`~.errors.NotFound`, answered 404 by a single handler:
 
 ================================  ==============================================================
+:mod:`~.deps`                     ``Annotated`` dependencies: state, sessions, server, roles
 :mod:`~.auth`                     API keys (sha256-hashed), roles viewer < contributor < trainer
-                                  < admin, the ``require(role)`` dependency
+                                  < admin
 :mod:`~.audit`                    append-only audit log of every write and refused write
 :mod:`~.contributions`            validated, signed, durably stored user contributions
 :mod:`~.signing`, :mod:`~.sources`  Ed25519 data signing and registered sources
-:mod:`~.versions`                 model versions with lineage, promotion, rollback, serving
-:mod:`~.batching`                 dynamic batching of concurrent inference
+:mod:`~.registry`                 model versions with lineage, promotion, rollback
+:mod:`~.serving`, :mod:`~.batching`  the serving model in memory; dynamic batching of inference
 :mod:`~.pipeline`, :mod:`~.runs`  the defended continuous-learning pipeline and its worker
+:mod:`~.decisions`                a run's promotion or rejection, one transaction each
 :mod:`~.monitoring`, :mod:`~.alerts`  Prometheus metrics, prediction-shift monitor, alerts
 ================================  ==============================================================
+
+The red-team client that attacks the service through this API is :mod:`poisonlab.redteam`.
 
 Endpoints and the lowest role each needs:
 

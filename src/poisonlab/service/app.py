@@ -31,6 +31,12 @@ metrics and alerts. Send the key as `X-API-Key` (or `Authorization: Bearer`). Er
 `{"detail": ..., "code": ...}`."""
 
 
+def _recover_runs(state: ServiceState) -> list[int]:
+    """Fail the runs a previous process left running; the ids of the queued ones, to resume."""
+    with state.db.write() as session:
+        return runs.fail_interrupted(session)
+
+
 def create_app(settings: ServiceSettings) -> FastAPI:
     """A new service for ``settings`` (the database and file store are created when missing)."""
     state = ServiceState(settings)
@@ -45,7 +51,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.bootstrap)
-        for run_id in await run_in_threadpool(runs.fail_interrupted, state.db):
+        for run_id in await run_in_threadpool(_recover_runs, state):
             state.worker.submit(run_id)
         # torch, scipy and scikit-learn leave ~350,000 long-lived objects; without freezing them every
         # full garbage collection walks them all and stalls requests for tens of milliseconds.

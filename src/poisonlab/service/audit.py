@@ -43,13 +43,14 @@ def record(session: Session, actor: Actor, action: str, target: str = "", outcom
 
 
 def record_refusal(db: Database, actor: Actor, action: str, target: str, status: int, detail: str) -> None:
-    """Record a refused write in its own transaction."""
+    """Record a refused write in its own transaction (the request's transaction, if any, was rolled
+    back with the refusal, so the entry cannot ride on it)."""
     with db.write() as session:
         record(session, actor, action, target, f"refused {status}: {detail}"[:2000])
 
 
 def list_entries(
-    db: Database, *, limit: int = 100, before_id: int | None = None, actor: str | None = None
+    session: Session, *, limit: int = 100, before_id: int | None = None, actor: str | None = None
 ) -> list[AuditEntry]:
     """Newest first; ``before_id`` pages backwards."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
@@ -57,5 +58,4 @@ def list_entries(
         query = query.where(AuditEntry.id < before_id)
     if actor is not None:
         query = query.where(AuditEntry.actor == actor)
-    with db.read() as session:
-        return list(session.scalars(query))
+    return list(session.scalars(query))

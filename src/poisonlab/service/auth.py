@@ -1,11 +1,13 @@
-"""Access control: API keys with ordered roles, and the FastAPI dependency that enforces them.
+"""Access control: API keys with ordered roles.
 
 Roles are ordered ``viewer < contributor < trainer < admin``; an endpoint declares the lowest role
-it needs with ``Depends(require("trainer"))`` and every higher role passes too. Keys are random
+it needs with a role dependency of :mod:`poisonlab.service.deps` (``TrainerDep``) and every higher
+role passes too. Keys are random
 (``imrecs_`` + 43 URL-safe characters, 256 bits), shown once when created and stored only as their
 sha256: a stolen database does not reveal usable keys. Clients send a key as ``X-API-Key: <key>``
 or ``Authorization: Bearer <key>``. A missing or unknown key gives 401, a key below the endpoint's
-role 403.
+role 403. Key management takes the caller's session and never commits (see
+:mod:`poisonlab.service.registry`).
 """
 
 from __future__ import annotations
@@ -14,64 +16,60 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
 
-from fastapi import Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from poisonlab.service.audit import Actor, record
 from poisonlab.service.db import ApiKey, Database, utcnow
-from poisonlab.service.errors import ServiceError
+from poisonlab.service.errors import NotFound
 
 ROLES: tuple[str, ...] = ("viewer", "contributor", "trainer", "admin")
 KEY_PREFIX = "imrecs_"
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an ImRecS API key")
-_bearer = HTTPBearer(auto_error=False, description="an ImRecS API key as a bearer token")
 
 
 def role_rank(role: str) -> int:
+    """Position of ``role`` in :data:`ROLES` (ValueError for an unknown role)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {list(ROLES)}")
     return ROLES.index(role)
 
 
 def hash_key(key: str) -> str:
+    """The stored form of a key: its sha256, hex."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(db: Database, *, name: str, role: str, actor: Actor) -> tuple[str, ApiKey]:
+def create_key(session: Session, *, name: str, role: str, actor: Actor) -> tuple[str, ApiKey]:
     """Create a key; returns (the key, shown only now, its row). ValueError for a taken name."""
     role_rank(role)
     name = name.strip()
     if not name or len(name) > 100 or any(c in name for c in "\r\n\t"):
         raise ValueError(f"key name must be 1-100 printable characters on one line, got {name!r}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    with db.write() as session:
-        if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
-            raise ValueError(f"a key named {name!r} exists already; names identify contributors")
-        row = ApiKey(name=name, role=role, key_hash=hash_key(key), prefix=key[: len(KEY_PREFIX) + 4])
-        session.add(row)
-        session.flush()
-        record(session, actor, "keys.create", f"key:{row.id}", f"ok: {name} ({role})")
+    if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+        raise ValueError(f"a key named {name!r} exists already; names identify contributors")
+    row = ApiKey(name=name, role=role, key_hash=hash_key(key), prefix=key[: len(KEY_PREFIX) + 4])
+    session.add(row)
+    session.flush()  # assigns the id the audit entry names
+    record(session, actor, "keys.create", f"key:{row.id}", f"ok: {name} ({role})")
     return key, row
 
 
-def revoke_key(db: Database, key_id: int, *, actor: Actor) -> ApiKey:
-    """Revoke a key (idempotent); LookupError when there is no such key."""
-    with db.write() as session:
-        row = session.get(ApiKey, key_id)
-        if row is None:
-            raise LookupError(f"no API key with id {key_id}")
-        if row.revoked_at is None:
-            row.revoked_at = utcnow()
-        record(session, actor, "keys.revoke", f"key:{key_id}", f"ok: {row.name}")
+def revoke_key(session: Session, key_id: int, *, actor: Actor) -> ApiKey:
+    """Revoke a key (idempotent); NotFound when there is no such key."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"no API key with id {key_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    record(session, actor, "keys.revoke", f"key:{key_id}", f"ok: {row.name}")
     return row
 
 
-def list_keys(db: Database) -> list[ApiKey]:
-    with db.read() as session:
-        return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key (hashes and prefixes only), oldest first."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
 def authenticate(db: Database, key: str) -> Actor | None:
@@ -118,36 +116,3 @@ class KeyCache:
     def clear(self) -> None:
         with self._lock:
             self._seen.clear()
-
-
-def require(role: str) -> Callable[..., Actor]:
-    """A FastAPI dependency admitting keys of ``role`` or higher; it returns the :class:`Actor`."""
-    needed = role_rank(role)
-
-    def dependency(
-        request: Request,
-        api_key: str | None = Security(_api_key_header),
-        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
-    ) -> Actor:
-        key = api_key or (bearer.credentials if bearer is not None else None)
-        if not key:
-            raise ServiceError(
-                401,
-                "unauthenticated",
-                "an API key is required (X-API-Key header)",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        actor = request.app.state.service.keys.authenticate(key)
-        if actor is None:
-            raise ServiceError(
-                401, "unauthenticated", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"}
-            )
-        request.state.actor = actor
-        if role_rank(actor.role or "viewer") < needed:
-            raise ServiceError(
-                403, "forbidden", f"this needs the {role} role; key {actor.name!r} is {actor.role}"
-            )
-        return actor
-
-    dependency.__name__ = f"require_{role}"
-    return dependency

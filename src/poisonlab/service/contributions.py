@@ -10,6 +10,9 @@ row with its audit entry, all before the caller acknowledges it. Status life cyc
 
 Training snapshots take ``accepted`` and ``pending`` contributions; only ``pending`` ones are
 quarantined automatically (an admin's release is a human decision the pipeline does not undo).
+
+The functions take the caller's session and never commit (see :mod:`poisonlab.service.registry`):
+an accepted contribution's status changes in the same transaction as the promotion it went into.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from poisonlab.data.images import resolve_label
 from poisonlab.service.audit import Actor, record
-from poisonlab.service.db import Contribution, Database, Source, utcnow
+from poisonlab.service.db import Contribution, Source, utcnow
 from poisonlab.service.decode import decode_image
-from poisonlab.service.errors import Rejected
+from poisonlab.service.errors import NotFound, Rejected
 from poisonlab.service.signing import verify_contribution
 from poisonlab.service.storage import BlobStore, sha256_hex
 
@@ -94,8 +98,23 @@ def _decide(
     )
 
 
+def _label(sent: str, class_names: Sequence[str]) -> tuple[int, str]:
+    """(index, class name) of a label sent as a name or an index; Rejected when it names no class."""
+    try:
+        label = resolve_label(sent.strip(), class_names)
+    except ValueError as exc:
+        raise Rejected("unknown_label", str(exc)) from None
+    return label, str(class_names[label])
+
+
+def _source(session: Session, name: str) -> Source | None:
+    """The registered source ``name`` (None when unknown: the policy decides)."""
+    check_source_name(name)
+    return session.scalar(select(Source).where(Source.name == name))
+
+
 def submit(
-    db: Database,
+    session: Session,
     store: BlobStore,
     upload: Upload,
     *,
@@ -105,64 +124,77 @@ def submit(
     max_pixels: int,
     policy: Policy,
 ) -> Contribution:
-    """Validate, store durably and record one contribution; raises :class:`Rejected` for bad input."""
+    """Validate, store durably and record one contribution.
+
+    Parameters
+    ----------
+    session : Session
+        A write session. The row and its audit entry are durable when the caller commits, which
+        must happen before the contribution is acknowledged; the blob is durable before the row.
+    store : BlobStore
+        Where the file's bytes go (fsync-ed, content-addressed).
+    upload : Upload
+        File, label, optional signature and source, as sent.
+    actor : Actor
+        The contributor (the row's ``contributor``, audited).
+    class_names, input_shape : sequence
+        Of the serving model: the label must name a class, the image must decode to this shape.
+    max_pixels : int
+        Decompression-bomb limit of the decoder.
+    policy : Policy
+        What unsigned and unknown-source contributions get.
+
+    Returns
+    -------
+    Contribution
+        The new row (its id is assigned).
+
+    Raises
+    ------
+    Rejected
+        Bad image, unknown label, bad signature, or refused by the policy.
+    """
     decode_image(upload.data, input_shape, max_pixels=max_pixels, name="file")
-    try:
-        label = resolve_label(upload.label.strip(), class_names)
-    except ValueError as exc:
-        raise Rejected("unknown_label", str(exc)) from None
-    label_name = str(class_names[label])
-    source = None
-    if upload.source is not None:
-        check_source_name(upload.source)
-        with db.read() as session:
-            source = session.scalar(select(Source).where(Source.name == upload.source))
+    label, label_name = _label(upload.label, class_names)
+    source = None if upload.source is None else _source(session, upload.source)
     status, reason = _decide(upload, label_name, sha256_hex(upload.data), source, policy)
     sha = store.put(upload.data)  # durable before the row that points at it
-    with db.write() as session:
-        row = Contribution(
-            contributor=actor.name,
-            source=upload.source,
-            sha256=sha,
-            size_bytes=len(upload.data),
-            label=label,
-            label_name=label_name,
-            signature=upload.signature or None,
-            status=status,
-            reason=reason,
-        )
-        session.add(row)
-        session.flush()
-        record(session, actor, "contributions.create", f"contribution:{row.id}", f"ok: {status} ({reason})")
+    row = Contribution(
+        contributor=actor.name,
+        source=upload.source,
+        sha256=sha,
+        size_bytes=len(upload.data),
+        label=label,
+        label_name=label_name,
+        signature=upload.signature or None,
+        status=status,
+        reason=reason,
+    )
+    session.add(row)
+    session.flush()  # assigns the id the audit entry names
+    record(session, actor, "contributions.create", f"contribution:{row.id}", f"ok: {status} ({reason})")
     return row
 
 
-def review(db: Database, contribution_id: int, action: str, *, actor: Actor, note: str = "") -> Contribution:
-    """Admin decision ``release`` or ``reject``; LookupError when unknown, Rejected (409) when not allowed."""
+def review(
+    session: Session, contribution_id: int, action: str, *, actor: Actor, note: str = ""
+) -> Contribution:
+    """Admin decision ``release`` or ``reject``; NotFound when unknown, Rejected (409) when not allowed."""
     new, allowed = _TRANSITIONS[action]
-    with db.write() as session:
-        row = session.get(Contribution, contribution_id)
-        if row is None:
-            raise LookupError(f"no contribution with id {contribution_id}")
-        if row.status not in allowed:
-            raise Rejected(
-                "conflict", f"contribution {contribution_id} is {row.status}; cannot {action} it", 409
-            )
-        old = row.status
-        row.status, row.updated_at = new, utcnow()
-        row.reason = f"{action}d by {actor.name}" + (f": {note}" if note else "")
-        record(
-            session,
-            actor,
-            f"contributions.{action}",
-            f"contribution:{contribution_id}",
-            f"ok: {old} -> {new}",
-        )
+    row = get_contribution(session, contribution_id)
+    if row.status not in allowed:
+        raise Rejected("conflict", f"contribution {contribution_id} is {row.status}; cannot {action} it", 409)
+    old = row.status
+    row.status, row.updated_at = new, utcnow()
+    row.reason = f"{action}d by {actor.name}" + (f": {note}" if note else "")
+    record(
+        session, actor, f"contributions.{action}", f"contribution:{contribution_id}", f"ok: {old} -> {new}"
+    )
     return row
 
 
 def list_contributions(
-    db: Database, *, status: str | None = None, limit: int = 100, before_id: int | None = None
+    session: Session, *, status: str | None = None, limit: int = 100, before_id: int | None = None
 ) -> list[Contribution]:
     """Newest first, optionally of one status; ``before_id`` pages backwards."""
     query = select(Contribution).order_by(Contribution.id.desc()).limit(limit)
@@ -170,51 +202,45 @@ def list_contributions(
         query = query.where(Contribution.status == status)
     if before_id is not None:
         query = query.where(Contribution.id < before_id)
-    with db.read() as session:
-        return list(session.scalars(query))
+    return list(session.scalars(query))
 
 
-def get_contribution(db: Database, contribution_id: int) -> Contribution:
-    with db.read() as session:
-        row = session.get(Contribution, contribution_id)
+def get_contribution(session: Session, contribution_id: int) -> Contribution:
+    """The contribution ``contribution_id``; NotFound when unknown."""
+    row = session.get(Contribution, contribution_id)
     if row is None:
-        raise LookupError(f"no contribution with id {contribution_id}")
+        raise NotFound(f"no contribution with id {contribution_id}")
     return row
 
 
-def snapshot(db: Database) -> tuple[list[Contribution], str]:
+def snapshot(session: Session) -> tuple[list[Contribution], str]:
     """Accepted + pending contributions in id order and the sha256 identifying that exact set."""
     query = select(Contribution).where(Contribution.status.in_(SNAPSHOT_STATUSES)).order_by(Contribution.id)
-    with db.read() as session:
-        rows = list(session.scalars(query))
+    rows = list(session.scalars(query))
     h = hashlib.sha256()
     for row in rows:
         h.update(f"{row.id}\t{row.sha256}\t{row.label}\n".encode())
     return rows, h.hexdigest()
 
 
-def quarantine(db: Database, reasons: dict[int, str], *, actor: Actor) -> int:
+def quarantine(session: Session, reasons: dict[int, str], *, actor: Actor) -> int:
     """Quarantine the still-pending contributions in ``reasons`` (id -> reason); returns how many."""
     changed = 0
-    with db.write() as session:
-        for row in session.scalars(select(Contribution).where(Contribution.id.in_(list(reasons)))):
-            if row.status != "pending":
-                continue
-            row.status, row.reason, row.updated_at = "quarantined", reasons[row.id], utcnow()
-            record(
-                session, actor, "contributions.quarantine", f"contribution:{row.id}", f"ok: {reasons[row.id]}"
-            )
-            changed += 1
+    for row in session.scalars(select(Contribution).where(Contribution.id.in_(list(reasons)))):
+        if row.status != "pending":  # an admin's decision (or an earlier run's) stands
+            continue
+        row.status, row.reason, row.updated_at = "quarantined", reasons[row.id], utcnow()
+        record(session, actor, "contributions.quarantine", f"contribution:{row.id}", f"ok: {reasons[row.id]}")
+        changed += 1
     return changed
 
 
-def accept(db: Database, ids: Sequence[int], *, actor: Actor, reason: str) -> int:
-    """Mark pending contributions accepted (they went into a promoted model)."""
+def accept(session: Session, ids: Sequence[int], *, actor: Actor, reason: str) -> int:
+    """Mark pending contributions accepted (they went into a promoted model); returns how many."""
     changed = 0
-    with db.write() as session:
-        for row in session.scalars(select(Contribution).where(Contribution.id.in_(list(ids)))):
-            if row.status == "pending":
-                row.status, row.reason, row.updated_at = "accepted", reason, utcnow()
-                changed += 1
-        record(session, actor, "contributions.accept", f"{changed} contributions", f"ok: {reason}")
+    for row in session.scalars(select(Contribution).where(Contribution.id.in_(list(ids)))):
+        if row.status == "pending":
+            row.status, row.reason, row.updated_at = "accepted", reason, utcnow()
+            changed += 1
+    record(session, actor, "contributions.accept", f"{changed} contributions", f"ok: {reason}")
     return changed

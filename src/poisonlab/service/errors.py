@@ -1,10 +1,11 @@
 """Errors as JSON: every refusal is ``{"detail": "<what is wrong>", "code": "<machine-readable>"}``.
 
-Library code raises :class:`Rejected` for bad input and routers raise :class:`ServiceError`; the
-handlers here turn them, FastAPI's request-validation errors and Starlette's HTTP errors into
-4xx responses that name the problem. An unexpected exception still becomes a JSON
-500 (``code: internal``) and is logged with its traceback: that is a bug to fix, never a way to
-report bad input.
+Library code raises :class:`Rejected` for bad input and :class:`NotFound` for an unknown id; routers
+raise :class:`ServiceError`. The handlers here turn them, FastAPI's request-validation errors and
+Starlette's HTTP errors into 4xx responses that name the problem (every 404 of an unknown object
+comes from the one :class:`NotFound` handler, so no route translates lookups itself). An
+unexpected exception still becomes a JSON 500 (``code: internal``) and is logged with its
+traceback: that is a bug to fix, never a way to report bad input.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ class Rejected(ValueError):
         self.status = status
 
 
+class NotFound(LookupError):
+    """An object the request names does not exist: a 404 ``not_found`` whose detail is the message.
+
+    A subclass of LookupError so that callers outside HTTP (the CLI) can catch it as one; the
+    404 handler catches only this class, never a stray ``KeyError``, which is a bug (500).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.detail = message
+
+
 def error_response(status: int, detail: str, code: str | None = None, **extra: object) -> JSONResponse:
     body = {"detail": detail, "code": code or _STATUS_CODES.get(status, "error"), **extra}
     return JSONResponse(body, status_code=status)
@@ -81,6 +94,10 @@ def install_handlers(app: FastAPI) -> None:
         response = error_response(exc.status, exc.detail, exc.code)
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return error_response(404, exc.detail, "not_found")
 
     @app.exception_handler(Rejected)
     async def _rejected(_request: Request, exc: Rejected) -> JSONResponse:

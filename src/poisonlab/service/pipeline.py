@@ -14,11 +14,13 @@ its progress and report to the run's row so ``GET /v1/training-runs/{id}`` can s
 4. **training**: the serving model is fine-tuned on the base training set plus the surviving
    contributions (:func:`poisonlab.training.train`);
 5. **gates**: clean accuracy on the trusted test split not below the serving model's minus
-   ``max_accuracy_drop``; every canary right (:mod:`poisonlab.defenses.canary`, picked from the
+   ``max_accuracy_drop``; every canary right (:mod:`poisonlab.defenses.gates.canary`, picked from the
    validation split with the serving model); the trigger-sensitivity test clean
-   (:mod:`poisonlab.defenses.sensitivity`, the serving model as reference). All pass: the
+   (:mod:`poisonlab.defenses.gates.sensitivity`, the serving model as reference). All pass: the
    candidate is promoted and its pending contributions accepted. Otherwise the old model keeps
    serving, the candidate is stored as ``rejected`` and alerts are raised.
+
+The decision at the end is one transaction either way (:mod:`poisonlab.service.decisions`).
 """
 
 from __future__ import annotations
@@ -28,21 +30,23 @@ import traceback
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.defenses.canary import check_canaries, select_canaries
+from poisonlab.defenses.gates.canary import check_canaries, select_canaries
+from poisonlab.defenses.gates.sensitivity import trigger_sensitivity
 from poisonlab.defenses.scan import scan
-from poisonlab.defenses.sensitivity import trigger_sensitivity
 from poisonlab.evaluation import evaluate
-from poisonlab.models.checkpoint import load_model, save_model
+from poisonlab.models.checkpoint import save_model
 from poisonlab.service import contributions as contrib
 from poisonlab.service.alerts import raise_alert
 from poisonlab.service.audit import Actor
-from poisonlab.service.db import TrainingRun
+from poisonlab.service.db import Database, TrainingRun
+from poisonlab.service.decisions import promote_candidate, reject_candidate
 from poisonlab.service.decode import decode_image
 from poisonlab.service.runs import get_run, update_run
-from poisonlab.service.state import ServiceState, base_dataset_name, reference_distribution
-from poisonlab.service.versions import Loaded, promote, register_version
+from poisonlab.service.serving import Loaded
+from poisonlab.service.state import ServiceState, base_dataset_name
 from poisonlab.training import default_recipe, train
 
 log = logging.getLogger("poisonlab.service")
@@ -64,11 +68,17 @@ class Run:
     actor: Actor
 
     @property
-    def db(self):
+    def db(self) -> Database:
         return self.state.db
 
     def update(self, report: dict | None = None, **fields: object) -> None:
-        update_run(self.state.db, self.run_id, report, **fields)
+        """Record progress in its own transaction (``GET /v1/training-runs/{id}`` shows it at once)."""
+        with self.db.write() as session:
+            self.update_in(session, report, **fields)
+
+    def update_in(self, session: Session, report: dict | None = None, **fields: object) -> None:
+        """Record progress as part of the caller's transaction."""
+        update_run(session, self.run_id, report, **fields)
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,8 @@ class Snapshot:
 
 def take_snapshot(run: Run) -> Snapshot:
     """Steps 1-2: snapshot, re-check and decode; invalid contributions are quarantined."""
-    rows, digest = contrib.snapshot(run.db)
+    with run.db.read() as session:
+        rows, digest = contrib.snapshot(session)
     run.update({"snapshot": {"contributions": len(rows)}}, step="validation", snapshot_hash=digest)
     shape, limit = run.loaded.input_shape, run.state.settings.max_pixels
     images, kept, bad = [], [], {}
@@ -93,7 +104,9 @@ def take_snapshot(run: Run) -> Snapshot:
             kept.append(row)
         except (OSError, ValueError) as exc:  # a missing or modified blob, an undecodable file
             bad[row.id] = f"validation: {exc}"[:500]
-    contrib.quarantine(run.db, bad, actor=run.actor)
+    with run.db.write() as session:
+        contrib.quarantine(session, bad, actor=run.actor)
+        run.update_in(session, {"validation": {"valid": len(kept), "quarantined": sorted(bad)}})
     data = Dataset(
         x=np.stack(images) if images else np.zeros((0, *shape), np.uint8),
         y=np.array([r.label for r in kept], dtype=np.int64),
@@ -103,7 +116,6 @@ def take_snapshot(run: Run) -> Snapshot:
     )
     ids = np.array([r.id for r in kept], dtype=np.int64)
     pending = np.array([r.status == "pending" for r in kept], dtype=bool)
-    run.update({"validation": {"valid": len(kept), "quarantined": sorted(bad)}})
     return Snapshot(data, ids, pending, digest)
 
 
@@ -139,12 +151,12 @@ def screen(run: Run, snap: Snapshot, defenses) -> np.ndarray:
         keep &= ~flagged
     is_pending = dict(zip(snap.ids.tolist(), snap.pending.tolist(), strict=True))
     to_quarantine = {cid: "defense: " + ", ".join(names) for cid, names in reasons.items() if is_pending[cid]}
-    quarantined = contrib.quarantine(run.db, to_quarantine, actor=run.actor)
     keep |= ~snap.pending  # what an admin accepted stays in training even when flagged
     flagged_accepted = len(reasons) - len(to_quarantine)
-    run.update(
-        {"defenses": {"methods": summary, "quarantined": quarantined, "flagged_accepted": flagged_accepted}}
-    )
+    with run.db.write() as session:
+        quarantined = contrib.quarantine(session, to_quarantine, actor=run.actor)
+        report = {"methods": summary, "quarantined": quarantined, "flagged_accepted": flagged_accepted}
+        run.update_in(session, {"defenses": report})
     return keep
 
 
@@ -211,75 +223,6 @@ def gates(run: Run, candidate) -> dict:
     return out
 
 
-def _reject(run: Run, folder, snap: Snapshot, checks: dict, metrics: dict, failed: list[str]) -> str:
-    """Keep the serving model, store the candidate as ``rejected`` and alert."""
-    row = register_version(
-        run.db,
-        folder,
-        actor=run.actor,
-        status="rejected",
-        metrics=metrics,
-        snapshot_hash=snap.hash,
-        run_id=run.run_id,
-    )
-    for gate in failed:
-        run.state.metrics.gate_failures.labels(gate).inc()
-    message = (
-        f"training run {run.run_id}: candidate {row.id} failed the {', '.join(failed)} gate(s); "
-        f"{run.loaded.version_id} keeps serving"
-    )
-    raise_alert(
-        run.db,
-        "gate_failed",
-        message,
-        severity="critical",
-        model_id=row.id,
-        details={"run_id": run.run_id, "failed": failed},
-    )
-    if "canaries" in failed:
-        raise_alert(
-            run.db,
-            "canary_regression",
-            f"candidate {row.id} of run {run.run_id} misclassifies canary records",
-            severity="critical",
-            model_id=row.id,
-            details=checks["canaries"],
-        )
-    run.update(
-        {"gates": checks, "decision": f"rejected: {', '.join(failed)} failed"},
-        status="rejected",
-        step="done",
-        candidate_model_id=row.id,
-    )
-    return "rejected"
-
-
-def _promote(run: Run, folder, snap: Snapshot, keep: np.ndarray, checks: dict, metrics: dict) -> str:
-    """Register and promote the candidate; its pending contributions become accepted."""
-    candidate, _ = load_model(folder)
-    reference = reference_distribution(candidate, run.splits, run.state.settings.device)
-    row = register_version(
-        run.db,
-        folder,
-        actor=run.actor,
-        metrics=metrics,
-        snapshot_hash=snap.hash,
-        reference=reference,
-        run_id=run.run_id,
-    )
-    promote(run.db, row.id, actor=run.actor)
-    run.state.server.reload()
-    used = snap.ids[keep & snap.pending].tolist()
-    contrib.accept(run.db, used, actor=run.actor, reason=f"trained into {row.id} (run {run.run_id})")
-    run.update(
-        {"gates": checks, "decision": f"promoted {row.id}", "accepted": len(used)},
-        status="promoted",
-        step="done",
-        candidate_model_id=row.id,
-    )
-    return "promoted"
-
-
 def _pipeline(state: ServiceState, run_id: int, params: dict) -> str:
     loaded = state.server.reload()
     if loaded is None:
@@ -309,33 +252,31 @@ def _pipeline(state: ServiceState, run_id: int, params: dict) -> str:
         "gates": {name: bool(check.get("passed")) for name, check in checks.items()},
     }
     if failed:
-        return _reject(run, folder, snap, checks, metrics, failed)
-    return _promote(run, folder, snap, keep, checks, metrics)
+        return reject_candidate(run, folder, snap, checks, metrics, failed)
+    return promote_candidate(run, folder, snap, keep, checks, metrics)
 
 
 def run_training(run_id: int, state: ServiceState) -> TrainingRun:
     """Execute training run ``run_id`` to its end (status promoted, rejected, skipped or failed).
 
     Never raises for a pipeline failure: the run is marked ``failed`` with the error and a
-    ``pipeline_error`` alert is raised. Call it from a background worker.
+    ``pipeline_error`` alert is raised (one transaction). Call it from a background worker.
     """
-    run = get_run(state.db, run_id)
-    if run.status != "queued":
-        raise ValueError(f"training run {run_id} is {run.status}, not queued")
-    update_run(state.db, run_id, status="running", step="starting")
+    with state.db.write() as session:
+        run = get_run(session, run_id)
+        if run.status != "queued":
+            raise ValueError(f"training run {run_id} is {run.status}, not queued")
+        update_run(session, run_id, status="running", step="starting")
     try:
         outcome = _pipeline(state, run_id, dict(run.params or {}))
     except Exception as exc:  # any failure ends the run visibly instead of killing the worker
         log.error("training run %s failed: %s\n%s", run_id, exc, traceback.format_exc())
         outcome = "failed"
-        update_run(
-            state.db, run_id, status="failed", step="done", error=f"{type(exc).__name__}: {exc}"[:4000]
-        )
-        raise_alert(
-            state.db,
-            "pipeline_error",
-            f"training run {run_id} failed: {exc}"[:1000],
-            details={"run_id": run_id},
-        )
+        with state.db.write() as session:
+            error = f"{type(exc).__name__}: {exc}"[:4000]
+            update_run(session, run_id, status="failed", step="done", error=error)
+            message = f"training run {run_id} failed: {exc}"[:1000]
+            raise_alert(session, "pipeline_error", message, details={"run_id": run_id})
     state.metrics.training_runs.labels(outcome).inc()
-    return get_run(state.db, run_id)
+    with state.db.read() as session:
+        return get_run(session, run_id)

@@ -2,7 +2,8 @@
 
 A run is created ``queued`` by ``POST /v1/training-runs`` and executed by :class:`TrainingWorker`
 in a daemon thread, so it outlives the request that started it. A service that restarts marks
-the runs it was executing as ``failed`` (interrupted) and executes the queued ones.
+the runs it was executing as ``failed`` (interrupted) and executes the queued ones. The functions
+on rows take the caller's session and never commit (see :mod:`poisonlab.service.registry`).
 """
 
 from __future__ import annotations
@@ -13,62 +14,61 @@ import threading
 from collections.abc import Callable
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from poisonlab.service.audit import Actor, record
-from poisonlab.service.db import Database, TrainingRun, utcnow
+from poisonlab.service.db import TrainingRun, utcnow
+from poisonlab.service.errors import NotFound
 
 log = logging.getLogger("poisonlab.service")
 RUN_STATUSES = ("queued", "running", "promoted", "rejected", "skipped", "failed")
 FINISHED = ("promoted", "rejected", "skipped", "failed")
 
 
-def create_run(db: Database, *, actor: Actor, params: dict) -> TrainingRun:
-    with db.write() as session:
-        run = TrainingRun(requested_by=actor.name, status="queued", step="queued", params=params)
-        session.add(run)
-        session.flush()
-        record(session, actor, "training_runs.create", f"run:{run.id}", f"ok: {params}")
+def create_run(session: Session, *, actor: Actor, params: dict) -> TrainingRun:
+    """A new ``queued`` run; the caller commits, then submits its id to the worker."""
+    run = TrainingRun(requested_by=actor.name, status="queued", step="queued", params=params)
+    session.add(run)
+    session.flush()  # assigns the id the audit entry names
+    record(session, actor, "training_runs.create", f"run:{run.id}", f"ok: {params}")
     return run
 
 
-def get_run(db: Database, run_id: int) -> TrainingRun:
-    with db.read() as session:
-        run = session.get(TrainingRun, run_id)
+def get_run(session: Session, run_id: int) -> TrainingRun:
+    """The run ``run_id``; NotFound when unknown."""
+    run = session.get(TrainingRun, run_id)
     if run is None:
-        raise LookupError(f"no training run with id {run_id}")
+        raise NotFound(f"no training run with id {run_id}")
     return run
 
 
-def list_runs(db: Database, *, limit: int = 50) -> list[TrainingRun]:
-    with db.read() as session:
-        return list(session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)))
+def list_runs(session: Session, *, limit: int = 50) -> list[TrainingRun]:
+    """The newest ``limit`` runs, newest first."""
+    return list(session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)))
 
 
-def update_run(db: Database, run_id: int, report: dict | None = None, **fields: object) -> None:
-    with db.write() as session:
-        run = session.get(TrainingRun, run_id)
-        for key, value in fields.items():
-            setattr(run, key, value)
-        if report:
-            run.report = {**(run.report or {}), **report}
-        if fields.get("status") in FINISHED:
-            run.finished_at = utcnow()
+def update_run(session: Session, run_id: int, report: dict | None = None, **fields: object) -> TrainingRun:
+    """Set ``fields`` of run ``run_id`` and merge ``report`` into its report; a finishing status
+    stamps ``finished_at``."""
+    run = get_run(session, run_id)
+    for key, value in fields.items():
+        setattr(run, key, value)
+    if report:
+        run.report = {**(run.report or {}), **report}  # a new dict: JSON columns track assignment only
+    if fields.get("status") in FINISHED:
+        run.finished_at = utcnow()
+    return run
 
 
-def fail_interrupted(db: Database) -> list[int]:
+def fail_interrupted(session: Session) -> list[int]:
     """Mark runs left ``running`` by a previous process as failed; returns the ids still queued."""
-    with db.write() as session:
-        for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running")):
-            run.status, run.step, run.error = (
-                "failed",
-                "done",
-                "interrupted: the service stopped during the run",
-            )
-            run.finished_at = utcnow()
-        queued = session.scalars(
-            select(TrainingRun.id).where(TrainingRun.status == "queued").order_by(TrainingRun.id)
-        )
-        return list(queued)
+    for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running")):
+        run.status, run.step, run.error = "failed", "done", "interrupted: the service stopped during the run"
+        run.finished_at = utcnow()
+    queued = session.scalars(
+        select(TrainingRun.id).where(TrainingRun.status == "queued").order_by(TrainingRun.id)
+    )
+    return list(queued)
 
 
 class TrainingWorker:

@@ -91,6 +91,8 @@ class ServiceSettings(BaseModel):
     shift_tv_threshold: float = Field(0.25, gt=0, le=1)
     shift_alpha: float = Field(1e-3, gt=0, lt=1)
     device: Literal["auto", "cpu", "cuda"] = "cpu"
+    #: fp32 unless asked: predictions and pipeline scores must not depend on the host's CPU
+    precision: Literal["fp32", "bf16"] = "fp32"
     inference_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
     inference_batch: int = Field(64, ge=1, le=4096)
     seed: int = Field(0, ge=0)

@@ -1,8 +1,8 @@
 """Everything one running service holds: settings, database, blob store, serving model, monitors.
 
 :class:`ServiceState` is created by :func:`poisonlab.service.app.create_app` and reached by the
-routers as ``request.app.state.service``; the training pipeline takes it as its context, so the
-pipeline can run (and be tested) without HTTP.
+routers through the dependencies of :mod:`poisonlab.service.deps`; the training pipeline takes it
+as its context, so the pipeline can run (and be tested) without HTTP.
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ from poisonlab.data.dataset import Splits
 from poisonlab.inference import forward_pass
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.checkpoint import ModelCard
+from poisonlab.models.store import load_model_ref
 from poisonlab.service.alerts import raise_alert
 from poisonlab.service.audit import SYSTEM
 from poisonlab.service.auth import KeyCache
 from poisonlab.service.contributions import Policy
 from poisonlab.service.db import Alert, Contribution, Database
 from poisonlab.service.monitoring import ServiceMetrics, ShiftMonitor, ShiftResult
+from poisonlab.service.registry import promote, register_version, serving_version
+from poisonlab.service.runs import TrainingWorker
+from poisonlab.service.serving import Loaded, ModelServer
 from poisonlab.service.settings import ServiceSettings
 from poisonlab.service.storage import BlobStore
-from poisonlab.service.versions import Loaded, ModelServer, promote, register_version, serving_version
-from poisonlab.workflows import load_model_ref
 
 log = logging.getLogger("poisonlab.service")
 
@@ -60,6 +62,7 @@ class ServiceState:
         self.server = ModelServer(
             self.db,
             device=settings.device,
+            precision=settings.precision,
             workers=settings.inference_workers,
             max_batch=settings.inference_batch,
         )
@@ -71,7 +74,7 @@ class ServiceState:
             tv_threshold=settings.shift_tv_threshold,
             alpha=settings.shift_alpha,
         )
-        self.worker = None  # a runs.TrainingWorker, set by create_app
+        self.worker: TrainingWorker | None = None  # set by create_app (it knows the pipeline)
         self._splits: dict[str, Splits] = {}
         self._splits_lock = threading.Lock()
 
@@ -91,14 +94,17 @@ class ServiceState:
 
     def bootstrap(self) -> Loaded | None:
         """Serve ``settings.model_ref`` when the database names no serving model; load the serving model."""
-        if serving_version(self.db) is None and self.settings.model_ref:
+        with self.db.read() as session:
+            serving = serving_version(session)
+        if serving is None and self.settings.model_ref:
             model, card, path = load_model_ref(self.settings.model_ref)
             splits = self.base_splits(card)
             reference = (
                 None if splits is None else reference_distribution(model, splits, self.settings.device)
             )
-            register_version(self.db, path, actor=SYSTEM, reference=reference)
-            promote(self.db, card.id, actor=SYSTEM, action="models.bootstrap")
+            with self.db.write() as session:  # registered and serving together, or neither
+                register_version(session, path, actor=SYSTEM, reference=reference)
+                promote(session, card.id, actor=SYSTEM, action="models.bootstrap")
         return self.server.reload()
 
     def observe_predictions(self, loaded: Loaded, labels: np.ndarray) -> ShiftResult | None:
@@ -111,16 +117,17 @@ class ServiceState:
 
     def raise_shift_alert(self, loaded: Loaded, result: ShiftResult) -> None:
         """Store a ``prediction_shift`` alert (one open alert per model)."""
-        raise_alert(
-            self.db,
-            "prediction_shift",
-            f"served predictions of {loaded.version_id} drifted from its validation distribution "
-            f"(total variation {result.tv_distance:.3f} over the last {result.n}, "
-            f"p={result.p_value:.2g})",
-            model_id=loaded.version_id,
-            details=result.__dict__,
-            dedupe=True,
-        )
+        with self.db.write() as session:
+            raise_alert(
+                session,
+                "prediction_shift",
+                f"served predictions of {loaded.version_id} drifted from its validation distribution "
+                f"(total variation {result.tv_distance:.3f} over the last {result.n}, "
+                f"p={result.p_value:.2g})",
+                model_id=loaded.version_id,
+                details=result.__dict__,
+                dedupe=True,
+            )
 
     def _database_gauges(self) -> dict[str, tuple[str, str, dict[str, float]]]:
         with self.db.read() as session:
@@ -138,5 +145,6 @@ class ServiceState:
         }
 
     def close(self) -> None:
+        """Stop the inference threads and close the database's connections."""
         self.server.close()
         self.db.dispose()

@@ -11,6 +11,7 @@ from poisonlab.training.config import (
     digits_recipe,
     fast_recipe,
     load_train_config,
+    resolve_train_config,
 )
 from poisonlab.training.loop import EpochStats, TrainResult, train
 
@@ -27,5 +28,6 @@ __all__ = [
     "digits_recipe",
     "fast_recipe",
     "load_train_config",
+    "resolve_train_config",
     "train",
 ]

@@ -63,6 +63,12 @@ class TrainConfig(_Frozen):
     label_smoothing: float = Field(0.2, ge=0, lt=1)
     augment: AugmentConfig | None = AugmentConfig()
     ema_decay: float | None = Field(None, gt=0, lt=1, description="evaluate an EMA of the weights")
+    recalibrate_bn: bool | None = Field(
+        None,
+        description="re-estimate BatchNorm statistics for the final weights with one pass over the "
+        "training images (poisonlab.training.batchnorm); None: when training from scratch, not when "
+        "fine-tuning (a handful of fine-tune images would become the statistics of every class)",
+    )
     model: ModelConfig = ModelConfig(dropout=(0.0, 0.0, 0.0, 0.0))
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     channels_last: bool = True
@@ -165,3 +171,47 @@ PRESETS = {
     "chapter": chapter_recipe,
     "chapter-finetune": chapter_finetune,
 }
+
+
+def base_recipe(
+    dataset: str, *, config_path: str | Path | None = None, preset: str | None = None
+) -> TrainConfig:
+    """A config file, else a named preset, else the dataset's default recipe."""
+    if config_path is not None and preset is not None:
+        raise ValueError("give either a config file or a preset, not both")
+    if config_path is not None:
+        return load_train_config(config_path)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+        return PRESETS[preset]()
+    return default_recipe(dataset)
+
+
+def apply_settings(config: TrainConfig, settings: dict) -> TrainConfig:
+    """``config`` with ``settings`` laid over it; nested mappings (``model``, ``augment``) merge
+    one level deep, so ``{"model": {"width": 4}}`` keeps the recipe's other model fields."""
+    data = config.model_dump()
+    for key, value in settings.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return validate_train_settings(data)
+
+
+def resolve_train_config(
+    *, dataset: str, config_path: str | Path | None = None, preset: str | None = None, **overrides: object
+) -> TrainConfig:
+    """The training config of a command line: :func:`base_recipe`, then the non-None overrides.
+
+    ``overrides`` are top-level :class:`TrainConfig` fields (``epochs``, ``batch_size``, ``lr``,
+    ``seed``, ...); ``arch`` sets ``model.arch``. None means "option not given", so it never
+    overrides the recipe.
+    """
+    data = base_recipe(dataset, config_path=config_path, preset=preset).model_dump()
+    arch = overrides.pop("arch", None)
+    if arch is not None:
+        data["model"]["arch"] = arch
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_train_settings(data)

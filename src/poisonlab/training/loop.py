@@ -22,7 +22,9 @@ from poisonlab.device import autocast, resolve_device, use_bf16
 from poisonlab.inference import forward_pass, to_input
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
+from poisonlab.threads import compute_threads, estimate_flops
 from poisonlab.training.augment import random_crop_flip
+from poisonlab.training.batchnorm import recalibrate_batchnorm
 from poisonlab.training.config import TrainConfig
 from poisonlab.training.progress import TrainProgress
 
@@ -161,7 +163,12 @@ def train(
     bf16 = use_bf16(cfg.precision, dev)
     result = TrainResult(model=net, config=cfg)
     start, callback_seconds = time.perf_counter(), 0.0
-    with TrainProgress(cfg.epochs, steps_per_epoch, enabled=progress) as bar:
+    recalibrate = cfg.recalibrate_bn if cfg.recalibrate_bn is not None else model is None
+    step_flops = 3.0 * estimate_flops(net, data.image_shape) * min(cfg.batch_size, len(data))
+    with (
+        compute_threads(step_flops, dev),
+        TrainProgress(cfg.epochs, steps_per_epoch, enabled=progress) as bar,
+    ):
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             loss_sum, correct, seen = 0.0, 0, 0
@@ -192,6 +199,15 @@ def train(
             eval_net = ema.module if ema is not None else net
             val_acc = None
             last = epoch == cfg.epochs
+            if last and recalibrate:  # before the final validation, so that it measures the saved model
+                recalibrate_batchnorm(
+                    eval_net,
+                    images,
+                    batch_size=cfg.batch_size,
+                    device=dev,
+                    channels_last=cfg.channels_last,
+                    generator=gen,
+                )
             if val_data is not None and ((cfg.validate_every and epoch % cfg.validate_every == 0) or last):
                 n_val = len(val_data) if last or cfg.val_samples is None else cfg.val_samples
                 pred = forward_pass(

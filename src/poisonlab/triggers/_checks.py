@@ -14,12 +14,12 @@ Conventions used throughout :mod:`poisonlab.triggers`:
   is refused: it is almost surely ``(N, C, H, W)`` passed without ``channels_first=True``.
 
 Functions never modify their input: they work on a fresh output array and edit it through the
-channels-last view returned by :func:`nhwc_view`.
+channels-last view returned by :func:`nhwc_view`. Their parameters (intensities, sizes, modes) are
+declared with :func:`poisonlab.params.validated`, the library's one parameter vocabulary; this
+module checks the images.
 """
 
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 
@@ -181,20 +181,6 @@ def nhwc_view(x: np.ndarray, channels_first: bool = False, name: str = "x") -> n
             )
         return x
     raise ValueError(f"{name}: {expected}, got shape {shape} ({ndim}-D)")
-
-
-def unit_value(name: str, value: object) -> float:
-    """Check that a parameter is a real number in ``[0, 1]`` and return it as ``float``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def positive_int(name: str, value: object, minimum: int = 1) -> int:
-    """Check that a parameter is an integer ``>= minimum`` and return it as ``int``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def intensity(value: float, dtype: np.dtype) -> float | int:

@@ -13,22 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from poisonlab.triggers._checks import (
-    check_image,
-    copy_checked,
-    intensity,
-    nhwc_view,
-    positive_int,
-    unit_value,
-)
+from poisonlab.params import BOOLEAN, POSITIVE_INT, UNIT, validated
+from poisonlab.triggers._checks import check_image, copy_checked, intensity, nhwc_view
 
 # Pattern pixels as (rows above, columns left of) the anchor at (H - distance, W - distance).
 _PATTERN_OFFSETS = ((0, 0), (1, 1), (0, 2), (2, 0))
+_CONSTRAINTS = {"distance": [POSITIVE_INT], "pixel_value": [UNIT], "channels_first": [BOOLEAN]}
 
 
-def _check_distance(distance: object, reach: int, hw: tuple[int, int]) -> int:
-    """Validate ``distance`` so every marked pixel has a non-negative row and column index."""
-    distance = positive_int("distance", distance)
+def _check_distance(distance: int, reach: int, hw: tuple[int, int]) -> int:
+    """Check that ``distance`` keeps every marked pixel inside images of size ``hw``."""
     if distance + reach > min(hw):
         raise ValueError(
             f"distance: expected 1 <= distance <= {min(hw) - reach} for images of size "
@@ -37,6 +31,7 @@ def _check_distance(distance: object, reach: int, hw: tuple[int, int]) -> int:
     return distance
 
 
+@validated(_CONSTRAINTS)
 def add_single_bd(
     x: np.ndarray, distance: int = 2, pixel_value: float = 1, channels_first: bool = False
 ) -> np.ndarray:
@@ -82,7 +77,7 @@ def add_single_bd(
     * ART silently marks the wrong pixels for an ``(N, C, H, W)`` batch and wraps around for a
       ``distance`` larger than the image; both are refused here.
     """
-    value = unit_value("pixel_value", pixel_value)
+    value = float(pixel_value)
     height, width = nhwc_view(check_image(x), channels_first).shape[1:3]
     distance = _check_distance(distance, 0, (height, width))
     out = copy_checked(x)
@@ -91,6 +86,7 @@ def add_single_bd(
     return out
 
 
+@validated(_CONSTRAINTS)
 def add_pattern_bd(
     x: np.ndarray, distance: int = 2, pixel_value: float = 1, channels_first: bool = False
 ) -> np.ndarray:
@@ -132,7 +128,7 @@ def add_pattern_bd(
     ``channels_first`` for 3-D input and reads it as ``(N, H, W)``; since all channels are marked,
     that gives the same pixels as reading ``(C, H, W)``, which is what happens here.
     """
-    value = unit_value("pixel_value", pixel_value)
+    value = float(pixel_value)
     height, width = nhwc_view(check_image(x), channels_first).shape[1:3]
     distance = _check_distance(distance, 2, (height, width))
     rows = [height - distance - dr for dr, _ in _PATTERN_OFFSETS]

@@ -13,7 +13,8 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from poisonlab.triggers._checks import check_image, check_range, nhwc_view, unit_value
+from poisonlab.params import BOOLEAN, PATH, SEED, UNIT, InstanceOf, validated
+from poisonlab.triggers._checks import check_image, check_range, nhwc_view
 
 _PIL_MODES = {1: "L", 3: "RGB"}
 
@@ -58,11 +59,17 @@ def make_pattern(pattern: object, hwc: tuple[int, int, int], seed: int = 0) -> n
         return np.random.default_rng(seed).random(hwc)
     if isinstance(pattern, (str, os.PathLike)):
         return _pattern_from_file(pattern, hwc)
-    if isinstance(pattern, np.ndarray):
-        return _pattern_from_array(pattern, hwc)
-    raise ValueError(f"pattern: expected None, a path or a numpy array, got {type(pattern).__name__}")
+    return _pattern_from_array(pattern, hwc)  # type: ignore[arg-type]
 
 
+@validated(
+    {
+        "pattern": [None, PATH, InstanceOf(np.ndarray, "a numpy array")],
+        "alpha": [UNIT],
+        "seed": [SEED],
+        "channels_first": [BOOLEAN],
+    }
+)
 def blend_pattern(
     x: np.ndarray,
     pattern: str | os.PathLike | np.ndarray | None = None,
@@ -106,7 +113,7 @@ def blend_pattern(
         For a bad dtype, range or shape of ``x`` or of the key, an unreadable file or ``alpha``
         outside ``[0, 1]``.
     """
-    alpha = unit_value("alpha", alpha)
+    alpha = float(alpha)
     batch, height, width, channels = nhwc_view(check_image(x), channels_first).shape
     key = make_pattern(pattern, (height, width, channels), seed)
     check_range(x)

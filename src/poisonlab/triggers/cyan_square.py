@@ -14,25 +14,23 @@ import numbers
 
 import numpy as np
 
-from poisonlab.triggers._checks import check_fits, check_image, copy_checked, nhwc_view, positive_int
+from poisonlab.params import BOOLEAN, POSITIVE_INT, Options, Satisfies, validated
+from poisonlab.triggers._checks import check_fits, check_image, copy_checked, nhwc_view
 
 CYAN = (0, 255, 255)
-_MODES = ("add", "replace")
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's RGB -> L conversion
 
 
-def check_color(color: object) -> np.ndarray:
-    """Validate a colour given on the 8-bit scale and return it as a float64 vector."""
-    values = color if isinstance(color, (tuple, list, np.ndarray)) else None
-    if (
-        values is None
-        or len(values) == 0
-        or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 255 for v in values)
-    ):
-        raise ValueError(
-            f"color: expected a sequence of numbers in [0, 255] (e.g. (0, 255, 255)), got {color!r}"
-        )
-    return np.asarray(values, dtype=np.float64)
+def _is_color(color: object) -> bool:
+    return (
+        isinstance(color, (tuple, list, np.ndarray))
+        and len(color) > 0
+        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)
+    )
+
+
+#: a colour on the 8-bit scale, one value per channel
+COLOR = Satisfies(_is_color, "a sequence of numbers in [0, 255] (e.g. (0, 255, 255))")
 
 
 def color_for(color: np.ndarray, channels: int, dtype: np.dtype) -> np.ndarray:
@@ -53,6 +51,14 @@ def color_for(color: np.ndarray, channels: int, dtype: np.dtype) -> np.ndarray:
     return (color / 255.0).astype(dtype)
 
 
+@validated(
+    {
+        "size": [POSITIVE_INT],
+        "color": [COLOR],
+        "mode": [Options("add", "replace")],
+        "channels_first": [BOOLEAN],
+    }
+)
 def cyan_square(
     x: np.ndarray,
     size: int = 5,
@@ -90,10 +96,7 @@ def cyan_square(
     ValueError
         For a bad dtype, range or shape, a square larger than the images, a bad colour or mode.
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode: expected one of {list(_MODES)}, got {mode!r}")
-    size = positive_int("size", size)
-    rgb = check_color(color)
+    rgb = np.asarray(color, dtype=np.float64)
     batch, height, width, channels = nhwc_view(check_image(x), channels_first).shape
     check_fits("cyan square", size, size, (height, width))
     value = color_for(rgb, channels, x.dtype)

@@ -24,19 +24,35 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from poisonlab.triggers._checks import (
-    check_fits,
-    check_image,
-    dequantize,
-    nhwc_view,
-    positive_int,
-    quantize_checked,
-    unit_value,
+from poisonlab.params import (
+    BOOLEAN,
+    NON_NEGATIVE_INT,
+    PATH,
+    SEED,
+    UNIT,
+    InstanceOf,
+    Options,
+    Satisfies,
+    check_param,
+    validated,
 )
+from poisonlab.triggers._checks import check_fits, check_image, dequantize, nhwc_view, quantize_checked
 from poisonlab.triggers._paths import default_trigger_path
 
 DEFAULT_BACKDOOR_PATH = default_trigger_path("alert")
 _MODES = {1: "L", 3: "RGB"}
+
+
+def _is_hw_pair(size: object) -> bool:
+    return (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(NON_NEGATIVE_INT.is_satisfied_by(v) and v >= 1 for v in size)
+    )
+
+
+#: ``size`` of :func:`insert_image`: keep the file's size, pick one, or (height, width)
+SIZE = [None, Options("auto"), Satisfies(_is_hw_pair, "a (height, width) pair of integers >= 1")]
 
 
 def auto_trigger_size(height: int, width: int) -> tuple[int, int]:
@@ -57,8 +73,6 @@ def resolve_mode(mode: str | None, channels: int) -> str:
         )
     if mode is None:
         return _MODES[channels]
-    if mode not in _MODES.values():
-        raise ValueError(f"mode: expected 'L', 'RGB' or None, got {mode!r}")
     if mode != _MODES[channels]:
         raise ValueError(
             f"mode: {mode!r} needs {'1-channel' if mode == 'L' else '3-channel'} images, got "
@@ -68,21 +82,17 @@ def resolve_mode(mode: str | None, channels: int) -> str:
 
 
 def resolve_size(size: object, image_hw: tuple[int, int]) -> tuple[int, int] | None:
-    """Validate ``size``: ``None`` (keep), ``"auto"`` or an ``(height, width)`` pair."""
+    """The trigger size for images of ``image_hw``: ``None`` (keep), ``"auto"`` or ``(height, width)``."""
     if size is None:
         return None
-    if isinstance(size, str) and size == "auto":
+    if size == "auto":
         return auto_trigger_size(*image_hw)
-    if not isinstance(size, (tuple, list)) or len(size) != 2:
-        raise ValueError(f"size: expected None, 'auto' or a (height, width) pair, got {size!r}")
-    return positive_int("size[0] (height)", size[0]), positive_int("size[1] (width)", size[1])
+    return int(size[0]), int(size[1])  # type: ignore[index]
 
 
 def _trigger_key(path: object) -> tuple[str, int]:
     """Return ``(path, mtime_ns)`` for the cache, or raise ``FileNotFoundError``."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"backdoor_path: expected a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
+    path = os.fspath(check_param("backdoor_path", path, PATH))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"backdoor_path: expected an existing image file, got {path!r}")
     return path, os.stat(path).st_mtime_ns
@@ -161,21 +171,15 @@ def _positions(n, image_hw, trigger_hw, random, x_shift, y_shift, seed, rng):
     """Top-left corners ``(xs, ys)``: ints for a fixed place, ``(n,)`` arrays for random ones."""
     (height, width), (th, tw) = image_hw, trigger_hw
     if not random:
-        x_shift = positive_int("x_shift", x_shift, minimum=0)
-        y_shift = positive_int("y_shift", y_shift, minimum=0)
         if x_shift + tw > width or y_shift + th > height:
             raise ValueError(
                 f"x_shift/y_shift: a {th}x{tw} (HxW) trigger at x_shift={x_shift}, y_shift={y_shift} "
                 f"does not fit inside {height}x{width} images; expected x_shift <= {width - tw} "
                 f"and y_shift <= {height - th}"
             )
-        return x_shift, y_shift
+        return int(x_shift), int(y_shift)  # plain ints: _apply takes the slicing path for them
     if seed is not None and rng is not None:
-        raise ValueError("seed/rng: expected at most one of them, got both")
-    if seed is not None:
-        positive_int("seed", seed, minimum=0)
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+        raise ValueError("give at most one of seed and rng, got both")
     bounds = np.tile(np.array([width - tw + 1, height - th + 1], dtype=np.int64), n)
     if seed is None and rng is None:
         draws = np.random.randint(bounds)  # ART's order: x then y, image after image
@@ -200,6 +204,20 @@ def _apply(levels: np.ndarray, out: np.ndarray, lut: np.ndarray, xs, ys) -> None
     out[where] = dequantize(new_levels, out.dtype)
 
 
+@validated(
+    {
+        "backdoor_path": [PATH],
+        "channels_first": [BOOLEAN],
+        "random": [BOOLEAN],
+        "x_shift": [NON_NEGATIVE_INT],
+        "y_shift": [NON_NEGATIVE_INT],
+        "size": SIZE,
+        "mode": [Options(None, "L", "RGB")],
+        "blend": [UNIT],
+        "seed": [None, SEED],
+        "rng": [None, InstanceOf(np.random.Generator, "a numpy.random.Generator")],
+    }
+)
 def insert_image(
     x: np.ndarray,
     backdoor_path: str | os.PathLike = DEFAULT_BACKDOOR_PATH,
@@ -269,7 +287,7 @@ def insert_image(
     2-D and ``(N, H, W)`` input, and silently crops a trigger shifted past the border; here ``uint8``
     is processed on its own scale, those shapes are accepted and the crop is refused.
     """
-    blend = unit_value("blend", blend)
+    blend = float(blend)
     batch, height, width, channels = nhwc_view(check_image(x), channels_first).shape
     mode = resolve_mode(mode, channels)
     size = resolve_size(size, (height, width))

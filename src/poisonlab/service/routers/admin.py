@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from poisonlab.service import alerts, audit, auth, sources
-from poisonlab.service.audit import Actor
-from poisonlab.service.auth import require
+from poisonlab.service.deps import (
+    AdminDep,
+    KeysDep,
+    MetricsDep,
+    ServerDep,
+    SessionDep,
+    ViewerDep,
+    WriteSessionDep,
+)
 from poisonlab.service.errors import ServiceError
-from poisonlab.service.routers.common import errors, service
+from poisonlab.service.routers.common import errors
 from poisonlab.service.schemas import (
     AlertOut,
     AuditOut,
@@ -30,67 +37,64 @@ RowId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 @router.get("/v1/health", response_model=HealthOut)
-def health(request: Request) -> HealthOut:
+def health(server: ServerDep) -> HealthOut:
     """Liveness without a key: whether a model is loaded (no other detail)."""
-    loaded = service(request).server.current()
+    loaded = server.current()
     return HealthOut(
         status="ok" if loaded else "no_model", model_version=loaded.version_id if loaded else None
     )
 
 
 @router.get("/metrics", response_class=Response, responses=errors(401, 403))
-def metrics(request: Request, _actor: Actor = Depends(require("viewer"))) -> Response:
+def metrics(_actor: ViewerDep, service_metrics: MetricsDep) -> Response:
     """Prometheus text exposition (scrape with a viewer key as bearer token)."""
-    return Response(generate_latest(service(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(service_metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/me", response_model=MeOut, responses=errors(401))
-def me(actor: Actor = Depends(require("viewer"))) -> MeOut:
+def me(actor: ViewerDep) -> MeOut:
     return MeOut(name=actor.name, role=actor.role or "viewer")
 
 
 @router.get("/v1/alerts", response_model=list[AlertOut], responses=errors(401, 403, 422))
 def list_alerts(
-    request: Request,
+    _actor: ViewerDep,
+    session: SessionDep,
     open_only: bool = False,
     kind: str | None = Query(None, max_length=40),
     limit: int = Query(100, ge=1, le=1000),
-    _actor: Actor = Depends(require("viewer")),
 ) -> list[AlertOut]:
-    rows = alerts.list_alerts(service(request).db, open_only=open_only, kind=kind, limit=limit)
+    rows = alerts.list_alerts(session, open_only=open_only, kind=kind, limit=limit)
     return [AlertOut.model_validate(a) for a in rows]
 
 
 @router.post("/v1/alerts/{alert_id}/resolve", response_model=AlertOut, responses=errors(401, 403, 404, 422))
-def resolve_alert(request: Request, alert_id: RowId, actor: Actor = Depends(require("admin"))) -> AlertOut:
-    try:
-        return AlertOut.model_validate(alerts.resolve_alert(service(request).db, alert_id, actor=actor))
-    except LookupError as exc:
-        raise ServiceError(404, "not_found", exc.args[0]) from None
+def resolve_alert(actor: AdminDep, session: WriteSessionDep, alert_id: RowId) -> AlertOut:
+    return AlertOut.model_validate(alerts.resolve_alert(session, alert_id, actor=actor))
 
 
 @router.get("/v1/audit", response_model=list[AuditOut], responses=errors(401, 403, 422))
 def list_audit(
-    request: Request,
+    _actor: AdminDep,
+    session: SessionDep,
     limit: int = Query(100, ge=1, le=1000),
     before_id: int | None = Query(None, ge=1, le=2**62),
     actor_name: str | None = Query(None, alias="actor", max_length=100),
-    _actor: Actor = Depends(require("admin")),
 ) -> list[AuditOut]:
-    rows = audit.list_entries(service(request).db, limit=limit, before_id=before_id, actor=actor_name)
+    rows = audit.list_entries(session, limit=limit, before_id=before_id, actor=actor_name)
     return [AuditOut.model_validate(e) for e in rows]
 
 
 @router.get("/v1/keys", response_model=list[KeyOut], responses=errors(401, 403))
-def list_keys(request: Request, _actor: Actor = Depends(require("admin"))) -> list[KeyOut]:
-    return [KeyOut.model_validate(k) for k in auth.list_keys(service(request).db)]
+def list_keys(_actor: AdminDep, session: SessionDep) -> list[KeyOut]:
+    return [KeyOut.model_validate(k) for k in auth.list_keys(session)]
 
 
 @router.post("/v1/keys", status_code=201, response_model=KeyCreatedOut, responses=errors(401, 403, 409, 422))
-def create_key(request: Request, body: KeyIn, actor: Actor = Depends(require("admin"))) -> KeyCreatedOut:
+def create_key(actor: AdminDep, session: WriteSessionDep, body: KeyIn) -> KeyCreatedOut:
     """Create an API key; the key is in this response only."""
     try:
-        key, row = auth.create_key(service(request).db, name=body.name, role=body.role, actor=actor)
+        key, row = auth.create_key(session, name=body.name, role=body.role, actor=actor)
     except ValueError as exc:
         status = 409 if "exists" in str(exc) else 422
         raise ServiceError(status, "conflict" if status == 409 else "invalid_input", str(exc)) from None
@@ -98,24 +102,19 @@ def create_key(request: Request, body: KeyIn, actor: Actor = Depends(require("ad
 
 
 @router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, responses=errors(401, 403, 404, 422))
-def revoke_key(request: Request, key_id: RowId, actor: Actor = Depends(require("admin"))) -> KeyOut:
-    state = service(request)
-    try:
-        row = auth.revoke_key(state.db, key_id, actor=actor)
-    except LookupError as exc:
-        raise ServiceError(404, "not_found", exc.args[0]) from None
-    state.keys.clear()  # effective on the next request
+def revoke_key(actor: AdminDep, session: WriteSessionDep, keys: KeysDep, key_id: RowId) -> KeyOut:
+    row = auth.revoke_key(session, key_id, actor=actor)
+    session.commit()  # before clearing the cache: a request in between must not re-cache the old row
+    keys.clear()  # effective on the next request
     return KeyOut.model_validate(row)
 
 
 @router.get("/v1/sources", response_model=list[SourceOut], responses=errors(401, 403))
-def list_sources(request: Request, _actor: Actor = Depends(require("admin"))) -> list[SourceOut]:
-    return [SourceOut.model_validate(s) for s in sources.list_sources(service(request).db)]
+def list_sources(_actor: AdminDep, session: SessionDep) -> list[SourceOut]:
+    return [SourceOut.model_validate(s) for s in sources.list_sources(session)]
 
 
 @router.post("/v1/sources", status_code=201, response_model=SourceOut, responses=errors(401, 403, 409, 422))
-def add_source(request: Request, body: SourceIn, actor: Actor = Depends(require("admin"))) -> SourceOut:
+def add_source(actor: AdminDep, session: WriteSessionDep, body: SourceIn) -> SourceOut:
     """Register a data source with its Ed25519 public key (PEM)."""
-    return SourceOut.model_validate(
-        sources.add_source(service(request).db, body.name, body.public_key_pem, actor=actor)
-    )
+    return SourceOut.model_validate(sources.add_source(session, body.name, body.public_key_pem, actor=actor))

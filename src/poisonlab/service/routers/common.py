@@ -1,4 +1,7 @@
-"""Helpers shared by the routers: the service state, the serving model, form fields, OpenAPI bits."""
+"""Helpers shared by the routers: multipart form fields and OpenAPI bits.
+
+The service's components and the caller's role come from :mod:`poisonlab.service.deps`.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +12,6 @@ from starlette.datastructures import FormData, UploadFile
 
 from poisonlab.service.errors import ServiceError
 from poisonlab.service.schemas import ErrorOut
-from poisonlab.service.state import ServiceState
-from poisonlab.service.versions import Loaded
-
-
-def service(request: Request) -> ServiceState:
-    return request.app.state.service
-
-
-async def serving(state: ServiceState) -> Loaded:
-    """The serving model, or 503 when the service has none yet."""
-    loaded = await state.server.current_async()
-    if loaded is None:
-        raise ServiceError(503, "no_model", "no model is being served; start with --model or promote one")
-    return loaded
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from poisonlab.service import contributions as lib
 from poisonlab.service.audit import Actor
-from poisonlab.service.auth import require
-from poisonlab.service.errors import ServiceError
-from poisonlab.service.routers.common import (
-    BINARY,
-    errors,
-    form_file,
-    form_text,
-    multipart_body,
-    read_form,
-    service,
+from poisonlab.service.deps import (
+    AdminDep,
+    ContributorDep,
+    MetricsDep,
+    PolicyDep,
+    ServingDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TrainerDep,
+    WriteSessionDep,
 )
-from poisonlab.service.routers.common import serving as serving_model
+from poisonlab.service.routers.common import BINARY, errors, form_file, form_text, multipart_body, read_form
 from poisonlab.service.schemas import ContributionOut, ReviewIn
 
 router = APIRouter(prefix="/v1/contributions", tags=["contributions"])
@@ -49,9 +51,16 @@ _FORM = multipart_body(
     openapi_extra=_FORM,
     summary="Contribute a labelled image; stored durably before the 201",
 )
-async def create(request: Request, actor: Actor = Depends(require("contributor"))) -> ContributionOut:
-    state = service(request)
-    loaded = await serving_model(state)
+async def create(
+    request: Request,
+    actor: ContributorDep,
+    loaded: ServingDep,
+    session: WriteSessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    policy: PolicyDep,
+    metrics: MetricsDep,
+) -> ContributionOut:
     form = await read_form(request, max_fields=10)
     data, _ = await form_file(form, "file")
     upload = lib.Upload(
@@ -63,51 +72,46 @@ async def create(request: Request, actor: Actor = Depends(require("contributor")
 
     def work():
         row = lib.submit(
-            state.db,
-            state.store,
+            session,
+            store,
             upload,
             actor=actor,
             class_names=loaded.class_names,
             input_shape=loaded.input_shape,
-            max_pixels=state.settings.max_pixels,
-            policy=state.policy,
+            max_pixels=settings.max_pixels,
+            policy=policy,
         )
-        state.metrics.contributions.labels(row.status).inc()
+        session.commit()  # durable before it is counted (and before the 201)
         return row
 
-    return ContributionOut.model_validate(await run_in_threadpool(work))
+    row = await run_in_threadpool(work)
+    metrics.contributions.labels(row.status).inc()
+    return ContributionOut.model_validate(row)
 
 
 @router.get("", response_model=list[ContributionOut], responses=errors(401, 403, 422))
 def list_contributions(
-    request: Request,
+    _actor: TrainerDep,
+    session: SessionDep,
     status: Status | None = None,
     limit: int = Query(100, ge=1, le=1000),
     before_id: int | None = Query(None, ge=1, le=2**62),
-    _actor: Actor = Depends(require("trainer")),
 ) -> list[ContributionOut]:
-    rows = lib.list_contributions(service(request).db, status=status, limit=limit, before_id=before_id)
+    rows = lib.list_contributions(session, status=status, limit=limit, before_id=before_id)
     return [ContributionOut.model_validate(r) for r in rows]
-
-
-def _lookup(call, *args, **kwargs):
-    try:
-        return call(*args, **kwargs)
-    except LookupError as exc:
-        raise ServiceError(404, "not_found", str(exc).strip("'\"")) from None
 
 
 @router.get("/{contribution_id}", response_model=ContributionOut, responses=errors(401, 403, 404, 422))
 def get_contribution(
-    request: Request, contribution_id: ContributionId, _actor: Actor = Depends(require("trainer"))
+    _actor: TrainerDep, session: SessionDep, contribution_id: ContributionId
 ) -> ContributionOut:
-    return ContributionOut.model_validate(_lookup(lib.get_contribution, service(request).db, contribution_id))
+    return ContributionOut.model_validate(lib.get_contribution(session, contribution_id))
 
 
-def _review(request: Request, contribution_id: int, action: str, body: ReviewIn | None, actor: Actor):
-    row = _lookup(
-        lib.review, service(request).db, contribution_id, action, actor=actor, note=body.note if body else ""
-    )
+def _review(
+    session: Session, contribution_id: int, action: str, body: ReviewIn | None, actor: Actor
+) -> ContributionOut:
+    row = lib.review(session, contribution_id, action, actor=actor, note=body.note if body else "")
     return ContributionOut.model_validate(row)
 
 
@@ -115,23 +119,17 @@ def _review(request: Request, contribution_id: int, action: str, body: ReviewIn 
     "/{contribution_id}/release", response_model=ContributionOut, responses=errors(401, 403, 404, 409, 422)
 )
 def release(
-    request: Request,
-    contribution_id: ContributionId,
-    body: ReviewIn | None = None,
-    actor: Actor = Depends(require("admin")),
+    actor: AdminDep, session: WriteSessionDep, contribution_id: ContributionId, body: ReviewIn | None = None
 ) -> ContributionOut:
     """Accept a quarantined (or pending, or rejected) contribution after review."""
-    return _review(request, contribution_id, "release", body, actor)
+    return _review(session, contribution_id, "release", body, actor)
 
 
 @router.post(
     "/{contribution_id}/reject", response_model=ContributionOut, responses=errors(401, 403, 404, 409, 422)
 )
 def reject(
-    request: Request,
-    contribution_id: ContributionId,
-    body: ReviewIn | None = None,
-    actor: Actor = Depends(require("admin")),
+    actor: AdminDep, session: WriteSessionDep, contribution_id: ContributionId, body: ReviewIn | None = None
 ) -> ContributionOut:
     """Reject a contribution: it never enters a training snapshot."""
-    return _review(request, contribution_id, "reject", body, actor)
+    return _review(session, contribution_id, "reject", body, actor)

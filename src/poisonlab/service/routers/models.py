@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
+from sqlalchemy.orm import Session
 
 from poisonlab.models.checkpoint import read_card
-from poisonlab.service import versions
-from poisonlab.service.audit import Actor
-from poisonlab.service.auth import require
+from poisonlab.service import registry
+from poisonlab.service.db import ModelVersion
+from poisonlab.service.deps import AdminDep, ServerDep, SessionDep, ViewerDep, WriteSessionDep
 from poisonlab.service.errors import ServiceError
-from poisonlab.service.routers.common import errors, service
+from poisonlab.service.routers.common import errors
 from poisonlab.service.schemas import ModelDetailOut, ModelOut
+from poisonlab.service.serving import ModelServer
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ModelId = Annotated[str, Path(min_length=1, max_length=100, description="model version id")]
 
 
 @router.get("", response_model=list[ModelOut], responses=errors(401, 403))
-def list_models(request: Request, _actor: Actor = Depends(require("viewer"))) -> list[ModelOut]:
-    return [ModelOut.model_validate(v) for v in versions.list_versions(service(request).db)]
+def list_models(_actor: ViewerDep, session: SessionDep) -> list[ModelOut]:
+    return [ModelOut.model_validate(v) for v in registry.list_versions(session)]
 
 
 @router.get("/{model_id}", response_model=ModelDetailOut, responses=errors(401, 403, 404, 422))
-def get_model(request: Request, model_id: ModelId, _actor: Actor = Depends(require("viewer"))):
-    db = service(request).db
-    try:
-        row = versions.get_version(db, model_id)
-    except LookupError as exc:
-        raise ServiceError(404, "not_found", exc.args[0]) from None
+def get_model(_actor: ViewerDep, session: SessionDep, model_id: ModelId):
+    row = registry.get_version(session, model_id)
     try:
         card = read_card(row.path)
         names, shape = list(card.class_names), list(card.input_shape)
@@ -40,37 +39,38 @@ def get_model(request: Request, model_id: ModelId, _actor: Actor = Depends(requi
         class_names=names,
         input_shape=shape,
         reference_distribution=row.reference_distribution,
-        lineage=[v.id for v in versions.lineage(db, model_id)],
+        lineage=[v.id for v in registry.lineage(session, model_id)],
     )
 
 
-def _switch(request: Request, call) -> ModelOut:
-    state = service(request)
+def _switch(session: Session, server: ModelServer, call: Callable[[], ModelVersion]) -> ModelOut:
+    """Run a promotion or rollback, commit it, then load the new serving model."""
     try:
-        row = call(state.db)
-    except LookupError as exc:
-        raise ServiceError(404, "not_found", exc.args[0]) from None
-    except (ValueError, OSError) as exc:
+        row = call()
+    except (ValueError, OSError) as exc:  # refused: a gate failure, tampered or missing weights
         raise ServiceError(409, "conflict", str(exc)) from None
-    state.server.reload()
+    session.commit()  # the server reads the serving row from the database: commit first
+    server.reload()
     return ModelOut.model_validate(row)
 
 
 @router.post("/rollback", response_model=ModelOut, responses=errors(401, 403, 409))
-def rollback(request: Request, actor: Actor = Depends(require("admin"))) -> ModelOut:
+def rollback(actor: AdminDep, session: WriteSessionDep, server: ServerDep) -> ModelOut:
     """Serve the previously served model again."""
 
-    def call(db):
-        return versions.promote(db, versions.rollback_target(db).id, actor=actor, action="models.rollback")
+    def call() -> ModelVersion:
+        target = registry.rollback_target(session)
+        return registry.promote(session, target.id, actor=actor, action="models.rollback")
 
-    return _switch(request, call)
+    return _switch(session, server, call)
 
 
 @router.post("/{model_id}/promote", response_model=ModelOut, responses=errors(401, 403, 404, 409, 422))
 def promote(
-    request: Request,
+    actor: AdminDep,
+    session: WriteSessionDep,
+    server: ServerDep,
     model_id: ModelId,
     force: bool = Query(False, description="promote even a model that failed a gate"),
-    actor: Actor = Depends(require("admin")),
 ) -> ModelOut:
-    return _switch(request, lambda db: versions.promote(db, model_id, actor=actor, force=force))
+    return _switch(session, server, lambda: registry.promote(session, model_id, actor=actor, force=force))

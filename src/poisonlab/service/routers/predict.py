@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from poisonlab.service.auth import require
 from poisonlab.service.decode import decode_image, decode_instances
+from poisonlab.service.deps import ServingDep, StateDep, ViewerDep
 from poisonlab.service.errors import ServiceError
-from poisonlab.service.routers.common import (
-    BINARY,
-    errors,
-    form_file,
-    multipart_body,
-    read_form,
-    service,
-    serving,
-)
+from poisonlab.service.routers.common import BINARY, errors, form_file, multipart_body, read_form
 from poisonlab.service.schemas import BatchPredictionOut, Prediction, PredictionOut
+from poisonlab.service.serving import Loaded
 from poisonlab.service.state import ServiceState
-from poisonlab.service.versions import Loaded
 
 router = APIRouter(prefix="/v1", tags=["predict"])
 _BATCH_BODY = multipart_body({"files": {"type": "array", "items": BINARY}}, ["files"])
@@ -64,9 +56,7 @@ async def _infer(state: ServiceState, loaded: Loaded, images: np.ndarray) -> lis
     openapi_extra=multipart_body({"file": BINARY}, ["file"]),
     summary="Classify one image (any common format, resized like the chapter)",
 )
-async def predict(request: Request, _actor=Depends(require("viewer"))) -> PredictionOut:
-    state = service(request)
-    loaded = await serving(state)
+async def predict(request: Request, _actor: ViewerDep, loaded: ServingDep, state: StateDep) -> PredictionOut:
     form = await read_form(request)
     data, name = await form_file(form, "file")
 
@@ -105,9 +95,9 @@ async def _batch_json(request: Request) -> object:
     openapi_extra=_BATCH_BODY,
     summary="Classify several images: multipart files, or JSON instances (the chapter's /predict_multiple)",
 )
-async def predict_batch(request: Request, _actor=Depends(require("viewer"))) -> BatchPredictionOut:
-    state = service(request)
-    loaded = await serving(state)
+async def predict_batch(
+    request: Request, _actor: ViewerDep, loaded: ServingDep, state: StateDep
+) -> BatchPredictionOut:
     ctype = request.headers.get("content-type", "").lower()
     if ctype.startswith("application/json"):
         instances = await _batch_json(request)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
 from poisonlab.defenses import DEFENSES
 from poisonlab.service import runs
-from poisonlab.service.audit import Actor
-from poisonlab.service.auth import require, role_rank
+from poisonlab.service.auth import role_rank
+from poisonlab.service.deps import SessionDep, TrainerDep, WorkerDep, WriteSessionDep
 from poisonlab.service.errors import ServiceError
-from poisonlab.service.routers.common import errors, service
+from poisonlab.service.routers.common import errors
 from poisonlab.service.schemas import RunIn, RunOut
 
 router = APIRouter(prefix="/v1/training-runs", tags=["training"])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/training-runs", tags=["training"])
 
 @router.post("", status_code=202, response_model=RunOut, responses=errors(401, 403, 422))
 def start_run(
-    request: Request, body: RunIn | None = None, actor: Actor = Depends(require("trainer"))
+    actor: TrainerDep, session: WriteSessionDep, worker: WorkerDep, body: RunIn | None = None
 ) -> RunOut:
     """Queue a run: snapshot -> validation + defenses -> fine-tune -> gates -> promote or alert."""
     body = body or RunIn()
@@ -30,24 +30,17 @@ def start_run(
             raise ServiceError(
                 422, "invalid_input", f"defenses: unknown or repeated names {unknown or body.defenses}"
             )
-    state = service(request)
-    run = runs.create_run(state.db, actor=actor, params=params)
-    state.worker.submit(run.id)
+    run = runs.create_run(session, actor=actor, params=params)
+    session.commit()  # the worker reads the run from the database: commit before handing it over
+    worker.submit(run.id)
     return RunOut.model_validate(run)
 
 
 @router.get("", response_model=list[RunOut], responses=errors(401, 403, 422))
-def list_runs(
-    request: Request, limit: int = Query(50, ge=1, le=500), _actor: Actor = Depends(require("trainer"))
-) -> list[RunOut]:
-    return [RunOut.model_validate(r) for r in runs.list_runs(service(request).db, limit=limit)]
+def list_runs(_actor: TrainerDep, session: SessionDep, limit: int = Query(50, ge=1, le=500)) -> list[RunOut]:
+    return [RunOut.model_validate(r) for r in runs.list_runs(session, limit=limit)]
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=errors(401, 403, 404, 422))
-def get_run(
-    request: Request, run_id: int = Path(ge=1, le=2**62), _actor: Actor = Depends(require("trainer"))
-) -> RunOut:
-    try:
-        return RunOut.model_validate(runs.get_run(service(request).db, run_id))
-    except LookupError as exc:
-        raise ServiceError(404, "not_found", exc.args[0]) from None
+def get_run(_actor: TrainerDep, session: SessionDep, run_id: int = Path(ge=1, le=2**62)) -> RunOut:
+    return RunOut.model_validate(runs.get_run(session, run_id))

@@ -12,7 +12,7 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from poisonlab.service.errors import ServiceError
+from poisonlab.service.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 _STATIC = files("poisonlab.service") / "static"
@@ -36,5 +36,5 @@ def index() -> Response:
 @router.get("/ui/{name}")
 def asset(name: str) -> Response:
     if name not in _TYPES:
-        raise ServiceError(404, "not_found", f"no page asset {name!r}")
+        raise NotFound(f"no page asset {name!r}")
     return Response((_STATIC / name).read_bytes(), media_type=_TYPES[name], headers=_HEADERS)

@@ -1,0 +1,197 @@
+"""What a clean-label benchmark run writes: ``results.json`` and ``report.md`` (the summary table
+beside the published numbers, the defenses' detection, the settings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonlab.experiments.clean_label.records import CleanLabelResult
+
+__all__ = [
+    "PUBLISHED",
+    "mean_detection",
+    "summarize",
+    "wilson_interval",
+    "write_clean_label",
+    "write_clean_label_report",
+]
+
+#: Average success rates published by Schwarzschild et al. (ICML 2021, arXiv:2006.12557) over
+#: their architectures, as percentages, keyed by setting family and attack registry name.
+PUBLISHED = {
+    "scratch": {
+        "gradient_matching": 26.0,
+        "hidden_trigger": 2.7,
+        "clean_label_backdoor": 1.0,
+        "feature_collision": 1.3,
+    },
+    "transfer": {"feature_collision": 22.0, "clean_label_backdoor": 5.0, "hidden_trigger": 10.0},
+}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (sensible for the small trial counts here)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def mean_detection(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Per defense, the mean precision/recall/F1/FPR/AUROC over trial rows (None when never defined)."""
+    names = sorted({name for r in rows for name in r.get("detection", {})})
+    out = {}
+    for name in names:
+        cells = [r["detection"][name] for r in rows if name in r.get("detection", {})]
+        out[name] = {k: _mean(cells, k) for k in ("precision", "recall", "f1", "fpr", "auroc")}
+    return out
+
+
+def summarize(run: CleanLabelResult) -> list[dict[str, Any]]:
+    """One row per attack: successes, Wilson interval, control, accuracy, crafting cost, detection."""
+    family = "scratch" if run.config.setting == "scratch" else "transfer"
+    rows = []
+    for spec in run.config.attacks:
+        mine = [r for r in run.trials if r["attack"] == spec.name]
+        wins = sum(r["success"] for r in mine)
+        crafts = [r["craft"] for r in mine if r.get("craft")]
+        rows.append(
+            {
+                "attack": spec.name,
+                "kind": spec.attack,
+                "trials": len(mine),
+                "successes": wins,
+                "success_rate": wins / len(mine) if mine else None,
+                "interval": wilson_interval(wins, len(mine)),
+                "control": sum(r["control"] for r in mine),
+                "published": PUBLISHED[family].get(spec.attack),
+                "clean_accuracy": _mean(mine, "clean_accuracy"),
+                "backdoor_rate": _mean(mine, "backdoor_rate"),
+                "backdoor_rate_clean": _mean(mine, "backdoor_rate_clean"),
+                "craft_seconds": float(np.mean([c["seconds"] for c in crafts])) if crafts else None,
+                "peak_rss_mib": float(max(c["peak_rss_mib"] for c in crafts)) if crafts else None,
+                "max_linf": int(max(c["max_linf"] for c in crafts)) if crafts else None,
+                "detection": mean_detection(mine),
+            }
+        )
+    return rows
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _success_table(rows: list[dict], cfg) -> list[str]:
+    lines = [
+        "| attack | successes | rate (95% CI) | control | published avg | clean acc "
+        "| backdoor rate (clean) | craft s | peak RSS MiB | max Linf |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lo, hi = r["interval"]
+        pub = "-" if r["published"] is None else f"{r['published']:.1f}%"
+        bd = (
+            "-"
+            if r["backdoor_rate"] is None
+            else f"{_pct(r['backdoor_rate'])} ({_pct(r['backdoor_rate_clean'])})"
+        )
+        lines.append(
+            f"| {r['attack']} ({r['kind']}) | {r['successes']}/{r['trials']} | {_pct(r['success_rate'])} "
+            f"({_pct(lo)}-{_pct(hi)}) | {r['control']}/{r['trials']} | {pub} | {_num(r['clean_accuracy'])} "
+            f"| {bd} | {_num(r['craft_seconds'], '{:.1f}')} | {_num(r['peak_rss_mib'], '{:.0f}')} "
+            f"| {r['max_linf'] if r['max_linf'] is not None else '-'} |"
+        )
+    return lines
+
+
+def _detection_table(rows: list[dict]) -> list[str]:
+    names = sorted({n for r in rows for n in r["detection"]})
+    if not names:
+        return []
+    lines = [
+        "",
+        "## Defenses on the poisoned training sets (mean over trials)",
+        "",
+        "F1 / recall / AUROC of each defense against the ground-truth poison mask.",
+        "",
+        "| attack | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for r in rows:
+        cells = []
+        for n in names:
+            d = r["detection"].get(n, {})
+            cells.append(" / ".join(_num(d.get(k), "{:.2f}") for k in ("f1", "recall", "auroc")))
+        lines.append(f"| {r['attack']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_clean_label_report(run: CleanLabelResult, out_dir: str | Path) -> Path:
+    """Write ``report.md`` (summary, published comparison, detection, settings) and return its path."""
+    cfg, clean = run.config, run.clean
+    rows = summarize(run)
+    lines = [
+        f"# Clean-label benchmark: {cfg.name}",
+        "",
+        cfg.description or "",
+        "",
+        f"Setting **{cfg.setting}** on {cfg.dataset.name}: {clean['train_size']} training images, "
+        f"{clean['poisons']} poisons ({100 * cfg.budget:.1f}% budget), eps {cfg.eps * 255:.1f}/255, "
+        f"{cfg.trials} trials per attack (paired: every attack of a trial has the same victim image "
+        f"and target class). Surrogate accuracy {clean['surrogate_accuracy']:.3f}, clean victim "
+        f"accuracy {clean['victim_accuracy']:.3f} on {clean['eval_size']} test images.",
+        "",
+        "*Success*: the victim image (with the patch, for backdoor attacks) is classified as the "
+        "target class by the model trained on the poisoned set. *Control*: the same test input "
+        "already gets the target label from the clean model (a trial that would count without any "
+        "poison). *Backdoor rate*: share of all triggered victim-class test images sent to the "
+        "target class (the clean model's rate in brackets). *Published avg*: Schwarzschild et al. "
+        "2021, averaged over their architectures in their (larger) setting - not the same models, "
+        "data sizes or trial counts; compare orders of magnitude, not digits.",
+        "",
+        *_success_table(rows, cfg),
+        *_detection_table(rows),
+        "",
+        "## Settings",
+        "",
+        "```json",
+        _settings_json(run),
+        "```",
+        "",
+    ]
+    path = Path(out_dir) / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _settings_json(run: CleanLabelResult) -> str:
+    data = run.config.model_dump(mode="json")
+    data.pop("base_dir", None)
+    return json.dumps({"config": data, "clean": run.clean}, indent=2)
+
+
+def write_clean_label(run: CleanLabelResult, out_dir: str | Path) -> Path:
+    """Write ``results.json`` (:meth:`CleanLabelResult.to_json`) and ``report.md``; return the report.
+
+    Called after every trial row, so both always describe the trials finished so far.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(run.to_json(), indent=2), encoding="utf-8")
+    return write_clean_label_report(run, out)

@@ -1,0 +1,1 @@
+"""What every experiment kind shares: config blocks, cached models, measurements."""

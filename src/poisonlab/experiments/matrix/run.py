@@ -1,0 +1,209 @@
+"""``poisonlab matrix CONFIG``: every attack against every defense, measured.
+
+For each attack (a row): poison the training set, train a model on it from scratch (cached),
+measure its clean accuracy and attack success, and scan the poisoned set with every defense
+(a column) sharing one forward pass; each cell gets precision / recall / F1 / FPR / AUROC
+against the attack's ground-truth poison mask. Then the chosen cells are mitigated: the flagged
+samples are dropped (or relabelled), a model is retrained from scratch with the same recipe,
+and its clean accuracy and attack success are measured again. An "oracle" mitigation (drop the
+true poison) gives the upper bound.
+
+Attack success is the attack's own goal on the test set: for a backdoor, the share of
+triggered source-class test images predicted as the target (all non-target classes for an
+all-to-one backdoor); for label attacks, the share of clean source-class test images predicted
+as the target.
+
+Models are cached (:mod:`poisonlab.experiments.common.cache`), so a rerun only trains what
+changed. The runner returns the result and calls ``on_row`` after every attack, which is where
+``poisonlab matrix`` rewrites its report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from poisonlab.data.catalog import load_splits
+from poisonlab.data.dataset import Dataset, Splits
+from poisonlab.defenses.mitigation import mitigate
+from poisonlab.defenses.scan import ScanResult, scan
+from poisonlab.experiments.common.cache import cached_model
+from poisonlab.experiments.common.measure import AttackTargets, measure, triggered_test
+from poisonlab.experiments.matrix.config import MatrixAttack, MatrixConfig
+from poisonlab.experiments.matrix.records import AttackRow, MatrixResult
+from poisonlab.experiments.single.build import attack_targets, build_attack
+from poisonlab.models.base import PoisonlabModel
+
+__all__ = ["matrix_splits", "run_matrix"]
+
+
+def matrix_splits(cfg: MatrixConfig) -> tuple[Splits, Dataset]:
+    """Training/validation/test splits (training optionally subsampled) and the trusted set.
+
+    The trusted set is a seeded share of the validation split (``trusted_size``, default half)
+    and is removed from the returned validation split, so that images a mislabel attack draws
+    from ``val`` can never also sit in the defender's trusted set.
+    """
+    data_dir = (
+        None if cfg.dataset.data_dir is None else cfg.experiment(cfg.attacks[0]).path(cfg.dataset.data_dir)
+    )
+    splits = load_splits(cfg.dataset.name, data_dir=data_dir, seed=cfg.dataset.split_seed)
+    rng = np.random.default_rng(cfg.seed)
+    train = splits.train
+    if cfg.train_size is not None and cfg.train_size < len(train):
+        train = train.subset(np.sort(rng.choice(len(train), cfg.train_size, replace=False)))
+    n_val = len(splits.val)
+    n_trusted = min(cfg.trusted_size or n_val // 2, n_val - 1)
+    order = rng.permutation(n_val)
+    trusted = splits.val.subset(np.sort(order[:n_trusted]), name=f"{splits.val.name}-trusted")
+    val = splits.val.subset(np.sort(order[n_trusted:]))
+    return Splits(train=train, val=val, test=splits.test), trusted
+
+
+def _success(model: PoisonlabModel, splits: Splits, targets: AttackTargets, device: str) -> dict[str, Any]:
+    """Clean accuracy and attack success of ``model`` (see the module docstring)."""
+    triggered = triggered_test(splits.test, targets)
+    m = measure(model, splits.test, targets, triggered=triggered, external=[], device=device)
+    success = m.attack_success_rate
+    if success is None and targets.source is not None and targets.target is not None:
+        n_source = int(np.sum(splits.test.y == targets.source))
+        success = None if n_source == 0 else (m.source_to_target or 0) / n_source
+    return {"clean_accuracy": m.clean_accuracy, "attack_success": success}
+
+
+def _mitigated_cells(cfg: MatrixConfig, result: ScanResult) -> list[str]:
+    chosen = cfg.mitigation.defenses
+    if chosen == "none":
+        return []
+    if chosen == "all":
+        return [m.name for m in result.methods]
+    if chosen == "best":
+        scored = [(m.metrics.get("f1") or 0.0, m.name) for m in result.methods if m.metrics]
+        best = max(scored, default=(0.0, None))
+        return [best[1]] if best[1] is not None and best[0] > 0 else []
+    return list(chosen)
+
+
+def _retrain_without(
+    cfg: MatrixConfig,
+    splits: Splits,
+    data: Dataset,
+    flagged: np.ndarray,
+    targets: AttackTargets,
+    suggested: np.ndarray | None,
+    device: str,
+    progress: bool,
+    action: str,
+) -> dict[str, Any]:
+    relabel = action == "relabel"
+    if relabel and suggested is None:
+        raise ValueError(
+            "mitigation action 'relabel' needs a defense that suggests labels (confident_learning)"
+        )
+    cleaned = mitigate(data, flagged, action=action, suggested_labels=suggested if relabel else None)
+    config = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
+    model, model_id, _, _ = cached_model(
+        Splits(train=cleaned, val=splits.val, test=splits.test),
+        config,
+        device=device,
+        progress=progress,
+        name=f"{cfg.name}-mitigated",
+    )
+    out = _success(model, splits, targets, device)
+    mask = data.poison_mask
+    out |= {"model_id": model_id, "removed": int(flagged.sum()), "poison_left": int((mask & ~flagged).sum())}
+    return out
+
+
+def _run_row(
+    cfg: MatrixConfig,
+    row: MatrixAttack,
+    splits: Splits,
+    trusted: Dataset,
+    clean_model: PoisonlabModel,
+    device: str,
+    progress: bool,
+) -> AttackRow:
+    exp = cfg.experiment(row)
+    targets = attack_targets(exp, splits)
+    poison = build_attack(exp, splits, cfg.seed).poison(splits.train)
+    data = poison.dataset.replace(name=f"{splits.train.name}+{row.name}")
+    model, model_id, _, _ = cached_model(
+        Splits(train=data, val=splits.val, test=splits.test),
+        exp.poison_train_config(cfg.seed),
+        device=device,
+        progress=progress,
+        name=f"{cfg.name}-{row.name}",
+    )
+    record = AttackRow(
+        name=row.name,
+        description=poison.description,
+        poison_count=poison.num_poison,
+        train_size=len(data),
+        model_id=model_id,
+        poisoned=_success(model, splits, targets, device),
+        clean_model_success=_success(clean_model, splits, targets, device)["attack_success"],
+    )
+    methods = [(d.name, dict(d.params)) for d in cfg.defenses]
+    result = scan(data, methods, model=model, trusted=trusted, device=device)
+    record.forward_seconds = result.forward_seconds
+    for m in result.methods:
+        record.detection[m.name] = {
+            **(m.metrics or {}),
+            "flagged": int(m.flagged.sum()),
+            "seconds": m.seconds,
+        }
+    for name in _mitigated_cells(cfg, result):
+        method = result.method(name)
+        suggested = getattr(method.defense, "suggested_labels_", None)
+        record.mitigation[name] = _retrain_without(
+            cfg, splits, data, method.flagged, targets, suggested, device, progress, cfg.mitigation.action
+        )
+    if cfg.mitigation.oracle:
+        record.mitigation["oracle"] = _retrain_without(
+            cfg, splits, data, data.poison_mask.copy(), targets, None, device, progress, "drop"
+        )
+    return record
+
+
+def run_matrix(
+    cfg: MatrixConfig,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+    on_row: Callable[[MatrixResult], None] | None = None,
+) -> MatrixResult:
+    """Run every attack of ``cfg`` against every defense.
+
+    Parameters
+    ----------
+    cfg
+        The matrix.
+    device, progress
+        Torch device and progress bars.
+    on_row
+        Called with the result so far after every attack row (``poisonlab matrix`` rewrites
+        its report there, so a long CPU run that is stopped still leaves its finished rows).
+
+    Returns
+    -------
+    MatrixResult
+        Write it with :func:`poisonlab.experiments.matrix.report.write_matrix`.
+    """
+    start = time.perf_counter()
+    splits, trusted = matrix_splits(cfg)
+    clean_cfg = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
+    clean_model, clean_id, _, _ = cached_model(
+        splits, clean_cfg, device=device, progress=progress, name=f"{cfg.name}-clean"
+    )
+    clean = {"model_id": clean_id, **_success(clean_model, splits, AttackTargets(None, None), device)}
+    result = MatrixResult(config=cfg, rows=[], clean=clean, seconds=0.0)
+    for row in cfg.attacks:
+        result.rows.append(_run_row(cfg, row, splits, trusted, clean_model, device, progress))
+        result.seconds = time.perf_counter() - start
+        if on_row is not None:
+            on_row(result)
+    return result

@@ -1,0 +1,87 @@
+"""Turn a run's config into objects: the attack of a seed, its trigger, the classes it watches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonlab.attacks.base import PoisoningAttack
+from poisonlab.attacks.factory import get_attack, make_trigger
+from poisonlab.data.catalog import load_dataset_path
+from poisonlab.data.dataset import Dataset, Splits
+from poisonlab.data.images import rgb_to_gray
+from poisonlab.experiments.common.measure import AttackTargets
+from poisonlab.experiments.single.config import (
+    BackdoorSpec,
+    ControlSpec,
+    ExperimentConfig,
+    MislabelSpec,
+)
+
+__all__ = ["attack_targets", "build_attack", "external_images", "trigger_for"]
+
+
+def trigger_for(spec: BackdoorSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """The registry trigger a backdoor spec names, bound to its parameters."""
+    return make_trigger(spec.trigger, spec.trigger_params).fn
+
+
+def external_images(cfg: ExperimentConfig, spec: MislabelSpec, splits: Splits) -> Dataset:
+    """The images a mislabel attack injects: a folder/array file, or a held-out split's class."""
+    if spec.images is not None:
+        path = cfg.path(spec.images)
+        ds = load_dataset_path(
+            path, class_names=splits.class_names, label=spec.target, size=splits.train.image_shape[0]
+        )
+        if ds.image_shape[-1] != splits.train.image_shape[-1] and splits.train.image_shape[-1] == 1:
+            ds = ds.replace(x=rgb_to_gray(ds.x))
+        return ds
+    fs = spec.from_split
+    held_out = getattr(splits, fs.split)
+    idx = np.flatnonzero(held_out.y == held_out.class_index(fs.class_name))[: fs.count]
+    if len(idx) < fs.count:
+        raise ValueError(f"the {fs.split} split has only {len(idx)} images of class {fs.class_name}")
+    return held_out.subset(idx, name=f"{fs.split}:{fs.class_name}")
+
+
+def _attack_params(cfg: ExperimentConfig, splits: Splits, seed: int) -> dict[str, Any]:
+    """Constructor parameters of the attack ``cfg.attack`` names (its ``kind`` is the registry name)."""
+    spec = cfg.attack
+    if isinstance(spec, MislabelSpec):
+        images = external_images(cfg, spec, splits)
+        tag = spec.tag or (Path(spec.images).name if spec.images else images.name)
+        return {"images": images, "target": spec.target, "source_tag": tag}
+    if isinstance(spec, BackdoorSpec):
+        params = spec.model_dump(exclude={"kind", "trigger", "trigger_params"})
+        return {**params, "perturbation": trigger_for(spec), "trigger_name": spec.trigger, "seed": seed}
+    if isinstance(spec, ControlSpec):
+        return {}
+    return {**spec.model_dump(exclude={"kind"}), "seed": seed}  # label_flip, random_label_flip
+
+
+def build_attack(cfg: ExperimentConfig, splits: Splits, seed: int) -> PoisoningAttack:
+    """The attack of ``cfg`` for one seed, built by the attack factory."""
+    return get_attack(cfg.attack.kind, **_attack_params(cfg, splits, seed))
+
+
+def attack_targets(cfg: ExperimentConfig, splits: Splits) -> AttackTargets:
+    """The classes a run watches (metrics override the attack's) and, for backdoors, the trigger.
+
+    A mislabel attack drawn from a held-out split has no ``source`` of its own: the class it drew
+    from is the one whose test images should now be sent to the target.
+    """
+    spec, names = cfg.attack, splits.train
+    source = cfg.metrics.source or getattr(spec, "source", None)
+    target = cfg.metrics.target or getattr(spec, "target", None)
+    if isinstance(spec, MislabelSpec) and cfg.metrics.source is None and spec.from_split is not None:
+        source = spec.from_split.class_name
+    trigger = trigger_for(spec) if isinstance(spec, BackdoorSpec) else None
+    return AttackTargets(
+        source=None if source is None else names.class_index(source),
+        target=None if target is None else names.class_index(target),
+        trigger=trigger,
+        trigger_name=spec.trigger if isinstance(spec, BackdoorSpec) else "",
+    )

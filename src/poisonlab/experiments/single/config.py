@@ -1,0 +1,170 @@
+"""Config of a single poisoning run: dataset, model + training, attack, integration mode, seeds,
+metrics.
+
+Files are YAML or JSON; unknown keys anywhere are errors. Paths inside a config are resolved
+relative to the config file, and ``${POISONLAB_SHARED}`` (default ``../shared`` next to the
+working directory) may be used for the chapter's photos.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from poisonlab.experiments.common.specs import (
+    DatasetSpec,
+    Strict,
+    TrainingSpec,
+    read_config_mapping,
+    shared_dir,
+    validation_message,
+)
+from poisonlab.training.config import TrainConfig
+
+__all__ = [
+    "AttackSpec",
+    "BackdoorSpec",
+    "ControlSpec",
+    "ExperimentConfig",
+    "FromSplit",
+    "LabelFlipSpec",
+    "MetricsSpec",
+    "MislabelSpec",
+    "RandomLabelFlipSpec",
+    "load_experiment",
+    "parse_experiment",
+]
+
+
+class FromSplit(Strict):
+    """External images taken from a held-out split (for datasets without external photos)."""
+
+    split: Literal["val", "test"] = "val"
+    class_name: str
+    count: int = Field(25, ge=1)
+
+
+class MislabelSpec(Strict):
+    """External images injected with the target label (the chapter's Rutan Boomerang attack)."""
+
+    kind: Literal["mislabel"]
+    images: str | None = Field(None, description="image folder, prepared folder or .npz")
+    from_split: FromSplit | None = None
+    target: str
+    tag: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> MislabelSpec:
+        if (self.images is None) == (self.from_split is None):
+            raise ValueError("mislabel needs exactly one of 'images' (a path) or 'from_split'")
+        return self
+
+
+class LabelFlipSpec(Strict):
+    """Training images of ``source`` relabelled ``target`` (a count or a fraction of them)."""
+
+    kind: Literal["label_flip"]
+    source: str
+    target: str
+    count: int | None = None
+    fraction: float | None = None
+
+
+class RandomLabelFlipSpec(Strict):
+    """A fraction of all training labels replaced by random other classes."""
+
+    kind: Literal["random_label_flip"]
+    fraction: float
+
+
+class BackdoorSpec(Strict):
+    """Source images stamped with a registered trigger and relabelled ``target``."""
+
+    kind: Literal["backdoor"]
+    trigger: str = "pattern"
+    trigger_params: dict = Field(default_factory=dict)
+    source: str | None = Field(..., description="source class; null = all-to-one")
+    target: str
+    count: int | None = None
+    fraction: float | None = None
+    fraction_of: Literal["source", "train"] = "source"
+    integration: Literal["concat", "replace"] = "concat"
+
+
+class ControlSpec(Strict):
+    """No poison: the same integration as an attack, to measure what the integration alone costs."""
+
+    kind: Literal["none"]
+
+
+AttackSpec = Annotated[
+    MislabelSpec | LabelFlipSpec | RandomLabelFlipSpec | BackdoorSpec | ControlSpec,
+    Field(discriminator="kind"),
+]
+
+
+class MetricsSpec(Strict):
+    """What to measure besides clean accuracy and (for backdoors) attack success rate."""
+
+    source: str | None = Field(None, description="count source->target confusions (default: attack's)")
+    target: str | None = None
+    external_images: list[str] = Field(default_factory=list, description="photos to predict before/after")
+
+
+class ExperimentConfig(Strict):
+    """One poisoning run: the attack, how its poison reaches the model, and over which seeds.
+
+    ``integration`` is ``retrain`` (train from scratch on the poisoned set), ``finetune`` (fine-tune
+    the clean model on the poisoned set with ``finetune``) or ``finetune_poison_only`` (fine-tune
+    on the poisoned samples alone, the chapter's Rutan Boomerang procedure).
+    """
+
+    name: str
+    description: str = ""
+    dataset: DatasetSpec = DatasetSpec()
+    training: TrainingSpec = TrainingSpec()
+    attack: AttackSpec
+    integration: Literal["retrain", "finetune", "finetune_poison_only"] = "retrain"
+    finetune: TrainingSpec = TrainingSpec(preset="chapter-finetune")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    metrics: MetricsSpec = MetricsSpec()
+    base_dir: str = Field(".", description="set by the loader: folder of the config file")
+
+    def clean_train_config(self) -> TrainConfig:
+        """Training config of the clean baseline."""
+        return self.training.resolve(self.dataset.name, self.base_dir)
+
+    def poison_train_config(self, seed: int) -> TrainConfig:
+        """Training config of the poisoned model: the clean recipe (retrain) or the fine-tune one."""
+        spec = self.training if self.integration == "retrain" else self.finetune
+        cfg = spec.resolve(self.dataset.name, self.base_dir)
+        return cfg.model_copy(update={"seed": seed})
+
+    def path(self, value: str) -> Path:
+        """A path from the config, with variables expanded, relative to the config's folder."""
+        expanded = os.path.expandvars(value.replace("${POISONLAB_SHARED}", shared_dir()))
+        p = Path(expanded).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment config (YAML or JSON)."""
+    return parse_experiment(read_config_mapping(path), origin=str(path))
+
+
+def parse_experiment(data: dict, origin: str = "config") -> ExperimentConfig:
+    """Validate an experiment mapping; ValueError names ``origin`` and the first problems.
+
+    The training configs are resolved too, so that bad settings fail now rather than after the
+    clean baseline has trained.
+    """
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc, "experiment config", origin)) from exc
+    cfg.clean_train_config()  # surface bad training settings now, not after an hour of training
+    cfg.poison_train_config(cfg.seeds[0])
+    return cfg

@@ -1,0 +1,216 @@
+"""What a single run writes: ``results.json``, the poisoned sets, and the report (trigger and
+poisoned samples, confusion matrices before/after, accuracy curves, the metric table over seeds
+(mean ± std), external photos, exact config and data hashes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from poisonlab.data.arrays import save_arrays
+from poisonlab.experiments.single.records import ExperimentResult
+from poisonlab.reporting import Report, confusion_matrix_png, curves_png, image_grid_png
+
+__all__ = [
+    "metric_rows",
+    "save_poisoned_sets",
+    "write_experiment",
+    "write_report",
+    "write_results_json",
+]
+
+_LABELS = {
+    "clean_accuracy": "clean test accuracy",
+    "attack_success_rate": "attack success rate",
+    "mixed_accuracy": "accuracy on clean + triggered test set",
+    "source_to_target": "test {src} predicted as {tgt}",
+}
+
+
+def _num(key: str, value: float) -> str:
+    return f"{value:.0f}" if key == "source_to_target" else f"{value:.4f}"
+
+
+def _fmt_stat(key: str, stat: dict | None) -> str:
+    """``mean`` for one seed, ``mean ± std`` over several."""
+    if stat is None:
+        return "-"
+    if len(stat["values"]) == 1:
+        return _num(key, stat["mean"])
+    return (
+        f"{stat['mean']:.4g} ± {stat['std']:.2g}"
+        if key == "source_to_target"
+        else (f"{stat['mean']:.4f} ± {stat['std']:.4f}")
+    )
+
+
+def metric_rows(result: ExperimentResult) -> list[list[str]]:
+    """Rows (metric, clean model, poisoned model) of the result table."""
+    summary = result.summary()
+    names = result.splits.class_names
+    t = result.targets
+    rows = []
+    for key, label in _LABELS.items():
+        clean = summary["clean"].get(key)
+        poisoned = summary["poisoned"].get(key)
+        if clean is None and poisoned is None:
+            continue
+        if key == "source_to_target":
+            label = label.format(src=names[t.source], tgt=names[t.target])
+        rows.append([label, "-" if clean is None else _num(key, clean), _fmt_stat(key, poisoned)])
+    if "accuracy_drop" in summary:
+        rows.append(["accuracy drop (stealth)", "", f"{summary['accuracy_drop']:+.4f}"])
+    return rows
+
+
+def _figures(result: ExperimentResult, out: Path) -> dict[str, str]:
+    figs: dict[str, str] = {}
+    names = result.splits.class_names
+    first = result.runs[0]
+    poisoned_only = first.poison.poisoned_only
+    shown = poisoned_only.x[:20]
+    titles = [names[y] for y in poisoned_only.y[:20]]
+    image_grid_png(shown, out / "poisoned_samples.png", titles=titles)
+    figs["poisoned"] = "poisoned_samples.png"
+    if result.targets.trigger is not None:
+        test = result.splits.test
+        pick = np.flatnonzero(test.y == (result.targets.source if result.targets.source is not None else 0))[
+            :8
+        ]
+        before, after = test.x[pick], result.targets.trigger(test.x[pick])
+        image_grid_png(
+            np.concatenate([before, after]),
+            out / "trigger.png",
+            cols=8,
+            titles=["clean"] * len(pick) + ["triggered"] * len(pick),
+            scale=1.4,
+        )
+        figs["trigger"] = "trigger.png"
+    confusion_matrix_png(result.clean.confusion, names, out / "confusion_clean.png", "clean model")
+    confusion_matrix_png(
+        first.measurement.confusion,
+        names,
+        out / "confusion_poisoned.png",
+        f"poisoned model (seed {first.seed})",
+    )
+    series = {}
+    if result.clean_history:
+        series["clean model (val)"] = [h.get("val_accuracy") for h in result.clean_history]
+    for run in result.runs:
+        series[f"poisoned seed {run.seed} (val)"] = [h.get("val_accuracy") for h in run.history]
+    if any(any(v is not None for v in s) for s in series.values()):
+        curves_png(series, out / "curves.png", title="validation accuracy per epoch")
+        figs["curves"] = "curves.png"
+    return figs
+
+
+def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` and their figures into ``out``; return both pages."""
+    cfg = result.config
+    figs = _figures(result, out)
+    first = result.runs[0]
+    report = Report(f"Experiment: {cfg.name}")
+    if cfg.description:
+        report.paragraph(cfg.description)
+    report.table(
+        ["setting", "value"],
+        [
+            [
+                "dataset",
+                f"{cfg.dataset.name} (train {len(result.splits.train)}, test {len(result.splits.test)})",
+            ],
+            ["attack", first.poison.description],
+            [
+                "poisoned samples",
+                f"{len(first.poison.poison_indices)} of {len(first.poison.dataset)} "
+                f"({len(first.poison.poison_indices) / len(first.poison.dataset):.2%})",
+            ],
+            ["integration", cfg.integration],
+            ["seeds", ", ".join(map(str, cfg.seeds))],
+            ["clean model", result.clean_model_id],
+            ["poisoned models", ", ".join(r.model_id for r in result.runs)],
+        ],
+    )
+    report.heading("Results")
+    report.table(
+        ["metric", "clean model", f"poisoned model ({len(result.runs)} seed(s))"], metric_rows(result)
+    )
+    if "trigger" in figs:
+        report.heading("Trigger").image(
+            figs["trigger"], "test images of the source class, clean and triggered"
+        )
+    report.heading("Poisoned training samples").image(
+        figs["poisoned"], "first poisoned samples with their training labels"
+    )
+    report.heading("Confusion matrices")
+    report.image("confusion_clean.png", "clean model").image("confusion_poisoned.png", "poisoned model")
+    if "curves" in figs:
+        report.heading("Accuracy curves").image(figs["curves"], "validation accuracy per epoch")
+    if first.measurement.external:
+        report.heading("External photos")
+        before = {(e["image"], e["variant"]): e for e in result.clean.external}
+        report.table(
+            ["image", "input", "clean model", "poisoned model"],
+            [
+                [e["image"], e["variant"], _pred(before.get((e["image"], e["variant"]))), _pred(e)]
+                for e in first.measurement.external
+            ],
+        )
+    report.heading("Reproduce")
+    report.paragraph(
+        f"Training data sha256: clean {result.splits.train.content_hash}; poisoned (seed "
+        f"{first.seed}) {first.poison.dataset.content_hash}; test {result.splits.test.content_hash}."
+    )
+    report.code(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir"}), sort_keys=False))
+    return report.write(out)
+
+
+def _pred(entry: dict | None) -> str:
+    return "-" if entry is None else f"{entry['prediction']} ({entry['probability']:.2f})"
+
+
+def write_results_json(result: ExperimentResult, path: Path) -> None:
+    """Write :meth:`ExperimentResult.to_json` to ``path``."""
+    text = json.dumps(result.to_json(), indent=2, default=_json_default)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def save_poisoned_sets(result: ExperimentResult, out: Path) -> list[Path]:
+    """Each seed's poisoned training set, with its ground-truth mask, as ``out/data/seed-<seed>.npz``.
+
+    They sit next to their models (``out/models/seed-<seed>``), ready for ``poisonlab scan``.
+    """
+    paths = []
+    for run in result.runs:
+        path = out / "data" / f"seed-{run.seed}.npz"
+        save_arrays(run.poison.dataset, path)
+        paths.append(path)
+    return paths
+
+
+def write_experiment(result: ExperimentResult, out_dir: str | Path, *, save_data: bool = False) -> Path:
+    """Everything ``poisonlab run`` leaves in ``out_dir``: ``results.json``, the report and, with
+    ``save_data``, the poisoned training sets (:func:`save_poisoned_sets`).
+
+    Returns
+    -------
+    Path
+        ``report.html``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if save_data:
+        save_poisoned_sets(result, out)
+    write_results_json(result, out / "results.json")
+    return write_report(result, out)[1]
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,120 @@
+"""``poisonlab run CONFIG``: one poisoning experiment end to end, over seeds.
+
+Steps: load the splits; train (or reuse from the cache) the clean baseline; for each seed build
+the attack, poison the training set, integrate it (retrain from scratch, fine-tune the clean
+model on the poisoned set, or fine-tune on the poisoned samples only); measure both models. The
+poisoned models are saved under ``out_dir/models/seed-<seed>``; ``results.json`` and the report
+are written by :func:`poisonlab.experiments.single.report.write_experiment`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poisonlab.attacks.base import PoisonResult
+from poisonlab.data.catalog import load_splits
+from poisonlab.data.dataset import Splits
+from poisonlab.experiments.common.cache import clean_baseline
+from poisonlab.experiments.common.measure import measure, triggered_test
+from poisonlab.experiments.single.build import attack_targets, build_attack
+from poisonlab.experiments.single.config import ExperimentConfig
+from poisonlab.experiments.single.records import ExperimentResult, SeedRun
+from poisonlab.models.base import PoisonlabModel
+from poisonlab.training.save import train_and_save
+
+__all__ = ["run_experiment"]
+
+
+def _poisoned_model(
+    cfg: ExperimentConfig,
+    splits: Splits,
+    poison: PoisonResult,
+    clean: PoisonlabModel,
+    clean_id: str,
+    seed: int,
+    out_dir: Path,
+    device: str,
+    progress: bool,
+) -> tuple[PoisonlabModel, str, list[dict]]:
+    """Integrate ``poison`` as the config says; the model is saved and registered with its parent."""
+    train_cfg = cfg.poison_train_config(seed)
+    data = poison.poisoned_only if cfg.integration == "finetune_poison_only" else poison.dataset
+    init = None if cfg.integration == "retrain" else clean
+    trained = train_and_save(
+        data,
+        train_cfg,
+        out_dir / "models" / f"seed-{seed}",
+        val_data=splits.val,
+        init=init,
+        parent_id=None if init is None else clean_id,
+        name=f"{cfg.name}-seed{seed}",
+        device=device,
+        progress=progress,
+    )
+    return trained.result.model, trained.card.id, [h.__dict__ for h in trained.result.history]
+
+
+def _load_splits(cfg: ExperimentConfig) -> Splits:
+    data_dir = cfg.path(cfg.dataset.data_dir) if cfg.dataset.data_dir else None
+    return load_splits(cfg.dataset.name, data_dir=data_dir, seed=cfg.dataset.split_seed)
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+    splits: Splits | None = None,
+) -> ExperimentResult:
+    """Run ``cfg``: the clean baseline (cached), then one poisoned model per seed.
+
+    Parameters
+    ----------
+    cfg
+        The experiment.
+    out_dir
+        Folder the poisoned models are saved under (``models/seed-<seed>``).
+    device, progress
+        Torch device and progress bars.
+    splits
+        The data, when the caller already has it (the demo shares one load); default: the
+        config's dataset.
+
+    Returns
+    -------
+    ExperimentResult
+        Everything measured; write it with
+        :func:`poisonlab.experiments.single.report.write_experiment`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = _load_splits(cfg) if splits is None else splits
+    targets = attack_targets(cfg, splits)
+    external = [cfg.path(p) for p in cfg.metrics.external_images]
+    for path in external:
+        if not path.is_file():
+            raise FileNotFoundError(f"external image not found: {path}")
+    clean, clean_id, clean_history, _ = clean_baseline(
+        splits, cfg.clean_train_config(), device=device, progress=progress
+    )
+    triggered = triggered_test(splits.test, targets)
+    result = ExperimentResult(
+        config=cfg,
+        splits=splits,
+        clean_model_id=clean_id,
+        clean_history=clean_history,
+        targets=targets,
+        clean=measure(clean, splits.test, targets, triggered=triggered, external=external, device=device),
+        out_dir=out,
+    )
+    for seed in cfg.seeds:
+        poison = build_attack(cfg, splits, seed).poison(splits.train)
+        model, model_id, history = _poisoned_model(
+            cfg, splits, poison, clean, clean_id, seed, out, device, progress
+        )
+        m = measure(model, splits.test, targets, triggered=triggered, external=external, device=device)
+        result.runs.append(
+            SeedRun(seed=seed, poison=poison, model_id=model_id, measurement=m, history=history)
+        )
+    return result
