@@ -33,6 +33,7 @@ def _params(name: str, clean: Dataset, trigger) -> dict:
         "random_label_flip": dict(fraction=0.1, seed=1),
         "backdoor": dict(perturbation=trigger, trigger_name="corner", source="airplane", target="bird"),
         "none": {},
+        "all_to_all": dict(perturbation=trigger, trigger_name="corner", count=20, seed=1),
     }[name]
 
 
@@ -43,6 +44,7 @@ EXPECTED_LEN = {
     "random_label_flip": 200,
     "backdoor": 220,
     "none": 200,
+    "all_to_all": 200,
     **dict.fromkeys(CRAFTED, 200),
 }
 EXPECTED_POISON = {
@@ -51,12 +53,21 @@ EXPECTED_POISON = {
     "random_label_flip": 20,
     "backdoor": 20,
     "none": 0,
+    "all_to_all": 20,
     **dict.fromkeys(CRAFTED, 5),
 }
 
 
 def test_registry_names():
-    assert set(ATTACKS) == {"mislabel", "label_flip", "random_label_flip", "backdoor", "none", *CRAFTED}
+    assert set(ATTACKS) == {
+        "mislabel",
+        "label_flip",
+        "random_label_flip",
+        "backdoor",
+        "none",
+        "all_to_all",
+        *CRAFTED,
+    }
     assert all(issubclass(c, PoisoningAttack) for c in ATTACKS.values())
 
 

@@ -9,7 +9,17 @@ import pytest
 
 from poisonlab.triggers import TRIGGERS, BoundTrigger, TriggerSpec, add_pattern_bd, get_trigger
 
-NAMES = ["single_pixel", "pattern", "image_insert", "cyan_square_add", "cyan_square_replace", "blended"]
+NAMES = [
+    "single_pixel",
+    "pattern",
+    "image_insert",
+    "cyan_square_add",
+    "cyan_square_replace",
+    "blended",
+    "watermark",
+    "warp",
+    "sinusoid",
+]
 SHAPES = [(3, 8, 8, 1), (3, 8, 8, 3), (3, 13, 9, 3), (3, 28, 28, 1), (3, 32, 32, 3)]
 
 
@@ -26,6 +36,8 @@ def test_registered_names():
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_every_trigger_on_every_supported_batch(name, shape, dtype):
     grey = np.full(shape, 100, np.uint8)  # mid-grey, so even "add" triggers show
+    if name == "warp":  # a warp only moves content: a flat image comes back unchanged
+        grey = (grey.astype(np.int64) + np.arange(shape[2])[None, None, :, None] * 9).astype(np.uint8)
     x = grey if dtype == np.uint8 else grey / np.float32(255)
     before = x.copy()
     trigger = get_trigger(name)

@@ -20,6 +20,7 @@ attacker's inputs. Shared machinery: :mod:`poisonlab.attacks.crafting`.
 from __future__ import annotations
 
 # Importing the attack modules registers their classes in ATTACKS.
+from poisonlab.attacks.all_to_all import AllToAllBackdoor
 from poisonlab.attacks.backdoor import BackdoorAttack, BackdoorPoisoning, apply_trigger
 from poisonlab.attacks.base import ATTACKS, PoisoningAttack, PoisonResult
 from poisonlab.attacks.clean_label_backdoor import CleanLabelBackdoor
@@ -35,6 +36,7 @@ from poisonlab.attacks.mislabel import MislabelInjection
 
 __all__ = [
     "ATTACKS",
+    "AllToAllBackdoor",
     "BackdoorAttack",
     "BackdoorPoisoning",
     "CleanLabelBackdoor",

@@ -28,7 +28,13 @@ from poisonlab.cli.options import (
 )
 from poisonlab.experiments import load_experiment, run_experiment, write_experiment
 from poisonlab.experiments.single.demo import run_demo
-from poisonlab.experiments.single.demo_report import SCAN_DIR, scan_rows, summary_rows, write_demo
+from poisonlab.experiments.single.demo_report import (
+    SCAN_DIR,
+    scan_rows,
+    screen_verdict_line,
+    summary_rows,
+    write_demo,
+)
 from poisonlab.experiments.single.report import metric_rows
 
 console = make_console()
@@ -110,6 +116,7 @@ def demo_command(
     for row in scan_rows(result.scan):
         scan_table.add_row(*row)
     console.print(scan_table)
+    console.print(screen_verdict_line(result.scan), soft_wrap=True)
     console.print(f"scan report: {out / SCAN_DIR / 'report.html'}", soft_wrap=True)
     console.print(f"summary: {summary}", soft_wrap=True)
 

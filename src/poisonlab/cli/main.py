@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from poisonlab import __version__
+from poisonlab.cli.bench_cmd import bench_app
 from poisonlab.cli.clean_label_cmd import clean_label_command
 from poisonlab.cli.craft_cmd import craft_command
 from poisonlab.cli.experiments_cmd import demo_command, matrix_command, run_command
@@ -37,6 +38,7 @@ app.command("serve")(serve_command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(sources_app, name="sources")
 app.command("redteam")(redteam_command)
+app.add_typer(bench_app, name="bench")
 
 
 def _version(value: bool) -> None:

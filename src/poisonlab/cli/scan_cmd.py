@@ -67,11 +67,15 @@ def scan_command(
         help="a dataset name (digits, cifar10, optionally name:split) or a path (.npz as written by "
         "poisonlab run --save-data, image folder, prepared folder)",
     ),
-    method: list[str] = typer.Option(
-        ...,
+    method: list[str] | None = typer.Option(
+        None,
         "--method",
         "-M",
-        help="defense to run, repeatable; NAME or NAME:key=value,... (see poisonlab defenses list)",
+        help="defense to run, repeatable; NAME or NAME:key=value,... (see poisonlab defenses list); "
+        "default: the screen (the recommended detectors, combined without ground truth; needs --model)",
+    ),
+    screen: bool = typer.Option(
+        False, "--screen", help="also combine the given --method detectors into the screen's verdict"
     ),
     out: Path = out_option("report folder"),
     model: str | None = typer.Option(None, "--model", "-m", help="model folder or registry id"),
@@ -99,7 +103,7 @@ def scan_command(
     )
     if card is not None:
         check_model_fits(card, data)
-    result = scan(data, method, model=net, trusted=reference, device=device)
+    result = scan(data, method or None, model=net, trusted=reference, device=device, screen=screen or None)
     info = None if card is None else {"id": card.id, "name": card.name, "path": str(path)}
     paths = write_scan_report(result, out, top=top, model_info=info)
     _print_summary(result)
@@ -119,7 +123,23 @@ def _print_summary(result) -> None:
                 for k in ("precision", "recall", "f1", "auroc")
             ]
         table.add_row(*row, f"{m.seconds:.2f}")
+    if result.screen is not None:
+        v = result.screen
+        row = ["screen", str(int(v.flagged.sum()))]
+        if known:
+            row += [
+                "-" if v.metrics[k] is None else f"{v.metrics[k]:.3f}"
+                for k in ("precision", "recall", "f1", "auroc")
+            ]
+        table.add_row(*row, f"{sum(m.seconds for m in result.methods):.2f}", style="bold")
     console.print(table)
+    if result.screen is not None:
+        v = result.screen
+        poisoned = [c["class"] for c in v.classes if c["screen_flagged"]]
+        console.print(
+            f"screen: {int(v.flagged.sum())} samples flagged by >= {v.min_votes} detectors"
+            + (f" in classes {', '.join(poisoned)}" if poisoned else "")
+        )
 
 
 defenses_app = typer.Typer(help="The registered defenses.", no_args_is_help=True)

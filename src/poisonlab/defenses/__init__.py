@@ -37,12 +37,18 @@ _SPEC: dict[str, str] = {
     # representation-space backdoor detectors
     "activation_clustering": "detectors.activation_clustering:ActivationClustering",
     "spectral_signatures": "detectors.spectral:SpectralSignatures",
+    "spectre": "detectors.spectre:SPECTRE",
+    "scan_lrt": "detectors.scan_lrt:SCAn",
+    "deep_knn": "detectors.deep_knn:DeepKNN",
     # label noise, influence and provenance
     "confident_learning": "detectors.confident_learning:ConfidentLearning",
     "roni": "detectors.roni:RONI",
     "provenance": "detectors.provenance:ProvenanceDefense",
-    # inference-time input filter, usable as a scan of a dataset too
+    # inference-time input filters, usable as a scan of a dataset too
     "strip": "detectors.strip:STRIP",
+    "ibd_psc": "detectors.ibd_psc:IBDPSC",
+    # all hidden layers, clustered (FLARE-style; holds on all-to-all)
+    "flare": "detectors.flare:FLARE",
 }
 
 

@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
+from poisonlab.defenses.helpers.layer_features import LayerFeatures, layer_features
 from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.models.base import PoisonlabModel
 
@@ -155,3 +156,19 @@ class ScanContext:
         assert self.model is not None and self.trusted is not None  # checked by trusted_features
         rep = forward_pass(self.model, self.trusted.x, features=True, device=self.device)
         return np.asarray(rep.features, np.float32)
+
+    def layer_features(self, who: str) -> LayerFeatures:
+        """Max-pooled activations of every hidden layer on ``dataset`` (N, D), computed at most once.
+
+        Raises ValueError (naming ``who``) without the model itself: a forward result holds only
+        the penultimate layer.
+        """
+        if self.model is None:
+            raise ValueError(f"{who} needs the model itself (its hidden layers), not only a forward pass")
+        _check_model_classes(self.model, self.dataset)
+        return self._layer_features
+
+    @cached_property
+    def _layer_features(self) -> LayerFeatures:
+        assert self.model is not None  # checked by layer_features
+        return layer_features(self.model, self.dataset.x, pooling="max", device=self.device)

@@ -23,6 +23,9 @@ from poisonlab.triggers.art_compatible import add_pattern_bd, add_single_bd
 from poisonlab.triggers.blended import blend_pattern
 from poisonlab.triggers.cyan_square import CYAN, cyan_square
 from poisonlab.triggers.image_insert import DEFAULT_BACKDOOR_PATH, insert_image
+from poisonlab.triggers.sinusoid import sinusoid
+from poisonlab.triggers.warp import warp
+from poisonlab.triggers.watermark import watermark
 
 __all__ = ["TRIGGERS", "BoundTrigger", "TriggerSpec", "get_trigger"]
 
@@ -114,6 +117,24 @@ for _spec in (
         blend_pattern,
         {"pattern": None, "alpha": 0.1, "seed": 0},
         "seeded uniform-noise key blended over the whole image, alpha 0.1 (Chen et al. 2017)",
+    ),
+    TriggerSpec(
+        "watermark",
+        watermark,
+        {"alpha": 0.4, "value": 1.0, "cells": 8, "density": 0.3, "seed": 0},
+        "seeded random binary logo blended towards white, alpha 0.4 (Trojan-style, Liu et al. 2018)",
+    ),
+    TriggerSpec(
+        "warp",
+        warp,
+        {"grid": 4, "strength": 0.5, "seed": 0},
+        "seeded smooth random warp, 4x4 control grid, strength 0.5 (WaNet, Nguyen and Tran 2021)",
+    ),
+    TriggerSpec(
+        "sinusoid",
+        sinusoid,
+        {"delta": 20 / 255, "frequency": 6.0},
+        "horizontal sinusoid, amplitude 20/255, 6 periods (SIG, Barni et al. 2019)",
     ),
 ):
     TRIGGERS.add(_spec.name, _spec)

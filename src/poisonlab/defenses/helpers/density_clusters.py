@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.cluster import HDBSCAN
 from sklearn.neighbors import NearestNeighbors
 
-__all__ = ["DensityClusters", "cluster_persistence", "fit_density_clusters", "join_distance"]
+__all__ = ["DensityClusters", "cluster_persistence", "fit_density_clusters", "fit_rows", "join_distance"]
 
 # Bisection steps of a merge height on the log scale: the bracket is a factor of 2 wide, so 12
 # steps locate it within 2 ** (1 / 4096), about 0.02 %.
@@ -69,19 +69,24 @@ class DensityClusters:
         return self.labels[self.fit_rows]
 
 
+def fit_rows(n: int, max_fit_samples: int, seed: int) -> np.ndarray:
+    """All of ``range(n)``, or a seeded sorted subset of ``max_fit_samples`` of it when n is larger."""
+    if n <= max_fit_samples:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_fit_samples, replace=False))
+
+
 def fit_density_clusters(
-    x: np.ndarray, *, min_cluster_size: int, min_samples: int, max_fit_samples: int, seed: int
+    x: np.ndarray, *, rows: np.ndarray, min_cluster_size: int, min_samples: int
 ) -> DensityClusters:
     """HDBSCAN* (excess-of-mass selection, at least two clusters) of the rows of ``x`` (N, d).
 
-    ``min_cluster_size`` applies to the fitted rows. With fewer than ``2 * min_cluster_size``
-    fitted rows every row is noise and ``clusterer`` is None.
+    HDBSCAN is fitted on ``x[rows]`` (``rows`` sorted, see :func:`fit_rows`); ``min_cluster_size``
+    counts fitted rows. With fewer than ``2 * min_cluster_size`` of them every row is noise and
+    ``clusterer`` is None.
     """
     n = x.shape[0]
-    if n > max_fit_samples:
-        fit_rows = np.sort(np.random.default_rng(seed).choice(n, max_fit_samples, replace=False))
-    else:
-        fit_rows = np.arange(n)
+    fit_rows = np.asarray(rows)
     xf = x[fit_rows]
     labels = np.full(n, -1, dtype=np.int64)
     probs = np.zeros(n)

@@ -6,6 +6,18 @@ the trusted set; :mod:`.report` writes ``scan.json``, ``flags.npz`` and the Mark
 (imported on its own: it pulls in matplotlib).
 """
 
-from poisonlab.defenses.scan.runner import MethodResult, ScanResult, parse_method, read_scalar, scan
+from poisonlab.defenses.scan.records import MethodResult, ScanResult
+from poisonlab.defenses.scan.runner import parse_method, read_scalar, scan
+from poisonlab.defenses.scan.screen import MIN_VOTES, SCREEN_METHODS, ScreenVerdict, combine
 
-__all__ = ["MethodResult", "ScanResult", "parse_method", "read_scalar", "scan"]
+__all__ = [
+    "MIN_VOTES",
+    "SCREEN_METHODS",
+    "MethodResult",
+    "ScanResult",
+    "ScreenVerdict",
+    "combine",
+    "parse_method",
+    "read_scalar",
+    "scan",
+]

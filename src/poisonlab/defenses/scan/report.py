@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.scan.runner import MethodResult, ScanResult
+from poisonlab.defenses.scan.records import MethodResult, ScanResult
 from poisonlab.reporting import Report, image_grid_png, score_histogram_png
 
 __all__ = ["scan_to_dict", "write_scan_report"]
@@ -69,11 +69,17 @@ def scan_to_dict(result: ScanResult, *, top: int = 50, model_info: dict | None =
             }
             for m in result.methods
         ],
+        "screen": None if result.screen is None else result.screen.to_dict(),
     }
 
 
 def _summary_rows(result: ScanResult) -> list[list[object]]:
     rows = []
+    if result.screen is not None:
+        metrics = result.screen.metrics or {}
+        seconds = sum(m.seconds for m in result.methods)
+        flagged = int(result.screen.flagged.sum())
+        rows.append(["screen", "combined", flagged, *(metrics.get(k) for k in _METRICS), round(seconds, 2)])
     for m in result.methods:
         metrics = m.metrics or {}
         rows.append(
@@ -110,6 +116,28 @@ def _method_section(report: Report, m: MethodResult, ds: Dataset, out: Path, top
     report.table(cols, [[r[c] for c in cols] for r in ranked[: min(top, 20)]])
 
 
+def _screen_section(report: Report, result: ScanResult) -> None:
+    """The screen's rule and, per class, who declared it poisoned and what each detector flagged."""
+    verdict = result.screen
+    report.heading("The screen's verdict", 2)
+    report.paragraph(
+        f"Detectors: {', '.join(verdict.methods)}. A sample is flagged when at least {verdict.min_votes} "
+        f"of them flag it; {int(verdict.flagged.sum())} of {len(result.dataset)} are. No ground truth is "
+        "used; the metrics above compare with it only when the dataset carries one."
+    )
+    rows = [
+        [
+            c["class"],
+            c["samples"],
+            c["screen_flagged"],
+            ", ".join(c["declared_poisoned_by"]) or "-",
+            ", ".join(f"{k} {v}" for k, v in c["flagged_by"].items()) or "-",
+        ]
+        for c in verdict.classes
+    ]
+    report.table(["class", "samples", "screen flagged", "declared poisoned by", "flagged by (count)"], rows)
+
+
 def write_scan_report(
     result: ScanResult, out_dir: str | Path, *, top: int = 50, model_info: dict | None = None
 ) -> dict[str, Path]:
@@ -121,6 +149,9 @@ def write_scan_report(
     (out / "scan.json").write_text(json.dumps(data, indent=2, default=_json_default), encoding="utf-8")
     arrays = {f"scores_{m.name}": m.scores for m in result.methods}
     arrays |= {f"flagged_{m.name}": m.flagged for m in result.methods}
+    if result.screen is not None:
+        arrays |= {"scores_screen": result.screen.scores, "flagged_screen": result.screen.flagged}
+        arrays["votes_screen"] = result.screen.votes
     np.savez_compressed(out / "flags.npz", **arrays)
 
     report = Report(f"Poison scan of {ds.name}")
@@ -134,6 +165,8 @@ def write_scan_report(
         report.paragraph(f"One shared forward pass of the model: {result.forward_seconds:.2f} s.")
     report.heading("Summary", 2)
     report.table(["method", "space", "flagged", *_METRICS, "seconds"], _summary_rows(result))
+    if result.screen is not None:
+        _screen_section(report, result)
     for m in result.methods:
         _method_section(report, m, ds, out, top)
     md, page = report.write(out)

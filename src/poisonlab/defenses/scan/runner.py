@@ -12,76 +12,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import yaml
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES, get_defense
-from poisonlab.defenses.base import Defense, ScanContext, class_groups
+from poisonlab.defenses.base import Defense, ScanContext
+from poisonlab.defenses.scan.records import MethodResult, ScanResult
+from poisonlab.defenses.scan.screen import MIN_VOTES, SCREEN_METHODS, combine
 from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.metrics import detection_scores
 from poisonlab.models.base import PoisonlabModel
 
-__all__ = ["MethodResult", "ScanResult", "parse_method", "scan"]
-
-
-@dataclass(frozen=True)
-class MethodResult:
-    """One defense's verdict on the scanned dataset.
-
-    ``scores`` (N,) float64, higher = more suspicious; ``flagged`` (N,) bool; ``metrics`` is
-    ``None`` when the dataset has no ground-truth poison mask.
-    """
-
-    name: str
-    params: dict[str, Any]
-    space: str
-    paper: str
-    scores: np.ndarray
-    flagged: np.ndarray
-    details: dict[str, Any]
-    seconds: float
-    metrics: dict[str, float | None] | None
-    defense: Defense = field(repr=False, compare=False)
-
-    def per_class(self, dataset: Dataset) -> list[dict[str, Any]]:
-        """Per class: samples, flagged, and (with a mask) poison and flagged poison counts."""
-        mask = dataset.poison_mask
-        rows = []
-        for k, idx in enumerate(class_groups(dataset.y, dataset.num_classes)):
-            row: dict[str, Any] = {
-                "class": dataset.class_names[k],
-                "samples": int(idx.size),
-                "flagged": int(self.flagged[idx].sum()),
-            }
-            if mask is not None:
-                row["poison"] = int(mask[idx].sum())
-                row["flagged_poison"] = int((mask[idx] & self.flagged[idx]).sum())
-            rows.append(row)
-        return rows
-
-    def ranking(self, top: int) -> np.ndarray:
-        """Indices of the ``top`` most suspicious samples, most suspicious first."""
-        return np.argsort(-self.scores, kind="stable")[:top]
-
-
-@dataclass(frozen=True)
-class ScanResult:
-    """All methods of one scan; ``forward_seconds`` is the shared pass (None when no model ran)."""
-
-    dataset: Dataset
-    methods: list[MethodResult]
-    forward_seconds: float | None
-    forward: ForwardResult | None = field(default=None, repr=False)
-
-    def method(self, name: str) -> MethodResult:
-        for m in self.methods:
-            if m.name == name:
-                return m
-        raise ValueError(f"method {name!r} is not part of this scan; it ran {[m.name for m in self.methods]}")
+__all__ = ["MethodResult", "ScanResult", "parse_method", "read_scalar", "scan"]
 
 
 def read_scalar(key: str, value: str, where: str) -> Any:
@@ -135,12 +79,14 @@ def _build(method: Defense | str | tuple[str, dict[str, Any]]) -> Defense:
 
 def scan(
     dataset: Dataset,
-    methods: Sequence[Defense | str | tuple[str, dict[str, Any]]],
+    methods: Sequence[Defense | str | tuple[str, dict[str, Any]]] | None = None,
     *,
     model: PoisonlabModel | None = None,
     trusted: Dataset | None = None,
     forward: ForwardResult | None = None,
     device: str = "auto",
+    screen: bool | None = None,
+    min_votes: int = MIN_VOTES,
 ) -> ScanResult:
     """Fit every defense in ``methods`` on ``dataset``.
 
@@ -149,8 +95,15 @@ def scan(
     dataset : Dataset
         The training set to screen (uint8 images (N, H, W, C)); with a ``poison_mask`` the
         result carries detection metrics.
-    methods : sequence
-        Defense instances, registry names, ``"name:key=value,..."`` strings or ``(name, params)``.
+    methods : sequence, optional
+        Defense instances, registry names, ``"name:key=value,..."`` strings or ``(name, params)``;
+        ``None`` runs the default screen's detectors (:data:`~.screen.SCREEN_METHODS`, which
+        need a model).
+    screen : bool, optional
+        Combine the methods into the screen's verdict (:func:`~.screen.combine`); default: only
+        when ``methods`` is None.
+    min_votes : int
+        Detectors that must agree for the screen to flag a sample.
     model : PoisonlabModel, optional
         The model trained on ``dataset``; required by feature-space defenses.
     trusted : Dataset, optional
@@ -159,6 +112,10 @@ def scan(
         A precomputed pass of ``model`` over ``dataset.x`` with features; computed once here
         otherwise (only when a model is given).
     """
+    if methods is None:
+        if model is None and forward is None:
+            raise ValueError("the default screen needs a model (--model), or name the methods to run")
+        methods, screen = SCREEN_METHODS, True if screen is None else screen
     if not methods:
         raise ValueError("scan needs at least one defense method")
     defenses = [_build(m) for m in methods]
@@ -178,7 +135,19 @@ def scan(
         forward_seconds = time.perf_counter() - start
     context = ScanContext(dataset, model, forward=forward, trusted=trusted, device=device)
     results = [_run_one(d, context) for d in defenses]
-    return ScanResult(dataset=dataset, methods=results, forward_seconds=forward_seconds, forward=forward)
+    verdict = combine(_screened(results), dataset, min_votes=min_votes) if screen else None
+    return ScanResult(
+        dataset=dataset, methods=results, forward_seconds=forward_seconds, forward=forward, screen=verdict
+    )
+
+
+def _screened(results: list[MethodResult]) -> list[MethodResult]:
+    """What the screen combines: its own detectors when all of them ran (other methods of the
+    scan are shown beside it, not mixed in), else every method given."""
+    names = {r.name for r in results}
+    if set(SCREEN_METHODS) <= names:
+        return [r for r in results if r.name in SCREEN_METHODS]
+    return results
 
 
 def _run_one(defense: Defense, context: ScanContext) -> MethodResult:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.scan import ScanResult, scan
+from poisonlab.defenses.scan import SCREEN_METHODS, ScanResult, scan
 from poisonlab.experiments.single.config import ExperimentConfig, parse_experiment
 from poisonlab.experiments.single.records import ExperimentResult
 from poisonlab.experiments.single.run import run_experiment
@@ -31,15 +31,9 @@ __all__ = [
     "scan_backdoor",
 ]
 
-#: The defenses the demo runs on the backdoored set (cheap ones that look at different evidence).
-DEMO_DEFENSES = (
-    "label_drift",
-    "duplicates",
-    "provenance",
-    "strip",
-    "spectral_signatures",
-    "activation_clustering",
-)
+#: What the demo runs on the backdoored set: the chapter's defenses beside the default screen's
+#: detectors; only the latter are combined into the screen's verdict.
+DEMO_DEFENSES = ("label_drift", "duplicates", "provenance", "strip", *SCREEN_METHODS)
 
 
 @dataclass(frozen=True)
@@ -166,8 +160,9 @@ def run_demo(
 
 
 def scan_backdoor(result: ExperimentResult, trusted: Dataset, *, device: str) -> ScanResult:
-    """Scan the first seed's poisoned training set with :data:`DEMO_DEFENSES` (the poisoned model's
-    features, ``trusted`` as the clean reference)."""
+    """Screen the first seed's poisoned training set with the default screen (:data:`DEMO_DEFENSES`
+    on one pass of the poisoned model, ``trusted`` as the clean reference, combined without ground
+    truth)."""
     run = result.runs[0]
     model, _ = load_model(result.out_dir / "models" / f"seed-{run.seed}")
-    return scan(run.poison.dataset, DEMO_DEFENSES, model=model, trusted=trusted, device=device)
+    return scan(run.poison.dataset, DEMO_DEFENSES, model=model, trusted=trusted, device=device, screen=True)

@@ -47,7 +47,27 @@ def scan_rows(scanned: ScanResult) -> list[list[str]]:
         return "-" if v is None else f"{v:.3f}"
 
     keys = ("precision", "recall", "f1", "auroc")
-    return [[m.name, str(int(m.flagged.sum())), *(fmt(m.metrics[k]) for k in keys)] for m in scanned.methods]
+    rows = [[m.name, str(int(m.flagged.sum())), *(fmt(m.metrics[k]) for k in keys)] for m in scanned.methods]
+    if scanned.screen is not None:
+        v = scanned.screen
+        rows.append(["screen (combined)", str(int(v.flagged.sum())), *(fmt(v.metrics[k]) for k in keys)])
+    return rows
+
+
+def screen_verdict_line(scanned: ScanResult) -> str:
+    """One sentence on whether the screen caught the poison, with the figure either way."""
+    v = scanned.screen
+    mask = scanned.dataset.poison_mask
+    if v is None or mask is None:
+        return "The screen did not run."
+    caught, total = int((v.flagged & mask).sum()), int(mask.sum())
+    false = int((v.flagged & ~mask).sum())
+    verdict = "caught the backdoor" if caught >= 0.9 * total else "did NOT catch the backdoor"
+    return (
+        f"Verdict: the screen {verdict}: {caught} of {total} poisoned samples flagged, {false} clean "
+        "samples flagged. Where it misses, the poison does not separate in this model's features (see "
+        "the per-detector AUROC: ranking without a decision), the open problem of docs/results/detection.md."
+    )
 
 
 def write_demo(result: DemoResult, out_dir: str | Path) -> Path:
@@ -68,9 +88,14 @@ def write_demo(result: DemoResult, out_dir: str | Path) -> Path:
     )
     report.heading("Detecting the backdoor's poison", 2)
     report.paragraph(
-        f"The backdoored training set scanned with {len(DEMO_DEFENSES)} defenses (one shared forward "
-        "pass of the poisoned model; the validation split is the trusted set). Full report: "
-        f"{SCAN_DIR}/report.html"
+        f"What you are looking at: the backdoored training set screened by {len(DEMO_DEFENSES)} defenses "
+        "on one shared forward pass of the poisoned model (the validation split is the trusted set). "
+        "The last row is the default screen's verdict: a sample counts as poison when at least two of "
+        "its detectors flag it, decided without the ground truth; precision and recall compare each "
+        "row with the attack's real poison mask. provenance knows each sample's source tag, and the "
+        "poison arrives under its own tag here, so its score is an upper bound, not a detection. "
+        f"Full report: {SCAN_DIR}/report.html"
     )
+    report.paragraph(screen_verdict_line(result.scan))
     report.table(["defense", "flagged", "precision", "recall", "F1", "AUROC"], scan_rows(result.scan))
     return report.write(out, stem="summary")[1]

@@ -1,0 +1,87 @@
+"""``poisonlab bench detection CONFIG --out DIR``: the detection benchmark nobody can tune to.
+
+The runner (:mod:`poisonlab.experiments.detection.run`) appends each finished cell to
+``DIR/cells.jsonl``; this command rewrites ``DIR/report.md`` after every cell and prints one line
+per cell.  Run it again with the same ``--out`` to resume: finished cells are skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from poisonlab.cli._console import make_console
+from poisonlab.cli._errors import cli_errors
+from poisonlab.cli.options import CONFIG_DATA_DIR_OPT, QUIET_OPT, THREADS_OPT, out_option, use_threads
+
+if TYPE_CHECKING:
+    from poisonlab.experiments.detection.config import DetectionConfig
+
+console = make_console()
+bench_app = typer.Typer(help="Benchmarks of the library's own defenses.", no_args_is_help=True)
+
+
+@bench_app.callback()
+def _bench() -> None:
+    """Benchmarks of the library's own defenses."""
+
+
+def _with_overrides(cfg: DetectionConfig, origin: Path, data_dir: Path | None, device: str | None) -> Any:
+    """``cfg`` with the command-line overrides, validated again as a whole."""
+    from poisonlab.experiments.detection.config import parse_detection
+
+    update: dict[str, Any] = {}
+    if data_dir is not None:
+        update["dataset"] = {**cfg.dataset.model_dump(), "data_dir": str(data_dir.resolve())}
+    if device is not None:
+        update["device"] = device
+    if not update:
+        return cfg
+    return parse_detection({**cfg.model_dump(), **update}, origin=str(origin))
+
+
+def _cell_line(record: dict[str, Any]) -> str:
+    model, screen = record["model"], record.get("screen") or {}
+    asr = model["attack_success"]
+    tpr = screen.get("tpr_at_1fpr")
+    return (
+        f"{record['cell']}: {record['attack']['poisoned']} poisons, clean acc {model['clean_accuracy']:.3f}, "
+        f"attack success {'-' if asr is None else f'{asr:.2f}'}, "
+        f"screen TPR@1%FPR {'-' if tpr is None else f'{tpr:.2f}'} ({record['seconds']:.0f} s)"
+    )
+
+
+@bench_app.command("detection")
+@cli_errors
+def detection_command(
+    config: Path = typer.Argument(
+        ..., help="benchmark config (YAML/JSON), e.g. experiments/detection/*.yaml"
+    ),
+    out: Path = out_option("folder for run.json, cells.jsonl, scores/ and report.md (reuse it to resume)"),
+    data_dir: Path | None = CONFIG_DATA_DIR_OPT,
+    device: str | None = typer.Option(
+        None, "--device", help="override the config's device (auto, cpu, cuda)"
+    ),
+    threads: int | None = THREADS_OPT,
+    quiet: bool = QUIET_OPT,
+) -> None:
+    """Poison seeded cases, train from scratch on each, score every detector with frozen defaults."""
+    use_threads(threads)
+    # imported here to keep CLI start-up light
+    from poisonlab.experiments.detection.config import load_detection
+    from poisonlab.experiments.detection.report import write_report
+    from poisonlab.experiments.detection.run import run_detection
+
+    cfg = _with_overrides(load_detection(config), config, data_dir, device)
+
+    def on_cell(records: list[dict[str, Any]], record: dict[str, Any]) -> None:
+        write_report(out)
+        if not quiet:
+            console.print(_cell_line(record), soft_wrap=True)
+
+    session = {"threads": threads, "config_file": str(config)}
+    records = run_detection(cfg, out, progress=not quiet, on_cell=on_cell, session_info=session)
+    report = write_report(out)
+    console.print(f"{len(records)} cells finished; report: {report}", soft_wrap=True)
