@@ -101,6 +101,7 @@ def main() -> None:
         command += ["--data-dir", str(Path(args.data_dir).resolve())]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
+    commit = _git_commit()  # before the runs: the code that is timed
     stop = mp.Event()
     spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.load)]
     for p in spinners:
@@ -119,7 +120,7 @@ def main() -> None:
     medians = {s: statistics.median(v) for s, v in times.items()}
     result = {
         "benchmark": "threads",
-        "commit": _git_commit(),
+        "commit": commit,
         "environment": environment(),
         "command": command,
         "load_processes": args.load,

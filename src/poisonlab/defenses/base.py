@@ -170,6 +170,25 @@ def class_groups(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
     return [order[bounds[k] : bounds[k + 1]] for k in range(num_classes)]
 
 
+def per_class_summary(
+    dataset: Dataset, flagged: np.ndarray, values: np.ndarray, value_name: str
+) -> dict[str, dict[str, Any]]:
+    """Per class name: samples ``n``, ``flagged`` count and the mean of ``values`` (``mean_<value_name>``,
+    None for an empty class); ``flagged`` (N,) bool and ``values`` (N,) float over ``dataset``."""
+    k = dataset.num_classes
+    counts = np.bincount(dataset.y, minlength=k)
+    hits = np.bincount(dataset.y[flagged], minlength=k)
+    sums = np.bincount(dataset.y, weights=values, minlength=k)
+    return {
+        name: {
+            "n": int(counts[c]),
+            "flagged": int(hits[c]),
+            f"mean_{value_name}": float(sums[c] / counts[c]) if counts[c] else None,
+        }
+        for c, name in enumerate(dataset.class_names)
+    }
+
+
 def flag_top_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:
     """Boolean mask of the ``round(fraction * N)`` highest scores (ties broken by index)."""
     n = scores.shape[0]

@@ -61,6 +61,7 @@ from poisonlab.defenses.base import (
     check_fraction,
     check_positive_float,
     check_positive_int,
+    per_class_summary,
 )
 from poisonlab.defenses.helpers.batchnorm_scaling import (
     amplification_schedule,
@@ -276,17 +277,7 @@ class IBDPSC(Defense):
         return torch.cat(out).double().numpy() if out else np.zeros(0)
 
     def _details(self, dataset: Dataset, psc: np.ndarray) -> dict:
-        counts = np.bincount(dataset.y, minlength=dataset.num_classes)
-        flagged = np.bincount(dataset.y[self.flagged_], minlength=dataset.num_classes)
-        sums = np.bincount(dataset.y, weights=psc, minlength=dataset.num_classes)
-        per_class = {
-            name: {
-                "n": int(counts[k]),
-                "flagged": int(flagged[k]),
-                "mean_psc": float(sums[k] / counts[k]) if counts[k] else None,
-            }
-            for k, name in enumerate(dataset.class_names)
-        }
+        per_class = per_class_summary(dataset, self.flagged_, psc, "psc")
         clean = self.clean_psc_
         return {
             "threshold": float(self.threshold_),

@@ -29,6 +29,7 @@ from poisonlab.defenses.base import (
     check_device,
     check_fraction,
     check_positive_int,
+    per_class_summary,
 )
 from poisonlab.inference import check_images, forward_pass
 from poisonlab.models.base import PoisonlabModel
@@ -219,17 +220,7 @@ class STRIP(Defense):
         return np.rint(mixed).clip(0, 255).astype(np.uint8).reshape(-1, *x.shape[1:])
 
     def _details(self, dataset: Dataset, entropy: np.ndarray) -> dict:
-        counts = np.bincount(dataset.y, minlength=dataset.num_classes)
-        flagged = np.bincount(dataset.y[self.flagged_], minlength=dataset.num_classes)
-        sums = np.bincount(dataset.y, weights=entropy, minlength=dataset.num_classes)
-        per_class = {
-            name: {
-                "n": int(counts[k]),
-                "flagged": int(flagged[k]),
-                "mean_entropy": float(sums[k] / counts[k]) if counts[k] else None,
-            }
-            for k, name in enumerate(dataset.class_names)
-        }
+        per_class = per_class_summary(dataset, self.flagged_, entropy, "entropy")
         clean = self.clean_entropy_
         return {
             "threshold": float(self.threshold_),
