@@ -140,99 +140,142 @@ def train(
         The trained model (in eval mode) and per-epoch statistics.
     """
     cfg = config or TrainConfig()
-    dev = resolve_device(device)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    if model is None:
-        net = build_model(cfg.model.spec(data.image_shape, data.num_classes))
-    else:
-        net = copy.deepcopy(model)
-    _check_data(data, net)
-    if val_data is not None:
-        _check_data(val_data, net)
-    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    net = net.to(dev, memory_format=mf).train()
-    opt = _make_optimizer(net, cfg)
-    steps_per_epoch = len(_batches(len(data), cfg.batch_size, torch.Generator().manual_seed(0)))
-    sched = _make_schedule(opt, cfg, cfg.epochs * steps_per_epoch)
-    ema = None
-    if cfg.ema_decay is not None:
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    images = torch.from_numpy(np.ascontiguousarray(data.x)).permute(0, 3, 1, 2)  # uint8 NCHW view
-    labels = torch.from_numpy(data.y)
-    bf16 = use_bf16(cfg.precision, dev)
-    result = TrainResult(model=net, config=cfg)
+    run = _Run.start(data, cfg, model, val_data, resolve_device(device))
+    result = TrainResult(model=run.net, config=cfg)
     start, callback_seconds = time.perf_counter(), 0.0
-    recalibrate = cfg.recalibrate_bn if cfg.recalibrate_bn is not None else model is None
-    step_flops = 3.0 * estimate_flops(net, data.image_shape) * min(cfg.batch_size, len(data))
     with (
-        compute_threads(step_flops, dev),
-        TrainProgress(cfg.epochs, steps_per_epoch, enabled=progress) as bar,
+        compute_threads(run.step_flops, run.dev),
+        TrainProgress(cfg.epochs, run.steps_per_epoch, enabled=progress) as bar,
     ):
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            loss_sum, correct, seen = 0.0, 0, 0
-            for idx in _batches(len(data), cfg.batch_size, gen):
-                xb, yb = images[idx], labels[idx]
-                if cfg.augment is not None:
-                    xb = random_crop_flip(
-                        xb, padding=cfg.augment.crop_padding, flip=cfg.augment.flip, generator=gen
-                    )
-                x = to_input(xb.permute(0, 2, 3, 1), dev, cfg.channels_last)
-                y = yb.to(dev)
-                with autocast(dev, bf16):
-                    logits = net(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                if not math.isfinite(loss.item()):
-                    raise ValueError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower the lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                if ema is not None:
-                    ema.update_parameters(net)
-                loss_sum += loss.item() * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
-                bar.step(loss_sum / seen, correct / seen)
-            eval_net = ema.module if ema is not None else net
-            val_acc = None
+            loss, accuracy = run.epoch(epoch, bar)
             last = epoch == cfg.epochs
-            if last and recalibrate:  # before the final validation, so that it measures the saved model
+            if last and run.recalibrate:  # before the final validation: it measures the saved model
                 recalibrate_batchnorm(
-                    eval_net,
-                    images,
+                    run.eval_net,
+                    run.images,
                     batch_size=cfg.batch_size,
-                    device=dev,
+                    device=run.dev,
                     channels_last=cfg.channels_last,
-                    generator=gen,
+                    generator=run.gen,
                 )
-            if val_data is not None and ((cfg.validate_every and epoch % cfg.validate_every == 0) or last):
-                n_val = len(val_data) if last or cfg.val_samples is None else cfg.val_samples
-                pred = forward_pass(
-                    eval_net,
-                    val_data.x[:n_val],
-                    device=dev,
-                    precision=cfg.precision,
-                    batch_size=cfg.eval_batch_size,
-                ).predictions
-                val_acc = float((pred == val_data.y[:n_val]).mean())
-            stats = EpochStats(
-                epoch,
-                loss_sum / seen,
-                correct / seen,
-                val_acc,
-                opt.param_groups[0]["lr"],
-                time.perf_counter() - t0,
-            )
+            val_acc = run.validate(val_data, epoch, last)
+            lr = run.opt.param_groups[0]["lr"]
+            stats = EpochStats(epoch, loss, accuracy, val_acc, lr, time.perf_counter() - t0)
             result.history.append(stats)
             bar.end_epoch(stats)
             if on_epoch_end is not None:
                 t_cb = time.perf_counter()
-                on_epoch_end(stats, eval_net)
-                eval_net.train()
+                on_epoch_end(stats, run.eval_net)
+                run.eval_net.train()
                 callback_seconds += time.perf_counter() - t_cb
-    result.model = (ema.module if ema is not None else net).eval()
+    result.model = run.eval_net.eval()
     result.seconds = time.perf_counter() - start - callback_seconds
     return result
+
+
+@dataclass
+class _Run:
+    """The state of one training run: model, optimiser, schedule, EMA, data as tensors, generator."""
+
+    cfg: TrainConfig
+    dev: torch.device
+    net: PoisonlabModel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler | None
+    ema: AveragedModel | None
+    images: torch.Tensor  # uint8 NCHW view of the NHWC data
+    labels: torch.Tensor
+    gen: torch.Generator
+    steps_per_epoch: int
+    step_flops: float
+    recalibrate: bool
+
+    @classmethod
+    def start(
+        cls, data: Dataset, cfg: TrainConfig, model: PoisonlabModel | None, val_data: Dataset | None, dev
+    ) -> _Run:
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        net = (
+            build_model(cfg.model.spec(data.image_shape, data.num_classes))
+            if model is None
+            else copy.deepcopy(model)
+        )
+        _check_data(data, net)
+        if val_data is not None:
+            _check_data(val_data, net)
+        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        net = net.to(dev, memory_format=mf).train()
+        opt = _make_optimizer(net, cfg)
+        steps = len(_batches(len(data), cfg.batch_size, torch.Generator().manual_seed(0)))
+        ema = None
+        if cfg.ema_decay is not None:
+            ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        return cls(
+            cfg=cfg,
+            dev=dev,
+            net=net,
+            opt=opt,
+            sched=_make_schedule(opt, cfg, cfg.epochs * steps),
+            ema=ema,
+            images=torch.from_numpy(np.ascontiguousarray(data.x)).permute(0, 3, 1, 2),
+            labels=torch.from_numpy(data.y),
+            gen=gen,
+            steps_per_epoch=steps,
+            step_flops=3.0 * estimate_flops(net, data.image_shape) * min(cfg.batch_size, len(data)),
+            recalibrate=cfg.recalibrate_bn if cfg.recalibrate_bn is not None else model is None,
+        )
+
+    @property
+    def eval_net(self) -> PoisonlabModel:
+        return self.ema.module if self.ema is not None else self.net
+
+    def epoch(self, epoch: int, bar: TrainProgress) -> tuple[float, float]:
+        """One pass over the data in random batches; returns (mean loss, accuracy) on them."""
+        cfg, dev = self.cfg, self.dev
+        bf16 = use_bf16(cfg.precision, dev)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for idx in _batches(len(self.labels), cfg.batch_size, self.gen):
+            xb, yb = self.images[idx], self.labels[idx]
+            if cfg.augment is not None:
+                xb = random_crop_flip(
+                    xb, padding=cfg.augment.crop_padding, flip=cfg.augment.flip, generator=self.gen
+                )
+            x, y = to_input(xb.permute(0, 2, 3, 1), dev, cfg.channels_last), yb.to(dev)
+            with autocast(dev, bf16):
+                logits = self.net(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if not math.isfinite(loss.item()):
+                raise ValueError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower the lr")
+            self._step(loss)
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.step(loss_sum / seen, correct / seen)
+        return loss_sum / seen, correct / seen
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+
+    def validate(self, val_data: Dataset | None, epoch: int, last: bool) -> float | None:
+        """Validation accuracy when this epoch validates (every ``validate_every``, and the last)."""
+        cfg = self.cfg
+        if val_data is None or not ((cfg.validate_every and epoch % cfg.validate_every == 0) or last):
+            return None
+        n_val = len(val_data) if last or cfg.val_samples is None else cfg.val_samples
+        pred = forward_pass(
+            self.eval_net,
+            val_data.x[:n_val],
+            device=self.dev,
+            precision=cfg.precision,
+            batch_size=cfg.eval_batch_size,
+        ).predictions
+        return float((pred == val_data.y[:n_val]).mean())
