@@ -39,7 +39,9 @@ def test_backdoored_model_spikes_towards_target(backdoor_report) -> None:
     # the wired backdoor sends every triggered "7" to "1"; the clean model rarely says "1" for a "7"
     assert spike.rate == 1.0 and spike.base_rate <= 0.05
     assert spike.source_name == "7" and spike.target_name == "1"
-    assert {s.target for s in r.suspected} == {1}  # every flagged pair points at the real target
+    # every pair the pattern flags points at the real target (the clean part of the model may
+    # have its own generic reaction to another trigger: see the clean-model test)
+    assert {s.target for s in r.suspected if s.trigger == "pattern"} == {1}
     assert r.clean_accuracy > 0.9
 
 
