@@ -34,7 +34,7 @@ import numpy as np
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses.context import ScanContext
-from poisonlab.inference import ForwardResult
+from poisonlab.inference import ForwardResult, check_images
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.params import BOOLEAN, DEVICE, DEVICES, POSITIVE, Interval, Options, check_param
 
@@ -168,6 +168,26 @@ def class_groups(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
     return [order[bounds[k] : bounds[k + 1]] for k in range(num_classes)]
+
+
+def check_calibration_inputs(
+    model: object, trusted: object, *, who: str, why: str, minimum: int = 10
+) -> None:
+    """Raise ValueError unless ``model`` is a PoisonlabModel (``why`` a forward pass is not enough)
+    and ``trusted`` a Dataset of at least ``minimum`` images the model takes, of its classes:
+    what the inference-time input filters (STRIP, IBD-PSC) calibrate on."""
+    if not isinstance(model, PoisonlabModel):
+        raise ValueError(
+            f"{who} needs the model itself (a precomputed forward pass is not enough: it {why}), "
+            f"got {type(model).__name__}"
+        )
+    if not isinstance(trusted, Dataset):
+        raise ValueError(f"trusted must be a poisonlab Dataset, got {type(trusted).__name__}")
+    if model.num_classes != trusted.num_classes:
+        raise ValueError(f"model has {model.num_classes} classes, trusted data has {trusted.num_classes}")
+    check_images(model, trusted.x)
+    if len(trusted) < minimum:
+        raise ValueError(f"{who} calibration needs at least {minimum} trusted samples, got {len(trusted)}")
 
 
 def per_class_summary(

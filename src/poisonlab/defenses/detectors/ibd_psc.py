@@ -56,6 +56,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.defenses.base import (
     Defense,
     ScanContext,
+    check_calibration_inputs,
     check_choice,
     check_device,
     check_fraction,
@@ -224,20 +225,9 @@ class IBDPSC(Defense):
 
     # ------------------------------------------------------------------ internals
     def _check_inputs(self, model: object, trusted: object) -> None:
-        if not isinstance(model, PoisonlabModel):
-            raise ValueError(
-                "IBD-PSC needs the model itself (a precomputed forward pass is not enough: it "
-                f"amplifies the model's parameters), got {type(model).__name__}"
-            )
-        if not isinstance(trusted, Dataset):
-            raise ValueError(f"trusted must be a poisonlab Dataset, got {type(trusted).__name__}")
-        if model.num_classes != trusted.num_classes:
-            raise ValueError(f"model has {model.num_classes} classes, trusted data has {trusted.num_classes}")
-        check_images(model, trusted.x)
-        if len(trusted) < _MIN_TRUSTED:
-            raise ValueError(
-                f"IBD-PSC calibration needs at least {_MIN_TRUSTED} trusted samples, got {len(trusted)}"
-            )
+        check_calibration_inputs(
+            model, trusted, who="IBD-PSC", why="amplifies the model's parameters", minimum=_MIN_TRUSTED
+        )
         if not batchnorm_layers(model):
             raise ValueError(
                 "IBD-PSC amplifies BatchNorm layers, and the model has no affine BatchNorm layer"

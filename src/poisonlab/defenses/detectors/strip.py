@@ -25,6 +25,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.defenses.base import (
     Defense,
     ScanContext,
+    check_calibration_inputs,
     check_choice,
     check_device,
     check_fraction,
@@ -147,18 +148,7 @@ class STRIP(Defense):
             Without a model, when the model does not fit the images or classes, or when
             ``trusted`` holds fewer than 10 samples.
         """
-        if not isinstance(model, PoisonlabModel):
-            raise ValueError(
-                "STRIP needs the model itself (a precomputed forward pass is not enough: it "
-                f"predicts on blended images), got {type(model).__name__}"
-            )
-        if not isinstance(trusted, Dataset):
-            raise ValueError(f"trusted must be a poisonlab Dataset, got {type(trusted).__name__}")
-        if model.num_classes != trusted.num_classes:
-            raise ValueError(f"model has {model.num_classes} classes, trusted data has {trusted.num_classes}")
-        check_images(model, trusted.x)
-        if len(trusted) < 10:
-            raise ValueError(f"STRIP calibration needs at least 10 trusted samples, got {len(trusted)}")
+        check_calibration_inputs(model, trusted, who="STRIP", why="predicts on blended images")
         self.model_ = model
         self.overlays_ = trusted.x
         rng = np.random.default_rng([self.seed, _CALIBRATION])
