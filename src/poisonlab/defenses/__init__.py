@@ -40,6 +40,7 @@ _SPEC: dict[str, str] = {
     "spectre": "detectors.spectre:SPECTRE",
     "scan_lrt": "detectors.scan_lrt:SCAn",
     "deep_knn": "detectors.deep_knn:DeepKNN",
+    "anchored_knn": "detectors.anchored_knn:AnchoredKNN",
     # label noise, influence and provenance
     "confident_learning": "detectors.confident_learning:ConfidentLearning",
     "roni": "detectors.roni:RONI",

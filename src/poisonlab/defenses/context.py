@@ -172,3 +172,20 @@ class ScanContext:
     def _layer_features(self) -> LayerFeatures:
         assert self.model is not None  # checked by layer_features
         return layer_features(self.model, self.dataset.x, pooling="max", device=self.device)
+
+    def trusted_layer_features(self, who: str) -> LayerFeatures:
+        """Max-pooled activations of every hidden layer on ``trusted`` (M, D), computed at most once.
+
+        Raises ValueError (naming ``who``) without the model itself or without a trusted set.
+        """
+        if self.model is None:
+            raise ValueError(f"{who} needs the model itself (its hidden layers), not only a forward pass")
+        if self.trusted is None:
+            raise ValueError(f"{who} needs a trusted clean reference dataset")
+        _check_model_classes(self.model, self.dataset)
+        return self._trusted_layer_features
+
+    @cached_property
+    def _trusted_layer_features(self) -> LayerFeatures:
+        assert self.model is not None and self.trusted is not None  # checked by the caller
+        return layer_features(self.model, self.trusted.x, pooling="max", device=self.device)

@@ -8,15 +8,24 @@ the trusted set; :mod:`.report` writes ``scan.json``, ``flags.npz`` and the Mark
 
 from poisonlab.defenses.scan.records import MethodResult, ScanResult
 from poisonlab.defenses.scan.runner import parse_method, read_scalar, scan
-from poisonlab.defenses.scan.screen import MIN_VOTES, SCREEN_METHODS, ScreenVerdict, combine
+from poisonlab.defenses.scan.screen import (
+    ANCHORED_METHODS,
+    MIN_VOTES,
+    SCREEN_METHODS,
+    ScreenVerdict,
+    combine,
+    screen_methods,
+)
 
 __all__ = [
+    "ANCHORED_METHODS",
     "MIN_VOTES",
     "SCREEN_METHODS",
     "MethodResult",
     "ScanResult",
     "ScreenVerdict",
     "combine",
+    "screen_methods",
     "parse_method",
     "read_scalar",
     "scan",

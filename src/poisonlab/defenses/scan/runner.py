@@ -20,7 +20,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES, get_defense
 from poisonlab.defenses.base import Defense, ScanContext
 from poisonlab.defenses.scan.records import MethodResult, ScanResult
-from poisonlab.defenses.scan.screen import MIN_VOTES, SCREEN_METHODS, combine
+from poisonlab.defenses.scan.screen import ANCHORED_METHODS, MIN_VOTES, SCREEN_METHODS, combine, screen_methods
 from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.metrics import detection_scores
 from poisonlab.models.base import PoisonlabModel
@@ -97,8 +97,8 @@ def scan(
         result carries detection metrics.
     methods : sequence, optional
         Defense instances, registry names, ``"name:key=value,..."`` strings or ``(name, params)``;
-        ``None`` runs the default screen's detectors (:data:`~.screen.SCREEN_METHODS`, which
-        need a model).
+        ``None`` runs the default screen's detectors (:func:`~.screen.screen_methods`: they need
+        a model, and the anchored ones a trusted set).
     screen : bool, optional
         Combine the methods into the screen's verdict (:func:`~.screen.combine`); default: only
         when ``methods`` is None.
@@ -115,7 +115,7 @@ def scan(
     if methods is None:
         if model is None and forward is None:
             raise ValueError("the default screen needs a model (--model), or name the methods to run")
-        methods, screen = SCREEN_METHODS, True if screen is None else screen
+        methods, screen = screen_methods(trusted is not None), True if screen is None else screen
     if not methods:
         raise ValueError("scan needs at least one defense method")
     defenses = [_build(m) for m in methods]
@@ -146,7 +146,7 @@ def _screened(results: list[MethodResult]) -> list[MethodResult]:
     scan are shown beside it, not mixed in), else every method given."""
     names = {r.name for r in results}
     if set(SCREEN_METHODS) <= names:
-        return [r for r in results if r.name in SCREEN_METHODS]
+        return [r for r in results if r.name in SCREEN_METHODS + ANCHORED_METHODS]
     return results
 
 

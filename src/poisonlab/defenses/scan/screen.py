@@ -8,13 +8,26 @@ poison to form its own cluster. The screen runs a frozen set of them on one shar
 
 * every detector casts one vote for each sample it flags;
 * a sample is flagged by the screen when at least ``min_votes`` detectors flag it (2 by
-  default; when fewer detectors ran than that, all of them must agree).
+  default; when fewer detectors ran than that, all of them must agree);
+* or when one of the *anchored* detectors flags it (:data:`ANCHORED_METHODS`: today the
+  trusted-anchored k-NN, whose cut-off is calibrated on the trusted clean set's own scores, so
+  its flags carry a false-positive rate known before any vote). They run only when the scan has
+  a trusted set (:func:`screen_methods`);
+* when anchored detectors ran, an agreement flag stands only on evidence: the sample must also
+  be farther than typical from the trusted samples of its label (anchored score above the
+  trusted median by :data:`TYPICAL_SPREADS` robust standard deviations). Clustering detectors
+  flag the *smaller* group of a class, which is the clean part when poison outnumbers it; the
+  veto keeps them from quarantining a class's clean samples by group size alone.
 
 Agreement needs no ground truth and no per-attack tuning: a clean sample that one detector
 mistrusts for its own reasons (an odd digit, a rare pose) is not enough, and poison that two
-independent views of the data single out is. The screen's score is the mean over detectors of
-each detector's score as a rank percentile in [0, 1] (so detectors with incomparable scales
-count alike), plus the share of detectors flagging the sample, so flagged samples rank first.
+independent views of the data single out is. The clustering detectors need the poison to be a
+minority of its class; the anchored detector does not (it compares every sample with trusted
+samples of its label), which is why its flag alone is enough: on the development grid it is what
+catches all-to-one poison that outnumbers its class (docs/results/detection.md). The screen's
+score is the mean over detectors of each detector's score as a rank percentile in [0, 1] (so
+detectors with incomparable scales count alike), plus the share of detectors flagging the
+sample, plus the anchored detectors' mean percentile and flag, so flagged samples rank first.
 
 The verdict records, per class, which detectors declared the class poisoned (those that decide
 per class report ``poisoned_classes``), how many samples each flagged there and how many the
@@ -35,7 +48,7 @@ from poisonlab.defenses.base import class_groups
 from poisonlab.defenses.scan.records import MethodResult
 from poisonlab.metrics import detection_scores
 
-__all__ = ["MIN_VOTES", "SCREEN_METHODS", "ScreenVerdict", "combine"]
+__all__ = ["ANCHORED_METHODS", "MIN_VOTES", "SCREEN_METHODS", "TYPICAL_SPREADS", "ScreenVerdict", "combine", "screen_methods"]
 
 #: The recommended detectors, frozen (see docs/results/detection.md for how they were chosen).
 SCREEN_METHODS: tuple[str, ...] = (
@@ -47,15 +60,24 @@ SCREEN_METHODS: tuple[str, ...] = (
     "deep_knn",
     "confident_learning",
 )
+#: Detectors calibrated on the trusted set: one flag of theirs is enough (run when a trusted set is given).
+ANCHORED_METHODS: tuple[str, ...] = ("anchored_knn",)
 #: Detectors that must agree on a sample.
 MIN_VOTES = 2
+#: An agreement flag needs an anchored score this many robust SDs above the trusted median.
+TYPICAL_SPREADS = 2.0
+
+
+def screen_methods(has_trusted: bool) -> tuple[str, ...]:
+    """The screen's detectors: :data:`SCREEN_METHODS`, plus :data:`ANCHORED_METHODS` with a trusted set."""
+    return SCREEN_METHODS + (ANCHORED_METHODS if has_trusted else ())
 
 
 @dataclass(frozen=True)
 class ScreenVerdict:
     """The screen's combined decision over one scanned dataset.
 
-    ``flagged`` (N,) bool, ``scores`` (N,) float64 in [0, 2] (higher = more suspicious), ``votes``
+    ``flagged`` (N,) bool, ``scores`` (N,) float64 in [0, 4] (higher = more suspicious), ``votes``
     (N,) int (detectors flagging each sample), ``methods`` the detectors combined, ``classes``
     the per-class account, ``metrics`` detection figures when the dataset has a poison mask.
     """
@@ -72,12 +94,36 @@ class ScreenVerdict:
         """JSON-ready summary (no per-sample arrays: those go to ``flags.npz``)."""
         return {
             "methods": list(self.methods),
-            "rule": f"a sample is flagged when at least {self.min_votes} of the detectors flag it",
+            "rule": _rule(self.min_votes, self.methods),
             "min_votes": self.min_votes,
             "flagged": int(self.flagged.sum()),
             "classes": self.classes,
             "metrics": self.metrics,
         }
+
+
+def _rule(min_votes: int, methods: tuple[str, ...]) -> str:
+    """The decision rule in words, naming the anchored detectors that took part."""
+    rule = f"a sample is flagged when at least {min_votes} of the detectors flag it"
+    anchored = [m for m in methods if m in ANCHORED_METHODS]
+    if not anchored:
+        return rule
+    return (
+        f"{rule} and {' or '.join(anchored)} places it more than {TYPICAL_SPREADS:g} robust SDs beyond "
+        f"the typical trusted sample, or when {' or '.join(anchored)} flags it"
+    )
+
+
+def _atypical(anchored: Sequence[MethodResult]) -> np.ndarray:
+    """Samples that some anchored detector places beyond the typical trusted sample (see the module
+    docstring); every sample when a detector's reference is unknown (no veto without evidence)."""
+    out = np.zeros(anchored[0].scores.shape, dtype=bool)
+    for m in anchored:
+        centre, spread = m.details.get("reference_centre"), m.details.get("reference_spread")
+        if centre is None or spread is None:
+            return np.ones_like(out)
+        out |= m.scores > centre + TYPICAL_SPREADS * spread
+    return out
 
 
 def _rank_percentiles(scores: np.ndarray) -> np.ndarray:
@@ -139,6 +185,11 @@ def combine(
     votes = np.sum([m.flagged for m in methods], axis=0).astype(np.int64)
     flagged = votes >= needed
     scores = np.mean([_rank_percentiles(m.scores) for m in methods], axis=0) + votes / len(methods)
+    anchored = [m for m in methods if m.name in ANCHORED_METHODS]
+    if anchored:  # their calibrated flags decide alone; their ranking leads the score
+        alone = np.any([m.flagged for m in anchored], axis=0)
+        flagged = (flagged & _atypical(anchored)) | alone
+        scores = scores + np.mean([_rank_percentiles(m.scores) for m in anchored], axis=0) + alone
     mask = dataset.poison_mask
     return ScreenVerdict(
         flagged=flagged,

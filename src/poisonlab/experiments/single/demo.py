@@ -15,7 +15,7 @@ from pathlib import Path
 
 from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Dataset
-from poisonlab.defenses.scan import SCREEN_METHODS, ScanResult, scan
+from poisonlab.defenses.scan import ANCHORED_METHODS, SCREEN_METHODS, ScanResult, scan
 from poisonlab.experiments.single.config import ExperimentConfig, parse_experiment
 from poisonlab.experiments.single.records import ExperimentResult
 from poisonlab.experiments.single.run import run_experiment
@@ -33,7 +33,7 @@ __all__ = [
 
 #: What the demo runs on the backdoored set: the chapter's defenses beside the default screen's
 #: detectors; only the latter are combined into the screen's verdict.
-DEMO_DEFENSES = ("label_drift", "duplicates", "provenance", "strip", *SCREEN_METHODS)
+DEMO_DEFENSES = ("label_drift", "duplicates", "provenance", "strip", *SCREEN_METHODS, *ANCHORED_METHODS)
 
 
 @dataclass(frozen=True)
