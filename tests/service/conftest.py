@@ -28,8 +28,45 @@ from poisonlab.service.settings import ServiceSettings
 from poisonlab.training import digits_recipe, train
 
 # With POISONLAB_TEST_POSTGRES_URL=postgresql+psycopg://user:password@127.0.0.1/db every in-process
-# service of these tests uses that database (dropped and re-created per service); needs psycopg.
+# service of these tests uses that database (emptied before each service); needs psycopg.
+# .ci/postgres.sh starts a throwaway cluster and sets it: .ci/postgres.sh .venv/bin/python -m pytest ...
 POSTGRES = os.environ.get("POISONLAB_TEST_POSTGRES_URL")
+
+
+_postgres_dropped = False
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the PostgreSQL test database, so the next service starts on an empty one: the first call
+    of the session drops every table (they may be another version's), later ones truncate them."""
+    global _postgres_dropped
+    from sqlalchemy import MetaData, create_engine, text
+
+    engine = create_engine(url)
+    try:
+        if not _postgres_dropped:
+            tables = MetaData()
+            tables.reflect(engine)
+            tables.drop_all(engine)
+            _postgres_dropped = True
+            return
+        with engine.begin() as conn:
+            names = conn.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
+            quoted = ", ".join(engine.dialect.identifier_preparer.quote(n) for n in names)
+            if quoted:
+                conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL test database's URL, emptied; skips without POISONLAB_TEST_POSTGRES_URL."""
+    if not POSTGRES:
+        pytest.skip("set POISONLAB_TEST_POSTGRES_URL (or run under .ci/postgres.sh) for PostgreSQL tests")
+    pytest.importorskip("psycopg", reason="PostgreSQL tests need the psycopg package")
+    reset_postgres(POSTGRES)
+    return POSTGRES
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -98,6 +135,9 @@ def make_service(tmp_path: Path, digits_model_dir: Path) -> Iterator[Callable[..
             "model_ref": str(digits_model_dir),
             "device": "cpu",
         }
+        if POSTGRES:
+            reset_postgres(POSTGRES)
+            params["db_url"] = POSTGRES
         params.update(overrides)
         settings = ServiceSettings(**params)
         app = create_app(settings)

@@ -21,6 +21,7 @@ ENDPOINTS = [
     ("GET", f"/v1/models/{MODEL}", "viewer", {}),
     ("GET", "/v1/alerts", "viewer", {}),
     ("GET", "/v1/me", "viewer", {}),
+    ("GET", "/v1/status", "viewer", {}),
     ("GET", "/metrics", "viewer", {}),
     (
         "POST",

@@ -47,12 +47,17 @@ def _register(svc, name, pem):
 
 
 def test_signed_message_format():
-    digest = hashlib.sha256(b"img").hexdigest()
-    assert signed_message(digest, "bird") == f"poisonlab-contribution-v1\n{digest}\nbird".encode()
+    digest, nonce = hashlib.sha256(b"img").hexdigest(), "n" * 32
+    expected = f"poisonlab-contribution-v2\n{digest}\nbird\n1700000000\n{nonce}".encode()
+    assert signed_message(digest, "bird", 1700000000, nonce) == expected
     with pytest.raises(ValueError, match="64 lowercase hex"):
-        signed_message("ABC", "bird")
+        signed_message("ABC", "bird", 1700000000, nonce)
     with pytest.raises(ValueError, match="single line"):
-        signed_message(digest, "bird\nairplane")
+        signed_message(digest, "bird\nairplane", 1700000000, nonce)
+    with pytest.raises(ValueError, match="timestamp"):
+        signed_message(digest, "bird", -1, nonce)
+    with pytest.raises(ValueError, match="nonce"):
+        signed_message(digest, "bird", 1700000000, "short")
     with pytest.raises(ValueError, match="64 bytes"):
         decode_signature(base64.b64encode(b"short").decode())
 

@@ -97,4 +97,18 @@ def test_restart_keeps_the_promoted_model(make_service, tmp_path):
     svc.client.post(f"/v1/models/{child.id}/promote", headers=svc.headers("admin"))
     svc.client.__exit__(None, None, None)  # stop the first service as a process exit would
     with TestClient(create_app(svc.settings)) as again:
-        assert again.get("/v1/health").json() == {"status": "ok", "model_version": child.id}
+        assert again.get("/v1/health").json() == {"status": "ok"}
+        status = again.get("/v1/status", headers=svc.headers("viewer")).json()
+        assert status["status"] == "ok" and status["model_version"] == child.id
+
+
+def test_model_ids_with_control_characters_are_refused_before_the_database(service):
+    """A NUL in an id is a 422 on every backend (PostgreSQL would raise on it: a 500)."""
+    for method, path in (
+        ("get", "/v1/models/a%00b"),
+        ("post", "/v1/models/a%00b/promote"),
+        ("get", "/v1/models/a%1Fb"),
+    ):
+        response = getattr(service.client, method)(path, headers=service.headers("admin"))
+        assert response.status_code == 422, (path, response.status_code, response.text)
+    assert service.client.get("/v1/models/no-such-model", headers=service.headers("admin")).status_code == 404

@@ -1,7 +1,10 @@
 """The defended continuous-learning pipeline end to end on the digits model.
 
 The attack is the chapter's relabelling: copies of training images of one class contributed with
-another label (here every training "1" labelled "7").
+another label (here every training "1" labelled "7"). Most tests replace the fine-tune by a copy of
+the serving model (``trained_on``: a fine-tune that changed nothing passes every comparative gate)
+or by a hand-wired result, so that they check what the pipeline does with a verdict, not what one
+checkpoint happens to score. The caps and the screen are tested in test_screening.py.
 """
 
 from __future__ import annotations
@@ -14,20 +17,20 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from poisonlab.defenses import DEFENSES
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.service import contributions as lib
 from poisonlab.service import pipeline
 from poisonlab.service.app import create_app
 from poisonlab.service.audit import Actor
 from poisonlab.service.db import TrainingRun
-from poisonlab.service.settings import DEFAULT_DEFENSES
 from poisonlab.training import TrainResult
 
 MALLORY = Actor("mallory", "contributor")
+ALICE = Actor("alice", "contributor")
+FAST = {"reverse_engineer_steps": 3}  # the gate runs; its search is not what these tests check
 
 
-def _seed(svc, png, images, labels) -> list[int]:
+def _seed(svc, png, images, labels, actor: Actor = MALLORY) -> list[int]:
     """Contribute through the library (same code path as the API, minus HTTP) for speed;
     ``labels`` is one label for all images or one per image."""
     loaded = svc.state.server.current()
@@ -39,7 +42,7 @@ def _seed(svc, png, images, labels) -> list[int]:
                 session,
                 svc.state.store,
                 lib.Upload(png(image), label),
-                actor=MALLORY,
+                actor=actor,
                 class_names=loaded.class_names,
                 input_shape=loaded.input_shape,
                 max_pixels=10**6,
@@ -67,13 +70,38 @@ def _statuses(svc, ids) -> set[str]:
         return {lib.get_contribution(session, i).status for i in ids}
 
 
+def _reasons(svc, ids) -> dict[int, str]:
+    with svc.state.db.read() as session:
+        return {i: lib.get_contribution(session, i).reason for i in ids}
+
+
 @pytest.fixture
 def poison(digits):
     return digits.train.x[digits.train.y == 1]  # about 118 images, contributed as "7"
 
 
-def test_clean_contributions_are_trained_and_promoted(make_service, png, digits):
-    svc = make_service(unsigned_policy="pending", defenses=("duplicates",))
+@pytest.fixture
+def trained_on(monkeypatch):
+    """The fine-tune replaced by an unchanged copy of the serving model; returns the list of the
+    training sets it was given (to check what a run trained on)."""
+    seen = []
+
+    def unchanged(data, config, *, model, **kwargs):
+        seen.append(data)
+        new = copy.deepcopy(model).eval()
+        with torch.no_grad():  # a new version id (a hash of the weights), the same predictions
+            next(new.parameters()).flatten()[0] += 1e-6 * len(seen)
+        return TrainResult(model=new, config=config)
+
+    monkeypatch.setattr(pipeline, "train", unchanged)
+    return seen
+
+
+GATES = ("accuracy", "canaries", "neural_cleanse", "sensitivity", "behaviour")
+
+
+def test_clean_contributions_are_trained_and_promoted(make_service, png, digits, trained_on):
+    svc = make_service(unsigned_policy="pending", defenses=("duplicates",), screen=False, **FAST)
     first = svc.state.server.current().version_id
     ids = _seed(svc, png, digits.test.x[:40], digits.test.y[:40])
     run = _run(svc)
@@ -81,24 +109,27 @@ def test_clean_contributions_are_trained_and_promoted(make_service, png, digits)
     assert run["base_model_id"] == first and len(run["snapshot_hash"]) == 64
     assert run["report"]["snapshot"] == {"contributions": 40}
     assert run["report"]["defenses"]["quarantined"] == 0
-    assert all(run["report"]["gates"][g]["passed"] for g in ("accuracy", "canaries", "sensitivity"))
+    assert tuple(run["report"]["gates"]) == GATES
+    assert all(run["report"]["gates"][g]["passed"] for g in GATES)
+    assert len(trained_on[0]) == len(digits.train) + 40
     new = svc.client.get(f"/v1/models/{run['candidate_model_id']}", headers=svc.headers("viewer")).json()
     assert new["status"] == "serving" and new["lineage"] == [new["id"], first]
     assert new["data_snapshot_hash"] == run["snapshot_hash"] and new["training_run_id"] == run["id"]
     assert _statuses(svc, ids) == {"accepted"}
-    assert svc.client.get("/v1/health").json()["model_version"] == new["id"]
+    assert svc.client.get("/v1/status", headers=svc.headers("viewer")).json()["model_version"] == new["id"]
 
 
-def test_a_second_run_after_a_promotion_still_finds_its_base_data(make_service, png, digits):
+def test_a_second_run_after_a_promotion_still_finds_its_base_data(make_service, png, digits, trained_on):
     # regression: the promoted model's card named its data "base+<hash>", and the next run could
     # no longer tell which base dataset (digits) to load
-    svc = make_service(unsigned_policy="pending", defenses=("duplicates",))
+    svc = make_service(unsigned_policy="pending", defenses=("duplicates",), screen=False, **FAST)
     _seed(svc, png, digits.test.x[:20], digits.test.y[:20])
     assert _run(svc)["status"] == "promoted"
     _seed(svc, png, digits.test.x[20:40], digits.test.y[20:40])
     second = _run(svc)
     assert second["status"] == "promoted", second
     assert second["report"]["snapshot"] == {"contributions": 40}  # accepted + pending
+    assert len(trained_on[1]) == len(digits.train) + 40
 
 
 class LearnedFlip(PoisonlabModel):
@@ -128,19 +159,25 @@ class LearnedFlip(PoisonlabModel):
         return swapped
 
 
-def test_gates_refuse_a_poisoned_model_when_defenses_are_off(make_service, png, poison, monkeypatch):
+def test_gates_refuse_a_poisoned_model_and_a_plain_retry_cannot_walk_past(
+    make_service, png, poison, monkeypatch
+):
     def learns_the_flip(data, config, *, model, **kwargs):
         assert int(np.sum(data.y == 7)) > 118  # the poison reached the training set
         return TrainResult(model=LearnedFlip(copy.deepcopy(model), source=1, target=7).eval(), config=config)
 
     monkeypatch.setattr(pipeline, "train", learns_the_flip)
-    svc = make_service(unsigned_policy="pending", defenses=())
+    no_caps = {"max_source_class_fraction": 10, "max_class_contribution_fraction": 10}
+    svc = make_service(unsigned_policy="pending", defenses=(), screen=False, **no_caps, **FAST)
     first = svc.state.server.current().version_id
     ids = _seed(svc, png, poison, "7")
     run = _run(svc)
     assert run["status"] == "rejected", run
     gates = run["report"]["gates"]
     assert not gates["canaries"]["passed"] and gates["canaries"]["failures_per_class"].get("1", 0) >= 1
+    # the comparison with the serving model names the attack: class 1 moved to 7
+    assert not gates["behaviour"]["passed"]
+    assert ("1", "7") in {(s["source"], s["target"]) for s in gates["behaviour"]["shifts"]}
     assert run["report"]["decision"].startswith("rejected")
     assert svc.state.server.current().version_id == first  # the old model keeps serving
     models = {
@@ -151,44 +188,39 @@ def test_gates_refuse_a_poisoned_model_when_defenses_are_off(make_service, png, 
     assert {"gate_failed", "canary_regression"} <= kinds
     metrics = svc.client.get("/metrics", headers=svc.headers("viewer")).text
     assert 'imrecs_gate_failures_total{gate="canaries"} 1.0' in metrics
-    assert _statuses(svc, ids) == {"pending"}  # not accepted into any model
+    # what the rejected candidate was trained on stays quarantined, with the reason
+    assert _statuses(svc, ids) == {"quarantined"}
+    assert run["report"]["quarantined_after_rejection"] == len(ids)
+    reasons = set(_reasons(svc, ids).values())
+    assert len(reasons) == 1 and reasons.pop().startswith(f"rejected run {run['id']}: candidate ")
+    # the issue's walk-past: a plain retry has nothing new to train on, and promotes nothing
+    retry = _run(svc)
+    assert retry["status"] == "skipped" and retry["report"]["decision"] == "no contributions to train on"
+    assert retry["candidate_model_id"] is None
+    assert len(svc.client.get("/v1/models", headers=svc.headers("viewer")).json()) == 2
 
 
-def test_defenses_quarantine_relabelled_copies(make_service, png, poison, digits):
-    svc = make_service(unsigned_policy="pending", defenses=("duplicates",))
+def test_defenses_quarantine_relabelled_copies(make_service, png, poison, digits, trained_on):
+    svc = make_service(unsigned_policy="pending", defenses=("duplicates",), screen=False, **FAST)
     bad = _seed(svc, png, poison[:30], "7")
-    good = [
-        _seed(svc, png, [x], str(y))[0] for x, y in zip(digits.test.x[:20], digits.test.y[:20], strict=True)
-    ]
+    good = _seed(svc, png, digits.test.x[:20], digits.test.y[:20], actor=ALICE)
     run = _run(svc)
     assert run["status"] == "promoted", run
     assert run["report"]["defenses"]["methods"]["duplicates"]["flagged_contributions"] == 30
     assert _statuses(svc, bad) == {"quarantined"} and _statuses(svc, good) == {"accepted"}
-    with svc.state.db.read() as session:
-        reasons = {lib.get_contribution(session, i).reason for i in bad}
-    assert reasons == {"defense: duplicates"}
+    assert set(_reasons(svc, bad).values()) == {"defense: duplicates"}
     quarantined = svc.client.get(
         "/v1/contributions?status=quarantined", headers=svc.headers("trainer")
     ).json()
     assert {c["contributor"] for c in quarantined} == {"mallory"}
 
 
-def test_default_defenses_run_end_to_end(make_service, png, poison):
-    """The production default (duplicates, confident learning, spectral signatures) in one run."""
-    missing = []
-    for name in DEFAULT_DEFENSES:
-        try:
-            DEFENSES[name]
-        except (ImportError, AttributeError):
-            missing.append(name)
-    if missing:
-        pytest.skip(f"defenses {missing} are not in this checkout yet")
-    svc = make_service(unsigned_policy="pending")
-    bad = _seed(svc, png, poison[:30], "7")
-    run = _run(svc, timeout=300)
-    assert run["status"] in ("promoted", "rejected"), run
-    assert set(run["report"]["defenses"]["methods"]) == set(DEFAULT_DEFENSES)
-    assert _statuses(svc, bad) == {"quarantined"}
+def test_a_run_that_learns_nothing_new_promotes_nothing(make_service, png, poison, trained_on):
+    svc = make_service(unsigned_policy="pending", defenses=("duplicates",), screen=False, **FAST)
+    _seed(svc, png, poison[:10], "7")  # relabelled copies: all quarantined
+    run = _run(svc)
+    assert run["status"] == "skipped" and run["candidate_model_id"] is None and trained_on == []
+    assert len(svc.client.get("/v1/models", headers=svc.headers("viewer")).json()) == 1
 
 
 def test_only_admins_change_defenses_and_a_broken_defense_fails_closed(
@@ -202,13 +234,14 @@ def test_only_admins_change_defenses_and_a_broken_defense_fails_closed(
     def broken_scan(*_args, **_kwargs):
         raise ValueError("dataset too small for the method")
 
-    monkeypatch.setattr("poisonlab.service.pipeline.scan", broken_scan)
+    monkeypatch.setattr("poisonlab.service.screening.scan", broken_scan)
     run = _run(svc, role="admin", body={"defenses": ["duplicates", "zscore"]})
     assert run["status"] == "failed" and "not training on unscreened data" in run["error"]
     assert run["params"]["defenses"] == ["duplicates", "zscore"]
     alerts = svc.client.get("/v1/alerts?kind=pipeline_error", headers=svc.headers("viewer")).json()
     assert len(alerts) == 1 and "failed" in alerts[0]["message"]
     assert len(svc.client.get("/v1/models", headers=svc.headers("viewer")).json()) == 1
+    assert _statuses(svc, [1, 2, 3, 4, 5]) == {"pending"}  # a failed run decides nothing
 
 
 def test_nothing_to_train_is_skipped(service):
@@ -226,10 +259,10 @@ def test_restart_fails_interrupted_runs(make_service, tmp_path):
     assert run["status"] == "failed" and "interrupted" in run["error"]
 
 
-def test_promotion_is_one_transaction(make_service, png, digits, monkeypatch):
+def test_promotion_is_one_transaction(make_service, png, digits, monkeypatch, trained_on):
     """A failure after the candidate was registered and marked serving, but before the commit,
     leaves no trace of the promotion: old model serving, contributions pending, run failed."""
-    svc = make_service(unsigned_policy="pending", defenses=("duplicates",))
+    svc = make_service(unsigned_policy="pending", defenses=("duplicates",), screen=False, **FAST)
     first = svc.state.server.current().version_id
     ids = _seed(svc, png, digits.test.x[:20], digits.test.y[:20])
 
@@ -244,7 +277,7 @@ def test_promotion_is_one_transaction(make_service, png, digits, monkeypatch):
     viewer, admin = svc.headers("viewer"), svc.headers("admin")
     models = svc.client.get("/v1/models", headers=viewer).json()
     assert [(m["id"], m["status"]) for m in models] == [(first, "serving")]
-    assert svc.client.get("/v1/health").json()["model_version"] == first
+    assert svc.client.get("/v1/status", headers=viewer).json()["model_version"] == first
     assert _statuses(svc, ids) == {"pending"}
     actions = {e["action"] for e in svc.client.get("/v1/audit?limit=1000", headers=admin).json()}
     assert "models.register" in actions  # the bootstrap's, in its own transaction

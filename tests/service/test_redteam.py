@@ -1,11 +1,12 @@
 """The red-team walk-through (``poisonlab redteam``) against a real uvicorn server on loopback.
 
 The whole attack runs once, through the CLI and HTTP, on the digits model of the conftest: 36
-held-out "7"s labelled "1" and 60 training "7"s with the pattern trigger labelled "1". Measured
-(seeded, one torch thread): run 1 without defenses is refused by the trigger-sensitivity gate
-(pattern sends ~90% of triggered "7"s to "1"), run 2 quarantines all 96 contributions (spectral
-signatures flags all, confident learning 26-28 of the 36 mislabelled ones). The assertions leave
-a margin of about 10% below those figures.
+held-out "7"s labelled "1" and 60 training "7"s with the pattern trigger labelled "1". Run 1 (the
+service's defenses) quarantines all 96: the screen flags part of them and the source's flagged
+share then takes the rest with it, whatever the exact count. The same files are sent again; run 2
+(screening switched off by an admin) trains on them: its candidate is refused (it learnt the
+mislabelled "7"s, which are gate images too, and the pattern), the poison is quarantined with the
+failed gates, and run 3, a plain retry, has nothing to train on.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 def loopback(tmp_path, digits_model_dir):
     """A real uvicorn server (in a thread) on 127.0.0.1 serving the digits model, unsigned data pending."""
     settings = ServiceSettings(
-        data_dir=tmp_path / "imrecs", model_ref=str(digits_model_dir), device="cpu", unsigned_policy="pending"
+        data_dir=tmp_path / "imrecs",
+        model_ref=str(digits_model_dir),
+        device="cpu",
+        unsigned_policy="pending",
+        max_source_class_fraction=1.0,  # the 96 fit one source's cap: the gates see all of them
     )
     service = create_app(settings)
     db = service.state.service.db
@@ -77,7 +82,7 @@ def _env(keys: dict[str, str]) -> dict[str, str]:
     return {f"IMRECS_{role.upper()}_KEY": key for role, key in keys.items()}
 
 
-def test_walkthrough_poison_is_quarantined_and_gates_refuse_it_without_defenses(loopback, tmp_path):
+def test_walkthrough_poison_is_quarantined_gates_refuse_it_and_a_retry_cannot_walk_past(loopback, tmp_path):
     url, keys, state = loopback
     first = state.server.current().version_id
     out = tmp_path / "transcript.json"
@@ -92,39 +97,40 @@ def test_walkthrough_poison_is_quarantined_and_gates_refuse_it_without_defenses(
     assert t["at_submission"] == {"pending": 96} and t["skipped"] is None
     assert [p["status"] for p in t["privilege_probes"]] == [403, 403]
 
-    # (b) defenses off: the sensitivity gate refuses the backdoored candidate, the old model serves
-    off = t["undefended_run"]
-    assert off["status"] == "rejected" and not off["gates"]["sensitivity"]["passed"]
-    assert "pattern sends" in off["gates"]["sensitivity"]["evidence"]
-    assert off["serving_before"] == off["serving_after"] == first
-    assert "gate_failed" in {a["kind"] for a in off["alerts"]}
-    assert off["poison_statuses_after"] == {"pending": 96}  # refused: nothing was accepted
-
-    # (a) defenses on: the same poison is quarantined, each contribution with its flagging defenses
+    # (a) defenses on: all of the poison is quarantined, on evidence, and nothing is promoted
     on = t["defended_run"]
     mislabel, backdoor = on["poison"]["mislabel"], on["poison"]["backdoor"]
-    assert mislabel["sent"] == 36 and mislabel.get("quarantined", 0) >= 32
-    assert backdoor["sent"] == 60 and backdoor.get("quarantined", 0) >= 54
-    assert mislabel.get("flagged by confident_learning", 0) >= 18
-    assert backdoor.get("flagged by spectral_signatures", 0) >= 54
-    assert sum(n for r, n in on["reasons"].items() if r.startswith("defense: ")) >= 86
-    assert on["status"] == "promoted"  # trained on the clean base only
+    assert mislabel == mislabel | {"sent": 36, "quarantined": 36}
+    assert backdoor == backdoor | {"sent": 60, "quarantined": 60}
+    flagged = sum(n for k, n in (mislabel | backdoor).items() if k.startswith("flagged by"))
+    assert flagged >= 3 and "key:mallory" in on["distrusted_sources"]
+    assert on["status"] == "skipped" and on["candidate_model_id"] is None  # nothing left to learn
+
+    # (b) the same files again, screening off: the gates refuse the candidate, the old model serves
+    assert len(t["contributions_again"]) == 96
+    off = t["undefended_run"]
+    assert off["status"] == "rejected", off
+    assert off["serving_before"] == off["serving_after"] == first
+    assert "gate_failed" in {a["kind"] for a in off["alerts"]}
+    assert off["poison_statuses_after"] == {"quarantined": 96}  # with the failed gates as the reason
+
+    # (c) the issue's walk-past: a plain retry finds nothing to train on
+    retry = t["retry_run"]
+    assert retry["status"] == "skipped" and retry["serving_after"] == first
     models = {
         m["id"]: m["status"]
         for m in httpx.get(f"{url}/v1/models", headers={"X-API-Key": keys["admin"]}).json()
     }
-    assert models[off["candidate_model_id"]] == "rejected" and models[on["candidate_model_id"]] == "serving"
+    assert models == {first: "serving", off["candidate_model_id"]: "rejected"}
 
-    # (c) the audit trail: who did what, refused writes included
+    # (d) the audit trail: who did what, refused writes included
     log = Counter((e["actor"], e["action"], e["outcome"].split(":")[0]) for e in t["audit"]["log"])
-    assert log[("mallory", "contributions.create", "ok")] == 96
+    assert log[("mallory", "contributions.create", "ok")] == 192
     assert log[("mallory", "POST /v1/training-runs", "refused 403")] == 1
-    assert (
-        log[("ops", "training_runs.create", "ok")] == 1
-        and log[("ci-trainer", "training_runs.create", "ok")] == 1
-    )
-    quarantined = mislabel.get("quarantined", 0) + backdoor.get("quarantined", 0)
-    assert log[(f"pipeline:run-{on['run_id']}", "contributions.quarantine", "ok")] == quarantined
+    assert log[("ops", "training_runs.create", "ok")] == 1
+    assert log[("ci-trainer", "training_runs.create", "ok")] == 2
+    assert log[(f"pipeline:run-{on['run_id']}", "contributions.quarantine", "ok")] == 96
+    assert log[(f"pipeline:run-{off['run_id']}", "contributions.quarantine", "ok")] == 96
     assert log[("system", "alerts.raise", "ok")] >= 1
     assert t["audit"]["entries"] == len(t["audit"]["log"]) == sum(g["count"] for g in t["audit"]["summary"])
 
@@ -135,7 +141,8 @@ def test_signing_policy_stops_unsigned_poison_at_the_door(make_service):
     keys = Keys(contributor=svc.keys["contributor"], trainer=svc.keys["trainer"], admin=svc.keys["admin"])
     t = run_walkthrough(svc.client, keys, plan)
     assert t["at_submission"] == {"quarantined": 5}
-    assert t["undefended_run"] is None and t["defended_run"] is None and "signing policy" in t["skipped"]
+    assert t["undefended_run"] is None and t["defended_run"] is None and t["retry_run"] is None
+    assert "signing policy" in t["skipped"]
     actions = Counter(e["action"] for e in t["audit"]["log"])
     assert actions["contributions.create"] == 5 and actions["training_runs.create"] == 0
 

@@ -1,5 +1,6 @@
-"""The web page in headless Chromium (Debian's ``chromium`` driven by Playwright): enter a key,
-upload an image, see the prediction; the dashboard lists the serving model."""
+"""The web pages in headless Chromium (Debian's ``chromium`` driven by Playwright): enter a key,
+upload an image, see the prediction; the dashboard lists the serving model; the API page lists the
+routes. Both work under their Content-Security-Policy: the browser reports no violation."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ pytestmark = [
     ),
     pytest.mark.timeout(180),
 ]
+
+
+def _csp_violations(message) -> list[str]:
+    """The console message if it reports a Content-Security-Policy violation (the dashboard's 403s
+    for a viewer key are console errors too, and expected)."""
+    return [message.text] if "Content Security Policy" in message.text else []
 
 
 @pytest.fixture
@@ -57,6 +64,7 @@ def test_upload_an_image_and_see_the_prediction(live, tmp_path: Path, png, digit
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.extend(_csp_violations(msg)))
             page.goto(url + "/")
             assert page.title() == "ImRecS"
             page.fill("#api-key", svc.keys["viewer"])
@@ -84,3 +92,32 @@ def test_page_headers_forbid_inline_script(service):
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert service.client.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
     assert service.client.get("/ui/secret.txt").status_code == 404
+
+
+def test_api_page_lists_the_routes_under_its_csp(live):
+    svc, url = live
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            requested: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.extend(_csp_violations(msg)))
+            page.on("request", lambda request: requested.append(request.url))
+            response = page.goto(url + "/docs")
+            assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+            expect = playwright_api.expect
+            expect(page.locator("#routes-note")).to_contain_text("routes;")
+            table = page.locator("#routes-table tbody")
+            expect(table).to_contain_text("/v1/predict/batch")
+            expect(table).to_contain_text("/v1/status")
+            assert page.title() == "ImRecS API"
+            paths = svc.client.get("/openapi.json").json()["paths"]
+            operations = sum(len(item) for item in paths.values())
+            assert page.locator("#routes-table tbody tr").count() == operations
+            assert page.locator("#schemas dt").count() > 5
+            assert errors == []
+            assert requested and all(r.startswith(url) for r in requested), requested
+        finally:
+            browser.close()

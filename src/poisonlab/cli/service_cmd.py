@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
+from poisonlab.cli._app import App
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 
 console = make_console()
-keys_app = typer.Typer(
-    help="API keys of the ImRecS service (shown once, stored hashed).", no_args_is_help=True
-)
-sources_app = typer.Typer(help="Data sources and their Ed25519 signing keys.", no_args_is_help=True)
+keys_app = App(help="API keys of the ImRecS service (shown once, stored hashed).")
+sources_app = App(help="Data sources and their Ed25519 signing keys.")
 
 DB_OPT = typer.Option(None, "--db", help="SQLAlchemy database URL (default: sqlite in the data folder)")
 DATA_OPT = typer.Option(None, "--data", help="service data folder (default: $POISONLAB_HOME/imrecs)")
@@ -39,6 +39,29 @@ def _cli_actor():
     return Actor(f"cli:{getpass.getuser()}", "admin")
 
 
+# `serve --workers N`: uvicorn spawns N processes that import their app by name; each builds it from this
+_WORKER_SPEC = "POISONLAB_SERVE_WORKER"
+
+
+def _use_threads(threads: int) -> None:
+    import torch
+
+    from poisonlab.threads import set_threads
+
+    set_threads(threads)  # the policy of poisonlab.threads then leaves the service's choice alone
+    torch.set_num_threads(threads)
+
+
+def worker_app():
+    """The app of one ``serve --workers N`` process (a uvicorn factory; the settings come from the parent)."""
+    from poisonlab.service.app import create_app
+    from poisonlab.service.settings import ServiceSettings
+
+    spec = json.loads(os.environ[_WORKER_SPEC])
+    _use_threads(spec["threads"])
+    return create_app(ServiceSettings.model_validate(spec["settings"]))
+
+
 @cli_errors
 def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (plain HTTP: put TLS in front)"),
@@ -61,20 +84,23 @@ def serve_command(
         1,
         "--threads",
         min=1,
-        help="torch threads per forward pass (1: fastest on shared cores; see --workers)",
+        help="torch threads per forward pass (1: fastest on shared cores; see --inference-threads)",
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="inference threads (default: min(2, CPUs))"
+    inference_threads: int | None = typer.Option(
+        None, "--inference-threads", min=1, help="inference threads per process (default: min(2, CPUs))"
+    ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="server processes on the port (more than 1 needs a PostgreSQL --db)"
     ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the ImRecS image-recognition service (FastAPI + uvicorn) until interrupted."""
-    import torch
     import uvicorn
+    from sqlalchemy.engine import make_url
 
     from poisonlab.service.app import create_app
     from poisonlab.service.settings import ServiceSettings, default_data_dir
-    from poisonlab.threads import set_threads
+    from poisonlab.service.state import ServiceState
 
     extra = (
         {} if defenses is None else {"defenses": tuple(d.strip() for d in defenses.split(",") if d.strip())}
@@ -88,12 +114,26 @@ def serve_command(
         max_body_bytes=int(max_body_mb * (1 << 20)),
         precision=precision,
         **extra,
-        **({} if workers is None else {"inference_workers": workers}),
+        **({} if inference_threads is None else {"inference_workers": inference_threads}),
     )
-    set_threads(threads)  # the policy of poisonlab.threads then leaves the service's choice alone
-    torch.set_num_threads(threads)
-    console.print(f"ImRecS on http://{host}:{port}  data {settings.data_dir}  db {settings.database_url}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise ValueError("--workers above 1 needs a PostgreSQL --db (postgresql+psycopg://...), not SQLite")
+    _use_threads(threads)
+    db_shown = make_url(settings.database_url).render_as_string(hide_password=True)  # no password in logs
+    console.print(f"ImRecS on http://{host}:{port}  data {settings.data_dir}  db {db_shown}")
+    # proxy_headers=False: X-Forwarded-For from a local client must not choose its rate-limit address
+    run = {"host": host, "port": port, "log_level": log_level, "access_log": False, "proxy_headers": False}
+    if workers == 1:
+        uvicorn.run(create_app(settings), **run)
+        return
+    state = ServiceState(settings)  # register the initial model once, before N processes race to it
+    try:
+        state.bootstrap()
+    finally:
+        state.close()
+    spec = {"settings": settings.model_dump(mode="json"), "threads": threads}
+    os.environ[_WORKER_SPEC] = json.dumps(spec)
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **run)
 
 
 @keys_app.command("create")
@@ -117,6 +157,8 @@ def create_key(
 @cli_errors
 def list_keys(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
     """Keys with role, prefix and state (never the keys themselves)."""
+    from rich.table import Table
+
     from poisonlab.service.auth import list_keys as rows
 
     table = Table("id", "name", "role", "prefix", "created", "revoked")
@@ -165,6 +207,9 @@ def add_source(
 @sources_app.command("list")
 @cli_errors
 def list_sources(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
+    """Registered data sources and their key fingerprints."""
+    from rich.table import Table
+
     from poisonlab.service.sources import list_sources as rows
 
     table = Table("name", "fingerprint", "created")
@@ -195,7 +240,11 @@ def sign(
     key: Path = typer.Option(..., "--key", help="the source's private key (PEM)"),
     label: str = typer.Option(..., "--label", help="the class name the contribution will carry"),
 ) -> None:
-    """Print the base64 signature of IMAGE with LABEL (the contribution's signature field)."""
+    """Print the contribution's signature field for IMAGE with LABEL (timestamp.nonce.signature).
+
+    Each printed value is accepted once, within the service's skew window (5 minutes by default):
+    sign every upload right before sending it.
+    """
     from poisonlab.service.signing import load_private_key, sign_contribution
 
     typer.echo(sign_contribution(load_private_key(key), image.read_bytes(), label))

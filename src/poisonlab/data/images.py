@@ -1,12 +1,13 @@
 """Image files -> model-ready arrays, following the chapter's ``resize_imges.py``.
 
 Each image is EXIF-rotated, converted to RGB (alpha composited onto the pad colour, white by
-default), padded to a centred square and LANCZOS-resized. Unreadable files are skipped.
+default), padded to a centred square and LANCZOS-resized. Unreadable files are skipped. What one
+file may cost to decode is bounded before any pixel is decoded (:mod:`poisonlab.data.image_limits`);
+labels are parsed by :func:`poisonlab.data.labels.resolve_label`.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -14,129 +15,68 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from poisonlab.data.dataset import Dataset
+from poisonlab.data.image_limits import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    MAX_IMAGE_SIDE,
+    ImageLimits,
+    ImageTooLargeError,
+    open_checked,
+)
+from poisonlab.data.labels import resolve_label
+from poisonlab.data.preprocess import (
+    WHITE,
+    Color,
+    check_color,
+    check_output_size,
+    pad_to_square,
+    preprocess_image,
+    rgb_to_gray,
+    to_rgb,
+)
 
+# the preprocessing steps, the limits and the label parser are re-exported: callers import them here
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_SIDE",
+    "WHITE",
+    "ImageTooLargeError",
+    "PreparedImages",
+    "SkippedImagesWarning",
+    "list_image_files",
+    "load_image_bytes",
+    "load_image_file",
+    "load_image_folder",
+    "load_prepared",
+    "pad_to_square",
+    "prepare_images",
+    "preprocess_image",
+    "resolve_label",
+    "rgb_to_gray",
+    "to_rgb",
+]
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-MAX_IMAGE_PIXELS = 40_000_000
-WHITE = (255, 255, 255)
-Color = tuple[int, int, int]
 
 
 class SkippedImagesWarning(UserWarning):
     """Some image files could not be read and were left out."""
 
 
-class ImageTooLargeError(ValueError):
-    """An image over the pixel limit, refused before its pixels were decoded."""
+def _decode_checked(source: bytes | Path, size: int, color: Color, limits: ImageLimits) -> np.ndarray:
+    """Refuse ``source`` over ``limits`` from its size and header alone, then decode and preprocess.
 
-
-def _check_color(color: Sequence[int]) -> Color:
-    rgb = tuple(color)
-    if len(rgb) != 3 or not all(isinstance(c, int | np.integer) and 0 <= c <= 255 for c in rgb):
-        raise ValueError(f"pad colour must be three integers in [0, 255], got {color!r}")
-    return tuple(int(c) for c in rgb)  # type: ignore[return-value]
-
-
-def _check_size(size: int) -> int:
-    if not isinstance(size, int | np.integer) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
-    return int(size)
-
-
-def _high_depth_to_l(img: Image.Image) -> Image.Image:
-    """Modes I;16*, I, F -> L; 16-bit data scaled by 1/257."""
-    arr = np.asarray(img).astype(np.float64)
-    if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
-        arr = np.clip(arr, 0, 65535) / 257.0
-    return Image.fromarray(np.rint(np.clip(arr, 0, 255)).astype(np.uint8))
-
-
-def to_rgb(img: Image.Image, pad_color: Sequence[int] = WHITE) -> Image.Image:
-    """Any Pillow mode (1, L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F) -> RGB.
-
-    Alpha and palette/colour-key transparency are composited onto ``pad_color``.
+    The guard shared by :func:`load_image_file` and :func:`load_image_bytes` (see
+    :func:`~poisonlab.data.image_limits.open_checked`): :class:`ImageTooLargeError` over a limit,
+    ``ValueError`` for anything unreadable, messages that read as predicates ("not an image ...").
     """
-    color = _check_color(pad_color)
-    if img.mode.startswith("I") or img.mode == "F":
-        img = _high_depth_to_l(img)
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGB", rgba.size, color)
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return img if img.mode == "RGB" else img.convert("RGB")
-
-
-def pad_to_square(img: Image.Image, pad_color: Sequence[int] = WHITE) -> Image.Image:
-    """Centre an RGB image on a ``pad_color`` square of side ``max(w, h)``.
-
-    Left/top padding is ``floor(pad / 2)``; right/bottom take the remainder.
-    """
-    w, h = img.size
-    if w == h:
-        return img
-    side = max(w, h)
-    canvas = Image.new("RGB", (side, side), _check_color(pad_color))
-    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-    return canvas
-
-
-def preprocess_image(img: Image.Image, size: int = 32, pad_color: Sequence[int] = WHITE) -> np.ndarray:
-    """EXIF-rotate, convert to RGB, pad to a centred square and LANCZOS-resize.
-
-    Parameters
-    ----------
-    img : PIL.Image.Image
-        Any mode, any size (width and height >= 1).
-    size : int
-        Output side length; a square input of exactly this side is returned unchanged.
-    pad_color : (int, int, int)
-        Padding and alpha-background colour, RGB in [0, 255]; white by default.
-
-    Returns
-    -------
-    np.ndarray
-        Shape (size, size, 3), dtype uint8, values in [0, 255].
-    """
-    size, color = _check_size(size), _check_color(pad_color)
-    if img.width < 1 or img.height < 1:
-        raise ValueError(f"image has no pixels ({img.width}x{img.height})")
-    square = pad_to_square(to_rgb(ImageOps.exif_transpose(img), color), color)
-    if square.size != (size, size):
-        square = square.resize((size, size), Image.Resampling.LANCZOS)
-    return np.array(square, dtype=np.uint8)
-
-
-def _decode_checked(source: str | os.PathLike[str] | io.BytesIO, size: int, color: Color, max_pixels: int):
-    """Open ``source``, refuse it over ``max_pixels`` from its header alone, then decode and preprocess.
-
-    The guard shared by :func:`load_image_file` and :func:`load_image_bytes`. Raises
-    :class:`ImageTooLargeError` over the limit (also for Pillow's own decompression-bomb check)
-    and ``ValueError`` for anything unreadable; the messages read as predicates ("not an image
-    ...") so that callers can prefix a name.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageTooLargeError(
-                        f"{w}x{h} = {w * h:,} pixels, over the {max_pixels:,}-pixel limit "
-                        "(decompression-bomb protection)"
-                    )
-                img.load()
-                return preprocess_image(img, size, color)
-    except ImageTooLargeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"over Pillow's decompression-bomb limit ({exc})") from exc
-    except UnidentifiedImageError as exc:
-        raise ValueError("not an image in a known format") from exc
-    except Exception as exc:  # Pillow decoders raise many types on corrupt input
-        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    with open_checked(source, limits) as img:
+        img.load()
+        return preprocess_image(img, size, color)
 
 
 def load_image_file(
@@ -145,8 +85,13 @@ def load_image_file(
     pad_color: Sequence[int] = WHITE,
     *,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    max_side: int = MAX_IMAGE_SIDE,
+    max_bytes: int = MAX_IMAGE_BYTES,
 ) -> np.ndarray:
     """Read and preprocess one image file (see :func:`preprocess_image`).
+
+    ``max_pixels``, ``max_side`` and ``max_bytes`` bound the decoding cost (see
+    :class:`~poisonlab.data.image_limits.ImageLimits`); they are checked before decoding.
 
     Returns
     -------
@@ -159,14 +104,15 @@ def load_image_file(
         ``path`` is not a file.
     ValueError
         Corrupt, truncated or unsupported file; :class:`ImageTooLargeError` (a ValueError) over
-        ``max_pixels`` pixels, checked before decoding (decompression-bomb protection).
+        a limit, checked before decoding (decompression-bomb protection).
     """
     p = Path(path)
-    size, color = _check_size(size), _check_color(pad_color)
+    size, color = check_output_size(size), check_color(pad_color)
+    limits = ImageLimits(max_bytes=max_bytes, max_pixels=max_pixels, max_side=max_side)
     if not p.is_file():
         raise FileNotFoundError(f"no such image file: {p}")
     try:
-        return _decode_checked(p, size, color, max_pixels)
+        return _decode_checked(p, size, color, limits)
     except ValueError as exc:
         raise type(exc)(f"cannot read image {p.name}: {exc}") from exc
 
@@ -177,6 +123,8 @@ def load_image_bytes(
     size: int = 32,
     max_pixels: int = MAX_IMAGE_PIXELS,
     pad_color: Sequence[int] = WHITE,
+    max_side: int = MAX_IMAGE_SIDE,
+    max_bytes: int = MAX_IMAGE_BYTES,
 ) -> np.ndarray:
     """Decode and preprocess one image file's bytes (an upload), like :func:`load_image_file`.
 
@@ -186,8 +134,10 @@ def load_image_bytes(
         The whole file, any format Pillow reads.
     size, pad_color
         As for :func:`preprocess_image`.
-    max_pixels : int
-        Largest width x height decoded; checked from the header before any pixel is decoded.
+    max_pixels, max_side, max_bytes : int
+        Largest width x height (and padded square), side and file decoded; checked from the
+        length and the header before any pixel is decoded
+        (:class:`~poisonlab.data.image_limits.ImageLimits`).
 
     Returns
     -------
@@ -197,17 +147,18 @@ def load_image_bytes(
     Raises
     ------
     ImageTooLargeError
-        Over ``max_pixels`` (a ValueError).
+        Over a limit (a ValueError).
     ValueError
         ``data`` is not bytes, is empty, or is not a readable image (corrupt, truncated,
         unsupported). Messages read as predicates, e.g. "not an image in a known format".
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValueError(f"expected the image file as bytes, got {type(data).__name__}")
-    size, color = _check_size(size), _check_color(pad_color)
+    size, color = check_output_size(size), check_color(pad_color)
+    limits = ImageLimits(max_bytes=max_bytes, max_pixels=max_pixels, max_side=max_side)
     if len(data) == 0:
         raise ValueError("empty (0 bytes)")
-    return _decode_checked(io.BytesIO(bytes(data)), size, color, max_pixels)
+    return _decode_checked(bytes(data), size, color, limits)
 
 
 def list_image_files(folder: str | os.PathLike[str]) -> list[Path]:
@@ -242,19 +193,6 @@ def _warn_skipped(skipped: Sequence[tuple[str, str]], where: Path) -> None:
             SkippedImagesWarning,
             stacklevel=3,
         )
-
-
-def resolve_label(label: str | int, class_names: Sequence[str]) -> int:
-    """Class index of ``label``: a class name, an integer index or a digit string."""
-    names = [str(c) for c in class_names]
-    if isinstance(label, str) and label in names:
-        return names.index(label)
-    if isinstance(label, int | np.integer) or (isinstance(label, str) and label.isdigit()):
-        idx = int(label)
-        if 0 <= idx < len(names):
-            return idx
-        raise ValueError(f"label index {idx} out of range [0, {len(names) - 1}]")
-    raise ValueError(f"unknown label {label!r}; expected one of {names} or an index")
 
 
 def _folder_groups(
@@ -307,7 +245,7 @@ def load_image_folder(
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
-    size, color = _check_size(size), _check_color(pad_color)
+    size, color = check_output_size(size), check_color(pad_color)
     names, groups = _folder_groups(root, label, class_names)
     images, labels, sources, skipped = [], [], [], []  # type: ignore[var-annotated]
     for folder, idx in groups:
@@ -388,7 +326,7 @@ def prepare_images(
     src_dir, out = Path(src), Path(out_dir)
     if not src_dir.is_dir():
         raise FileNotFoundError(f"source folder not found: {src_dir}")
-    size, color = _check_size(size), _check_color(pad_color)
+    size, color = check_output_size(size), check_color(pad_color)
     if out.resolve() == src_dir.resolve():
         raise ValueError(
             "the output folder must differ from the source folder (PNGs could overwrite sources)"
@@ -429,12 +367,3 @@ def load_prepared(path: str | os.PathLike[str]) -> np.ndarray:
         if count != x.shape[0]:
             raise ValueError(f"{names} lists {count} files but {file} holds {x.shape[0]} images")
     return x
-
-
-def rgb_to_gray(x: np.ndarray) -> np.ndarray:
-    """uint8 RGB images (..., 3) -> uint8 grayscale (..., 1) with ITU-R BT.601 weights, rounded
-    (Pillow's ``convert("L")`` may differ by one level through its integer arithmetic)."""
-    if x.dtype != np.uint8 or x.shape[-1] != 3:
-        raise ValueError(f"expected uint8 RGB images (..., 3), got {x.dtype} {x.shape}")
-    gray = np.round(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
-    return gray.astype(np.uint8)[..., None]

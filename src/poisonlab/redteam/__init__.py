@@ -1,10 +1,12 @@
 """The red team: the chapter's attacker, poisoning a running ImRecS service through its public API.
 
-A client of the service, not part of it (``poisonlab.service`` is the service; nothing here
-imports it): :mod:`~.plan` builds the poison (mislabelled pictures and a backdoored batch),
-:mod:`~.walkthrough` plays it against any ``httpx.Client`` pointed at the service and returns a
-JSON-ready transcript of what the defenses, gates and audit log made of it. The CLI is
-``poisonlab redteam``.
+A client of the service, not part of it: :mod:`~.plan` builds the poison (mislabelled pictures and
+a backdoored batch), :mod:`~.walkthrough` plays it against any ``httpx.Client`` pointed at the
+service and returns a JSON-ready transcript of what the defenses, gates and audit log made of it
+(neither imports :mod:`poisonlab.service`). :mod:`~.campaign` plays seeds x attacks against
+in-process services it hosts (:mod:`~.harness`, the one module here that imports the service; the
+attacks still go through HTTP) and :mod:`~.summary` counts poisoned promotions and clean
+contributions quarantined. The CLI is ``poisonlab redteam`` (``--campaign`` for the campaign).
 
 Examples
 --------

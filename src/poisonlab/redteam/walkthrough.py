@@ -8,17 +8,20 @@ drives a running service (any ``httpx.Client``: a real URL, or FastAPI's in-proc
    its status at submission is kept (a data-signing policy may quarantine unsigned data at the
    door). Two probes show least privilege: the contributor key may neither start a training run
    nor list which contributions were flagged (403, and the refused write is audited);
-3. **undefended run** (admin): ``POST /v1/training-runs {"defenses": []}``, an operator switching
-   the screening off; the promotion gates are the last line: the candidate is refused, the old
-   model keeps serving and alerts are raised;
-4. **defended run** (trainer): the service's configured defenses screen the same contributions
-   and quarantine them, with the flagging defenses as the reason;
-5. **audit** (admin): ``GET /v1/audit``, every entry written since the walk-through began.
+3. **defended run** (trainer): the service's screen and defenses quarantine the poison, each
+   contribution with the detectors that flagged it (or its source's record) as the reason;
+4. **the same poison again** (contributor), then an **undefended run** (admin):
+   ``POST /v1/training-runs {"defenses": []}``, an operator switching the screening off; the
+   promotion gates are the last line: the candidate is refused, the old model keeps serving,
+   alerts are raised and the poison it was trained on is quarantined with the failed gates;
+5. **retry** (trainer): the issue's walk-past, a plain second run after the rejection: nothing
+   new to train on, nothing promoted;
+6. **audit** (admin): ``GET /v1/audit``, every entry written since the walk-through began.
 
-The undefended run goes first on purpose: a refused candidate leaves its contributions pending,
-so the very same poison then reaches the defended run (a like-for-like comparison, nothing sent
-twice). :mod:`poisonlab.redteam.plan` builds the poison; the CLI is ``poisonlab redteam``. Only
-HTTP connects this client to the service: it imports nothing of :mod:`poisonlab.service`.
+The poison is sent twice because every run that sees it quarantines it: a second upload of the
+same files is the like-for-like comparison. :mod:`poisonlab.redteam.plan` builds the poison; the
+CLI is ``poisonlab redteam``. Only HTTP connects this client to the service: it imports nothing of
+:mod:`poisonlab.service`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from datetime import UTC, datetime
 
 import httpx
 
+from poisonlab.redteam.audit import audit_since, audit_summary
+from poisonlab.redteam.evidence import gate_summary
 from poisonlab.redteam.plan import AttackPlan
 
 FINISHED = ("promoted", "rejected", "skipped", "failed")
@@ -85,8 +90,9 @@ def _now() -> str:
 
 
 def recon(api: ImRecS, plan: AttackPlan) -> dict:
-    """The serving model (any key reads it); raises when the plan does not fit it."""
-    serving = api.get("/v1/health")["model_version"]
+    """The serving model (any key reads it; the key-less health check does not say); raises when the
+    plan does not fit it."""
+    serving = api.get("/v1/status", "contributor")["model_version"]
     if serving is None:
         raise WalkthroughError("the service serves no model yet (start it with --model)")
     model = api.get(f"/v1/models/{serving}", "contributor")
@@ -146,35 +152,6 @@ def run_and_wait(api: ImRecS, role: str, body: dict, *, timeout: float, poll: fl
     return run
 
 
-def gate_summary(gates: dict) -> dict[str, dict]:
-    """Each gate's verdict with its evidence in words."""
-    out = {}
-    for name, gate in gates.items():
-        if "error" in gate:
-            evidence = f"could not be checked: {gate['error']}"
-        elif name == "accuracy":
-            evidence = (
-                f"candidate {gate['candidate']:.4f} vs serving {gate['serving']:.4f} "
-                f"(may drop {gate['max_drop']})"
-            )
-        elif name == "canaries":
-            wrong = len(gate.get("failures", []))
-            evidence = f"{gate['n_canaries'] - wrong}/{gate['n_canaries']} canary records right"
-            if wrong:
-                evidence += f", wrong per class {gate['failures_per_class']}"
-        elif name == "sensitivity":
-            spikes = [
-                f"{s['trigger']} sends {s['rate']:.0%} of '{s['source_name']}' to "
-                f"'{s['target_name']}' (base {s['base_rate']:.0%})"
-                for s in gate.get("suspected", [])
-            ]
-            evidence = "; ".join(spikes) or f"no trigger spike over {gate['spike_threshold']}"
-        else:
-            evidence = ""
-        out[name] = {"passed": bool(gate.get("passed")), "evidence": evidence}
-    return out
-
-
 def _statuses(api: ImRecS, ids: list[int]) -> dict[int, dict]:
     """Current status and reason of our contributions (trainer key), paging the listing backwards."""
     wanted, found, before = set(ids), {}, max(ids) + 1
@@ -188,10 +165,10 @@ def _statuses(api: ImRecS, ids: list[int]) -> dict[int, dict]:
 
 
 def undefended_run(api: ImRecS, sent: list[dict], *, body: dict, timeout: float, poll: float) -> dict:
-    """Step 3: defenses off (admin override); gates, serving model before and after, alerts."""
-    before = api.get("/v1/health")["model_version"]
+    """Step 4: defenses off (admin override); gates, serving model before and after, alerts."""
+    before = api.get("/v1/status", "trainer")["model_version"]
     run = run_and_wait(api, "admin", {**body, "defenses": []}, timeout=timeout, poll=poll)
-    after = api.get("/v1/health")["model_version"]
+    after = api.get("/v1/status", "trainer")["model_version"]
     alerts = [
         a
         for a in api.get("/v1/alerts", "trainer", limit=1000)
@@ -214,8 +191,21 @@ def undefended_run(api: ImRecS, sent: list[dict], *, body: dict, timeout: float,
     }
 
 
+def _tally(reason: str) -> list[str]:
+    """``flagged by <detector>`` for each detector a quarantine reason names, or ``<layer>``
+    (``source``, ``review``, ...) for a reason that names none."""
+    out = []
+    for part in reason.split("; "):
+        kind, _, names = part.partition(": ")
+        if kind in ("screen", "defense"):
+            out += [f"flagged by {name}" for name in names.split(", ")]
+        elif part:
+            out.append(f"by {kind.split(' ')[0]}")
+    return out
+
+
 def defended_run(api: ImRecS, sent: list[dict], *, body: dict, timeout: float, poll: float) -> dict:
-    """Step 4: the service's own defenses (trainer key); which defense flagged how much of the poison."""
+    """Step 3: the service's own defenses (trainer key); which defense flagged how much of the poison."""
     run = run_and_wait(api, "trainer", body, timeout=timeout, poll=poll)
     report = run.get("report", {})
     statuses = _statuses(api, [s["id"] for s in sent])
@@ -225,10 +215,8 @@ def defended_run(api: ImRecS, sent: list[dict], *, body: dict, timeout: float, p
         tally = per_kind.setdefault(item["kind"], Counter())
         tally["sent"] += 1
         tally[state["status"]] += 1
-        if state["reason"].startswith("defense: "):
-            tally.update(
-                f"flagged by {name}" for name in state["reason"].removeprefix("defense: ").split(", ")
-            )
+        if state["status"] == "quarantined":
+            tally.update(_tally(state["reason"]))
     methods = report.get("defenses", {}).get("methods", {})
     return {
         "run_id": run["id"],
@@ -238,33 +226,39 @@ def defended_run(api: ImRecS, sent: list[dict], *, body: dict, timeout: float, p
         "defenses": {n: m["flagged_contributions"] for n, m in methods.items()},
         "flagged_in_base": {n: m["flagged_base"] for n, m in methods.items()},  # never acted on
         "quarantined_by_run": report.get("defenses", {}).get("quarantined"),
+        "distrusted_sources": report.get("defenses", {}).get("distrusted_sources") or {},
         "poison": {kind: dict(tally) for kind, tally in per_kind.items()},
         "reasons": dict(Counter(s["reason"] for s in statuses.values()).most_common()),
         "gates": gate_summary(report.get("gates", {})),
     }
 
 
-def audit_since(api: ImRecS, after_id: int) -> list[dict]:
-    """Audit entries with id > ``after_id``, oldest first (admin key)."""
-    entries, before = [], None
-    while True:
-        page = api.get("/v1/audit", "admin", limit=1000, **({} if before is None else {"before_id": before}))
-        entries += [e for e in page if e["id"] > after_id]
-        if len(page) < 1000 or page[-1]["id"] <= after_id:
-            return entries[::-1]
-        before = page[-1]["id"]
+def retry_run(api: ImRecS, sent: list[dict], *, body: dict, timeout: float, poll: float) -> dict:
+    """Step 5: a plain run after the rejection (trainer key); the serving model before and after."""
+    before = api.get("/v1/status", "trainer")["model_version"]
+    run = run_and_wait(api, "trainer", body, timeout=timeout, poll=poll)
+    statuses = _statuses(api, [s["id"] for s in sent])
+    return {
+        "run_id": run["id"],
+        "status": run["status"],
+        "decision": (run.get("report") or {}).get("decision", run.get("error")),
+        "serving_before": before,
+        "serving_after": api.get("/v1/status", "trainer")["model_version"],
+        "poison_statuses_after": dict(Counter(s["status"] for s in statuses.values())),
+    }
 
 
-def audit_summary(entries: list[dict]) -> list[dict]:
-    """Entries grouped by (actor, action, outcome kind), in order of first appearance."""
-    groups: Counter = Counter()
-    for e in entries:
-        outcome = e["outcome"].split(":")[0]  # "ok" or "refused 403"
-        groups[(e["actor"], e["role"] or "-", e["action"], outcome)] += 1
-    return [
-        {"actor": a, "role": r, "action": act, "outcome": o, "count": n}
-        for (a, r, act, o), n in groups.items()
-    ]
+def _runs(api: ImRecS, plan: AttackPlan, sent: list[dict], body: dict, timeout: float, poll: float, say):
+    """Steps 3-5; returns (the second batch's records, defended, undefended, retry)."""
+    say("run 1: the service's defenses (trainer key)")
+    defended = defended_run(api, sent, body=body, timeout=timeout, poll=poll)
+    say(f"attack again: the same {len(plan.files)} files")
+    again = contribute(api, plan)
+    say("run 2: defenses switched off (admin override), waiting for the gates")
+    undefended = undefended_run(api, again, body=body, timeout=timeout, poll=poll)
+    say("run 3: a plain retry (trainer key)")
+    retry = retry_run(api, again, body=body, timeout=timeout, poll=poll)
+    return again, defended, undefended, retry
 
 
 def run_walkthrough(
@@ -277,11 +271,11 @@ def run_walkthrough(
     poll: float = 0.5,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Play steps 1-5 against the service behind ``http``; returns the JSON-ready transcript.
+    """Play steps 1-6 against the service behind ``http``; returns the JSON-ready transcript.
 
-    ``epochs`` overrides the service's fine-tuning epochs for both runs; ``timeout`` bounds each
+    ``epochs`` overrides the service's fine-tuning epochs for every run; ``timeout`` bounds each
     run (seconds). When none of the poison is pending after submission (the signing policy
-    quarantined it at the door), there is nothing for a training run to screen: both runs are
+    quarantined it at the door), there is nothing for a training run to screen: the runs are
     skipped and the transcript says so.
     """
     say = progress or (lambda _msg: None)
@@ -294,12 +288,9 @@ def run_walkthrough(
     probes = probe_privileges(api)
     body = {} if epochs is None else {"epochs": epochs}
     pending = sum(s["status_at_submission"] == "pending" for s in sent)
-    undefended = defended = None
+    again, defended, undefended, retry = [], None, None, None
     if pending:
-        say("run 1: defenses switched off (admin override), waiting for the gates")
-        undefended = undefended_run(api, sent, body=body, timeout=timeout, poll=poll)
-        say("run 2: the service's defenses on (trainer key)")
-        defended = defended_run(api, sent, body=body, timeout=timeout, poll=poll)
+        again, defended, undefended, retry = _runs(api, plan, sent, body, timeout, poll, say)
     say("audit: reading the log (admin key)")
     audit = audit_since(api, last_audit)
     return {
@@ -308,10 +299,12 @@ def run_walkthrough(
         "target": target,
         "plan": plan.describe(),
         "contributions": sent,
+        "contributions_again": again,
         "at_submission": dict(Counter(s["status_at_submission"] for s in sent)),
         "privilege_probes": probes,
-        "undefended_run": undefended,
         "defended_run": defended,
+        "undefended_run": undefended,
+        "retry_run": retry,
         "skipped": None if pending else SKIPPED,
         "audit": {"entries": len(audit), "summary": audit_summary(audit), "log": audit},
         "seconds": round(time.perf_counter() - t0, 1),

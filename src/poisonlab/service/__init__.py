@@ -30,11 +30,13 @@ Endpoints and the lowest role each needs:
 ``POST /v1/predict``, ``POST /v1/predict/batch``         viewer
 ``GET /v1/models``, ``GET /v1/models/{id}``              viewer
 ``GET /v1/alerts``, ``GET /v1/me``, ``GET /metrics``     viewer
+``GET /v1/status`` (serving model and versions)          viewer
 ``POST /v1/contributions``                               contributor
 ``GET /v1/contributions[/{id}]``, training runs          trainer
 promote, rollback, release, reject, keys, sources,       admin
 audit, resolving alerts, changing a run's defenses
-``GET /v1/health``, ``GET /`` (the web page)             no key
+``GET /v1/health`` (liveness only), ``GET /``,           no key
+``GET /docs`` (pages), ``GET /openapi.json``
 =====================================================  ============
 
 Contribution listings and training-run reports need the trainer role on purpose: they show which

@@ -3,7 +3,11 @@
 Kinds: ``gate_failed`` (a candidate model failed a promotion gate and was not promoted),
 ``canary_regression`` (a candidate misclassified a canary record), ``prediction_shift`` (served
 predictions drifted from the model's validation distribution), ``pipeline_error`` (a training
-run could not finish). An alert stays open until an admin resolves it; a deduplicated alert is
+run could not finish), ``base_flagged`` (the screen flagged a block of one class of the trusted
+base data: the samples stay in training, someone should look at them), ``flagged_accepted``
+(the screen flagged contributions that a served model was trained on or that an admin released:
+the former are quarantined again, the latter left out of the run). An alert stays open until
+an admin resolves it; a deduplicated alert is
 not raised again while one of the same kind for the same model is open. The functions take the
 caller's session and never commit (see :mod:`poisonlab.service.registry`).
 """
@@ -17,7 +21,14 @@ from poisonlab.service.audit import SYSTEM, Actor, record
 from poisonlab.service.db import Alert, utcnow
 from poisonlab.service.errors import NotFound
 
-KINDS = ("gate_failed", "canary_regression", "prediction_shift", "pipeline_error")
+KINDS = (
+    "gate_failed",
+    "canary_regression",
+    "prediction_shift",
+    "pipeline_error",
+    "base_flagged",
+    "flagged_accepted",
+)
 SEVERITIES = ("info", "warning", "critical")
 
 

@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from poisonlab import __version__
 from poisonlab.service import runs
 from poisonlab.service.errors import install_handlers
+from poisonlab.service.headers import SecurityHeadersMiddleware
+from poisonlab.service.json_body import install_json_guard
 from poisonlab.service.middleware import BodyLimitMiddleware, ObserveMiddleware
+from poisonlab.service.ratelimit import RateLimitMiddleware
 from poisonlab.service.routers import admin, contributions, models, predict, training, ui
 from poisonlab.service.settings import ServiceSettings
 from poisonlab.service.state import ServiceState
@@ -51,6 +53,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.bootstrap)
+        await run_in_threadpool(state.housekeeping)  # orphan blobs of a crash, expired nonces
         for run_id in await run_in_threadpool(_recover_runs, state):
             state.worker.submit(run_id)
         # torch, scipy and scikit-learn leave ~350,000 long-lived objects; without freezing them every
@@ -63,11 +66,30 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             await run_in_threadpool(state.worker.stop)
             state.close()
 
-    app = FastAPI(title="ImRecS", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's load their script from a CDN onto the origin that holds the key
+    # (routers/ui.py serves a page of our own); the schema's version is the API's, not the software's,
+    # which only a caller with a key learns (GET /v1/status).
+    app = FastAPI(
+        title="ImRecS",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.service = state
     install_handlers(app)
     for module in (predict, contributions, models, training, admin, ui):
         app.include_router(module.router)
+    install_json_guard(app, max_depth=settings.max_json_depth)  # inside the body limit: it reads
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, state=state)
+    app.add_middleware(SecurityHeadersMiddleware)
+    # outermost: a flood is refused before it is timed, audited, read or authenticated
+    app.add_middleware(
+        RateLimitMiddleware,
+        keys=state.key_buckets,
+        anonymous=state.address_buckets,
+        on_limited=lambda bucket: state.metrics.rate_limited.labels(bucket).inc(),
+    )
     return app

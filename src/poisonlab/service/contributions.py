@@ -19,18 +19,26 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from poisonlab.data.image_limits import ImageLimits
 from poisonlab.data.images import resolve_label
 from poisonlab.service.audit import Actor, record
 from poisonlab.service.db import Contribution, Source, utcnow
 from poisonlab.service.decode import decode_image
 from poisonlab.service.errors import NotFound, Rejected
-from poisonlab.service.signing import verify_contribution
+from poisonlab.service.signing import (
+    DEFAULT_MAX_SKEW,
+    SignedToken,
+    StaleSignature,
+    claim_nonce,
+    verify_contribution,
+)
 from poisonlab.service.storage import BlobStore, sha256_hex
 
 STATUSES = ("pending", "accepted", "quarantined", "rejected")
@@ -44,10 +52,12 @@ _TRANSITIONS = {
 
 @dataclass(frozen=True)
 class Policy:
-    """What unsigned and unknown-source contributions get (see ``ServiceSettings``)."""
+    """What unsigned and unknown-source contributions get, and how old a signature may be
+    (see ``ServiceSettings``)."""
 
     unsigned: str = "quarantine"
     unknown_source: str = "quarantine"
+    signature_max_skew: float = DEFAULT_MAX_SKEW
 
 
 @dataclass(frozen=True)
@@ -69,10 +79,38 @@ def check_source_name(name: str) -> str:
     return name
 
 
+def _check_signature(
+    session: Session, upload: Upload, label_name: str, sha: str, source: Source, policy: Policy, now: float
+) -> None:
+    """Rejected unless the signature verifies, is inside the skew window and its nonce is fresh."""
+    skew = policy.signature_max_skew
+    try:
+        token: SignedToken = verify_contribution(
+            source.public_key_pem, upload.signature, sha, label_name, now=now, max_skew=skew
+        )
+    except StaleSignature as exc:
+        raise Rejected("stale_signature", f"{exc} (source {source.name!r})") from None
+    except ValueError as exc:
+        raise Rejected("bad_signature", f"{exc} (source {source.name!r})") from None
+    if not claim_nonce(session, source.name, token, max_skew=skew, now=now):
+        raise Rejected(
+            "replayed_signature",
+            f"this signature's nonce was already used by source {source.name!r}: a signed upload is "
+            "accepted once (sign every upload afresh)",
+            409,
+        )
+
+
 def _decide(
-    upload: Upload, label_name: str, sha: str, source: Source | None, policy: Policy
+    session: Session,
+    upload: Upload,
+    label_name: str,
+    sha: str,
+    source: Source | None,
+    policy: Policy,
+    now: float,
 ) -> tuple[str, str]:
-    """(status, reason) for a contribution, or Rejected."""
+    """(status, reason) for a contribution, or Rejected; a valid signature's nonce is spent."""
     if upload.signature:
         if upload.source is None:
             raise Rejected("bad_signature", "a signature needs the source whose key made it (field source)")
@@ -80,10 +118,7 @@ def _decide(
             raise Rejected(
                 "unknown_source", f"source {upload.source!r} is not registered; cannot check its signature"
             )
-        try:
-            verify_contribution(source.public_key_pem, upload.signature, sha, label_name)
-        except ValueError as exc:
-            raise Rejected("bad_signature", f"{exc} (source {source.name!r})") from None
+        _check_signature(session, upload, label_name, sha, source, policy, now)
         return "pending", f"signed by {source.name}"
     if upload.source is not None and source is None:
         if policy.unknown_source == "reject":
@@ -123,6 +158,8 @@ def submit(
     input_shape: Sequence[int],
     max_pixels: int,
     policy: Policy,
+    now: float | None = None,
+    limits: ImageLimits | None = None,
 ) -> Contribution:
     """Validate, store durably and record one contribution.
 
@@ -140,9 +177,13 @@ def submit(
     class_names, input_shape : sequence
         Of the serving model: the label must name a class, the image must decode to this shape.
     max_pixels : int
-        Decompression-bomb limit of the decoder.
+        Decompression-bomb limit of the decoder (used without ``limits``).
     policy : Policy
-        What unsigned and unknown-source contributions get.
+        What unsigned and unknown-source contributions get, and the signatures' skew window.
+    now : float, optional
+        The time signatures are checked against (``time.time()`` by default).
+    limits : ImageLimits, optional
+        Every decode-cost limit of the file (the service's ``settings.image_limits``).
 
     Returns
     -------
@@ -152,12 +193,13 @@ def submit(
     Raises
     ------
     Rejected
-        Bad image, unknown label, bad signature, or refused by the policy.
+        Bad image, unknown label, bad, stale or replayed (409) signature, or refused by the policy.
     """
-    decode_image(upload.data, input_shape, max_pixels=max_pixels, name="file")
+    decode_image(upload.data, input_shape, max_pixels=max_pixels, limits=limits, name="file")
     label, label_name = _label(upload.label, class_names)
     source = None if upload.source is None else _source(session, upload.source)
-    status, reason = _decide(upload, label_name, sha256_hex(upload.data), source, policy)
+    now = time.time() if now is None else now
+    status, reason = _decide(session, upload, label_name, sha256_hex(upload.data), source, policy, now)
     sha = store.put(upload.data)  # durable before the row that points at it
     row = Contribution(
         contributor=actor.name,

@@ -17,13 +17,28 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: Row ids: 64-bit like the API's (up to 2**62). BIGINT (BIGSERIAL keys) on PostgreSQL, whose INTEGER is
+#: 32-bit; INTEGER on SQLite, where only an INTEGER PRIMARY KEY is the auto-incremented 64-bit rowid.
+RowId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -34,7 +49,7 @@ class ApiKey(Base):
     """An API key: only its sha256 is stored; the key itself is shown once, at creation."""
 
     __tablename__ = "api_keys"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     role: Mapped[str] = mapped_column(String(20))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
@@ -47,7 +62,7 @@ class Source(Base):
     """A registered data source and its Ed25519 public key (PEM)."""
 
     __tablename__ = "sources"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     public_key_pem: Mapped[str] = mapped_column(Text)
     fingerprint: Mapped[str] = mapped_column(String(64))
@@ -58,11 +73,11 @@ class Contribution(Base):
     """A labelled image sent by a user; the bytes live in the blob store under ``sha256``."""
 
     __tablename__ = "contributions"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     contributor: Mapped[str] = mapped_column(String(100), index=True)
     source: Mapped[str | None] = mapped_column(String(100), default=None)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
     label: Mapped[int] = mapped_column(Integer)
     label_name: Mapped[str] = mapped_column(String(100))
     signature: Mapped[str | None] = mapped_column(Text, default=None)
@@ -83,7 +98,7 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     data_snapshot_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     reference_distribution: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    training_run_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    training_run_id: Mapped[int | None] = mapped_column(RowId, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     served_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -92,7 +107,7 @@ class TrainingRun(Base):
     """One pass of the continuous-learning pipeline and its report."""
 
     __tablename__ = "training_runs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     requested_by: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), index=True)
     step: Mapped[str] = mapped_column(String(40), default="queued")
@@ -110,7 +125,7 @@ class AuditEntry(Base):
     """Append-only record of every write and every refused write."""
 
     __tablename__ = "audit_log"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(100))
     role: Mapped[str | None] = mapped_column(String(20), default=None)
@@ -123,7 +138,7 @@ class Alert(Base):
     """An operator alert: a failed gate, a canary regression, a prediction-distribution shift."""
 
     __tablename__ = "alerts"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40), index=True)
     severity: Mapped[str] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text)
@@ -133,6 +148,19 @@ class Alert(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SignatureNonce(Base):
+    """A signature nonce a source has used, kept while its timestamp is inside the skew window.
+
+    The primary key makes a second use of a nonce fail even between processes (see
+    :func:`poisonlab.service.signing.claim_nonce`); ``expires_at`` is in seconds since 1970.
+    """
+
+    __tablename__ = "signature_nonces"
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 @event.listens_for(AuditEntry, "before_update")

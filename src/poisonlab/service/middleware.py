@@ -7,7 +7,10 @@ makes the service hold more than the limit.
 
 :class:`ObserveMiddleware` times every request for Prometheus (labelled by route template, never
 by raw path, to bound the label set) and writes an audit entry for every refused write
-(a POST/PUT/PATCH/DELETE under ``/v1`` answered with 4xx/5xx), naming the key if one was given.
+(a POST/PUT/PATCH/DELETE under ``/v1`` answered with 4xx/5xx), naming the key if one was given
+and the client's address. Refusals without a valid key are counted in the metrics and sampled
+into the audit log (:class:`~poisonlab.service.audit.AnonymousRefusals`), so that nobody can
+flood the log without a key.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 
 import anyio
 from fastapi import HTTPException
@@ -22,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poisonlab.service.audit import ANONYMOUS, record_refusal
 from poisonlab.service.errors import error_response
+from poisonlab.service.ratelimit import client_address
 
 log = logging.getLogger("poisonlab.service")
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -48,7 +53,9 @@ class BodyLimitMiddleware:
                     scope, receive, send
                 )
                 return
-            if int(length) > self.max_bytes:
+            # a length of thousands of digits is over any limit (and int() refuses >4,300 digits)
+            digits = length.lstrip(b"0") or b"0"
+            if len(digits) > 18 or int(digits) > self.max_bytes:
                 await error_response(413, str(BodyTooLarge(self.max_bytes).detail))(scope, receive, send)
                 return
         received = 0
@@ -92,6 +99,8 @@ class ObserveMiddleware:
             metrics = self.state.metrics
             metrics.requests.labels(route, scope["method"], str(status)).inc()
             metrics.latency.labels(route).observe(time.perf_counter() - start)
+            if status >= 400 and "actor" not in scope.get("state", {}):
+                metrics.anonymous_refusals.labels(str(status)).inc()
             if status >= 400 and scope["method"] in _WRITES and scope["path"].startswith("/v1"):
                 await self._audit_refusal(scope, route, status, bytes(body))
 
@@ -101,10 +110,22 @@ class ObserveMiddleware:
         except (ValueError, AttributeError):
             detail = body[:200].decode("utf-8", "replace")
         actor = scope.get("state", {}).get("actor", ANONYMOUS)
+        client = client_address(scope)
+        left_out = 0
+        if "actor" not in scope.get("state", {}):  # no valid key: one entry per address per window
+            left_out = self.state.anonymous_refusals.admit(client)
+            if left_out is None:
+                return
         action = f"{scope['method']} {route}"
         try:
             await anyio.to_thread.run_sync(
-                record_refusal, self.state.db, actor, action, scope["path"], status, detail
+                partial(record_refusal, client=client, left_out=left_out),
+                self.state.db,
+                actor,
+                action,
+                scope["path"],
+                status,
+                detail,
             )
         except Exception:  # the response is sent; a failed audit write must be visible in the log
             log.exception("could not audit refused %s %s", scope["method"], scope["path"])

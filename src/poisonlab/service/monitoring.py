@@ -142,6 +142,23 @@ class ServiceMetrics:
         self.training_runs = Counter(
             "imrecs_training_runs", "Finished training runs by outcome", ["outcome"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            "imrecs_rate_limited",
+            "Requests refused with 429 by the rate limiter, by bucket (key or client address)",
+            ["bucket"],
+            registry=self.registry,
+        )
+        self.anonymous_refusals = Counter(
+            "imrecs_anonymous_refusals",
+            "Requests refused without a valid API key, by status (the audit log samples them)",
+            ["status"],
+            registry=self.registry,
+        )
+        self.orphans_collected = Counter(
+            "imrecs_orphan_blobs_collected",
+            "Blob files no database row referenced, deleted by the orphan collection",
+            registry=self.registry,
+        )
         self.registry.register(_DatabaseGauges(gauges))
 
 

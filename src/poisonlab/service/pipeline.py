@@ -1,24 +1,39 @@
-"""The defended continuous-learning pipeline: snapshot -> validate -> defenses -> fine-tune -> gates.
+"""The defended continuous-learning pipeline: snapshot -> caps -> screen -> fine-tune -> gates.
 
 :func:`run_training` executes one training run recorded in the database, step by step, writing
 its progress and report to the run's row so ``GET /v1/training-runs/{id}`` can show them:
 
 1. **snapshot**: accepted + pending contributions, identified by a hash of (id, sha256, label);
-2. **validation**: each blob's sha256 is checked again and the image decoded with the service's
-   limits; failures are quarantined (``validation: ...``);
-3. **defenses**: the configured :mod:`poisonlab.defenses` run over the trusted base training set
-   plus the contributions (the base set gives them context; only contributions are acted on) with
-   the serving model and the trusted validation split; flagged pending contributions are
-   quarantined with the defenses' names as the reason. A defense that cannot run fails the run
-   (fail closed: unscreened data is never trained on);
-4. **training**: the serving model is fine-tuned on the base training set plus the surviving
-   contributions (:func:`poisonlab.training.train`);
-5. **gates**: clean accuracy on the trusted test split not below the serving model's minus
-   ``max_accuracy_drop``; every canary right (:mod:`poisonlab.defenses.gates.canary`, picked from the
-   validation split with the serving model); the trigger-sensitivity test clean
-   (:mod:`poisonlab.defenses.gates.sensitivity`, the serving model as reference). All pass: the
-   candidate is promoted and its pending contributions accepted. Otherwise the old model keeps
-   serving, the candidate is stored as ``rejected`` and alerts are raised.
+   each blob's sha256 is checked again and the image decoded with the service's limits; failures
+   are quarantined (``validation: ...``);
+2. **caps**: what one source (its signing source, else its key) sends of a class beyond
+   ``max_source_class_fraction`` of that class in the base data, and what all sources send beyond
+   ``max_class_contribution_fraction``, waits in review (quarantined, ``review: volume cap``;
+   :func:`~poisonlab.service.decisions.volume_caps`);
+3. **defenses** (:mod:`poisonlab.service.screening`): the default screen
+   (:mod:`poisonlab.defenses.scan.screen`) runs over the whole training snapshot, the trusted base
+   training set *and every contribution*, accepted ones included, with the serving model and the
+   base data's held-out validation and test splits as the trusted clean set (contributions never
+   join it), plus the configured ``defenses`` whose flags act alone. The screen quarantines by
+   evidence (its anchored detector compares each sample with trusted samples of its label), not
+   by group size, so poison that outnumbers a class cannot turn the clean part into the suspect.
+   Flagged contributions are quarantined (``screen: <detectors>``); a source whose flagged share
+   is high loses its other contributions too (``source: ...``); contributions a previous promotion
+   accepted are quarantined as well, and when the serving model had learnt them it is rolled back
+   to the version trained without them and the run ends there (``flagged_accepted`` alert); an
+   admin's release stands but the flagged sample is left out of the run; flagged base samples are
+   reported (audit entry, ``base_flagged`` alert when a block of one class is flagged) and stay in
+   training. A defense that cannot run fails the run (fail closed). An admin may run without
+   screening (``defenses: []``); the caps and gates still apply;
+4. **training**: when no pending contribution survived, the run ends ``skipped``: nothing new to
+   learn, so no new version. Otherwise the serving model is fine-tuned on the base training set
+   plus the surviving contributions (:func:`poisonlab.training.train`);
+5. **gates** (:func:`poisonlab.defenses.gates.promotion.promotion_gates`, the serving model as the
+   reference of each): accuracy, canaries, reverse-engineered triggers (Neural Cleanse), the
+   trigger-sensitivity test with those triggers added, and the per-class behaviour shift. All
+   pass: the candidate is promoted and its pending contributions accepted. Otherwise the old model
+   keeps serving, the candidate is stored as ``rejected``, the new contributions it was trained on
+   are quarantined with the failed gates as the reason, and alerts are raised.
 
 The decision at the end is one transaction either way (:mod:`poisonlab.service.decisions`).
 """
@@ -33,27 +48,27 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.defenses.gates.canary import check_canaries, select_canaries
-from poisonlab.defenses.gates.sensitivity import trigger_sensitivity
-from poisonlab.defenses.scan import scan
-from poisonlab.evaluation import evaluate
+from poisonlab.defenses.gates.promotion import GatePolicy, promotion_gates
 from poisonlab.models.checkpoint import save_model
 from poisonlab.service import contributions as contrib
 from poisonlab.service.alerts import raise_alert
 from poisonlab.service.audit import Actor
 from poisonlab.service.db import Database, TrainingRun
-from poisonlab.service.decisions import promote_candidate, reject_candidate
+from poisonlab.service.decisions import (
+    admin_released,
+    identity,
+    promote_candidate,
+    quarantine_rows,
+    reject_candidate,
+)
 from poisonlab.service.decode import decode_image
 from poisonlab.service.runs import get_run, update_run
+from poisonlab.service.screening import PipelineError, apply_caps, screen
 from poisonlab.service.serving import Loaded
 from poisonlab.service.state import ServiceState, base_dataset_name
 from poisonlab.training import default_recipe, train
 
 log = logging.getLogger("poisonlab.service")
-
-
-class PipelineError(RuntimeError):
-    """A run that cannot go on (no serving model, no trusted data, a defense that fails)."""
 
 
 @dataclass(frozen=True)
@@ -83,16 +98,19 @@ class Run:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Decoded contributions of one run: ``data`` (sources ``contribution:<id>``), ids, pending flags."""
+    """Decoded contributions of one run: ``data`` (sources ``contribution:<id>``), their ids, which
+    are pending, which an admin released, and whom each counts against (:func:`identity`)."""
 
     data: Dataset
     ids: np.ndarray
     pending: np.ndarray
+    admin: np.ndarray
+    who: np.ndarray
     hash: str
 
 
 def take_snapshot(run: Run) -> Snapshot:
-    """Steps 1-2: snapshot, re-check and decode; invalid contributions are quarantined."""
+    """Step 1: snapshot, re-check and decode; invalid contributions are quarantined."""
     with run.db.read() as session:
         rows, digest = contrib.snapshot(session)
     run.update({"snapshot": {"contributions": len(rows)}}, step="validation", snapshot_hash=digest)
@@ -105,7 +123,7 @@ def take_snapshot(run: Run) -> Snapshot:
         except (OSError, ValueError) as exc:  # a missing or modified blob, an undecodable file
             bad[row.id] = f"validation: {exc}"[:500]
     with run.db.write() as session:
-        contrib.quarantine(session, bad, actor=run.actor)
+        quarantine_rows(session, bad, actor=run.actor)
         run.update_in(session, {"validation": {"valid": len(kept), "quarantined": sorted(bad)}})
     data = Dataset(
         x=np.stack(images) if images else np.zeros((0, *shape), np.uint8),
@@ -114,50 +132,14 @@ def take_snapshot(run: Run) -> Snapshot:
         source=np.array([f"contribution:{r.id}" for r in kept], dtype=object),
         name=f"contributions-{digest[:12]}",
     )
-    ids = np.array([r.id for r in kept], dtype=np.int64)
-    pending = np.array([r.status == "pending" for r in kept], dtype=bool)
-    return Snapshot(data, ids, pending, digest)
-
-
-def screen(run: Run, snap: Snapshot, defenses) -> np.ndarray:
-    """Step 3: run the defenses; returns the boolean mask of contributions to train on."""
-    keep = np.ones(len(snap.data), dtype=bool)
-    if not defenses:
-        run.update({"defenses": {"methods": {}, "note": "no defenses configured"}})
-        return keep
-    union = run.splits.train.concat(snap.data, name="base+contributions")
-    offset = len(run.splits.train)
-    try:
-        result = scan(
-            union,
-            list(defenses),
-            model=run.loaded.model,
-            trusted=run.splits.val,
-            device=run.state.settings.device,
-        )
-    except (ValueError, ImportError, AttributeError) as exc:
-        raise PipelineError(f"defense scan failed, not training on unscreened data: {exc}") from exc
-    reasons: dict[int, list[str]] = {}
-    summary = {}
-    for method in result.methods:
-        flagged = method.flagged[offset:]
-        for cid in snap.ids[flagged]:
-            reasons.setdefault(int(cid), []).append(method.name)
-        summary[method.name] = {
-            "flagged_contributions": int(flagged.sum()),
-            "flagged_base": int(method.flagged[:offset].sum()),
-            "seconds": round(method.seconds, 3),
-        }
-        keep &= ~flagged
-    is_pending = dict(zip(snap.ids.tolist(), snap.pending.tolist(), strict=True))
-    to_quarantine = {cid: "defense: " + ", ".join(names) for cid, names in reasons.items() if is_pending[cid]}
-    keep |= ~snap.pending  # what an admin accepted stays in training even when flagged
-    flagged_accepted = len(reasons) - len(to_quarantine)
-    with run.db.write() as session:
-        quarantined = contrib.quarantine(session, to_quarantine, actor=run.actor)
-        report = {"methods": summary, "quarantined": quarantined, "flagged_accepted": flagged_accepted}
-        run.update_in(session, {"defenses": report})
-    return keep
+    return Snapshot(
+        data,
+        ids=np.array([r.id for r in kept], dtype=np.int64),
+        pending=np.array([r.status == "pending" for r in kept], dtype=bool),
+        admin=np.array([admin_released(r) for r in kept], dtype=bool),
+        who=np.array([identity(r) for r in kept], dtype=object),
+        hash=digest,
+    )
 
 
 def finetune(run: Run, train_data: Dataset, params: dict):
@@ -193,34 +175,26 @@ def finetune(run: Run, train_data: Dataset, params: dict):
 
 
 def gates(run: Run, candidate) -> dict:
-    """Step 5: the three promotion gates; each entry has ``passed`` and its evidence."""
-    s, serving, splits = run.state.settings, run.loaded.model, run.splits
-    dev = s.device
-    acc_old = evaluate(serving, splits.test, device=dev).accuracy
-    acc_new = evaluate(candidate, splits.test, device=dev).accuracy
-    out = {
-        "accuracy": {
-            "passed": bool(acc_new >= acc_old - s.max_accuracy_drop),
-            "serving": round(acc_old, 4),
-            "candidate": round(acc_new, 4),
-            "max_drop": s.max_accuracy_drop,
-        }
-    }
-    try:
-        canaries = select_canaries(
-            splits.val, serving, per_class=s.canaries_per_class, seed=s.seed, device=dev
-        )
-        out["canaries"] = check_canaries(candidate, canaries, device=dev).to_dict()
-    except ValueError as exc:  # e.g. too few correctly classified samples of a class: fail closed
-        out["canaries"] = {"passed": False, "error": str(exc)}
-    try:
-        report = trigger_sensitivity(
-            candidate, splits.test, spike_threshold=s.sensitivity_spike, reference=serving, device=dev
-        )
-        out["sensitivity"] = {k: v for k, v in report.to_dict().items() if k != "flip_matrix"}
-    except ValueError as exc:
-        out["sensitivity"] = {"passed": False, "error": str(exc)}
-    return out
+    """Step 5: the promotion gates, the serving model as the reference of each."""
+    s = run.state.settings
+    policy = GatePolicy(
+        max_accuracy_drop=s.max_accuracy_drop,
+        canaries_per_class=s.canaries_per_class,
+        sensitivity_spike=s.sensitivity_spike,
+        reverse_engineer_steps=s.reverse_engineer_steps,
+        reverse_engineer_gap=s.reverse_engineer_gap,
+        behaviour_max_shift=s.behaviour_max_shift,
+        seed=s.seed,
+    )
+    return promotion_gates(
+        candidate, run.loaded.model, canary_pool=run.splits.val, gate_set=run.splits.test,
+        trusted=run.splits.val, policy=policy, device=s.device,
+    )  # fmt: skip
+
+
+def _skip(run: Run, decision: str) -> str:
+    run.update({"decision": decision}, status="skipped", step="done")
+    return "skipped"
 
 
 def _pipeline(state: ServiceState, run_id: int, params: dict) -> str:
@@ -236,11 +210,17 @@ def _pipeline(state: ServiceState, run_id: int, params: dict) -> str:
     run.update(step="snapshot", base_model_id=loaded.version_id)
     snap = take_snapshot(run)
     if len(snap.data) == 0:
-        run.update({"decision": "no contributions to train on"}, status="skipped", step="done")
-        return "skipped"
+        return _skip(run, "no contributions to train on")
+    run.update(step="caps")
+    active = apply_caps(run, snap)
     run.update(step="defenses")
-    defenses = params.get("defenses")
-    keep = screen(run, snap, state.settings.defenses if defenses is None else defenses)
+    override = params.get("defenses")
+    keep, rolled_back = screen(run, snap, active, None if override is None else tuple(override))
+    if rolled_back is not None:  # the serving model had learnt flagged data: start again from its parent
+        state.server.reload()
+        return _skip(run, f"rolled back to {rolled_back}: {loaded.version_id} was trained on flagged data")
+    if not (keep & snap.pending).any():  # nothing new to learn: no new version (issue 17)
+        return _skip(run, "nothing new to train on: no pending contribution passed the caps and the screen")
     run.update(step="training")
     train_data = splits.train.concat(snap.data.subset(keep), name=f"{splits.train.name}+{snap.hash[:12]}")
     candidate, folder = finetune(run, train_data, params)
@@ -248,11 +228,11 @@ def _pipeline(state: ServiceState, run_id: int, params: dict) -> str:
     checks = gates(run, candidate)
     failed = [name for name, check in checks.items() if not check.get("passed")]
     metrics = {
-        "test_accuracy": checks["accuracy"]["candidate"],
+        "test_accuracy": checks["accuracy"].get("candidate"),
         "gates": {name: bool(check.get("passed")) for name, check in checks.items()},
     }
     if failed:
-        return reject_candidate(run, folder, snap, checks, metrics, failed)
+        return reject_candidate(run, folder, snap, keep, checks, metrics, failed)
     return promote_candidate(run, folder, snap, keep, checks, metrics)
 
 

@@ -4,6 +4,13 @@ A run is created ``queued`` by ``POST /v1/training-runs`` and executed by :class
 in a daemon thread, so it outlives the request that started it. A service that restarts marks
 the runs it was executing as ``failed`` (interrupted) and executes the queued ones. The functions
 on rows take the caller's session and never commit (see :mod:`poisonlab.service.registry`).
+
+The queue is bounded: a run takes minutes, so a key that queues runs faster than they finish
+only builds a backlog (a fuzzer queued 1,666). :func:`create_run` refuses with 429
+``queue_full`` when the service already holds ``max_queued`` queued runs, or the requesting key
+``max_queued_per_key``. On SQLite the write transaction holds the database's write lock from the
+count to the commit, so the bound is exact; on PostgreSQL two concurrent requests may each see
+room for one more.
 """
 
 from __future__ import annotations
@@ -13,20 +20,72 @@ import queue
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from poisonlab.service.audit import Actor, record
 from poisonlab.service.db import TrainingRun, utcnow
-from poisonlab.service.errors import NotFound
+from poisonlab.service.errors import NotFound, Rejected
 
 log = logging.getLogger("poisonlab.service")
 RUN_STATUSES = ("queued", "running", "promoted", "rejected", "skipped", "failed")
 FINISHED = ("promoted", "rejected", "skipped", "failed")
 
 
-def create_run(session: Session, *, actor: Actor, params: dict) -> TrainingRun:
-    """A new ``queued`` run; the caller commits, then submits its id to the worker."""
+def check_queue(session: Session, *, actor: Actor, max_queued: int, max_queued_per_key: int) -> None:
+    """Rejected (429 ``queue_full``) when the service or ``actor`` has no room for another queued run."""
+    queued = select(func.count()).select_from(TrainingRun).where(TrainingRun.status == "queued")
+    total = session.scalar(queued) or 0
+    if total >= max_queued:
+        raise Rejected(
+            "queue_full",
+            f"{total} training runs are queued already (the limit is {max_queued}); "
+            "try again when one has started",
+            429,
+        )
+    mine = session.scalar(queued.where(TrainingRun.requested_by == actor.name)) or 0
+    if mine >= max_queued_per_key:
+        raise Rejected(
+            "queue_full",
+            f"key {actor.name!r} has {mine} training runs queued already (the limit per key is "
+            f"{max_queued_per_key}); try again when one has started",
+            429,
+        )
+
+
+def create_run(
+    session: Session,
+    *,
+    actor: Actor,
+    params: dict,
+    max_queued: int | None = None,
+    max_queued_per_key: int | None = None,
+) -> TrainingRun:
+    """A new ``queued`` run; the caller commits, then submits its id to the worker.
+
+    Parameters
+    ----------
+    session : Session
+        A write session (not committed here).
+    actor : Actor
+        Who asks (the run's ``requested_by``, audited).
+    params : dict
+        The run's parameters as validated by the router.
+    max_queued, max_queued_per_key : int, optional
+        Bounds of the queue (see the module docstring); None leaves that bound off.
+
+    Raises
+    ------
+    Rejected
+        429 ``queue_full`` when a bound is reached.
+    """
+    if max_queued is not None or max_queued_per_key is not None:
+        check_queue(
+            session,
+            actor=actor,
+            max_queued=max_queued if max_queued is not None else 2**62,
+            max_queued_per_key=max_queued_per_key if max_queued_per_key is not None else 2**62,
+        )
     run = TrainingRun(requested_by=actor.name, status="queued", step="queued", params=params)
     session.add(run)
     session.flush()  # assigns the id the audit entry names

@@ -1,7 +1,13 @@
-"""Request and response bodies of the HTTP API (they make the OpenAPI schema precise)."""
+"""Request and response bodies of the HTTP API (they make the OpenAPI schema precise).
+
+Text that a request stores (key and source names, review notes, public keys) may not hold control
+characters: a NUL is refused by PostgreSQL (a 500 instead of a 422) and the others only disguise
+what an audit entry or a listing shows.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +20,19 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 UTCTime = Annotated[datetime, AfterValidator(_utc)]
+#: C0 controls but tab, line feed and carriage return, and DEL
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"must not contain control characters, got {found.group()!r} at {found.start()}")
+    return value
+
+
+#: a request string without control characters (see the module docstring)
+Text = Annotated[str, AfterValidator(_no_control)]
 
 
 class _Out(BaseModel):
@@ -63,7 +82,7 @@ class ContributionOut(_Out):
 
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: str = Field("", max_length=500)
+    note: Text = Field("", max_length=500)
 
 
 class ModelOut(_Out):
@@ -87,7 +106,7 @@ class ModelDetailOut(ModelOut):
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epochs: int | None = Field(None, ge=1, le=200, description="fine-tuning epochs (default: the service's)")
-    defenses: list[str] | None = Field(
+    defenses: list[Annotated[str, Field(max_length=100), AfterValidator(_no_control)]] | None = Field(
         None, max_length=20, description="override the configured defenses (admin only); [] runs none"
     )
 
@@ -130,7 +149,7 @@ class AlertOut(_Out):
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     role: Literal["viewer", "contributor", "trainer", "admin"]
 
 
@@ -149,8 +168,8 @@ class KeyCreatedOut(KeyOut):
 
 class SourceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
-    public_key_pem: str = Field(min_length=1, max_length=10_000)
+    name: Text = Field(min_length=1, max_length=100)
+    public_key_pem: Text = Field(min_length=1, max_length=10_000)
 
 
 class SourceOut(_Out):
@@ -167,5 +186,13 @@ class MeOut(BaseModel):
 
 
 class HealthOut(BaseModel):
+    """Liveness for anyone: nothing that identifies the model or the software."""
+
     status: Literal["ok", "no_model"]
-    model_version: str | None
+
+
+class StatusOut(HealthOut):
+    """What is serving, for a caller with a key."""
+
+    model_version: str | None = Field(description="the serving model's version id")
+    service_version: str = Field(description="the poisonlab version running the service")

@@ -14,10 +14,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from poisonlab.data.images import MAX_IMAGE_PIXELS
+from poisonlab.data.image_limits import MAX_IMAGE_PIXELS, ImageLimits
 from poisonlab.models.store import poisonlab_home
 
-DEFAULT_DEFENSES = ("duplicates", "confident_learning", "spectral_signatures")
+#: Detectors whose flags act alone, beside the default screen (which votes with its own detectors;
+#: a name that is part of the screen only votes there): duplicates with a conflicting label.
+DEFAULT_DEFENSES = ("duplicates",)
 MiB = 1 << 20
 
 
@@ -47,8 +49,13 @@ class ServiceSettings(BaseModel):
         the database does not name a serving model yet; afterwards promotions and rollbacks decide.
     max_body_bytes : int
         Largest request body accepted; enforced while the body streams in (413 beyond it).
-    max_pixels : int
-        Largest image (width x height) decoded; checked from the header before decoding.
+    max_pixels, max_image_side, max_image_bytes : int
+        Largest image decoded: width x height and the square it is padded to (4096 x 4096 by
+        default), each side, and the file's bytes; checked from the header before decoding.
+    max_batch_pixels : int
+        Largest total of padded pixels decoded for one batch request.
+    max_json_depth : int
+        Deepest nesting of arrays and objects in a JSON body, checked before it is parsed.
     max_batch : int
         Most images in one ``/v1/predict/batch`` request.
     unsigned_policy : {"quarantine", "pending", "reject"}
@@ -57,7 +64,29 @@ class ServiceSettings(BaseModel):
     unknown_source_policy : {"quarantine", "reject"}
         What a contribution naming an unregistered source gets (without a signature to check).
     defenses : tuple of str
-        ``poisonlab.defenses`` registry names the training pipeline runs over each snapshot.
+        ``poisonlab.defenses`` registry names the training pipeline runs over each snapshot beside
+        the screen; each one's flags quarantine on their own.
+    screen : bool
+        Run the default screen (:mod:`poisonlab.defenses.scan.screen`, trusted set: the base
+        data's held-out validation and test splits) over the base data and every contribution on
+        every run.
+    source_flag_share, source_flag_min
+        A source (signing source, else key) with at least ``source_flag_min`` contributions
+        flagged, making at least ``source_flag_share`` of all it sent, is distrusted: the rest
+        of its contributions are quarantined with the flagged ones.
+    max_source_class_fraction, max_class_contribution_fraction
+        Volume caps: one source's (a signing source, else the contributor's key) contributions of
+        a class, and all contributions of a class, as a fraction of that class in the base
+        training data; what goes beyond waits in review (quarantined with the reason).
+    base_flag_alert_fraction
+        A ``base_flagged`` alert is raised when the screen flags more than this share of one
+        class of the trusted base data (flagged base samples are reported, never dropped).
+    reverse_engineer_steps, reverse_engineer_gap
+        The Neural Cleanse gate's search steps (0 turns it off) and how much more often a
+        reverse-engineered trigger must work on the candidate than on the serving model to flag.
+    behaviour_max_shift
+        Share of a trusted class the candidate may move to one other class (or out of its own)
+        compared with the serving model.
     inference_workers, inference_batch
         Threads running forward passes and the most images per pass; concurrent requests are
         batched together (:mod:`poisonlab.service.batching`).
@@ -65,6 +94,21 @@ class ServiceSettings(BaseModel):
         The trusted data the serving model was trained on (``digits`` or ``cifar10``); ``None``
         takes the serving model card's ``dataset_name``. Its train split is the fine-tuning base,
         its validation split the canary pool and shift reference, its test split the gate set.
+    rate_limit_per_key, rate_limit_key_burst
+        Requests per second (sustained) and burst of one API key; 429 with ``Retry-After`` beyond
+        (:mod:`poisonlab.service.ratelimit`). ``0`` turns the limit off.
+    rate_limit_anonymous, rate_limit_anonymous_burst
+        The same for each client address's requests without an accepted key.
+    anonymous_audit_window_s
+        Refusals without a valid key are counted in metrics; the audit log gets at most one entry
+        per client address per this many seconds.
+    signature_max_skew_s
+        How far a signature's timestamp may be from the service's clock; its nonce is remembered
+        that long, so a signed upload is accepted once.
+    max_queued_runs, max_queued_runs_per_key
+        Most queued training runs in the service and per key (429 ``queue_full`` beyond).
+    orphan_grace_s
+        Blob files no row references are deleted at start-up once older than this.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -73,7 +117,11 @@ class ServiceSettings(BaseModel):
     db_url: str | None = None
     model_ref: str | None = None
     max_body_bytes: int = Field(16 * MiB, ge=1024, le=1 << 31)
-    max_pixels: int = Field(MAX_IMAGE_PIXELS, ge=64, le=MAX_IMAGE_PIXELS * 4)
+    max_pixels: int = Field(4096 * 4096, ge=64, le=MAX_IMAGE_PIXELS * 4)
+    max_image_side: int = Field(4096, ge=8, le=65_535)
+    max_image_bytes: int = Field(8 * MiB, ge=1024, le=1 << 31)
+    max_batch_pixels: int = Field(1 << 26, ge=64, le=1 << 36)
+    max_json_depth: int = Field(32, ge=8, le=200)
     max_batch: int = Field(1024, ge=1, le=100_000)
     unsigned_policy: Literal["quarantine", "pending", "reject"] = "quarantine"
     unknown_source_policy: Literal["quarantine", "reject"] = "quarantine"
@@ -85,6 +133,15 @@ class ServiceSettings(BaseModel):
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)
     canaries_per_class: int = Field(5, ge=1, le=1000)
     sensitivity_spike: float = Field(0.5, gt=0, le=1)
+    screen: bool = True
+    source_flag_share: float = Field(0.1, gt=0, le=1)
+    source_flag_min: int = Field(3, ge=1, le=1_000_000)
+    max_source_class_fraction: float = Field(0.5, gt=0, le=100)
+    max_class_contribution_fraction: float = Field(1.0, gt=0, le=100)
+    base_flag_alert_fraction: float = Field(0.1, gt=0, le=1)
+    reverse_engineer_steps: int = Field(40, ge=0, le=10_000)
+    reverse_engineer_gap: float = Field(0.25, gt=0, le=1)
+    behaviour_max_shift: float = Field(0.2, gt=0, le=1)
     shift_window: int = Field(500, ge=10, le=1_000_000)
     shift_min_count: int = Field(200, ge=10)
     shift_check_every: int = Field(50, ge=1)
@@ -96,6 +153,15 @@ class ServiceSettings(BaseModel):
     inference_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
     inference_batch: int = Field(64, ge=1, le=4096)
     seed: int = Field(0, ge=0)
+    rate_limit_per_key: float = Field(50.0, ge=0, le=1_000_000)
+    rate_limit_key_burst: int = Field(200, ge=1, le=1_000_000)
+    rate_limit_anonymous: float = Field(5.0, ge=0, le=1_000_000)
+    rate_limit_anonymous_burst: int = Field(60, ge=1, le=1_000_000)
+    anonymous_audit_window_s: float = Field(60.0, ge=0, le=86_400)
+    signature_max_skew_s: int = Field(300, ge=10, le=86_400)
+    max_queued_runs: int = Field(8, ge=1, le=10_000)
+    max_queued_runs_per_key: int = Field(2, ge=1, le=10_000)
+    orphan_grace_s: float = Field(60.0, ge=0, le=7 * 86_400)
 
     @field_validator("defenses")
     @classmethod
@@ -117,6 +183,13 @@ class ServiceSettings(BaseModel):
                 f"shift_min_count ({self.shift_min_count}) cannot exceed shift_window ({self.shift_window})"
             )
         return self
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        """The decode-cost limits of one uploaded image."""
+        return ImageLimits(
+            max_bytes=self.max_image_bytes, max_pixels=self.max_pixels, max_side=self.max_image_side
+        )
 
     @property
     def database_url(self) -> str:

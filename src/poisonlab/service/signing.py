@@ -1,15 +1,22 @@
-"""Data signing: registered sources sign their contributions with Ed25519.
+"""Data signing: registered sources sign their contributions with Ed25519, each signature good once.
 
 The signed message binds the exact image bytes to the label, so neither can be swapped after
-signing. It is the UTF-8 encoding of three lines joined by ``\\n`` (no trailing newline)::
+signing, and to a timestamp and a random nonce, so that a captured upload cannot be replayed: the
+service refuses a timestamp more than its skew window (``signature_max_skew_s``, 300 s by default)
+away from its clock, and a nonce the same source already used within that window (it remembers
+nonces in its database until their timestamp leaves the window, so a restart forgets none). The
+message is the UTF-8 encoding of five lines joined by ``\\n`` (no trailing newline)::
 
-    poisonlab-contribution-v1
+    poisonlab-contribution-v2
     <sha256 of the image file's bytes, 64 lowercase hex digits>
     <the label's class name, e.g. "bird" (an index sent as label is resolved to its name first)>
+    <the signing time: whole seconds since 1970-01-01 UTC, decimal>
+    <the nonce: 16-64 characters of A-Z a-z 0-9 _ -, fresh for every upload>
 
-The signature travels base64-encoded (standard alphabet, padded) in the contribution's
-``signature`` form field. Keys are PEM files: PKCS#8 private keys, SubjectPublicKeyInfo public keys
-(what ``openssl genpkey -algorithm ed25519`` writes too).
+The contribution's ``signature`` form field carries ``<timestamp>.<nonce>.<signature>``, the
+signature base64-encoded (standard alphabet, padded); :func:`sign_contribution` writes it. Keys are
+PEM files: PKCS#8 private keys, SubjectPublicKeyInfo public keys (what ``openssl genpkey
+-algorithm ed25519`` writes too).
 Ed25519: Bernstein, Duif, Lange, Schwabe and Yang, "High-speed high-security signatures",
 Journal of Cryptographic Engineering 2(2), 2012; RFC 8032.
 """
@@ -20,22 +27,51 @@ import base64
 import binascii
 import hashlib
 import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-MESSAGE_PREFIX = "poisonlab-contribution-v1"
+from poisonlab.service.db import SignatureNonce
+
+MESSAGE_PREFIX = "poisonlab-contribution-v2"
+DEFAULT_MAX_SKEW = 300
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 
 
-def signed_message(image_sha256: str, label_name: str) -> bytes:
+class StaleSignature(ValueError):
+    """The signature's timestamp is outside the service's skew window (signed too long ago)."""
+
+
+@dataclass(frozen=True)
+class SignedToken:
+    """The parts of a ``signature`` field: signing time, nonce and the 64 signature bytes."""
+
+    timestamp: int
+    nonce: str
+    signature: bytes
+
+
+def signed_message(image_sha256: str, label_name: str, timestamp: int, nonce: str) -> bytes:
     """The bytes a source signs for one contribution (see the module docstring)."""
     if len(image_sha256) != 64 or any(c not in "0123456789abcdef" for c in image_sha256):
         raise ValueError(f"image_sha256 must be 64 lowercase hex digits, got {image_sha256!r}")
     if "\n" in label_name or not label_name:
         raise ValueError(f"label name must be a non-empty single line, got {label_name!r}")
-    return f"{MESSAGE_PREFIX}\n{image_sha256}\n{label_name}".encode()
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 <= timestamp < 10**12:
+        raise ValueError(f"timestamp must be whole seconds since 1970 (0 <= t < 10**12), got {timestamp!r}")
+    if not isinstance(nonce, str) or not _NONCE.match(nonce):
+        raise ValueError(f"nonce must be 16-64 characters of A-Z a-z 0-9 _ -, got {nonce!r:.80}")
+    return f"{MESSAGE_PREFIX}\n{image_sha256}\n{label_name}\n{timestamp}\n{nonce}".encode()
 
 
 def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
@@ -67,10 +103,39 @@ def public_key_fingerprint(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def sign_contribution(key: Ed25519PrivateKey, image: bytes, label_name: str) -> str:
-    """Base64 signature of ``image`` with ``label_name`` (what a source's uploader sends)."""
-    message = signed_message(hashlib.sha256(image).hexdigest(), label_name)
-    return base64.b64encode(key.sign(message)).decode("ascii")
+def sign_contribution(
+    key: Ed25519PrivateKey,
+    image: bytes,
+    label_name: str,
+    *,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> str:
+    """The ``signature`` field for one upload of ``image`` with ``label_name``.
+
+    Parameters
+    ----------
+    key : Ed25519PrivateKey
+        The source's private key.
+    image : bytes
+        The image file's bytes, exactly as they will be uploaded.
+    label_name : str
+        The class name the contribution will carry.
+    timestamp : int, optional
+        Signing time in seconds since 1970 (now by default; tests pass another).
+    nonce : str, optional
+        A fresh random nonce by default (128 bits, hex); never reuse one.
+
+    Returns
+    -------
+    str
+        ``<timestamp>.<nonce>.<base64 signature>``, good for one upload within the service's
+        skew window.
+    """
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    nonce = secrets.token_hex(16) if nonce is None else nonce
+    message = signed_message(hashlib.sha256(image).hexdigest(), label_name, timestamp, nonce)
+    return f"{timestamp}.{nonce}.{base64.b64encode(key.sign(message)).decode('ascii')}"
 
 
 def decode_signature(text: str) -> bytes:
@@ -84,14 +149,82 @@ def decode_signature(text: str) -> bytes:
     return raw
 
 
-def verify_contribution(public_key_pem: str, signature: str, image_sha256: str, label_name: str) -> None:
-    """Raise ValueError unless ``signature`` signs (image_sha256, label_name) under the key."""
+def parse_signature(text: str) -> SignedToken:
+    """Split a ``signature`` field into its parts; ValueError naming the problem otherwise."""
+    parts = text.strip().split(".")
+    if len(parts) != 3:
+        raise ValueError(
+            "signature must be <timestamp>.<nonce>.<base64 signature> (signatures without a timestamp "
+            "and nonce are no longer accepted: sign each upload with `poisonlab sources sign`)"
+        )
+    stamp, nonce, encoded = parts
+    if not _TIMESTAMP.match(stamp):
+        raise ValueError(f"signature timestamp must be whole seconds since 1970, got {stamp!r:.40}")
+    if not _NONCE.match(nonce):
+        raise ValueError(f"signature nonce must be 16-64 characters of A-Z a-z 0-9 _ -, got {nonce!r:.80}")
+    return SignedToken(int(stamp), nonce, decode_signature(encoded))
+
+
+def verify_contribution(
+    public_key_pem: str,
+    signature: str,
+    image_sha256: str,
+    label_name: str,
+    *,
+    now: float | None = None,
+    max_skew: float = DEFAULT_MAX_SKEW,
+) -> SignedToken:
+    """Check a ``signature`` field for (image_sha256, label_name) under the source's key.
+
+    Returns the parsed token (its nonce is for :func:`claim_nonce`). Raises
+    :class:`StaleSignature` when the timestamp is more than ``max_skew`` seconds away from
+    ``now`` (``time.time()`` by default), ValueError for any other problem.
+    """
     key = load_public_key(public_key_pem)
-    raw = decode_signature(signature)
+    token = parse_signature(signature)
+    now = time.time() if now is None else now
+    if abs(now - token.timestamp) > max_skew:
+        raise StaleSignature(
+            f"signature timestamp {token.timestamp} is {now - token.timestamp:+.0f} s from the service's "
+            f"clock; signatures are good for {max_skew:g} s (sign the upload again)"
+        )
     try:
-        key.verify(raw, signed_message(image_sha256, label_name))
+        key.verify(token.signature, signed_message(image_sha256, label_name, token.timestamp, token.nonce))
     except InvalidSignature:
         raise ValueError("signature does not verify: wrong key, or the image or label differ") from None
+    return token
+
+
+def claim_nonce(session: Session, source: str, token: SignedToken, *, max_skew: float, now: float) -> bool:
+    """Record ``token``'s nonce for ``source``; False when it was used already (a replay).
+
+    Runs in the caller's transaction, so the nonce is spent exactly when the contribution it signs
+    commits. It is kept until its timestamp leaves the skew window (after that the timestamp alone
+    refuses a replay); expired nonces are deleted here, which keeps the table small.
+    """
+    prune_nonces(session, now=now)
+    seen = select(SignatureNonce.nonce).where(
+        SignatureNonce.source == source, SignatureNonce.nonce == token.nonce
+    )
+    if session.scalar(seen) is not None:
+        return False
+    try:  # a concurrent upload of the same nonce (another process) loses on the primary key
+        with session.begin_nested():
+            session.add(
+                SignatureNonce(
+                    source=source, nonce=token.nonce, expires_at=int(token.timestamp + max_skew) + 1
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def prune_nonces(session: Session, *, now: float | None = None) -> int:
+    """Delete the nonces whose timestamps left the skew window; returns how many."""
+    now = time.time() if now is None else now
+    result = session.execute(delete(SignatureNonce).where(SignatureNonce.expires_at < int(now)))
+    return int(result.rowcount or 0)
 
 
 def generate_keypair(out_dir: str | os.PathLike[str], name: str = "source") -> tuple[Path, Path]:

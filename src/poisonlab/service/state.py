@@ -20,15 +20,17 @@ from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.checkpoint import ModelCard
 from poisonlab.models.store import load_model_ref
 from poisonlab.service.alerts import raise_alert
-from poisonlab.service.audit import SYSTEM
+from poisonlab.service.audit import SYSTEM, AnonymousRefusals
 from poisonlab.service.auth import KeyCache
 from poisonlab.service.contributions import Policy
 from poisonlab.service.db import Alert, Contribution, Database
 from poisonlab.service.monitoring import ServiceMetrics, ShiftMonitor, ShiftResult
+from poisonlab.service.ratelimit import TokenBuckets
 from poisonlab.service.registry import promote, register_version, serving_version
 from poisonlab.service.runs import TrainingWorker
 from poisonlab.service.serving import Loaded, ModelServer
 from poisonlab.service.settings import ServiceSettings
+from poisonlab.service.signing import prune_nonces
 from poisonlab.service.storage import BlobStore
 
 log = logging.getLogger("poisonlab.service")
@@ -58,7 +60,18 @@ class ServiceState:
         self.db = Database(settings.database_url)
         self.store = BlobStore(settings.blob_dir)
         self.keys = KeyCache(self.db)
-        self.policy = Policy(unsigned=settings.unsigned_policy, unknown_source=settings.unknown_source_policy)
+        self.policy = Policy(
+            unsigned=settings.unsigned_policy,
+            unknown_source=settings.unknown_source_policy,
+            signature_max_skew=settings.signature_max_skew_s,
+        )
+        # abuse control: per-key and per-address token buckets, sampled audit of anonymous refusals
+        self.key_buckets = TokenBuckets(settings.rate_limit_per_key, settings.rate_limit_key_burst)
+        self.address_buckets = TokenBuckets(
+            settings.rate_limit_anonymous, settings.rate_limit_anonymous_burst
+        )
+        self.anonymous_refusals = AnonymousRefusals(settings.anonymous_audit_window_s)
+        self._orphan_timer: threading.Timer | None = None
         self.server = ModelServer(
             self.db,
             device=settings.device,
@@ -144,7 +157,52 @@ class ServiceState:
             "imrecs_alerts_open": ("Open alerts by kind", "kind", {k: float(n) for k, n in open_alerts}),
         }
 
+    def housekeeping(self) -> None:
+        """Start-up clean-up: expired signature nonces, and blob files no row references.
+
+        Unreferenced files younger than ``orphan_grace_s`` are kept (another process may be about to
+        commit their row); when there are any, one more collection runs once they are old enough.
+        """
+        with self.db.write() as session:
+            prune_nonces(session)
+        _deleted, young = self.collect_orphans()
+        if young and self.settings.orphan_grace_s > 0:
+            timer = threading.Timer(self.settings.orphan_grace_s + 1, self._collect_later)
+            timer.daemon = True
+            timer.start()
+            self._orphan_timer = timer
+
+    def collect_orphans(self, *, now: float | None = None) -> tuple[int, int]:
+        """Delete the store's orphan blobs (see :meth:`BlobStore.collect_orphans`); (deleted, kept young)."""
+
+        def referenced(prefix: str) -> list[str]:
+            # one folder's digests at a time: memory stays bounded however many contributions exist
+            query = select(Contribution.sha256).where(
+                Contribution.sha256 >= prefix, Contribution.sha256 < prefix + "g"
+            )
+            with self.db.read() as session:
+                return list(session.scalars(query))
+
+        deleted, young = self.store.collect_orphans(referenced, grace_s=self.settings.orphan_grace_s, now=now)
+        self.metrics.orphans_collected.inc(deleted)
+        log.log(
+            logging.WARNING if deleted else logging.INFO,
+            "orphan collection: deleted %d blob files no database row references, kept %d (under %g s old)",
+            deleted,
+            young,
+            self.settings.orphan_grace_s,
+        )
+        return deleted, young
+
+    def _collect_later(self) -> None:
+        try:
+            self.collect_orphans()
+        except Exception:  # a background clean-up must never take the service down
+            log.exception("deferred orphan collection failed")
+
     def close(self) -> None:
         """Stop the inference threads and close the database's connections."""
+        if self._orphan_timer is not None:
+            self._orphan_timer.cancel()
         self.server.close()
         self.db.dispose()

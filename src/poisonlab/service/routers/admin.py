@@ -1,4 +1,9 @@
-"""Identity, health, metrics, alerts, the audit log, API keys and data sources."""
+"""Identity, health, metrics, alerts, the audit log, API keys and data sources.
+
+``GET /v1/health`` needs no key and so says only whether the service is alive and serving; which
+model it serves and which software runs it are identifying details, answered by ``GET /v1/status``
+to a viewer key.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from poisonlab import __version__
 from poisonlab.service import alerts, audit, auth, sources
 from poisonlab.service.deps import (
     AdminDep,
@@ -30,18 +36,32 @@ from poisonlab.service.schemas import (
     MeOut,
     SourceIn,
     SourceOut,
+    StatusOut,
 )
 
 router = APIRouter(tags=["operations"])
 RowId = Annotated[int, Path(ge=1, le=2**62)]
+# query filters compared in SQL: no control characters (PostgreSQL refuses a NUL with an error)
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
 @router.get("/v1/health", response_model=HealthOut)
 def health(server: ServerDep) -> HealthOut:
-    """Liveness without a key: whether a model is loaded (no other detail)."""
+    """Liveness and readiness without a key: ``ok`` when a model serves, else ``no_model``.
+
+    Nothing that identifies the model or the software: that is ``GET /v1/status`` (viewer).
+    """
+    return HealthOut(status="ok" if server.current() else "no_model")
+
+
+@router.get("/v1/status", response_model=StatusOut, responses=errors(401, 403))
+def status(_actor: ViewerDep, server: ServerDep) -> StatusOut:
+    """The serving model's version id and the service's software version (viewer)."""
     loaded = server.current()
-    return HealthOut(
-        status="ok" if loaded else "no_model", model_version=loaded.version_id if loaded else None
+    return StatusOut(
+        status="ok" if loaded else "no_model",
+        model_version=loaded.version_id if loaded else None,
+        service_version=__version__,
     )
 
 
@@ -61,7 +81,7 @@ def list_alerts(
     _actor: ViewerDep,
     session: SessionDep,
     open_only: bool = False,
-    kind: str | None = Query(None, max_length=40),
+    kind: str | None = Query(None, max_length=40, pattern=_PRINTABLE),
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[AlertOut]:
     rows = alerts.list_alerts(session, open_only=open_only, kind=kind, limit=limit)
@@ -79,7 +99,7 @@ def list_audit(
     session: SessionDep,
     limit: int = Query(100, ge=1, le=1000),
     before_id: int | None = Query(None, ge=1, le=2**62),
-    actor_name: str | None = Query(None, alias="actor", max_length=100),
+    actor_name: str | None = Query(None, alias="actor", max_length=100, pattern=_PRINTABLE),
 ) -> list[AuditOut]:
     rows = audit.list_entries(session, limit=limit, before_id=before_id, actor=actor_name)
     return [AuditOut.model_validate(e) for e in rows]

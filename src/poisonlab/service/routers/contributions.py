@@ -31,10 +31,11 @@ ContributionId = Annotated[int, Path(ge=1, le=2**62, description="contribution i
 _FORM = multipart_body(
     {
         "file": BINARY,
-        "label": {"type": "string", "description": "class name or index", "maxLength": 100},
+        "label": {"type": "string", "description": "class name, or index in ASCII digits", "maxLength": 100},
         "signature": {
             "type": "string",
-            "description": "base64 Ed25519 signature (see signing)",
+            "description": "<timestamp>.<nonce>.<base64 Ed25519 signature> from `poisonlab sources "
+            "sign` (see signing); each is accepted once, within the service's skew window",
             "maxLength": 200,
         },
         "source": {"type": "string", "description": "registered source name", "maxLength": 100},
@@ -47,7 +48,7 @@ _FORM = multipart_body(
     "",
     status_code=201,
     response_model=ContributionOut,
-    responses=errors(401, 403, 413, 415, 422, 503),
+    responses=errors(401, 403, 409, 413, 415, 422, 503),
     openapi_extra=_FORM,
     summary="Contribute a labelled image; stored durably before the 201",
 )
@@ -80,6 +81,7 @@ async def create(
             input_shape=loaded.input_shape,
             max_pixels=settings.max_pixels,
             policy=policy,
+            limits=settings.image_limits,
         )
         session.commit()  # durable before it is counted (and before the 201)
         return row

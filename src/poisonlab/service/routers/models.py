@@ -18,7 +18,10 @@ from poisonlab.service.schemas import ModelDetailOut, ModelOut
 from poisonlab.service.serving import ModelServer
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-ModelId = Annotated[str, Path(min_length=1, max_length=100, description="model version id")]
+# ids are compared in SQL: no control characters (PostgreSQL refuses a NUL with an error, a 500)
+ModelId = Annotated[
+    str, Path(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$", description="model version id")
+]
 
 
 @router.get("", response_model=list[ModelOut], responses=errors(401, 403))

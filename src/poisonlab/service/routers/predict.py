@@ -1,17 +1,21 @@
-"""``POST /v1/predict`` and ``POST /v1/predict/batch`` (viewer)."""
+"""``POST /v1/predict`` and ``POST /v1/predict/batch`` (viewer).
+
+Every image is checked against the service's decode-cost limits from its header before it is
+decoded, and a batch's files all together (:mod:`poisonlab.service.decode`); a JSON batch is
+parsed with its nesting depth bounded (:mod:`poisonlab.service.json_body`).
+"""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from poisonlab.service.decode import decode_image, decode_instances
+from poisonlab.service.decode import decode_files, decode_image, decode_instances
 from poisonlab.service.deps import ServingDep, StateDep, ViewerDep
 from poisonlab.service.errors import ServiceError
+from poisonlab.service.json_body import request_json
 from poisonlab.service.routers.common import BINARY, errors, form_file, multipart_body, read_form
 from poisonlab.service.schemas import BatchPredictionOut, Prediction, PredictionOut
 from poisonlab.service.serving import Loaded
@@ -61,7 +65,7 @@ async def predict(request: Request, _actor: ViewerDep, loaded: ServingDep, state
     data, name = await form_file(form, "file")
 
     x = await run_in_threadpool(
-        decode_image, data, loaded.input_shape, max_pixels=state.settings.max_pixels, name=name
+        decode_image, data, loaded.input_shape, limits=state.settings.image_limits, name=name
     )
     pred = (await _infer(state, loaded, x[np.newaxis]))[0]
     return PredictionOut(model_version=loaded.version_id, **pred.model_dump())
@@ -78,11 +82,8 @@ async def _batch_files(request: Request, state: ServiceState) -> list[tuple[byte
     return [(await f.read(), f.filename or f"files[{i}]") for i, f in enumerate(files)]
 
 
-async def _batch_json(request: Request) -> object:
-    try:
-        payload = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ServiceError(422, "bad_json", f"body is not valid JSON: {exc}") from None
+async def _batch_json(request: Request, state: ServiceState) -> object:
+    payload = await request_json(request, max_depth=state.settings.max_json_depth)
     if not isinstance(payload, dict) or "instances" not in payload:
         raise ServiceError(422, "bad_instances", 'expected a JSON object {"instances": [...]}')
     return payload["instances"]
@@ -99,17 +100,27 @@ async def predict_batch(
     request: Request, _actor: ViewerDep, loaded: ServingDep, state: StateDep
 ) -> BatchPredictionOut:
     ctype = request.headers.get("content-type", "").lower()
+    settings = state.settings
     if ctype.startswith("application/json"):
-        instances = await _batch_json(request)
+        instances = await _batch_json(request, state)
 
         def decode():
-            return decode_instances(instances, loaded.input_shape, max_batch=state.settings.max_batch)
+            return decode_instances(
+                instances,
+                loaded.input_shape,
+                max_batch=settings.max_batch,
+                max_total_pixels=settings.max_batch_pixels,
+            )
     else:
         files = await _batch_files(request, state)
 
         def decode():
-            shape, limit = loaded.input_shape, state.settings.max_pixels
-            return np.stack([decode_image(d, shape, max_pixels=limit, name=n) for d, n in files])
+            return decode_files(
+                files,
+                loaded.input_shape,
+                limits=settings.image_limits,
+                max_total_pixels=settings.max_batch_pixels,
+            )
 
     images = await run_in_threadpool(decode)
     return BatchPredictionOut(

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query
 from poisonlab.defenses import DEFENSES
 from poisonlab.service import runs
 from poisonlab.service.auth import role_rank
-from poisonlab.service.deps import SessionDep, TrainerDep, WorkerDep, WriteSessionDep
+from poisonlab.service.deps import SessionDep, SettingsDep, TrainerDep, WorkerDep, WriteSessionDep
 from poisonlab.service.errors import ServiceError
 from poisonlab.service.routers.common import errors
 from poisonlab.service.schemas import RunIn, RunOut
@@ -15,11 +15,18 @@ from poisonlab.service.schemas import RunIn, RunOut
 router = APIRouter(prefix="/v1/training-runs", tags=["training"])
 
 
-@router.post("", status_code=202, response_model=RunOut, responses=errors(401, 403, 422))
+@router.post("", status_code=202, response_model=RunOut, responses=errors(401, 403, 422, 429))
 def start_run(
-    actor: TrainerDep, session: WriteSessionDep, worker: WorkerDep, body: RunIn | None = None
+    actor: TrainerDep,
+    session: WriteSessionDep,
+    worker: WorkerDep,
+    settings: SettingsDep,
+    body: RunIn | None = None,
 ) -> RunOut:
-    """Queue a run: snapshot -> validation + defenses -> fine-tune -> gates -> promote or alert."""
+    """Queue a run: snapshot -> validation + defenses -> fine-tune -> gates -> promote or alert.
+
+    429 ``queue_full`` when the service or the key has as many queued runs as it may.
+    """
     body = body or RunIn()
     params = body.model_dump(exclude_none=True)
     if body.defenses is not None:
@@ -30,7 +37,13 @@ def start_run(
             raise ServiceError(
                 422, "invalid_input", f"defenses: unknown or repeated names {unknown or body.defenses}"
             )
-    run = runs.create_run(session, actor=actor, params=params)
+    run = runs.create_run(
+        session,
+        actor=actor,
+        params=params,
+        max_queued=settings.max_queued_runs,
+        max_queued_per_key=settings.max_queued_runs_per_key,
+    )
     session.commit()  # the worker reads the run from the database: commit before handing it over
     worker.submit(run.id)
     return RunOut.model_validate(run)

@@ -1,0 +1,51 @@
+"""The training-run queue is bounded: per key and for the whole service (429 ``queue_full``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from poisonlab.service import runs
+from poisonlab.service.audit import Actor
+from poisonlab.service.errors import Rejected
+
+
+@pytest.fixture
+def held(make_service, monkeypatch):
+    """A service whose worker never starts a run: everything queued stays queued."""
+    svc = make_service(max_queued_runs=3, max_queued_runs_per_key=2)
+    monkeypatch.setattr(svc.state.worker, "submit", lambda run_id: None)
+    return svc
+
+
+def _start(svc, role):
+    return svc.client.post("/v1/training-runs", json={}, headers=svc.headers(role))
+
+
+def test_a_key_may_queue_only_so_many_runs(held):
+    assert [_start(held, "trainer").status_code for _ in range(2)] == [202, 202]
+    full = _start(held, "trainer")
+    assert full.status_code == 429, full.text
+    assert full.json()["code"] == "queue_full" and "per key is 2" in full.json()["detail"]
+    assert _start(held, "admin").status_code == 202  # another key still has room (3 of 3 now)
+    service_full = _start(held, "admin")
+    assert service_full.status_code == 429 and "the limit is 3" in service_full.json()["detail"]
+    queued = held.client.get("/v1/training-runs", headers=held.headers("trainer")).json()
+    assert len(queued) == 3 and {r["status"] for r in queued} == {"queued"}
+    audit = held.client.get("/v1/audit?actor=trainer-key", headers=held.headers("admin")).json()
+    assert any(e["outcome"].startswith("refused 429") for e in audit)  # authenticated: audited
+
+
+def test_finished_runs_free_their_place(held):
+    ids = [_start(held, "trainer").json()["id"] for _ in range(2)]
+    assert _start(held, "trainer").status_code == 429
+    with held.state.db.write() as session:
+        runs.update_run(session, ids[0], status="failed")
+    assert _start(held, "trainer").status_code == 202
+
+
+def test_create_run_without_bounds_is_unbounded(held):
+    with held.state.db.write() as session:  # library callers (the CLI, tests) choose their bounds
+        for _ in range(5):
+            runs.create_run(session, actor=Actor("cli"), params={})
+        with pytest.raises(Rejected, match="5 training runs are queued"):
+            runs.create_run(session, actor=Actor("cli"), params={}, max_queued=5)
