@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/poisonlab demo --out demo-output
+	$(BIN)/poisonlab demo --out demo-output --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -3,9 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from poisonlab.attacks import LabelFlip
+from poisonlab.data.dataset import Dataset
 from poisonlab.metrics import (
+    CHANCE_MARGIN,
     accuracy,
+    asr_is_meaningful,
     attack_success_rate,
+    chance_level,
+    class_index,
     confusion_matrix,
     detection_scores,
     mixed_accuracy,
@@ -69,13 +75,73 @@ def test_attack_success_rate_errors():
         attack_success_rate([2, 2], [2, 2], target=2)
     with pytest.raises(ValueError, match="source and target must differ, got both 2"):
         attack_success_rate([0, 2], [2, 2], target=2, source=2)
-    with pytest.raises(ValueError, match="target must be a non-negative int"):
-        attack_success_rate([0, 2], [2, 2], target="bird")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="target: class name 'bird' needs class_names"):
+        attack_success_rate([0, 2], [2, 2], target="bird")
+    with pytest.raises(ValueError, match="target: a class index must be >= 0, got -1"):
+        attack_success_rate([0, 2], [2, 2], target=-1)
+    with pytest.raises(ValueError, match=r"target must be a class name \(str\) or index \(int\), got 2.0"):
+        attack_success_rate([0, 2], [2, 2], target=2.0)  # type: ignore[arg-type]
+
+
+NAMES = ("airplane", "automobile", "bird")
+
+
+def test_attack_success_rate_takes_class_names():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2])
+    y_pred = np.array([2, 2, 0, 2, 2, 1, 2])
+    by_name = attack_success_rate(y_true, y_pred, "bird", "airplane", class_names=NAMES)
+    assert by_name == attack_success_rate(y_true, y_pred, 2, 0) == pytest.approx(3 / 4)
+    assert attack_success_rate(y_true, y_pred, "bird", class_names=NAMES) == pytest.approx(4 / 6)
+    assert attack_success_rate(y_true, y_pred, np.int64(2), "0", class_names=NAMES) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match=r"source: unknown class 'plane'; expected one of \['airplane'"):
+        attack_success_rate(y_true, y_pred, "bird", "plane", class_names=NAMES)
+    with pytest.raises(ValueError, match=r"target: class index 3 out of range \[0, 2\]"):
+        attack_success_rate(y_true, y_pred, 3, class_names=NAMES)
+
+
+def test_metrics_accept_every_class_an_attack_accepts():
+    """The attacks and the metrics resolve classes with one helper: the same names, the same errors."""
+    clean = Dataset(x=np.zeros((6, 4, 4, 1), np.uint8), y=[0, 1, 2, 0, 1, 2], class_names=NAMES)
+    for source, target in (("airplane", "bird"), (0, 2), ("0", "2"), (np.int64(0), "bird")):
+        LabelFlip(source=source, target=target, count=1).poison(clean)  # accepted by the attack
+        assert class_index(target, NAMES, param="target") == 2
+        assert source_to_target_count(clean.y, clean.y, source, target, class_names=NAMES) == 0
+    for bad in ("plane", 7):
+        with pytest.raises(ValueError) as from_attack:
+            LabelFlip(source=bad, target="bird", count=1).poison(clean)
+        with pytest.raises(ValueError) as from_metric:
+            source_to_target_count(clean.y, clean.y, bad, "bird", class_names=NAMES)
+        assert str(from_attack.value) == str(from_metric.value)
+
+
+def test_class_index_prefers_a_class_named_with_digits():
+    names = ("10", "3", "7")
+    assert class_index("3", names) == 1  # the class named "3", not index 3
+    assert class_index(2, names) == 2
+    assert class_index("2", names) == 2  # no class named "2": an index
+    with pytest.raises(ValueError, match=r"^class: a class must be a class name \(str\) or index"):
+        class_index(True, names)
+    with pytest.raises(ValueError, match="target must be a class name"):
+        class_index(True, param="target")
+    assert class_index("3") == 3 and class_index(np.int32(4)) == 4
 
 
 def test_source_to_target_count():
     assert source_to_target_count(Y_TRUE, Y_PRED, source=0, target=2) == 2
     assert source_to_target_count(Y_TRUE, Y_PRED, source=1, target=2) == 0
+    assert source_to_target_count(Y_TRUE, Y_PRED, "airplane", "bird", class_names=NAMES) == 2
+
+
+def test_chance_level_and_a_meaningful_asr():
+    assert chance_level(10) == pytest.approx(0.1)
+    assert CHANCE_MARGIN == 0.05
+    # a collapsed model (everything predicted as one class of ten) has no meaningful ASR
+    assert not asr_is_meaningful(0.10, 10)
+    assert not asr_is_meaningful(0.15, 10)
+    assert asr_is_meaningful(0.16, 10)
+    assert asr_is_meaningful(0.9, 2) and not asr_is_meaningful(0.52, 2)
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
+        chance_level(0)
 
 
 def test_mixed_accuracy():

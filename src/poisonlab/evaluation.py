@@ -17,6 +17,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.inference import forward_pass
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.reporting import Report, confusion_matrix_png, image_grid_png
+from poisonlab.reprs import concise_repr
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,17 @@ class Evaluation:
     @property
     def confusion_count(self) -> int | None:
         return None if self.confusion_indices is None else int(len(self.confusion_indices))
+
+    def __repr__(self) -> str:
+        # the dataclass default prints every prediction and the confusion matrix
+        return concise_repr(
+            self,
+            dataset=self.dataset_name,
+            n=len(self.predictions),
+            classes=len(self.class_names),
+            accuracy=self.accuracy,
+            confusions=self.confusion_count,
+        )
 
     def to_json(self) -> dict:
         names = self.class_names

@@ -13,6 +13,7 @@ import torch
 
 from poisonlab.device import autocast, resolve_device, use_bf16
 from poisonlab.models.base import PoisonlabModel
+from poisonlab.reprs import concise_repr
 from poisonlab.threads import compute_threads, estimate_flops
 
 
@@ -57,6 +58,9 @@ class ForwardResult:
     @property
     def predictions(self) -> np.ndarray:
         return self.logits.argmax(axis=1)
+
+    def __repr__(self) -> str:
+        return concise_repr(self, logits=self.logits, features=self.features)
 
 
 @torch.no_grad()

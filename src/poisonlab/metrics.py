@@ -1,6 +1,9 @@
 """Attack and detection metrics computed from predictions (pure numpy; no model code).
 
-All label arguments are integer class indices of shape (N,). The backdoor metrics follow the
+All label arguments are integer class indices of shape (N,). A *class* argument (``target``,
+``source``) is an index or, with ``class_names`` given, a class name, resolved by
+:func:`class_index` (the helper the attacks use too, so a name an attack accepts is accepted
+here). The backdoor metrics follow the
 usual definitions of the backdoor literature (Gu et al., "BadNets", arXiv:1708.06733; Chen et
 al., "Targeted Backdoor Attacks on Deep Learning Systems Using Data Poisoning",
 arXiv:1712.05526): clean accuracy on the untouched test set, and the attack success rate (ASR),
@@ -10,12 +13,17 @@ the share of triggered non-target test images classified as the attacker's targe
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = [
+    "CHANCE_MARGIN",
     "accuracy",
+    "asr_is_meaningful",
     "attack_success_rate",
+    "chance_level",
+    "class_index",
     "confusion_matrix",
     "detection_scores",
     "mixed_accuracy",
@@ -52,10 +60,55 @@ def _pair(
     return t, p
 
 
-def _class(v: object, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-        raise ValueError(f"{name} must be a non-negative int class index, got {v!r}")
-    return int(v)
+def class_index(value: object, class_names: Sequence[str] | None = None, *, param: str = "class") -> int:
+    """Resolve a class given by name or index to its index.
+
+    With ``class_names`` this is the strict label parser every class that comes into poisonlab
+    goes through (:func:`poisonlab.data.labels.resolve_label`, also behind
+    ``Dataset.class_index`` and so behind the attacks), so the metrics accept exactly the
+    classes an attack accepts.
+
+    Parameters
+    ----------
+    value : str or int
+        A class name in ``class_names``, an index (int or numpy integer), or an index in ASCII
+        digits (``"3"``; a class *named* ``"3"`` wins over index 3).
+    class_names : sequence of str, optional
+        The classes, in index order. Without them only indices are accepted (checked to be
+        >= 0; the range is the caller's labels').
+    param : str
+        The parameter's name, prefixed to error messages (``"target: unknown class ..."``).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the valid names), an index out of range, a name
+        without ``class_names`` or a value that is neither a name nor an index.
+    """
+    if class_names is not None:
+        # imported here: the data package loads image libraries that plain metrics do not need
+        from poisonlab.data.labels import resolve_label
+
+        try:
+            return resolve_label(value, class_names, what="class")
+        except ValueError as exc:
+            raise ValueError(f"{param}: {exc}") from None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral | str):
+        raise ValueError(f"{param} must be a class name (str) or index (int), got {value!r}")
+    if isinstance(value, str):
+        raise ValueError(
+            f"{param}: class name {value!r} needs class_names to resolve it "
+            "(pass class_names=dataset.class_names), or give the class index"
+        )
+    if int(value) < 0:
+        raise ValueError(f"{param}: a class index must be >= 0, got {int(value)}")
+    return int(value)
 
 
 def _mask(a: object, name: str) -> np.ndarray:
@@ -126,22 +179,30 @@ def mixed_accuracy(
 def attack_success_rate(
     y_true_triggered: np.ndarray,
     y_pred_triggered: np.ndarray,
-    target: int,
-    source: int | None = None,
+    target: int | str,
+    source: int | str | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
 ) -> float:
     """Share of triggered test images classified as ``target``.
 
     Only images whose TRUE class is ``source`` count, or, for an all-to-one backdoor
     (``source=None``), every image whose true class is not ``target``. Images of the target class
     are always excluded. Raises ValueError when no image is left.
+
+    ``target`` and ``source`` are class indices or, with ``class_names``, class names (as the
+    attacks take them): ``attack_success_rate(y, p, "bird", "airplane", class_names=names)``.
+
+    An ASR means little on its own: a model that predicts the target for every input scores 1.0.
+    Report it beside the clean accuracy (see :func:`asr_is_meaningful`).
     """
     t, p = _pair(y_true_triggered, y_pred_triggered, prefix="triggered ")
-    tgt = _class(target, "target")
+    tgt = class_index(target, class_names, param="target")
     if source is None:
         keep = t != tgt
         what = f"non-target (true class != {tgt})"
     else:
-        src = _class(source, "source")
+        src = class_index(source, class_names, param="source")
         if src == tgt:
             raise ValueError(f"source and target must differ, got both {src}")
         keep = t == src
@@ -153,11 +214,56 @@ def attack_success_rate(
     return float(np.mean(p[keep] == tgt))
 
 
-def source_to_target_count(y_true: np.ndarray, y_pred: np.ndarray, source: int, target: int) -> int:
-    """Number of samples of true class ``source`` predicted as ``target`` (e.g. airplane -> bird)."""
+def source_to_target_count(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    source: int | str,
+    target: int | str,
+    *,
+    class_names: Sequence[str] | None = None,
+) -> int:
+    """Number of samples of true class ``source`` predicted as ``target`` (e.g. airplane -> bird).
+
+    ``source`` and ``target`` are indices or, with ``class_names``, class names.
+    """
     t, p = _pair(y_true, y_pred, allow_empty=True)
-    src, tgt = _class(source, "source"), _class(target, "target")
+    src = class_index(source, class_names, param="source")
+    tgt = class_index(target, class_names, param="target")
     return int(np.sum((t == src) & (p == tgt)))
+
+
+#: how far above chance (1 / K) a model's clean accuracy must be for its ASR to mean anything
+CHANCE_MARGIN = 0.05
+
+
+def chance_level(num_classes: int) -> float:
+    """Accuracy of a constant (or random) guess among ``num_classes`` balanced classes: ``1 / K``."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    return 1.0 / int(num_classes)
+
+
+def asr_is_meaningful(clean_accuracy: float, num_classes: int, *, margin: float = CHANCE_MARGIN) -> bool:
+    """Whether a model's attack success rate says anything about the attack.
+
+    A model at chance level on clean data (e.g. one that predicts a single class for every
+    input after a broken fine-tune) scores ASR 1.0 when that class is the target, without any
+    backdoor. Its ASR is meaningful only when its clean accuracy exceeds ``1 / K + margin``.
+
+    Parameters
+    ----------
+    clean_accuracy : float
+        The model's accuracy on the clean test set, in [0, 1].
+    num_classes : int
+        K, the number of classes.
+    margin : float
+        How far above chance the accuracy must be (default :data:`CHANCE_MARGIN`, 5 points).
+
+    Returns
+    -------
+    bool
+    """
+    return float(clean_accuracy) > chance_level(num_classes) + margin
 
 
 # ---------------------------------------------------------------------------------------- defenses

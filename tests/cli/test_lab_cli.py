@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import TRAIN_1, assert_cli_error, flat
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
@@ -23,62 +23,6 @@ from poisonlab.models.checkpoint import WEIGHTS_FILE, read_card
 from poisonlab.models.store import ModelStore
 
 runner = CliRunner()
-TRAIN_1 = ["train", "--dataset", "digits", "--epochs", "1", "--quiet"]
-
-
-def _flat(text: str) -> str:
-    """Output with rich's line wrapping undone (whitespace runs -> one space)."""
-    return " ".join(text.split())
-
-
-def assert_cli_error(result, match: str | None = None) -> str:
-    """Exit code 2, exactly one ``error:`` line on stderr, no traceback; returns that line."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error: "), lines[0]
-    if match is not None:
-        assert re.search(match, lines[0]), lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def wide_consoles(monkeypatch):
-    """Render rich output 300 columns wide so tables keep whole ids and paths."""
-    for module in ("poisonlab.cli.lab", "poisonlab.cli.models_cmd"):
-        monkeypatch.setattr(f"{module}.console", Console(width=300))
-
-
-@pytest.fixture(scope="module")
-def trained_digits_dir(tmp_path_factory) -> Path:
-    """One model trained by the CLI for 1 epoch on digits (shared; copy it before changing it)."""
-    out = tmp_path_factory.mktemp("shared-models") / "digits-1ep"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POISONLAB_HOME", str(tmp_path_factory.mktemp("shared-home")))
-        result = runner.invoke(app, [*TRAIN_1, "--out", str(out), "--seed", "3"])
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture
-def digits_model(trained_digits_dir, tmp_path):
-    """A private copy of the CLI-trained model, registered in this test's POISONLAB_HOME."""
-    folder = tmp_path / "digits-1ep"
-    shutil.copytree(trained_digits_dir, folder)
-    card = read_card(folder)
-    ModelStore().register(card, folder)
-    return folder, card
-
-
-@pytest.fixture
-def digit_png(tmp_path) -> Path:
-    img = Image.new("L", (16, 16), 0)
-    img.paste(255, (6, 2, 10, 14))  # a white "1" on black
-    path = tmp_path / "one.png"
-    img.convert("RGB").save(path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------ basics
@@ -108,7 +52,7 @@ def test_train_writes_and_registers_a_model(tmp_path, poisonlab_home):
     assert card.train_config["epochs"] == 1
     assert card.train_config["augment"] == {"crop_padding": 1, "flip": False}  # the digits recipe
     assert 0.0 <= card.metrics["test_accuracy"] <= 1.0 and card.metrics["epochs"] == 1
-    assert f"saved {card.id} to" in _flat(result.stdout)
+    assert f"saved {card.id} to" in flat(result.stdout)
     entry = ModelStore().get(card.id)
     assert Path(entry.path) == out.resolve() and entry.version == 1 and entry.name == "first"
     assert (poisonlab_home / "registry.sqlite").is_file()
@@ -187,7 +131,7 @@ def test_fine_tune_records_the_parent(tmp_path, digits_model, wide_consoles):
 
     shown = runner.invoke(app, ["models", "show", child.id])
     assert shown.exit_code == 0, shown.output
-    assert f"lineage: child v1 ({child.id}) <- digits-1ep v1 ({parent.id})" in _flat(shown.stdout)
+    assert f"lineage: child v1 ({child.id}) <- digits-1ep v1 ({parent.id})" in flat(shown.stdout)
     # --init also takes a folder
     by_path = runner.invoke(app, [*TRAIN_1, "--init", str(parent_dir), "--out", str(tmp_path / "child2")])
     assert by_path.exit_code == 0, by_path.output
@@ -244,7 +188,7 @@ def test_models_show_prints_the_card_and_lineage(digits_model, wide_consoles):
     text = result.stdout
     start, end = text.index("{"), text.rindex("}") + 1
     assert json.loads(text[start:end]) == json.loads((folder / "model.json").read_text())
-    assert f"lineage: digits-1ep v1 ({card.id})" in _flat(text[end:])
+    assert f"lineage: digits-1ep v1 ({card.id})" in flat(text[end:])
     by_name = runner.invoke(app, ["models", "show", "digits-1ep:1"])
     assert by_name.exit_code == 0 and card.id in by_name.stdout
 
@@ -275,8 +219,8 @@ def test_evaluate_writes_the_report(tmp_path, digits_model):
     assert metrics["model"]["id"] == card.id
     for name in ("confusion.json", "confusion.png", "confusion_3_as_8.png", "report.md", "report.html"):
         assert (out / name).is_file(), name
-    flat = _flat(result.stdout)
-    assert f"accuracy {metrics['accuracy']:.4f} on 360 images; 3 predicted as 8: {count}" in flat
+    shown = flat(result.stdout)
+    assert f"accuracy {metrics['accuracy']:.4f} on 360 images; 3 predicted as 8: {count}" in shown
 
 
 def test_evaluate_by_registry_id_and_split(tmp_path, digits_model):
@@ -460,17 +404,31 @@ def test_predict_grey_conversion_matches_the_model_input(digits_model, tmp_path,
     img = tmp_path / "grey.png"
     Image.new("RGB", (8, 8), (200, 100, 50)).save(img)
     seen = {}
-    import poisonlab.cli.lab as lab
+    import poisonlab.inference as inference
 
-    real = lab.forward_pass
+    real = inference.forward_pass
 
     def spy(model, images, **kwargs):
         seen["images"] = images
         return real(model, images, **kwargs)
 
-    monkeypatch.setattr(lab, "forward_pass", spy)
+    monkeypatch.setattr(inference, "forward_pass", spy)  # predict imports it when it runs
     result = runner.invoke(app, ["predict", str(folder), str(img)])
     assert result.exit_code == 0, result.output
     x = seen["images"]
     assert x.shape == (1, 8, 8, 1) and x.dtype == np.uint8
     assert int(x[0, 0, 0, 0]) == round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+
+
+# ------------------------------------------------------------------------------------------ --overwrite
+def test_an_output_folder_holding_a_run_is_refused_before_training(tmp_path, monkeypatch):
+    out = tmp_path / "model"
+    assert runner.invoke(app, [*TRAIN_1, "--out", str(out)]).exit_code == 0
+    calls = []
+    with monkeypatch.context() as patch:  # (monkeypatch.undo() would also undo the isolated home)
+        patch.setattr("poisonlab.data.catalog.load_splits", lambda *a, **k: calls.append(a))
+        assert_cli_error(runner.invoke(app, [*TRAIN_1, "--out", str(out)]), "already holds .*--overwrite")
+    assert calls == []  # refused before the data loaded
+    again = runner.invoke(app, [*TRAIN_1, "--out", str(out), "--overwrite", "--seed", "1"])
+    assert again.exit_code == 0, again.output
+    assert read_card(out).train_config["seed"] == 1

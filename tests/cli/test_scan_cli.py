@@ -97,7 +97,7 @@ def test_scan_named_dataset_without_model(tmp_path: Path) -> None:
     [
         (["digits", "--method", "nope"], "unknown defense 'nope'"),
         (["digits", "--method", "spectral_signatures"], "needs a model"),
-        (["digits", "--method", "zscore:bogus=1"], "bad parameters for defense 'zscore'"),
+        (["digits", "--method", "zscore:bogus=1"], "unknown parameter 'bogus' for defense 'zscore'"),
         (["digits", "--method", "duplicates", "--split", "all"], "--split must be one of"),
         (["digits:everything", "--method", "duplicates"], "split after 'digits'"),
         (["/no/such/data.npz", "--method", "duplicates"], "no/such/data.npz"),

@@ -88,6 +88,28 @@ def test_clean_baseline_is_cached_between_runs(tmp_path: Path, splits: Splits, p
     assert first.clean.clean_accuracy == second.clean.clean_accuracy
 
 
+def test_a_folder_holding_a_run_is_refused_before_training_unless_overwrite(
+    tmp_path: Path, splits: Splits
+) -> None:
+    cfg = parse_experiment(_config(seeds=[0, 1]))
+    out = tmp_path / "run"
+    write_experiment(run_experiment(cfg, out, device="cpu", progress=False, splits=splits), out)
+    first = json.loads((out / "run.json").read_text())["run_id"]
+    second_model = out / "models" / "seed-1" / "model.json"
+    stamp = second_model.stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="already holds run"):
+        run_experiment(cfg, out, device="cpu", progress=False, splits=splits)
+    # a run stopped after its first model left models/seed-0 without a run.json at the top
+    (out / "run.json").unlink()
+    with pytest.raises(FileExistsError, match="seed-0"):
+        run_experiment(cfg, out, device="cpu", progress=False, splits=splits)
+    assert second_model.stat().st_mtime_ns == stamp  # refused before seed 0 trained, not at seed 1
+    result = run_experiment(cfg, out, device="cpu", progress=False, splits=splits, overwrite=True)
+    write_experiment(result, out, overwrite=True)
+    assert json.loads((out / "run.json").read_text())["run_id"] != first
+    assert json.loads(second_model.read_text())["id"] == result.runs[1].model_id
+
+
 @pytest.mark.parametrize("integration", ["finetune", "finetune_poison_only"])
 def test_mislabel_finetune_modes_record_parent(tmp_path: Path, splits: Splits, integration: str) -> None:
     cfg = parse_experiment(

@@ -1,8 +1,9 @@
-"""The SQLite model registry: ids, prefixes, names, versions, lineage, path resolution."""
+"""The SQLite model registry: one entry per run, ids, prefixes, names, versions, lineage, paths."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -73,21 +74,99 @@ def test_versions_increment_per_name(store, tmp_path, tiny_model):
         store.get("exp:9")
 
 
-def test_re_registering_the_same_id_keeps_its_version(store, tmp_path, tiny_model):
+def test_registering_the_same_weights_twice_gives_two_runs(store, tmp_path, tiny_model):
     original = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     card = save_model(tiny_model, tmp_path / "a", class_names=CLASSES, name="exp")
-    store.register(card, tmp_path / "a")
+    first = store.register(card, tmp_path / "a")
     second = save_model(_variant(tiny_model, 1.0), tmp_path / "b", class_names=CLASSES, name="exp")
     store.register(second, tmp_path / "b")
     tiny_model.load_state_dict(original)
     moved = save_model(tiny_model, tmp_path / "moved", class_names=CLASSES, name="exp")
     assert moved.id == card.id  # same weights as "a"
     updated = moved.model_copy(update={"metrics": {"test_accuracy": 0.9}})
-    entry = store.register(updated, tmp_path / "moved")
-    assert entry.version == 1
-    assert Path(entry.path) == (tmp_path / "moved").resolve()
-    assert entry.metrics == {"test_accuracy": 0.9}
-    assert len(store.list()) == 2
+    rerun = store.register(updated, tmp_path / "moved")
+    # a new run that shares the weights hash; the first run is neither re-pointed nor updated
+    assert rerun.id == first.id and rerun.run_id != first.run_id
+    assert rerun.version == 3 and Path(rerun.path) == (tmp_path / "moved").resolve()
+    assert store.get(first.run_id) == first
+    assert Path(first.path) == (tmp_path / "a").resolve() and first.metrics == {}
+    assert [e.run_id for e in store.runs_of(card.id)] == [first.run_id, rerun.run_id]
+    assert store.get(card.id) == rerun  # the model id resolves to its newest run
+    assert len(store.list()) == 3
+
+
+def test_entries_are_never_renamed(store, tmp_path, tiny_model):
+    card = save_model(tiny_model, tmp_path / "a", class_names=CLASSES, name="alpha")
+    a = store.register(card, tmp_path / "a")
+    renamed = card.model_copy(update={"name": "beta"})
+    b = store.register(renamed, tmp_path / "a")
+    assert (store.get(a.run_id).name, store.get(a.run_id).version) == ("alpha", 1)
+    assert (b.name, b.version) == ("beta", 1)
+    assert store.get("alpha") == a and store.get("beta") == b
+
+
+def test_the_same_run_registered_again_is_unchanged(store, saved_model, tmp_path):
+    folder, card = saved_model
+    entry = store.register(card, folder, run_id="run-fixed-1")
+    assert store.register(card, folder, run_id="run-fixed-1") == entry
+    assert len(store.list()) == 1
+    with pytest.raises(ValueError, match="never re-pointed"):
+        store.register(card, tmp_path / "elsewhere", run_id="run-fixed-1")
+    assert Path(store.get("run-fixed-1").path) == folder.resolve()
+
+
+def test_get_by_run_id_and_run_id_prefix(store, saved_model):
+    folder, card = saved_model
+    entry = store.register(card, folder)
+    assert entry.run_id.startswith("run-")
+    assert store.get(entry.run_id) == entry
+    assert store.get(entry.run_id[:-2]) == entry
+
+
+def test_the_old_one_entry_per_model_table_is_migrated(tmp_path):
+    db_path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(db_path)
+    db.execute(
+        "CREATE TABLE models (id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL, "
+        "arch TEXT NOT NULL, path TEXT NOT NULL, parent_id TEXT, dataset_name TEXT, dataset_hash TEXT, "
+        "created_at TEXT NOT NULL, metrics TEXT NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO models VALUES ('simple-cifar10-0123456789ab', 'old', 2, 'simple-cifar10', '/m', "
+        "NULL, 'd', NULL, '2024-01-01T00:00:00+00:00', '{\"test_accuracy\": 0.5}')"
+    )
+    db.commit()
+    db.close()
+    store = ModelStore(db_path)
+    entry = store.get("old:2")
+    assert entry.run_id == "run-v1-simple-cifar10-0123456789ab"
+    assert entry.id == "simple-cifar10-0123456789ab" and entry.metrics == {"test_accuracy": 0.5}
+    assert len(ModelStore(db_path).list()) == 1  # opened again: not migrated twice
+    tables = {r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")}
+    assert {"runs", "models_v1"} <= tables and "models" not in tables
+    # an older poisonlab sharing the registry writes a new ``models`` table: merged on next open
+    db = sqlite3.connect(db_path)
+    db.execute("CREATE TABLE models AS SELECT * FROM models_v1 WHERE 0")
+    db.execute(
+        "INSERT INTO models VALUES ('simple-cifar10-ba9876543210', 'later', 1, 'simple-cifar10', '/n', "
+        "NULL, 'd', NULL, '2024-02-01T00:00:00+00:00', '{}')"
+    )
+    db.commit()
+    db.close()
+    assert {e.name for e in ModelStore(db_path).list()} == {"old", "later"}
+    tables = {r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")}
+    assert "models" not in tables
+    assert sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM models_v1").fetchone()[0] == 2
+
+
+def test_an_entry_repr_is_one_short_line(store, saved_model):
+    folder, card = saved_model
+    entry = store.register(
+        card.model_copy(update={"metrics": {"history": [{"epoch": i} for i in range(500)]}}), folder
+    )
+    text = repr(entry)
+    assert text.startswith("RegistryEntry(run_id=") and entry.run_id in text and "tiny:1" in text
+    assert len(text) < 160 and "epoch" not in text
 
 
 def test_ambiguous_prefix_is_an_error(store, tmp_path, tiny_model):

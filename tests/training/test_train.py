@@ -12,7 +12,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.inference import forward_pass
 from poisonlab.models import PreActResNet18, SimpleCifarCNN
 from poisonlab.training import EpochStats, TrainConfig, train
-from poisonlab.training.loop import one_cycle_factor
+from poisonlab.training.loop import _batches, one_cycle_factor
 
 # Small, quick recipes. simple-cifar10 keeps BatchNorm momentum 0.01 (Keras' 0.99), so its
 # running statistics need ~100 steps before eval-mode predictions mean anything.
@@ -179,6 +179,16 @@ def test_small_datasets_and_a_trailing_batch_of_one(colour_data, n, batch_size):
         progress=False,
     )
     assert len(result.history) == 1 and math.isfinite(result.history[0].train_loss)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "sizes"), [(1283, 64, [64] * 20), (1167, 64, [64] * 18 + [15]), (5, 8, [5])]
+)
+def test_a_last_batch_of_a_few_samples_is_skipped(n, batch_size, sizes):
+    # a last batch of 3 derailed the digits CNN's BatchNorm; 15 trains; one batch is always kept
+    chunks = _batches(n, batch_size, torch.Generator().manual_seed(0))
+    assert [len(c) for c in chunks] == sizes
+    assert len(torch.cat(chunks).unique()) == sum(sizes)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])

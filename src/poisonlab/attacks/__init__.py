@@ -2,6 +2,11 @@
 
 Every dataset-level attack is a small immutable object with ``poison(clean) -> PoisonResult``;
 :data:`ATTACKS` maps a registry name to its class and :func:`get_attack` builds one by name.
+ART users can stay with arrays: ``attack.poison(x, y)`` (or ``attack.poison_arrays(x, y,
+class_names=...)``) returns ``(x_poisoned, y_poisoned, poison_mask)``, labels as indices or
+one-hot as given, e.g.::
+
+    x_p, y_p, mask = LabelFlip(source=3, target=8, count=50).poison(x_train, y_train)
 Capability flags on each class (``needs_model``, ``needs_source_class``, ``needs_victims``,
 ``needs_trigger``, ``clean_label``, ``crafted``, ...) say what an attack takes, e.g.
 ``ATTACKS.where(crafted=True)``. :class:`BackdoorAttack` is the array-level backdoor with ART's

@@ -7,6 +7,10 @@ be scored against the ground truth (the threat model of Biggio et al., "Poisonin
 Support Vector Machines", ICML 2012, arXiv:1206.6389, and the survey of Goldblum et al., "Dataset
 Security for Machine Learning: Data Poisoning, Backdoor Attacks, and Defenses", arXiv:2012.10544).
 
+ART-style arrays: ``attack.poison(x, y)`` (or the explicit ``attack.poison_arrays(x, y)``) takes
+uint8 images and integer or one-hot labels and returns ``(x_poisoned, y_poisoned, poison_mask)``
+arrays instead of a :class:`PoisonResult`; ``attack.poison(dataset)`` is unchanged.
+
 Poison marks accumulate: poisoning a dataset that already carries a ``poison_mask`` keeps the
 earlier marks, so :attr:`PoisonResult.poison_indices` always equals
 ``np.flatnonzero(result.dataset.poison_mask)`` (all poison in the returned set, not only this
@@ -20,13 +24,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from poisonlab.attacks.arrays import accepting_arrays, poison_arrays
 from poisonlab.data.dataset import Dataset
+from poisonlab.metrics import class_index
 from poisonlab.params import POSITIVE_INT, Constraint, Interval, Satisfies, validate_params
 from poisonlab.registry import Registry
+from poisonlab.reprs import concise_repr
 
 __all__ = [
     "ATTACKS",
@@ -101,6 +108,19 @@ class PoisonResult:
         """The poison indices as a sorted int64 array."""
         return np.flatnonzero(self.dataset.mask_or_clean()).astype(np.int64)
 
+    def _repr_fields(self) -> dict[str, object]:
+        return {
+            "description": self.description,
+            "samples": len(self.dataset),
+            "num_poison": self.num_poison,
+            "poison_rate": round(self.poison_rate, 4),
+            "dataset": self.dataset.name,
+        }
+
+    def __repr__(self) -> str:
+        # the dataclass default would print every poison index (thousands of them)
+        return concise_repr(self, **self._repr_fields())
+
 
 class ClassLabel(Constraint):
     """A class name (non-empty str) or index (int >= 0), resolved against a dataset later."""
@@ -173,6 +193,13 @@ class PoisoningAttack(ABC):
     #: optimisation-based: returns a :class:`~poisonlab.attacks.crafting.CraftedPoisonResult`
     crafted: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every ``poison`` a subclass defines also takes ART's ``poison(x, y)`` on arrays.
+        own = cls.__dict__.get("poison")
+        if own is not None and not getattr(own, "__isabstractmethod__", False):
+            cls.poison = accepting_arrays(own)  # type: ignore[method-assign]
+
     def __post_init__(self) -> None:
         validate_params(vars(self), self.parameter_constraints)
         self._check()
@@ -182,7 +209,40 @@ class PoisoningAttack(ABC):
 
     @abstractmethod
     def poison(self, clean: Dataset) -> PoisonResult:
-        """Return a poisoned copy of ``clean`` (``clean`` itself is never modified)."""
+        """Return a poisoned copy of ``clean`` (``clean`` itself is never modified).
+
+        Called as ``poison(x, y)`` with arrays it is :meth:`poison_arrays` (ART's interface).
+        """
+
+    def poison_arrays(
+        self, x: np.ndarray, y: np.ndarray, *, class_names: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Poison arrays, the way ART's attacks are called: ``(x, y) -> (x', y', poison_mask)``.
+
+        Parameters
+        ----------
+        x : np.ndarray
+            uint8 images (N, H, W, C) with C in {1, 3}. Not modified.
+        y : np.ndarray
+            Labels: class indices (N,) or one-hot rows (N, K).
+        class_names : sequence of str, optional
+            The classes, to resolve class names the attack was given (``target="bird"``). Default
+            ``"0"`` ... ``"K-1"``, with K the one-hot width or ``max(y) + 1``: then the attack's
+            classes must be indices (or digit strings), and a target absent from ``y`` needs
+            ``class_names`` (or one-hot labels) to be in range.
+
+        Returns
+        -------
+        x_poisoned : np.ndarray
+            uint8 (M, H, W, C). M = N for attacks that poison in place; attacks that append
+            their poison (``backdoor`` with ``integration="concat"``, ``mislabel``) return the N
+            inputs first, in order, then the poison.
+        y_poisoned : np.ndarray
+            (M,) int64 indices, or (M, K) one-hot in ``y``'s dtype when ``y`` was one-hot.
+        poison_mask : np.ndarray
+            (M,) bool, True for the poisoned rows.
+        """
+        return poison_arrays(self, x, y, class_names=class_names)
 
 
 #: attack name -> class; each attack registers itself with ``@ATTACKS.register``
@@ -203,11 +263,12 @@ def make_result(dataset: Dataset, description: str) -> PoisonResult:
 
 
 def resolve_class(dataset: Dataset, value: str | int, param: str) -> int:
-    """Resolve a class name or index against ``dataset.class_names`` with a parameter-named error."""
-    try:
-        return dataset.class_index(value)
-    except ValueError as exc:
-        raise ValueError(f"{param}: {exc}") from None
+    """Resolve a class name or index against ``dataset.class_names`` with a parameter-named error.
+
+    The same rule as the metrics' (:func:`poisonlab.metrics.class_index`), so every class an
+    attack accepts is accepted by ``attack_success_rate`` too.
+    """
+    return class_index(value, dataset.class_names, param=param)
 
 
 def check_count_fraction(count: object, fraction: object, *, require_one: bool) -> None:
@@ -246,7 +307,8 @@ def resolve_count(*, count: int | None, fraction: float | None, base: int, avail
     if k == 0:
         raise ValueError(f"no samples to poison: {what} has 0 samples")
     if k > available:
-        raise ValueError(f"cannot poison {k} samples: only {available} available in {what}")
+        given = f"count={count}" if count is not None else f"fraction={fraction}"  # the budget asked for
+        raise ValueError(f"{given}: cannot poison {k} samples: only {available} available in {what}")
     return k
 
 

@@ -84,6 +84,8 @@ class CleanLabelBackdoor(CraftedAttack):
         "random_start": [BOOLEAN],
     }
 
+    step_parameter = "step_size"  # PGD has no learning rate: non-finite errors name step_size
+
     trigger: Perturbation | Sequence[Perturbation]
     trigger_name: str = "custom"
     steps: int = 10
@@ -145,7 +147,7 @@ class CleanLabelBackdoor(CraftedAttack):
             # Summed, each image's gradient is its own loss's (eval mode: no batch coupling).
             grad = torch.autograd.grad(loss.sum(), xg)[0]
             x = project(x + self.alpha * grad.sign(), base, self.eps)
-            check_finite(x, "clean-label backdoor poison")
+            check_finite(x, "clean-label backdoor poison", self.step_parameter)
         return self._quantize(best, base_u8)
 
 

@@ -109,6 +109,8 @@ class CraftedAttack(PoisoningAttack):
     crafted = True
     #: keep ``requires_grad`` on the surrogate's parameters (gradient matching needs them)
     trainable_surrogate: ClassVar[bool] = False
+    #: the constructor parameter setting the optimiser's step (named in non-finite errors)
+    step_parameter: ClassVar[str] = "lr"
 
     parameter_constraints = {
         "model": [MODEL],
@@ -145,7 +147,12 @@ class CraftedAttack(PoisoningAttack):
                     f"(H, W, C), got {shape}"
                 )
         check_feature_layer(self.model, self.feature_layer_used)
-        resolve_device(self.device)  # "cuda" without a GPU fails when configured, not after setup
+        try:  # "cuda" without a GPU fails when configured, not after setup
+            resolve_device(self.device)
+        except ValueError:  # its message names the CLI's --device, not this parameter
+            raise ValueError(
+                f"device must be 'auto' or 'cpu' here: no CUDA GPU is available, got {self.device!r}"
+            ) from None
 
     @property
     def feature_layer_used(self) -> str:
@@ -218,7 +225,7 @@ class CraftedAttack(PoisoningAttack):
 
     def _quantize(self, x: torch.Tensor, originals: np.ndarray) -> np.ndarray:
         """Float poisons (n, C, H, W) -> uint8 (n, H, W, C) inside this attack's integer eps ball."""
-        return quantize_in_ball(x, originals, self.eps)
+        return quantize_in_ball(x, originals, self.eps, self.step_parameter)
 
     def _in_chunks(
         self, bases: np.ndarray, craft_chunk: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]

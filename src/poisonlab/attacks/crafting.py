@@ -110,11 +110,21 @@ class CraftReport:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # repr=False: keep PoisonResult's concise repr
 class CraftedPoisonResult(PoisonResult):
     """A :class:`PoisonResult` with the :class:`CraftReport` of an optimisation-based attack."""
 
     report: CraftReport | None = None
+
+    def _repr_fields(self) -> dict[str, object]:
+        fields = super()._repr_fields()
+        if self.report is not None:
+            fields |= {
+                "seconds": round(self.report.seconds, 2),
+                "loss": f"{self.report.loss_initial:.4g} -> {self.report.loss_final:.4g}",
+                "max_linf": self.report.max_linf,
+            }
+        return fields
 
 
 # ------------------------------------------------------------------------------ parameter checks
@@ -152,12 +162,15 @@ def check_victims(images: object, param: str = "victims") -> np.ndarray:
     return batch
 
 
-def check_finite(x: torch.Tensor, what: str) -> None:
-    """Raise instead of writing NaN/inf poisons (the failure of ART issue #1252)."""
+def check_finite(x: torch.Tensor, what: str, step_param: str | None = "lr") -> None:
+    """Raise instead of writing NaN/inf poisons (the failure of ART issue #1252).
+
+    ``step_param`` is the attack's step-size parameter the message suggests lowering (``None``
+    when no step is involved, e.g. a feature of the unmodified victim).
+    """
     if not bool(torch.isfinite(x).all()):
-        raise ValueError(
-            f"{what} became non-finite during crafting; lower the learning rate or check the model"
-        )
+        advice = "check the model" if step_param is None else f"lower {step_param} or check the model"
+        raise ValueError(f"{what} became non-finite during crafting; {advice}")
 
 
 # --------------------------------------------------------------------------- tensors and the ball
@@ -175,13 +188,16 @@ def project(x: torch.Tensor, base: torch.Tensor, eps: float | None) -> torch.Ten
     return x.clamp(0.0, 1.0)
 
 
-def quantize_in_ball(x: torch.Tensor, base_u8: np.ndarray, eps: float | None) -> np.ndarray:
+def quantize_in_ball(
+    x: torch.Tensor, base_u8: np.ndarray, eps: float | None, step_param: str | None = "lr"
+) -> np.ndarray:
     """Float poisons (N, C, H, W) -> uint8 (N, H, W, C), rounded and kept inside the integer ball.
 
     The ball on the 0-255 scale has radius ``floor(eps * 255)`` (16 for eps = 16/255), so the
-    stored poison never exceeds the budget after rounding.
+    stored poison never exceeds the budget after rounding. ``step_param`` as for
+    :func:`check_finite`.
     """
-    check_finite(x, "poison")
+    check_finite(x, "poison", step_param)
     pixels = np.rint(x.detach().permute(0, 2, 3, 1).cpu().numpy() * 255.0)
     if eps is not None:
         r = int(np.floor(eps * 255.0 + 1e-6))

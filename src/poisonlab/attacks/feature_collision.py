@@ -109,7 +109,7 @@ class FeatureCollision(CraftedAttack):
     def _craft(self, surrogate: Surrogate, clean: Dataset, target: int, indices: np.ndarray) -> Crafted:
         victims = self.victim_batch
         t_feat = surrogate.batched_features(victims, self.batch_size).mean(0, keepdim=True)
-        check_finite(t_feat, "victim feature")
+        check_finite(t_feat, "victim feature", step_param=None)  # no step taken yet
         beta = self.similarity_coeff * (t_feat.shape[1] / float(np.prod(victims.shape[1:]))) ** 2
         mean_victim = to_tensor(victims, surrogate.device).mean(0, keepdim=True)
         poisons, totals = self._in_chunks(  # totals: obj0, obj1, dist0, dist1 summed over poisons

@@ -36,8 +36,11 @@ from poisonlab.triggers import default_trigger_path, insert_image
 
 __all__ = ["HiddenTriggerBackdoor", "chapter_patch_trigger"]
 
+#: the chapter's patch: side length and distance from the bottom-right corner, in pixels
+_DEFAULT_PATCH, _DEFAULT_OFFSET = 8, 5
 
-def chapter_patch_trigger(patch_size: int = 8, offset: int = 5) -> Perturbation:
+
+def chapter_patch_trigger(patch_size: int = _DEFAULT_PATCH, offset: int = _DEFAULT_OFFSET) -> Perturbation:
     """The chapter's hidden trigger: the shipped ``htbd.png`` checker, ``patch_size`` pixels
     square, pasted opaque with its top-left corner at ``(H - patch_size - offset)`` in both axes.
 
@@ -50,9 +53,10 @@ def chapter_patch_trigger(patch_size: int = 8, offset: int = 5) -> Perturbation:
         h, w = x.shape[1], x.shape[2]
         row, col = h - patch_size - offset, w - patch_size - offset
         if row < 0 or col < 0:
+            # named as a call: an attack using this trigger has no patch_size or offset of its own
             raise ValueError(
-                f"a {patch_size}x{patch_size} patch {offset} px from the corner does not fit "
-                f"{h}x{w} images; lower patch_size or offset"
+                f"chapter_patch_trigger(patch_size={patch_size}, offset={offset}): the patch does "
+                f"not fit {h}x{w} images; lower patch_size or offset"
             )
         return insert_image(
             x,
@@ -123,6 +127,18 @@ class HiddenTriggerBackdoor(CraftedAttack):
     steps: int = 300
     lr: float = 0.01
     max_sources: int = 1000
+
+    def _check(self) -> None:
+        super()._check()
+        h, w = tuple(self.model.input_shape)[:2]
+        if self.trigger is None and min(h, w) < _DEFAULT_PATCH + _DEFAULT_OFFSET:
+            # The default patch's own error would name chapter_patch_trigger's arguments, which
+            # this constructor does not have; say what to pass instead.
+            raise ValueError(
+                f"trigger: the default trigger (the chapter's {_DEFAULT_PATCH}x{_DEFAULT_PATCH} patch "
+                f"{_DEFAULT_OFFSET} px from the corner) does not fit the model's {h}x{w} images; pass "
+                "a trigger that fits, e.g. trigger=chapter_patch_trigger(patch_size=2, offset=1)"
+            )
 
     @property
     def resolved_trigger(self) -> Perturbation | Sequence[Perturbation]:

@@ -7,11 +7,13 @@ per cell.  Run it again with the same ``--out`` to resume: finished cells are sk
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from poisonlab.cli._app import App
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 from poisonlab.cli.options import CONFIG_DATA_DIR_OPT, QUIET_OPT, THREADS_OPT, out_option, use_threads
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from poisonlab.experiments.detection.config import DetectionConfig
 
 console = make_console()
-bench_app = typer.Typer(help="Benchmarks of the library's own defenses.", no_args_is_help=True)
+bench_app = App(help="Benchmarks of the library's own defenses.")
 
 
 @bench_app.callback()
@@ -30,11 +32,13 @@ def _bench() -> None:
 
 def _with_overrides(cfg: DetectionConfig, origin: Path, data_dir: Path | None, device: str | None) -> Any:
     """``cfg`` with the command-line overrides, validated again as a whole."""
+    from poisonlab.cli.experiments_cmd import dataset_location
     from poisonlab.experiments.detection.config import parse_detection
 
     update: dict[str, Any] = {}
-    if data_dir is not None:
-        update["dataset"] = {**cfg.dataset.model_dump(), "data_dir": str(data_dir.resolve())}
+    location = dataset_location(cfg.dataset, data_dir)
+    if location != cfg.dataset.data_dir:
+        update["dataset"] = {**cfg.dataset.model_dump(), "data_dir": location}
     if device is not None:
         update["device"] = device
     if not update:
@@ -75,13 +79,49 @@ def detection_command(
     from poisonlab.experiments.detection.run import run_detection
 
     cfg = _with_overrides(load_detection(config), config, data_dir, device)
+    total = _plan_stage(cfg, out)
 
     def on_cell(records: list[dict[str, Any]], record: dict[str, Any]) -> None:
         write_report(out)
         if not quiet:
-            console.print(_cell_line(record), soft_wrap=True)
+            console.print(f"[{len(records)}/{total}] {_cell_line(record)}", soft_wrap=True, markup=False)
 
     session = {"threads": threads, "config_file": str(config)}
     records = run_detection(cfg, out, progress=not quiet, on_cell=on_cell, session_info=session)
     report = write_report(out)
     console.print(f"{len(records)} cells finished; report: {report}", soft_wrap=True)
+
+
+def _plan_stage(cfg: DetectionConfig, out: Path) -> int:
+    """Print what the run will do (cells, those already finished in ``out``, the time per cell);
+    returns the number of cells of the grid."""
+    from poisonlab.cli._stages import duration, stage
+    from poisonlab.experiments.detection.cases import grid
+    from poisonlab.training.config import estimate_train_seconds
+
+    cells = grid(cfg)
+    log = out / "cells.jsonl"
+    ids = {c.id for c in cells}
+    finished = 0
+    if log.is_file():
+        finished = len(ids & _logged_cells(log.read_text(encoding="utf-8")))
+    side, size = (8, 1200) if cfg.dataset.name == "digits" else (32, 40_000)
+    per_cell = duration(estimate_train_seconds(cfg.train_config(cfg.seeds.start), size, side))
+    resumed = f", {finished} already finished in {out} (resuming)" if finished else ""
+    stage(
+        f"bench detection {cfg.name}: {len(cells)} cells{resumed}; per seed one clean model, then per "
+        f"cell: poisoning, training a model from scratch{per_cell}, scoring the detectors"
+    )
+    return len(cells)
+
+
+def _logged_cells(text: str) -> set[str]:
+    """Cell ids in a ``cells.jsonl``; a line cut short by a stopped run is skipped (the runner
+    runs that cell again)."""
+    cells = set()
+    for line in text.splitlines():
+        try:
+            cells.add(json.loads(line)["cell"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return cells

@@ -10,11 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
-from poisonlab.cli.options import CONFIG_DATA_DIR_OPT, QUIET_OPT, THREADS_OPT, out_option, use_threads
+from poisonlab.cli._stages import duration, stage
+from poisonlab.cli.experiments_cmd import dataset_location
+from poisonlab.cli.options import (
+    CONFIG_DATA_DIR_OPT,
+    QUIET_OPT,
+    SEED_OPT,
+    THREADS_OPT,
+    out_option,
+    use_threads,
+)
 
 if TYPE_CHECKING:
     from poisonlab.experiments.clean_label import CleanLabelConfig, CleanLabelResult
@@ -23,24 +31,23 @@ console = make_console()
 
 
 def _with_overrides(
-    cfg: CleanLabelConfig, origin: Path, data_dir: Path | None, device: str | None, trials: int | None
+    cfg: CleanLabelConfig, origin: Path, data_dir: Path | None, overrides: dict[str, Any]
 ) -> CleanLabelConfig:
-    """``cfg`` with the command-line overrides, validated again as a whole."""
+    """``cfg`` with the command-line overrides (None: not given), validated again as a whole."""
     from poisonlab.experiments.clean_label import parse_clean_label
 
-    update: dict = {}
-    if data_dir is not None:
-        update["dataset"] = {**cfg.dataset.model_dump(), "data_dir": str(data_dir.resolve())}
-    if device is not None:
-        update["device"] = device
-    if trials is not None:
-        update["trials"] = trials
+    update: dict = {k: v for k, v in overrides.items() if v is not None}
+    location = dataset_location(cfg.dataset, data_dir)
+    if location != cfg.dataset.data_dir:
+        update["dataset"] = {**cfg.dataset.model_dump(), "data_dir": location}
     if not update:
         return cfg
     return parse_clean_label({**cfg.model_dump(), **update}, origin=str(origin))
 
 
 def _print_summary(run: CleanLabelResult) -> None:
+    from rich.table import Table
+
     from poisonlab.experiments.clean_label import summarize
 
     table = Table(title=f"{run.config.name}: success over {run.config.trials} trials")
@@ -71,6 +78,7 @@ def clean_label_command(
     trials: int | None = typer.Option(None, "--trials", min=1, help="override the number of trials"),
     threads: int | None = THREADS_OPT,
     quiet: bool = QUIET_OPT,
+    seed: int | None = SEED_OPT,
 ) -> None:
     """Craft clean-label poisons (hidden trigger, feature collision, clean-label backdoor,
     gradient matching), train the victim, and report success rates beside the published ones."""
@@ -78,7 +86,9 @@ def clean_label_command(
     # imported here to keep CLI start-up light: only this command needs the crafting attacks
     from poisonlab.experiments.clean_label import load_clean_label, run_clean_label, write_clean_label
 
-    cfg = _with_overrides(load_clean_label(config), config, data_dir, device, trials)
+    overrides = {"device": device, "trials": trials, "seed": seed}
+    cfg = _with_overrides(load_clean_label(config), config, data_dir, overrides)
+    _plan_stage(cfg)
 
     def on_row(run: CleanLabelResult, row: dict[str, Any]) -> None:
         # written after every row: a long CPU run that is stopped keeps its finished trials
@@ -89,7 +99,27 @@ def clean_label_command(
                 f"trial {row['trial']} {row['attack']}: {row['victim_class']} -> {row['target_class']} "
                 f"{verdict} (clean acc {row['clean_accuracy']:.3f})"
             )
+        done = len(run.trials)
+        if done % len(cfg.attacks) == 0 and done < cfg.trials * len(cfg.attacks):
+            _trial_stage(cfg, done // len(cfg.attacks))
 
     run = run_clean_label(cfg, progress=not quiet, on_row=on_row)
     _print_summary(run)
     console.print(f"report: {Path(out) / 'report.md'}", soft_wrap=True)
+
+
+def _plan_stage(cfg: CleanLabelConfig) -> None:
+    """The surrogate's header (pre-trained from scratch, cached between runs) and the first trial's."""
+    from poisonlab.training.config import estimate_train_seconds
+
+    size = cfg.pretrain_size or cfg.train_size
+    side = 8 if cfg.dataset.name == "digits" else 32
+    estimate = duration(estimate_train_seconds(cfg.pretrain_config(), size, side))
+    stage(
+        f"surrogate model: training on {size} images{estimate} unless cached; then the clean victim; "
+        f"then {cfg.trials} trials, each crafting {len(cfg.attacks)} attacks and training their victims"
+    )
+
+
+def _trial_stage(cfg: CleanLabelConfig, trial: int) -> None:
+    stage(f"trial {trial} ({trial + 1} of {cfg.trials}): {len(cfg.attacks)} attacks crafted, victims trained")

@@ -15,34 +15,38 @@ import json
 import shlex
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import typer
 
-from poisonlab.attacks import ATTACKS
-from poisonlab.attacks.factory import TriggerChoice, build_crafted_attack, crafted_attack_class, make_trigger
 from poisonlab.cli._console import make_console
-from poisonlab.cli._craft_inputs import (
-    attack_params,
-    check_options,
-    load_victims,
-    parse_trigger,
-    resolve_class_option,
-)
 from poisonlab.cli._errors import cli_errors
 from poisonlab.cli.options import DATA_DIR_OPT, DEVICE_OPT, THREADS_OPT, use_threads
 from poisonlab.cli.scan_cmd import _named, load_scan_data
-from poisonlab.data.catalog import load_splits
-from poisonlab.data.dataset import Dataset
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from poisonlab.attacks.factory import TriggerChoice
+    from poisonlab.data.dataset import Dataset
 
 console = make_console()
 _GRID = 16  # poisons shown in poisons.png
 
+#: The crafted attacks and the inputs only some of them take (attack capability flag -> attacks),
+#: written out for the help texts: reading them from :data:`poisonlab.attacks.ATTACKS` would import
+#: torch for every ``poisonlab --help``. tests/cli/test_startup.py checks them against the registry.
+CRAFTED_ATTACKS = ("clean_label_backdoor", "hidden_trigger", "feature_collision", "gradient_matching")
+CRAFT_TAKERS = {
+    "needs_source_class": ("hidden_trigger",),
+    "needs_victims": ("feature_collision", "gradient_matching"),
+    "needs_trigger": ("clean_label_backdoor", "hidden_trigger"),
+}
+
 
 def _takers(flag: str) -> str:
     """The crafted attacks with capability ``flag``, for help texts."""
-    return " / ".join(ATTACKS.where(crafted=True, **{flag: True}))
+    return " / ".join(CRAFT_TAKERS[flag])
 
 
 @dataclass
@@ -62,7 +66,7 @@ class _Run:
 
 @cli_errors
 def craft_command(
-    attack: str = typer.Argument(..., help=f"crafted attack: {', '.join(ATTACKS.where(crafted=True))}"),
+    attack: str = typer.Argument(..., help=f"crafted attack: {', '.join(CRAFTED_ATTACKS)}"),
     dataset: str = typer.Argument(
         ...,
         help="training set to poison: a dataset name (digits, cifar10, optionally name:split; default "
@@ -111,6 +115,11 @@ def craft_command(
     threads: int | None = THREADS_OPT,
 ) -> None:
     """Craft clean-label poisons against a saved model; write the poisoned set for poisonlab scan."""
+    import numpy as np
+
+    from poisonlab.attacks.factory import build_crafted_attack
+    from poisonlab.cli._craft_inputs import attack_params, check_options
+
     use_threads(threads)
     uses_patch = patch_size is not None or patch_offset is not None
     given = {
@@ -153,6 +162,8 @@ def _load(
     model: str, dataset: str, target: str, source: str | None, data_dir: Path | None
 ) -> tuple[_Run, Any, Any]:
     """The model, the training set (and its splits when named) and the resolved classes."""
+    from poisonlab.cli._craft_inputs import resolve_class_option
+    from poisonlab.data.catalog import load_named_splits
     from poisonlab.models.checkpoint import check_model_fits
     from poisonlab.models.store import load_model_ref
 
@@ -160,7 +171,7 @@ def _load(
     named = _named(dataset)
     splits = None
     if named is not None:
-        splits = load_splits(named[0], data_dir=data_dir)
+        splits = load_named_splits(named[0], data_dir=data_dir)
         data = getattr(splits, named[1] or "train")
     else:
         data, _ = load_scan_data(
@@ -179,6 +190,8 @@ def _load(
 
 
 def _victims(run: _Run, specs: list[str], splits: Any, dataset: str) -> np.ndarray:
+    from poisonlab.cli._craft_inputs import load_victims
+
     victims, records = load_victims(
         specs,
         splits=splits,
@@ -194,6 +207,9 @@ def _trigger(
     attack: str, data: Dataset, trigger: str | None, patch_size: int | None, patch_offset: int | None
 ) -> TriggerChoice | None:
     """The trigger of an attack that takes one, tried on one image so a misfit fails before crafting."""
+    from poisonlab.attacks.factory import crafted_attack_class, make_trigger
+    from poisonlab.cli._craft_inputs import parse_trigger
+
     if not crafted_attack_class(attack).needs_trigger:
         return None
     size, offset = 8 if patch_size is None else patch_size, 5 if patch_offset is None else patch_offset
@@ -263,6 +279,8 @@ def _write_outputs(
 
 
 def _json_safe(value: Any) -> Any:
+    import numpy as np
+
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -297,6 +315,8 @@ def _poison_grid(
     """PNG: the first up to 16 originals, their poisons and the signed difference amplified
     around mid-grey (128 = unchanged) so that a change of ``eps_px`` (or the largest change, if
     smaller) reaches 0 or 255; a visible trigger beyond the budget saturates."""
+    import numpy as np
+
     from poisonlab.reporting.plots import image_grid_png
 
     n = min(_GRID, len(poisons))

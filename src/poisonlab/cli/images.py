@@ -5,20 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from PIL import ImageColor
 
+from poisonlab.cli._app import App
 from poisonlab.cli._errors import cli_errors
 from poisonlab.cli.options import out_option
-from poisonlab.data.images import prepare_images
 
-images_app = typer.Typer(
-    help="Prepare image folders: pad to a centred square, resize, save PNGs and images.npy.",
-    no_args_is_help=True,
-)
+images_app = App(help="Prepare image folders: pad to a centred square, resize, save PNGs and images.npy.")
 
 
 def parse_pad_color(text: str) -> tuple[int, int, int]:
     """Parse ``"R,G,B"`` (integers in [0, 255]) or a colour name/hex such as ``white``, ``#ffffff``."""
+    from PIL import ImageColor
+
     parts = [p.strip() for p in str(text).split(",")]
     try:
         rgb = tuple(int(p) for p in parts) if len(parts) > 1 else ImageColor.getrgb(str(text).strip())[:3]
@@ -40,6 +38,8 @@ def prepare(
     pad_color: str = typer.Option("255,255,255", "--pad-color", help="Padding/background colour as R,G,B."),
 ) -> None:
     """Pad each image to a centred square, LANCZOS-resize it to SIZE and save the results."""
+    from poisonlab.data.images import prepare_images
+
     color = parse_pad_color(pad_color)
     result = prepare_images(src, out, size=size, pad_color=color)
     typer.echo(

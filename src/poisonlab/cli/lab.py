@@ -1,37 +1,30 @@
-"""``poisonlab train``, ``evaluate`` and ``predict``."""
+"""``poisonlab train`` and ``evaluate`` (``predict`` is in :mod:`poisonlab.cli.predict_cmd`).
+
+Everything heavy (torch, the data loaders, training) is imported inside the commands, so that
+``poisonlab --help`` does not pay for it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import typer
-from rich.table import Table
 
+from poisonlab.cli import _finetune
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
 from poisonlab.cli.options import (
     DATA_DIR_OPT,
-    DATASET_OPT,
     DEVICE_OPT,
     MODEL_ARG,
-    PRECISION_OPT,
+    OVERWRITE_OPT,
     QUIET_OPT,
     THREADS_OPT,
     check_precision,
     out_option,
     use_threads,
 )
-from poisonlab.data.catalog import load_dataset_path, load_splits
-from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.data.images import load_image_file, rgb_to_gray
-from poisonlab.evaluation import evaluate, write_evaluation
-from poisonlab.inference import forward_pass
-from poisonlab.models.base import PoisonlabModel
-from poisonlab.models.checkpoint import check_model_fits
-from poisonlab.models.store import load_model_ref
-from poisonlab.training.config import resolve_train_config
-from poisonlab.training.save import train_and_save
 
 console = make_console()
 
@@ -39,10 +32,20 @@ console = make_console()
 @cli_errors
 def train_command(
     out: Path = out_option("folder to write the model to"),
-    dataset: str = DATASET_OPT,
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="cifar10 or digits (embedded, offline); default: digits, or with --init the model's own",
+    ),
     data_dir: Path | None = DATA_DIR_OPT,
     config: Path | None = typer.Option(None, "--config", help="training config file (YAML/JSON)"),
-    preset: str | None = typer.Option(None, "--preset", help="fast, digits, chapter or chapter-finetune"),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="fast, digits, chapter or chapter-finetune (default: the dataset's recipe; with --init "
+        "chapter-finetune)",
+    ),
     arch: str | None = typer.Option(None, "--arch", help="simple-cifar10 or preact-resnet18"),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
@@ -60,16 +63,35 @@ def train_command(
         None, "--precision", help="fp32 (the recipes' default) or bf16 (opt-in; recorded in the model card)"
     ),
     quiet: bool = QUIET_OPT,
+    overwrite: bool = OVERWRITE_OPT,
 ) -> None:
-    """Train a model (or fine-tune one with --init), evaluate it on the test split, save and register it."""
+    """Train a model (or fine-tune one with --init), evaluate it on the test split, save and register it.
+
+    With --init the dataset is the model's own and the recipe defaults to the chapter's fine-tune
+    (Adam, lr 0.001, batch 64, 10 epochs); the parent is evaluated on the same test split, both
+    accuracies go into the new model card, and a drop of more than 5 points prints a warning.
+    """
+    from poisonlab.data.catalog import load_named_splits
+    from poisonlab.models.checkpoint import check_model_fits
+    from poisonlab.models.store import load_model_ref
+    from poisonlab.provenance import claim_run_dir
+    from poisonlab.training.config import resolve_train_config
+    from poisonlab.training.save import train_and_save
+
     use_threads(threads)
     if precision is not None:
         check_precision(precision)
-    splits = load_splits(dataset, data_dir=data_dir)
+    claim_run_dir(out, overwrite=overwrite)  # a folder holding a run is refused before any loading
+    if init is not None and arch is not None:
+        raise ValueError("--arch applies to training from scratch; --init keeps the model's architecture")
+    parent_net, parent_card = (None, None) if init is None else load_model_ref(init)[:2]
+    dataset = _finetune.training_dataset(dataset, parent_card)
+    splits = load_named_splits(dataset, data_dir=data_dir)
     cfg = resolve_train_config(
         dataset=dataset,
         config_path=config,
         preset=preset,
+        finetune=init is not None,
         arch=arch,
         epochs=epochs,
         batch_size=batch_size,
@@ -77,48 +99,66 @@ def train_command(
         seed=seed,
         precision=precision,
     )
-    data, init_model, parent = _training_inputs(splits, init, train_data, label)
+    data = _training_data(splits, train_data, label)
+    parent_acc = None
+    if parent_card is not None:
+        check_model_fits(parent_card, splits.train)  # before any training
+        parent_acc = _accuracy(parent_net, splits.test, device)
     trained = train_and_save(
         data,
         cfg,
         out,
         val_data=splits.val,
         test_data=splits.test,
-        init=init_model,
-        parent_id=parent,
+        init=parent_net,
+        parent_id=None if parent_card is None else parent_card.id,
         name=name,
         device=device,
         progress=not quiet,
+        overwrite=overwrite,
     )
+    _report(trained, out, parent_card, parent_acc)
+
+
+def _training_data(splits: Any, train_data: Path | None, label: str | None) -> Any:
+    """``--train-data`` at the dataset's image size and channels, else the training split."""
+    if train_data is None:
+        return splits.train
+    from poisonlab.data.catalog import load_dataset_path
+    from poisonlab.data.images import rgb_to_gray
+
+    shape = splits.train.image_shape
+    data = load_dataset_path(train_data, class_names=splits.class_names, label=label, size=shape[0])
+    if data.image_shape[-1] == 3 and shape[-1] == 1:  # photos for a grey model (digits)
+        data = data.replace(x=rgb_to_gray(data.x))
+    return data
+
+
+def _accuracy(net: Any, test: Any, device: str) -> float:
+    from poisonlab.evaluation import evaluate
+
+    return evaluate(net, test, device=device).accuracy
+
+
+def _report(trained: Any, out: Path, parent: Any | None, parent_acc: float | None) -> None:
+    """The one ``saved ...`` line; with a parent, its accuracy beside the new one (and in the card)."""
     acc = trained.test_accuracy
-    console.print(
-        f"saved [bold]{trained.card.id}[/] to {out} (test accuracy {acc:.4f}, {trained.result.seconds:.0f}s)"
-    )
-
-
-def _training_inputs(
-    splits: Splits, init: str | None, train_data: Path | None, label: str | None
-) -> tuple[Dataset, PoisonlabModel | None, str | None]:
-    """The data to train on (``--train-data``, else the training split) and, with ``--init``, the
-    model to fine-tune and its id (checked against the dataset before any training)."""
-    init_model, parent = None, None
-    if init is not None:
-        init_model, card, _ = load_model_ref(init)
-        check_model_fits(card, splits.train)
-        parent = card.id
-    data = splits.train
-    if train_data is not None:
-        data = load_dataset_path(
-            train_data, class_names=splits.class_names, label=label, size=splits.train.image_shape[0]
-        )
-    return data, init_model, parent
+    line = f"saved [bold]{trained.card.id}[/] to {out} (test accuracy {acc:.4f}"
+    if parent is not None and parent_acc is not None:
+        _finetune.record_parent_accuracy(out, parent_acc)
+        line += f", parent {parent_acc:.4f}: {_finetune.accuracy_change(parent_acc, acc)}"
+    console.print(line + f", {trained.result.seconds:.0f}s)", soft_wrap=True)
+    if parent is not None and parent_acc is not None:
+        _finetune.warn_if_worse(parent_acc, acc, parent.id)
 
 
 @cli_errors
 def evaluate_command(
     model: str = MODEL_ARG,
     out: Path = out_option("report folder"),
-    dataset: str = DATASET_OPT,
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="cifar10 or digits (default: the model's own dataset, else digits)"
+    ),
     data_dir: Path | None = DATA_DIR_OPT,
     split: str = typer.Option("test", "--split", help="train, val or test"),
     source: str | None = typer.Option(None, "--source", help="count this class predicted as --target"),
@@ -127,11 +167,17 @@ def evaluate_command(
     threads: int | None = THREADS_OPT,
 ) -> None:
     """Evaluate a model: accuracy, per-class accuracy, confusion matrix, source->target confusions."""
+    from poisonlab.data.catalog import load_named_splits
+    from poisonlab.evaluation import evaluate, write_evaluation
+    from poisonlab.models.checkpoint import check_model_fits
+    from poisonlab.models.store import load_model_ref
+
     use_threads(threads)
     if split not in ("train", "val", "test"):
         raise ValueError(f"--split must be train, val or test, got {split!r}")
     net, card, path = load_model_ref(model)
-    data = getattr(load_splits(dataset, data_dir=data_dir), split)
+    dataset = dataset or _finetune.card_dataset(card) or "digits"
+    data = getattr(load_named_splits(dataset, data_dir=data_dir), split)
     check_model_fits(card, data)
     result = evaluate(net, data, source=source, target=target, device=device)
     info = {"id": card.id, "name": card.name, "path": str(path), "arch": card.arch, "parent": card.parent_id}
@@ -143,34 +189,3 @@ def evaluate_command(
         msg += f"; {source} predicted as {target}: {result.confusion_count}"
     console.print(msg)
     console.print(f"report: {paths['report_html']}")
-
-
-@cli_errors
-def predict_command(
-    model: str = MODEL_ARG,
-    images: list[Path] = typer.Argument(..., help="image files (any common format)"),
-    top: int = typer.Option(3, "--top", min=1, help="probabilities to show per image"),
-    device: str = DEVICE_OPT,
-    threads: int | None = THREADS_OPT,
-    precision: str = PRECISION_OPT,
-) -> None:
-    """Classify image files; external photos are padded to a square and resized like the chapter."""
-    use_threads(threads)
-    check_precision(precision)
-    net, card, _ = load_model_ref(model)
-    h, w, c = card.input_shape
-    if h != w:
-        raise ValueError(f"predict needs a square input model, this one takes {h}x{w}")
-    batch = np.stack([load_image_file(p, size=h) for p in images])
-    if c == 1:
-        batch = rgb_to_gray(batch)
-    probs = forward_pass(net, batch, device=device, precision=precision).probabilities
-    table = Table("image", "prediction", f"top {min(top, len(card.class_names))}")
-    for path, p in zip(images, probs, strict=True):
-        order = np.argsort(-p)[:top]
-        table.add_row(
-            str(path),
-            card.class_names[order[0]],
-            ", ".join(f"{card.class_names[i]} {p[i]:.3f}" for i in order),
-        )
-    console.print(table)

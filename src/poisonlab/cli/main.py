@@ -1,27 +1,31 @@
-"""The ``poisonlab`` command."""
+"""The ``poisonlab`` command.
+
+Start-up cost: every command module is imported here, so each keeps its top level to typer, rich
+and :mod:`poisonlab.cli` helpers, and imports torch, numpy, the defenses, the experiments and the
+service inside its command functions. ``poisonlab --help``/``--version`` then start in a fraction
+of a second instead of the ~2-4 s torch and scikit-learn took (BENCHMARKS.md, "CLI start-up");
+tests/cli/test_startup.py checks the import mechanics.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from poisonlab import __version__
+from poisonlab.cli._app import App
 from poisonlab.cli.bench_cmd import bench_app
 from poisonlab.cli.clean_label_cmd import clean_label_command
 from poisonlab.cli.craft_cmd import craft_command
 from poisonlab.cli.experiments_cmd import demo_command, matrix_command, run_command
 from poisonlab.cli.images import images_app
-from poisonlab.cli.lab import evaluate_command, predict_command, train_command
+from poisonlab.cli.lab import evaluate_command, train_command
 from poisonlab.cli.models_cmd import models_app
+from poisonlab.cli.predict_cmd import predict_command
 from poisonlab.cli.redteam_cmd import redteam_command
 from poisonlab.cli.scan_cmd import defenses_app, scan_command
 from poisonlab.cli.service_cmd import keys_app, serve_command, sources_app
 
-app = typer.Typer(
-    name="poisonlab",
-    help="Data poisoning attacks and defenses on image classifiers.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = App(name="poisonlab", help="Data poisoning attacks and defenses on image classifiers.")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)

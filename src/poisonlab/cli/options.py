@@ -1,6 +1,9 @@
 """Options shared by several commands, declared once so that their names and help agree.
 
 A Typer option object only describes the option, so one object can sit in many signatures.
+This module is imported whenever ``poisonlab`` starts (``--help`` and ``--version`` included),
+so it must stay light: typer only, never torch, numpy or the library's heavy modules (a test
+checks it); what needs them is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -9,10 +12,17 @@ from typing import Any
 
 import typer
 
-from poisonlab.threads import ENV_VAR, set_threads
+#: :data:`poisonlab.threads.ENV_VAR`, repeated here so that the help text does not import torch
+#: (tests/cli/test_startup.py checks that the two agree)
+THREADS_ENV_VAR = "POISONLAB_THREADS"
 
 DATASET_OPT = typer.Option("digits", "--dataset", "-d", help="cifar10 or digits (embedded, offline)")
-DATA_DIR_OPT = typer.Option(None, "--data-dir", help="CIFAR-10 location (else $POISONLAB_DATA, cache)")
+DATA_DIR_OPT = typer.Option(
+    None,
+    "--data-dir",
+    help="CIFAR-10 location (default: $POISONLAB_DATA, else ../shared/datasets/cifar10-jpeg "
+    "or $POISONLAB_SHARED/datasets/cifar10-jpeg, else the cache)",
+)
 #: ``--data-dir`` of the config-driven commands (run, matrix, clean-label)
 CONFIG_DATA_DIR_OPT = typer.Option(None, "--data-dir", help="override the config's dataset location")
 DEVICE_OPT = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
@@ -20,12 +30,22 @@ THREADS_OPT = typer.Option(
     None,
     "--threads",
     min=1,
-    help=f"CPU threads for torch (default: ${ENV_VAR}, else 1 for small models, the free cores for large)",
+    help=f"CPU threads for torch (default: ${THREADS_ENV_VAR}, else 1 for small models, the free "
+    "cores for large)",
 )
 PRECISION_OPT = typer.Option(
     "fp32", "--precision", help="fp32 (default, the same on every CPU) or bf16 (opt-in: faster on AMX/CUDA)"
 )
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="no progress bars")
+JSON_OPT = typer.Option(
+    False, "--json", help="print one JSON document to stdout (and nothing else there); messages go to stderr"
+)
+SEED_OPT = typer.Option(None, "--seed", help="override the config's seed(s) with this one")
+OVERWRITE_OPT = typer.Option(
+    False,
+    "--overwrite",
+    help="replace a run already saved in --out (without it such a folder is refused up front)",
+)
 MODEL_ARG = typer.Argument(..., help="model folder or registry id")
 
 
@@ -36,6 +56,8 @@ def out_option(help: str, default: Any = ...) -> Any:
 
 def use_threads(threads: int | None) -> None:
     """Apply ``--threads`` (None keeps the automatic policy of :mod:`poisonlab.threads`)."""
+    from poisonlab.threads import set_threads  # imports torch: only when a command runs
+
     set_threads(threads)
 
 

@@ -1,22 +1,25 @@
-"""``poisonlab scan``: screen a training set with one or more defenses; JSON + HTML report."""
+"""``poisonlab scan``: screen a training set with one or more defenses; JSON + HTML report.
+
+Named datasets are found by :func:`poisonlab.data.catalog.resolve_data_dir`, the rule every
+command follows; the defenses, the data loaders and torch are imported when the command runs.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
+from poisonlab.cli._app import App
 from poisonlab.cli._console import make_console
+from poisonlab.cli._defense_params import check_methods, defense_parameters
 from poisonlab.cli._errors import cli_errors
-from poisonlab.cli.options import DATA_DIR_OPT, DEVICE_OPT, THREADS_OPT, out_option, use_threads
-from poisonlab.data.catalog import DATASETS, load_dataset_path, load_splits
-from poisonlab.data.dataset import Dataset
-from poisonlab.defenses import DEFENSES
-from poisonlab.defenses.scan import scan
-from poisonlab.defenses.scan.report import write_scan_report
-from poisonlab.models.checkpoint import check_model_fits
-from poisonlab.models.store import load_model_ref
+from poisonlab.cli.options import DATA_DIR_OPT, DEVICE_OPT, JSON_OPT, THREADS_OPT, out_option, use_threads
+
+if TYPE_CHECKING:
+    from poisonlab.data.dataset import Dataset
 
 console = make_console()
 
@@ -25,6 +28,8 @@ _SPLITS = ("train", "val", "test")
 
 def _named(text: str) -> tuple[str, str] | None:
     """``"digits"`` -> ("digits", ""), ``"cifar10:val"`` -> ("cifar10", "val"); None for paths."""
+    from poisonlab.data.catalog import DATASETS
+
     name, _, split = text.partition(":")
     if name.strip().lower() not in DATASETS:
         return None
@@ -42,9 +47,11 @@ def load_scan_data(
     class_names: tuple[str, ...] | None,
 ) -> tuple[Dataset, Dataset | None]:
     """The dataset to scan and the trusted reference set (see ``poisonlab scan --help``)."""
+    from poisonlab.data.catalog import load_dataset_path, load_named_splits
+
     named = _named(dataset)
     if named is not None:
-        splits = load_splits(named[0], data_dir=data_dir)
+        splits = load_named_splits(named[0], data_dir=data_dir)
         data = getattr(splits, named[1] or split)
         default_trusted = splits.val if (named[1] or split) != "val" else splits.test
     else:
@@ -54,7 +61,7 @@ def load_scan_data(
         return data, default_trusted
     named_t = _named(trusted)
     if named_t is not None:
-        return data, getattr(load_splits(named_t[0], data_dir=data_dir), named_t[1] or "val")
+        return data, getattr(load_named_splits(named_t[0], data_dir=data_dir), named_t[1] or "val")
     if trusted in _SPLITS and named is not None:
         return data, getattr(splits, trusted)
     return data, load_dataset_path(trusted, class_names=data.class_names)
@@ -90,11 +97,18 @@ def scan_command(
     data_dir: Path | None = DATA_DIR_OPT,
     device: str = DEVICE_OPT,
     threads: int | None = THREADS_OPT,
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Screen a training set for poison with one or more defenses (they share one forward pass)."""
+    from poisonlab.defenses.scan import scan
+    from poisonlab.defenses.scan.report import write_scan_report
+    from poisonlab.models.checkpoint import check_model_fits
+    from poisonlab.models.store import load_model_ref
+
     use_threads(threads)
     if split not in _SPLITS:
         raise ValueError(f"--split must be one of {list(_SPLITS)}, got {split!r}")
+    check_methods(method)  # a misspelt parameter fails before the model and data load
     net = card = None
     if model is not None:
         net, card, path = load_model_ref(model)
@@ -106,11 +120,44 @@ def scan_command(
     result = scan(data, method or None, model=net, trusted=reference, device=device, screen=screen or None)
     info = None if card is None else {"id": card.id, "name": card.name, "path": str(path)}
     paths = write_scan_report(result, out, top=top, model_info=info)
+    if as_json:
+        typer.echo(json.dumps(scan_record(result, paths, info), indent=2, default=_json_default))
+        return
     _print_summary(result)
     console.print(f"report: {paths['report_html']}", soft_wrap=True)
 
 
-def _print_summary(result) -> None:
+def scan_record(result: Any, paths: dict[str, Path], model_info: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``--json`` document: the summary table's figures, the screen's verdict and the files."""
+    data = result.dataset
+    methods = [
+        {
+            "name": m.name,
+            "params": m.params,
+            "flagged": int(m.flagged.sum()),
+            "metrics": m.metrics,
+            "seconds": round(m.seconds, 3),
+        }
+        for m in result.methods
+    ]
+    return {
+        "dataset": {"name": data.name, "samples": len(data), "poison_known": data.poison_mask is not None},
+        "model": model_info,
+        "methods": methods,
+        "screen": None if result.screen is None else result.screen.to_dict(),
+        "files": {key: str(value) for key, value in paths.items()},
+    }
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and anything else JSON lacks, as plain values or text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
+def _print_summary(result: Any) -> None:
+    from rich.table import Table
+
     known = result.dataset.poison_mask is not None
     table = Table(title=f"scan of {result.dataset.name} ({len(result.dataset)} samples)")
     for col in ["method", "flagged", *(["precision", "recall", "f1", "auroc"] if known else []), "seconds"]:
@@ -142,17 +189,38 @@ def _print_summary(result) -> None:
         )
 
 
-defenses_app = typer.Typer(help="The registered defenses.", no_args_is_help=True)
+defenses_app = App(help="The registered defenses.")
 
 
 @defenses_app.command("list")
-def list_command() -> None:
-    """List every registered defense: what it looks at, what it needs, its paper."""
-    table = Table("name", "space", "needs", "paper")
-    for name in DEFENSES:
-        cls = DEFENSES[name]
-        needs = ", ".join(
-            w for w, flag in (("model", cls.needs_model), ("trusted", cls.needs_trusted)) if flag
-        )
-        table.add_row(name, cls.space, needs or "-", cls.paper)
+@cli_errors
+def list_command(
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List every registered defense: what it looks at, what it needs, its paper, and the
+    parameters --method NAME:key=value,... accepts (name: type = default)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from poisonlab.defenses import DEFENSES
+
+    records = [_defense_record(name, DEFENSES[name]) for name in DEFENSES]
+    if as_json:
+        typer.echo(json.dumps({"defenses": records}, indent=2, default=_json_default))
+        return
+    table = Table("name", "space", "needs", "paper", "parameters (--method NAME:key=value,...)")
+    for r in records:
+        params = "\n".join(p.describe() for p in defense_parameters(r["name"]))
+        cells = (r["name"], r["space"], ", ".join(r["needs"]) or "-", r["paper"], params or "-")
+        table.add_row(*map(escape, cells))  # annotations such as Sequence[str] are not markup
     console.print(table)
+    console.print("e.g. poisonlab scan DATA --model MODEL --method zscore:space=pixels,threshold=4")
+
+
+def _defense_record(name: str, cls: Any) -> dict[str, Any]:
+    needs = [w for w, flag in (("model", cls.needs_model), ("trusted", cls.needs_trusted)) if flag]
+    params = [
+        {"name": p.name, "type": p.type, "required": p.required, "default": None if p.required else p.default}
+        for p in defense_parameters(name)
+    ]
+    return {"name": name, "space": cls.space, "needs": needs, "paper": cls.paper, "parameters": params}

@@ -1,6 +1,8 @@
 """One entry point for every dataset poisonlab knows.
 
 * :func:`load_splits` loads a named, split dataset (``"cifar10"`` or the offline ``"digits"``);
+* :func:`resolve_data_dir` says where a named dataset is read from when no location is given
+  (the one rule every command follows) and :func:`load_named_splits` loads it from there;
 * :func:`load_dataset_path` loads user data from a path: an image folder, a folder written by
   ``poisonlab images prepare``, or a ``.npz``/``.npy`` array file.
 """
@@ -14,13 +16,55 @@ from pathlib import Path
 import numpy as np
 
 from poisonlab.data.arrays import load_arrays
-from poisonlab.data.cifar10 import load_cifar10
+from poisonlab.data.cifar10 import find_cifar10, load_cifar10
 from poisonlab.data.dataset import Dataset, Splits
 from poisonlab.data.digits import load_digits_splits
 from poisonlab.data.images import load_image_folder, load_prepared, resolve_label
 
 DATASETS: tuple[str, ...] = ("cifar10", "digits")
 _ALIASES = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10", "digits": "digits"}
+#: where the project's shared data folder keeps CIFAR-10 (``../shared/datasets/cifar10-jpeg``)
+SHARED_CIFAR10 = Path("datasets") / "cifar10-jpeg"
+
+
+def shared_data_root() -> Path:
+    """``$POISONLAB_SHARED``, else ``../shared`` next to the working directory (the checkout's
+    shared data folder, which the experiment configs name as ``${POISONLAB_SHARED}``)."""
+    return Path(os.environ.get("POISONLAB_SHARED") or Path.cwd().parent / "shared")
+
+
+def resolve_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """Where the named dataset ``name`` is read from: the rule every ``poisonlab`` command follows.
+
+    Parameters
+    ----------
+    name : str
+        A name of :data:`DATASETS` (aliases accepted).
+    data_dir : path-like, optional
+        An explicit location (``--data-dir``, a config's ``data_dir``): always wins.
+
+    Returns
+    -------
+    Path or None
+        ``data_dir`` when given; for CIFAR-10 without one: None when ``$POISONLAB_DATA`` is set
+        (:func:`~poisonlab.data.cifar10.load_cifar10` reads it and names it in its errors), else
+        the shared copy ``$POISONLAB_SHARED/datasets/cifar10-jpeg`` (default
+        ``../shared/datasets/cifar10-jpeg``) when it holds CIFAR-10, else None (the cache folder,
+        then a download). ``digits`` ships with scikit-learn: None.
+    """
+    if data_dir is not None:
+        return Path(data_dir)
+    if _ALIASES.get(str(name).strip().lower()) != "cifar10" or os.environ.get("POISONLAB_DATA"):
+        return None
+    shared = shared_data_root() / SHARED_CIFAR10
+    return shared if find_cifar10(shared) is not None else None
+
+
+def load_named_splits(
+    name: str, *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0, val_size: int | None = None
+) -> Splits:
+    """:func:`load_splits` from the location :func:`resolve_data_dir` finds (what commands call)."""
+    return load_splits(name, data_dir=resolve_data_dir(name, data_dir), seed=seed, val_size=val_size)
 
 
 def load_splits(

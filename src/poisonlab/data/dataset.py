@@ -14,6 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
+from poisonlab.data.labels import resolve_label
+
 
 def _as_source_array(source: object, n: int) -> np.ndarray:
     if isinstance(source, str):
@@ -110,18 +112,12 @@ class Dataset:
         return h.hexdigest()
 
     def class_index(self, name_or_index: str | int) -> int:
-        """Resolve a class name (or an index given as int or digit string) to an index."""
-        if isinstance(name_or_index, int | np.integer):
-            idx = int(name_or_index)
-        elif str(name_or_index) in self.class_names:
-            return self.class_names.index(str(name_or_index))
-        elif str(name_or_index).isdigit():
-            idx = int(name_or_index)
-        else:
-            raise ValueError(f"unknown class {name_or_index!r}; expected one of {list(self.class_names)}")
-        if not 0 <= idx < self.num_classes:
-            raise ValueError(f"class index {idx} out of range [0, {self.num_classes - 1}]")
-        return idx
+        """Resolve a class name, or an index given as int or in ASCII digits, to an index.
+
+        The strict parser of :func:`poisonlab.data.labels.resolve_label`: "٣" (Arabic-Indic
+        three) is not index 3. ValueError names the classes.
+        """
+        return resolve_label(name_or_index, self.class_names, what="class")
 
     def class_counts(self) -> np.ndarray:
         """Samples per class, shape (num_classes,)."""

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from poisonlab import __version__
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
+from poisonlab.reprs import concise_repr
 
 if TYPE_CHECKING:
     from poisonlab.data.dataset import Dataset
@@ -56,6 +57,20 @@ class ModelCard(BaseModel):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.spec["input_shape"])  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        # pydantic's repr prints the whole spec, config and per-epoch history
+        return concise_repr(
+            self,
+            id=self.id,
+            name=self.name,
+            classes=len(self.class_names),
+            dataset=self.dataset_name,
+            parent_id=self.parent_id,
+            test_accuracy=self.metrics.get("test_accuracy"),
+        )
+
+    __str__ = __repr__
 
 
 def file_sha256(path: Path) -> str:

@@ -137,22 +137,65 @@ def score_histogram_png(
     scores: np.ndarray, path: str | Path, *, poison_mask: np.ndarray | None = None, title: str = ""
 ) -> Path:
     """Histogram of suspicion scores, split into clean and poison when the truth is known."""
-    s = np.asarray(scores, dtype=float)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    bins = np.histogram_bin_edges(s, bins=50) if s.size else 10
-    if poison_mask is None:
-        ax.hist(s, bins=bins, color="#4c72b0")
-    else:
-        ax.hist(s[~poison_mask], bins=bins, alpha=0.6, label="clean", color="#4c72b0")
-        ax.hist(s[poison_mask], bins=bins, alpha=0.6, label="poison", color="#c44e52")
-        ax.legend()
-    ax.set_yscale("log")
-    ax.set_xlabel("suspicion score (higher = more suspicious)")
-    ax.set_ylabel("samples")
+    draw_score_histogram(ax, scores, poison_mask=poison_mask)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+#: bottom of the log count axis: below 1, so that a bin of a single sample is a visible bar
+_LOG_FLOOR = 0.5
+
+
+def draw_score_histogram(
+    ax: plt.Axes, scores: np.ndarray, *, poison_mask: np.ndarray | None = None
+) -> plt.Axes:
+    """Draw the score histogram on ``ax``: counts on a log axis, poison drawn over clean.
+
+    The log axis keeps 25 poisons visible beside 40,000 clean samples, but matplotlib's automatic
+    limits start it at the smallest count, which leaves a small poison bar a sliver at the
+    bottom (or nothing, for a single poisoned sample). The axis starts at 0.5 instead, the
+    poison is drawn last, opaque and outlined, and the legend gives both counts.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Where to draw.
+    scores : np.ndarray
+        (N,) suspicion scores, higher = more suspicious.
+    poison_mask : np.ndarray, optional
+        (N,) bool ground truth; without it one histogram of all scores.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    s = np.asarray(scores, dtype=float)
+    bins = np.histogram_bin_edges(s, bins=50) if s.size else 10
+    if poison_mask is None:
+        ax.hist(s, bins=bins, color="#4c72b0")
+    else:
+        mask = np.asarray(poison_mask, dtype=bool)
+        clean, poison = s[~mask], s[mask]
+        ax.hist(clean, bins=bins, alpha=0.6, label=f"clean ({clean.size})", color="#4c72b0")
+        ax.hist(
+            poison,
+            bins=bins,
+            alpha=0.9,
+            label=f"poison ({poison.size})",
+            color="#c44e52",
+            edgecolor="#7a1f22",
+            linewidth=0.8,
+            zorder=3,
+        )
+        ax.legend()
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=_LOG_FLOOR)
+    ax.set_xlabel("suspicion score (higher = more suspicious)")
+    ax.set_ylabel("samples (log scale)")
+    return ax
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -1,8 +1,10 @@
 """Typed, validated training configuration, loadable from YAML/JSON files.
 
-Unknown keys are errors (a typo must not silently fall back to a default). Two presets matter:
-:func:`fast_recipe` (the benchmarked CPU recipe, default of ``poisonlab train``) and
-:func:`chapter_recipe` / :func:`chapter_finetune` (the book's Keras settings).
+Unknown keys are errors (a typo must not silently fall back to a default). Three recipes matter:
+:func:`fast_recipe` (the benchmarked CPU recipe, default of ``poisonlab train``),
+:func:`chapter_recipe` (the book's Keras settings) and :func:`finetune_recipe` (the book's
+fine-tune, default of ``poisonlab train --init``: a from-scratch recipe's high learning rate
+wrecks a trained model).
 """
 
 from __future__ import annotations
@@ -122,6 +124,17 @@ def chapter_finetune(epochs: int = 10, batch_size: int = 64) -> TrainConfig:
     )
 
 
+def finetune_recipe() -> TrainConfig:
+    """The default recipe for fine-tuning a trained model: :func:`chapter_finetune` (Adam, lr 1e-3,
+    batch 64, 10 epochs, no augmentation, no label smoothing).
+
+    A few epochs at a low learning rate move a trained model without erasing it; the from-scratch
+    recipes' one-cycle SGD to lr 0.4 took a CIFAR-10 model fine-tuned on 27 photos from 0.40 to
+    0.10 test accuracy (issue 17).
+    """
+    return chapter_finetune()
+
+
 def validate_train_settings(data: dict, origin: str = "training setting") -> TrainConfig:
     """``TrainConfig.model_validate`` with the first problem as a one-line ValueError."""
     try:
@@ -165,6 +178,27 @@ def default_recipe(dataset: str) -> TrainConfig:
     return digits_recipe() if str(dataset).strip().lower() == "digits" else fast_recipe()
 
 
+#: Measured training cost in seconds per image and epoch on the development machine's 2 shared
+#: cores (BENCHMARKS.md), keyed by (architecture, image side): the chapter CNN took ~63 s per
+#: 40,000-image CIFAR-10 epoch, and ~20 s for the digits recipe's 30 epochs of 1,167 8x8 images
+#: on one thread. Other architectures and sizes were not measured.
+SECONDS_PER_IMAGE_EPOCH = {("simple-cifar10", 32): 1.6e-3, ("simple-cifar10", 8): 6e-4}
+
+
+def estimate_train_seconds(
+    config: TrainConfig, images: int, image_side: int, arch: str | None = None
+) -> float | None:
+    """Expected seconds to train with ``config`` on ``images`` images of ``image_side`` pixels, on
+    the 2-core machine of :data:`SECONDS_PER_IMAGE_EPOCH`; None where nothing was measured.
+
+    ``arch`` is the architecture actually trained (a fine-tuned model's own), default the
+    config's. A rough figure for stage headers, not a promise: other machines, thread settings
+    and concurrent jobs change it several-fold.
+    """
+    rate = SECONDS_PER_IMAGE_EPOCH.get((arch or config.model.arch, int(image_side)))
+    return None if rate is None else rate * images * config.epochs
+
+
 PRESETS = {
     "fast": fast_recipe,
     "digits": digits_recipe,
@@ -174,9 +208,14 @@ PRESETS = {
 
 
 def base_recipe(
-    dataset: str, *, config_path: str | Path | None = None, preset: str | None = None
+    dataset: str,
+    *,
+    config_path: str | Path | None = None,
+    preset: str | None = None,
+    finetune: bool = False,
 ) -> TrainConfig:
-    """A config file, else a named preset, else the dataset's default recipe."""
+    """A config file, else a named preset, else :func:`finetune_recipe` when ``finetune`` (a
+    trained model continues training), else the dataset's default recipe."""
     if config_path is not None and preset is not None:
         raise ValueError("give either a config file or a preset, not both")
     if config_path is not None:
@@ -185,7 +224,7 @@ def base_recipe(
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         return PRESETS[preset]()
-    return default_recipe(dataset)
+    return finetune_recipe() if finetune else default_recipe(dataset)
 
 
 def apply_settings(config: TrainConfig, settings: dict) -> TrainConfig:
@@ -201,15 +240,21 @@ def apply_settings(config: TrainConfig, settings: dict) -> TrainConfig:
 
 
 def resolve_train_config(
-    *, dataset: str, config_path: str | Path | None = None, preset: str | None = None, **overrides: object
+    *,
+    dataset: str,
+    config_path: str | Path | None = None,
+    preset: str | None = None,
+    finetune: bool = False,
+    **overrides: object,
 ) -> TrainConfig:
     """The training config of a command line: :func:`base_recipe`, then the non-None overrides.
 
-    ``overrides`` are top-level :class:`TrainConfig` fields (``epochs``, ``batch_size``, ``lr``,
-    ``seed``, ...); ``arch`` sets ``model.arch``. None means "option not given", so it never
-    overrides the recipe.
+    ``finetune`` (``poisonlab train --init``) makes :func:`finetune_recipe` the base when neither
+    a config file nor a preset is given. ``overrides`` are top-level :class:`TrainConfig` fields
+    (``epochs``, ``batch_size``, ``lr``, ``seed``, ...); ``arch`` sets ``model.arch``. None means
+    "option not given", so it never overrides the recipe.
     """
-    data = base_recipe(dataset, config_path=config_path, preset=preset).model_dump()
+    data = base_recipe(dataset, config_path=config_path, preset=preset, finetune=finetune).model_dump()
     arch = overrides.pop("arch", None)
     if arch is not None:
         data["model"]["arch"] = arch

@@ -22,6 +22,7 @@ from poisonlab.device import autocast, resolve_device, use_bf16
 from poisonlab.inference import forward_pass, to_input
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
+from poisonlab.reprs import concise_repr
 from poisonlab.threads import compute_threads, estimate_flops
 from poisonlab.training.augment import random_crop_flip
 from poisonlab.training.batchnorm import recalibrate_batchnorm
@@ -51,6 +52,16 @@ class TrainResult:
     @property
     def final_val_accuracy(self) -> float | None:
         return self.history[-1].val_accuracy if self.history else None
+
+    def __repr__(self) -> str:
+        # the default prints every layer of the network and every epoch
+        return concise_repr(
+            self,
+            model=getattr(self.model, "arch", type(self.model).__name__),
+            epochs=len(self.history),
+            seconds=round(self.seconds, 2),
+            final_val_accuracy=self.final_val_accuracy,
+        )
 
 
 def _check_data(data: Dataset, model: PoisonlabModel) -> None:
@@ -96,10 +107,18 @@ def _make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
     return None
 
 
+#: a last batch smaller than this is skipped (its samples come round again after the reshuffle)
+MIN_TAIL_BATCH = 8
+
+
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
     order = torch.randperm(n, generator=gen)
     chunks = list(order.split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) == 1:  # BatchNorm cannot train on a batch of one
+    # BatchNorm cannot train on a batch of one, and the statistics of a handful of samples are
+    # noise: the digits CNN (2x2 maps in its last block, then a BatchNorm1d over the batch alone)
+    # trained on 1,283 images in batches of 64 had a last batch of 3, and its validation accuracy
+    # fell to chance mid-training (3 seeds: 0.72-0.97 test accuracy; 0.99-1.00 with it skipped).
+    if len(chunks) > 1 and len(chunks[-1]) < MIN_TAIL_BATCH:
         chunks.pop()
     return chunks
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poisonlab.experiments.clean_label.config import CleanLabelConfig
+from poisonlab.reprs import concise_repr
 
 __all__ = ["CleanLabelResult"]
 
@@ -34,6 +35,9 @@ class CleanLabelResult:
     config: CleanLabelConfig
     clean: dict[str, Any]
     trials: list[dict[str, Any]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return concise_repr(self, benchmark=getattr(self.config, "name", None), trials=len(self.trials))
 
     def to_json(self) -> dict[str, Any]:
         """The contents of ``results.json``."""

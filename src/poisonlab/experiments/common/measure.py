@@ -1,4 +1,9 @@
-"""What an experiment measures on one model: clean accuracy, confusions, attack success, photos."""
+"""What an experiment measures on one model: clean accuracy, confusions, attack success, photos.
+
+Besides the clean test set's confusion matrix, a backdoor run gets the confusion matrix of the
+*triggered* test set (trigger stamped, true labels kept, target class left out): that is where a
+backdoor shows, as a column of the target class that the clean matrix does not have.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.data.images import load_image_file
 from poisonlab.inference import forward_pass
 from poisonlab.models.base import PoisonlabModel
+from poisonlab.reprs import concise_repr
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,27 @@ class AttackTargets:
 
 @dataclass
 class ModelMeasurement:
+    """What one model does on the test data.
+
+    Attributes
+    ----------
+    clean_accuracy : float
+        Accuracy on the clean test set.
+    per_class_accuracy : list of float
+        Recall of every class on the clean test set.
+    confusion : np.ndarray
+        (K, K) counts on the clean test set, rows = true class.
+    source_to_target : int or None
+        Clean test images of the source class predicted as the target.
+    attack_success_rate, mixed_accuracy : float or None
+        On the triggered test set (backdoors only).
+    external : list of dict
+        Predictions on external photos.
+    triggered_confusion : np.ndarray or None
+        (K, K) counts on the triggered test set (backdoors only); the target's row is empty,
+        as the triggered set leaves the target class out.
+    """
+
     clean_accuracy: float
     per_class_accuracy: list[float]
     confusion: np.ndarray
@@ -35,6 +62,10 @@ class ModelMeasurement:
     attack_success_rate: float | None = None
     mixed_accuracy: float | None = None
     external: list[dict] = field(default_factory=list)
+    triggered_confusion: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return concise_repr(self, **self.scalars(), classes=len(self.per_class_accuracy))
 
     def scalars(self) -> dict[str, float]:
         """The numeric metrics (for tables and mean/std over seeds)."""
@@ -80,6 +111,7 @@ def measure(
             triggered.y, pred_t, targets.target, targets.source
         )
         result.mixed_accuracy = metrics.mixed_accuracy(test.y, pred, triggered.y, pred_t)
+        result.triggered_confusion = metrics.confusion_matrix(triggered.y, pred_t, k)
     result.external = predict_external(model, test.class_names, external, targets, device)
     return result
 

@@ -1,4 +1,6 @@
-"""Turn a run's config into objects: the attack of a seed, its trigger, the classes it watches."""
+"""Turn a run's config into objects: its data, the attack of a seed, its trigger, the classes it
+watches; and check that all of them can be built before anything trains (:func:`check_experiment`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 
 from poisonlab.attacks.base import PoisoningAttack
 from poisonlab.attacks.factory import get_attack, make_trigger
-from poisonlab.data.catalog import load_dataset_path
+from poisonlab.data.catalog import load_dataset_path, load_named_splits
 from poisonlab.data.dataset import Dataset, Splits
 from poisonlab.data.images import rgb_to_gray
 from poisonlab.experiments.common.measure import AttackTargets
@@ -21,7 +23,14 @@ from poisonlab.experiments.single.config import (
     MislabelSpec,
 )
 
-__all__ = ["attack_targets", "build_attack", "external_images", "trigger_for"]
+__all__ = [
+    "attack_targets",
+    "build_attack",
+    "check_experiment",
+    "experiment_splits",
+    "external_images",
+    "trigger_for",
+]
 
 
 def trigger_for(spec: BackdoorSpec) -> Callable[[np.ndarray], np.ndarray]:
@@ -85,3 +94,37 @@ def attack_targets(cfg: ExperimentConfig, splits: Splits) -> AttackTargets:
         trigger=trigger,
         trigger_name=spec.trigger if isinstance(spec, BackdoorSpec) else "",
     )
+
+
+def experiment_splits(cfg: ExperimentConfig) -> Splits:
+    """The data of ``cfg``: its dataset from the config's ``data_dir``, else from where
+    :func:`poisonlab.data.catalog.resolve_data_dir` finds it (the rule of every command)."""
+    data_dir = cfg.path(cfg.dataset.data_dir) if cfg.dataset.data_dir else None
+    return load_named_splits(cfg.dataset.name, data_dir=data_dir, seed=cfg.dataset.split_seed)
+
+
+def check_experiment(cfg: ExperimentConfig, splits: Splits | None = None) -> None:
+    """Build every seed's attack without poisoning anything: a bad attack setting fails now,
+    before a clean baseline trains for minutes (13 on CIFAR-10 on 2 cores) and then the attack.
+
+    Parameters
+    ----------
+    cfg
+        The run.
+    splits
+        Its data. Without it, the attacks that need none are built (every kind but ``mislabel``,
+        whose images are loaded against the data's classes and image size); with it, every
+        attack, and the classes the run watches are resolved too.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        The first attack that cannot be built, with the library's message.
+    """
+    if splits is not None:
+        attack_targets(cfg, splits)
+    for seed in cfg.seeds:
+        if splits is not None:
+            build_attack(cfg, splits, seed)
+        elif not isinstance(cfg.attack, MislabelSpec):
+            get_attack(cfg.attack.kind, **_attack_params(cfg, None, seed))  # type: ignore[arg-type]

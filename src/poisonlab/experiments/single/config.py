@@ -158,13 +158,21 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
 def parse_experiment(data: dict, origin: str = "config") -> ExperimentConfig:
     """Validate an experiment mapping; ValueError names ``origin`` and the first problems.
 
-    The training configs are resolved too, so that bad settings fail now rather than after the
-    clean baseline has trained.
+    The training configs are resolved and every seed's attack is built (all kinds but
+    ``mislabel``, whose images need the data: see
+    :func:`~poisonlab.experiments.single.build.check_experiment`), so that bad settings such as
+    ``fraction: 1.5`` fail now rather than after the clean baseline has trained.
     """
+    from poisonlab.experiments.single.build import check_experiment  # build imports this module
+
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise ValueError(validation_message(exc, "experiment config", origin)) from exc
     cfg.clean_train_config()  # surface bad training settings now, not after an hour of training
     cfg.poison_train_config(cfg.seeds[0])
+    try:
+        check_experiment(cfg)
+    except ValueError as exc:
+        raise ValueError(f"invalid experiment config {origin}: attack ({cfg.attack.kind}): {exc}") from None
     return cfg

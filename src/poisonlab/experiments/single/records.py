@@ -14,6 +14,7 @@ from poisonlab.attacks.base import PoisonResult
 from poisonlab.data.dataset import Splits
 from poisonlab.experiments.common.measure import AttackTargets, ModelMeasurement, aggregate
 from poisonlab.experiments.single.config import ExperimentConfig
+from poisonlab.reprs import concise_repr
 
 __all__ = ["ExperimentResult", "SeedRun"]
 
@@ -41,6 +42,17 @@ class SeedRun:
     model_id: str
     measurement: ModelMeasurement
     history: list[dict]
+
+    def __repr__(self) -> str:
+        m = self.measurement
+        return concise_repr(
+            self,
+            seed=self.seed,
+            model_id=self.model_id,
+            num_poison=self.poison.num_poison,
+            clean_accuracy=m.clean_accuracy,
+            attack_success_rate=m.attack_success_rate,
+        )
 
 
 @dataclass
@@ -75,6 +87,17 @@ class ExperimentResult:
     targets: AttackTargets
     runs: list[SeedRun] = field(default_factory=list)
     out_dir: Path = Path(".")
+
+    def __repr__(self) -> str:
+        # the default prints every seed's poison indices, confusion matrices and history
+        return concise_repr(
+            self,
+            experiment=self.config.name,
+            attack=self.runs[0].poison.description if self.runs else None,
+            seeds=[r.seed for r in self.runs],
+            clean_accuracy=self.clean.clean_accuracy,
+            out_dir=self.out_dir,
+        )
 
     def summary(self) -> dict:
         """Clean metrics, poisoned metrics as mean/std over seeds, and the accuracy drop."""

@@ -1,6 +1,12 @@
-"""What a single run writes: ``results.json``, the poisoned sets, and the report (trigger and
-poisoned samples, confusion matrices before/after, accuracy curves, the metric table over seeds
-(mean ± std), external photos, exact config and data hashes)."""
+"""What a single run writes: ``results.json``, ``run.json``, the poisoned sets, and the report
+(trigger and poisoned samples, confusion matrices before/after on the clean and on the triggered
+test set, accuracy curves, the metric table over seeds (mean ± std), external photos, exact
+config and data hashes).
+
+The metric table keeps clean accuracy beside the attack success rate and marks an ASR whose
+model is at chance level on clean data as not meaningful (:mod:`poisonlab.reporting.success`);
+the accuracy cost of the attack reads ``clean accuracy 0.912 -> 0.901 (-1.1 points)``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,9 @@ import yaml
 
 from poisonlab.data.arrays import save_arrays
 from poisonlab.experiments.single.records import ExperimentResult
+from poisonlab.provenance import claim_run_dir, run_record, write_run_json
 from poisonlab.reporting import Report, confusion_matrix_png, curves_png, image_grid_png
+from poisonlab.reporting.success import accuracy_change, asr_text, chance_note, meaningful
 
 __all__ = [
     "metric_rows",
@@ -47,8 +55,38 @@ def _fmt_stat(key: str, stat: dict | None) -> str:
     )
 
 
+def _seed_accuracies(result: ExperimentResult) -> list[float]:
+    return [r.measurement.clean_accuracy for r in result.runs]
+
+
+def _poisoned_asr(result: ExperimentResult, stat: dict | None) -> str:
+    """The poisoned models' ASR, marked when some seed's model is at chance on clean data."""
+    k = len(result.splits.class_names)
+    accs = _seed_accuracies(result)
+    collapsed = sum(not meaningful(a, k) for a in accs)
+    if stat is None or collapsed == 0:
+        return _fmt_stat("attack_success_rate", stat)
+    if len(accs) == 1:
+        return asr_text(stat["mean"], accs[0], k)
+    return (
+        f"{_fmt_stat('attack_success_rate', stat)} (not meaningful in {collapsed} of {len(accs)} "
+        "seeds: clean accuracy at chance)"
+    )
+
+
+def asr_not_meaningful(result: ExperimentResult) -> bool:
+    """Whether the clean model or any poisoned model has an ASR but chance-level clean accuracy."""
+    k = len(result.splits.class_names)
+    models = [result.clean, *(r.measurement for r in result.runs)]
+    return any(m.attack_success_rate is not None and not meaningful(m.clean_accuracy, k) for m in models)
+
+
 def metric_rows(result: ExperimentResult) -> list[list[str]]:
-    """Rows (metric, clean model, poisoned model) of the result table."""
+    """Rows (metric, clean model, poisoned model) of the result table.
+
+    Clean accuracy comes first, right above the attack success rate it qualifies; the last row
+    says how the clean accuracy changed from the clean to the poisoned model, in points.
+    """
     summary = result.summary()
     names = result.splits.class_names
     t = result.targets
@@ -60,9 +98,15 @@ def metric_rows(result: ExperimentResult) -> list[list[str]]:
             continue
         if key == "source_to_target":
             label = label.format(src=names[t.source], tgt=names[t.target])
+        if key == "attack_success_rate":
+            acc = result.clean.clean_accuracy
+            rows.append([label, asr_text(clean, acc, len(names)), _poisoned_asr(result, poisoned)])
+            continue
         rows.append([label, "-" if clean is None else _num(key, clean), _fmt_stat(key, poisoned)])
-    if "accuracy_drop" in summary:
-        rows.append(["accuracy drop (stealth)", "", f"{summary['accuracy_drop']:+.4f}"])
+    poisoned_acc = summary["poisoned"].get("clean_accuracy")
+    if poisoned_acc is not None:
+        change = accuracy_change(summary["clean"]["clean_accuracy"], poisoned_acc["mean"])
+        rows.append(["stealth (cost of the attack)", "", change])
     return rows
 
 
@@ -96,6 +140,7 @@ def _figures(result: ExperimentResult, out: Path) -> dict[str, str]:
         out / "confusion_poisoned.png",
         f"poisoned model (seed {first.seed})",
     )
+    figs |= _triggered_confusions(result, out)
     series = {}
     if result.clean_history:
         series["clean model (val)"] = [h.get("val_accuracy") for h in result.clean_history]
@@ -104,6 +149,21 @@ def _figures(result: ExperimentResult, out: Path) -> dict[str, str]:
     if any(any(v is not None for v in s) for s in series.values()):
         curves_png(series, out / "curves.png", title="validation accuracy per epoch")
         figs["curves"] = "curves.png"
+    return figs
+
+
+def _triggered_confusions(result: ExperimentResult, out: Path) -> dict[str, str]:
+    """Confusion matrices of both models on the triggered test set (backdoors only)."""
+    first = result.runs[0]
+    names = result.splits.class_names
+    figs = {}
+    for key, m, title in (
+        ("triggered_clean", result.clean, "clean model, triggered test set"),
+        ("triggered_poisoned", first.measurement, f"poisoned model (seed {first.seed}), triggered test set"),
+    ):
+        if m.triggered_confusion is not None:
+            figs[key] = f"confusion_{key}.png"
+            confusion_matrix_png(m.triggered_confusion, names, out / figs[key], title)
     return figs
 
 
@@ -138,6 +198,8 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
     report.table(
         ["metric", "clean model", f"poisoned model ({len(result.runs)} seed(s))"], metric_rows(result)
     )
+    if asr_not_meaningful(result):
+        report.paragraph(chance_note(len(result.splits.class_names)))
     if "trigger" in figs:
         report.heading("Trigger").image(
             figs["trigger"], "test images of the source class, clean and triggered"
@@ -147,6 +209,15 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
     )
     report.heading("Confusion matrices")
     report.image("confusion_clean.png", "clean model").image("confusion_poisoned.png", "poisoned model")
+    if "triggered_poisoned" in figs:
+        report.heading("Confusion matrices on the triggered test set")
+        report.paragraph(
+            "The test images carry the trigger and keep their true labels (rows); the target class "
+            f"({result.splits.class_names[result.targets.target]}) is left out. A working backdoor "
+            "shows as a filled target column in the poisoned model's matrix, absent from the clean one's."
+        )
+        report.image(figs["triggered_clean"], "clean model, triggered test set")
+        report.image(figs["triggered_poisoned"], "poisoned model, triggered test set")
     if "curves" in figs:
         report.heading("Accuracy curves").image(figs["curves"], "validation accuracy per epoch")
     if first.measurement.external:
@@ -191,21 +262,56 @@ def save_poisoned_sets(result: ExperimentResult, out: Path) -> list[Path]:
     return paths
 
 
-def write_experiment(result: ExperimentResult, out_dir: str | Path, *, save_data: bool = False) -> Path:
-    """Everything ``poisonlab run`` leaves in ``out_dir``: ``results.json``, the report and, with
-    ``save_data``, the poisoned training sets (:func:`save_poisoned_sets`).
+def write_experiment(
+    result: ExperimentResult, out_dir: str | Path, *, save_data: bool = False, overwrite: bool = False
+) -> Path:
+    """Everything ``poisonlab run`` leaves in ``out_dir``: ``results.json``, ``run.json``, the
+    report and, with ``save_data``, the poisoned training sets (:func:`save_poisoned_sets`).
+
+    Parameters
+    ----------
+    result
+        The finished run.
+    out_dir
+        The run folder.
+    save_data
+        Also write the poisoned training sets.
+    overwrite
+        Replace the files of an earlier run in ``out_dir`` (its ``run.json``); without it such a
+        folder is refused. Callers check it before the run too
+        (:func:`poisonlab.provenance.claim_run_dir`), not to learn it after training.
 
     Returns
     -------
     Path
         ``report.html``.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` holds another run's ``run.json`` and ``overwrite`` is False.
     """
-    out = Path(out_dir)
+    out = claim_run_dir(out_dir, overwrite=overwrite)  # models/seed-N below are this run's own
     out.mkdir(parents=True, exist_ok=True)
     if save_data:
         save_poisoned_sets(result, out)
     write_results_json(result, out / "results.json")
-    return write_report(result, out)[1]
+    page = write_report(result, out)[1]
+    write_run_json(out, experiment_record(result))
+    return page
+
+
+def experiment_record(result: ExperimentResult) -> dict:
+    """The ``run.json`` of an experiment folder: provenance, the config, data hashes, model ids."""
+    cfg = result.config
+    extra = {
+        "experiment": cfg.name,
+        "train_hash": result.splits.train.content_hash,
+        "test_hash": result.splits.test.content_hash,
+        "clean_model": result.clean_model_id,
+        "models": {str(r.seed): r.model_id for r in result.runs},
+    }
+    return run_record("experiment", config=cfg.model_dump(mode="json", exclude={"base_dir"}), extra=extra)
 
 
 def _json_default(value: object) -> object:

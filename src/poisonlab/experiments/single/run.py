@@ -4,7 +4,8 @@ Steps: load the splits; train (or reuse from the cache) the clean baseline; for 
 the attack, poison the training set, integrate it (retrain from scratch, fine-tune the clean
 model on the poisoned set, or fine-tune on the poisoned samples only); measure both models. The
 poisoned models are saved under ``out_dir/models/seed-<seed>``; ``results.json`` and the report
-are written by :func:`poisonlab.experiments.single.report.write_experiment`.
+are written by :func:`poisonlab.experiments.single.report.write_experiment`. A folder holding an
+earlier run is refused before any training unless ``overwrite=True`` (:func:`claim_experiment_dirs`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,26 @@ from poisonlab.experiments.single.build import attack_targets, build_attack
 from poisonlab.experiments.single.config import ExperimentConfig
 from poisonlab.experiments.single.records import ExperimentResult, SeedRun
 from poisonlab.models.base import PoisonlabModel
+from poisonlab.provenance import claim_run_dir
 from poisonlab.training.save import train_and_save
 
-__all__ = ["run_experiment"]
+__all__ = ["claim_experiment_dirs", "run_experiment"]
+
+
+def claim_experiment_dirs(cfg: ExperimentConfig, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Check, before any work, every folder a run of ``cfg`` writes: ``out_dir`` and each seed's
+    ``models/seed-<seed>``; a run stopped after its first model leaves one without a ``run.json``
+    at the top, and it would otherwise be refused only after the training.
+
+    Raises
+    ------
+    FileExistsError
+        One of them holds a run and ``overwrite`` is False.
+    """
+    out = claim_run_dir(out_dir, overwrite=overwrite)
+    for seed in cfg.seeds:
+        claim_run_dir(out / "models" / f"seed-{seed}", overwrite=overwrite)
+    return out
 
 
 def _poisoned_model(
@@ -35,6 +53,7 @@ def _poisoned_model(
     out_dir: Path,
     device: str,
     progress: bool,
+    overwrite: bool,
 ) -> tuple[PoisonlabModel, str, list[dict]]:
     """Integrate ``poison`` as the config says; the model is saved and registered with its parent."""
     train_cfg = cfg.poison_train_config(seed)
@@ -50,6 +69,7 @@ def _poisoned_model(
         name=f"{cfg.name}-seed{seed}",
         device=device,
         progress=progress,
+        overwrite=overwrite,
     )
     return trained.result.model, trained.card.id, [h.__dict__ for h in trained.result.history]
 
@@ -66,6 +86,7 @@ def run_experiment(
     device: str = "auto",
     progress: bool = True,
     splits: Splits | None = None,
+    overwrite: bool = False,
 ) -> ExperimentResult:
     """Run ``cfg``: the clean baseline (cached), then one poisoned model per seed.
 
@@ -80,6 +101,9 @@ def run_experiment(
     splits
         The data, when the caller already has it (the demo shares one load); default: the
         config's dataset.
+    overwrite
+        Replace the models of an earlier run in ``out_dir``; without it a folder holding one is
+        refused (FileExistsError) before anything trains.
 
     Returns
     -------
@@ -87,7 +111,7 @@ def run_experiment(
         Everything measured; write it with
         :func:`poisonlab.experiments.single.report.write_experiment`.
     """
-    out = Path(out_dir)
+    out = claim_experiment_dirs(cfg, out_dir, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     splits = _load_splits(cfg) if splits is None else splits
     targets = attack_targets(cfg, splits)
@@ -111,7 +135,7 @@ def run_experiment(
     for seed in cfg.seeds:
         poison = build_attack(cfg, splits, seed).poison(splits.train)
         model, model_id, history = _poisoned_model(
-            cfg, splits, poison, clean, clean_id, seed, out, device, progress
+            cfg, splits, poison, clean, clean_id, seed, out, device, progress, overwrite
         )
         m = measure(model, splits.test, targets, triggered=triggered, external=external, device=device)
         result.runs.append(

@@ -1,0 +1,211 @@
+"""Where a result came from: ``run.json`` in every run folder, and no silent overwrites.
+
+Every folder a training run or an experiment writes gets a ``run.json``: a run id, the time,
+the versions of poisonlab, torch and Python (and the packages the figures depend on), the git
+commit of a source checkout (``-dirty`` with uncommitted changes), the command line and the
+config as given. :func:`claim_run_dir` refuses a folder that already holds a run unless
+``overwrite=True``, so a second run cannot replace the first one's model or report unnoticed.
+
+The git commit and versions are computed once per process: the code that runs is the code that
+was imported at start, whatever the checkout becomes later.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import secrets
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RUN_FILE",
+    "claim_run_dir",
+    "git_commit",
+    "holds_run",
+    "new_run_id",
+    "package_versions",
+    "read_run_json",
+    "run_record",
+    "write_run_json",
+]
+
+#: the provenance file of a run folder
+RUN_FILE = "run.json"
+#: files that mark a folder as holding a finished run (``model.json``: model folders from before
+#: ``run.json`` existed)
+_RUN_MARKERS = (RUN_FILE, "model.json")
+_PACKAGES = ("poisonlab", "numpy", "scipy", "scikit-learn", "torch", "pydantic", "typer")
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+@functools.cache
+def git_commit(source: Path | None = None) -> str | None:
+    """``git rev-parse HEAD`` of the poisonlab checkout, ``-dirty`` with uncommitted changes.
+
+    Dirty means a changed tracked file or an untracked file under ``src/``. The checks never
+    write the index (``--no-optional-locks``). None outside a git checkout (an installed wheel)
+    or without git.
+
+    Parameters
+    ----------
+    source : Path, optional
+        The checkout's root; default the one this module was imported from.
+
+    Returns
+    -------
+    str or None
+    """
+    root = source or Path(__file__).resolve().parents[2]
+    if not (root / "src" / "poisonlab").is_dir():  # not a source checkout
+        return None
+    head = _git(["rev-parse", "HEAD"], root)
+    if not head:
+        return None
+    tracked = _git(["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"], root)
+    untracked = _git(
+        ["--no-optional-locks", "status", "--porcelain", "--untracked-files=all", "--", "src"], root
+    )
+    return f"{head}-dirty" if tracked or untracked else head
+
+
+@functools.cache
+def _versions() -> tuple[tuple[str, str | None], ...]:
+    out: list[tuple[str, str | None]] = [("python", platform.python_version())]
+    for name in _PACKAGES:
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            out.append((name, None))
+    return tuple(out)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of poisonlab and the packages its figures depend on, and Python's."""
+    return dict(_versions())
+
+
+def new_run_id() -> str:
+    """A fresh run id: ``run-<UTC time>-<6 random hex digits>``, sortable by start time."""
+    return f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def run_record(
+    kind: str,
+    *,
+    config: Any = None,
+    run_id: str | None = None,
+    argv: list[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The contents of a ``run.json``.
+
+    Parameters
+    ----------
+    kind : str
+        What ran: ``"train"``, ``"experiment"``, ``"matrix"``, ``"demo"``, ...
+    config : object, optional
+        The config as given (JSON-ready: a dict, a list, a string).
+    run_id : str, optional
+        Default: a new one (:func:`new_run_id`).
+    argv : list of str, optional
+        The command line; default ``sys.argv``.
+    extra : mapping, optional
+        Further JSON-ready fields (the model id, the dataset hash, ...).
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``kind``, ``created_at`` (UTC, ISO 8601), ``versions`` (python, poisonlab,
+        torch, ...), ``commit``, ``platform``, ``command`` (the argv list), ``command_line``
+        (shell-quoted), ``cwd``, ``config`` and the ``extra`` fields.
+    """
+    args = list(sys.argv if argv is None else argv)
+    return {
+        "run_id": run_id or new_run_id(),
+        "kind": kind,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "commit": git_commit(),
+        "platform": platform.platform(),
+        "command": args,
+        "command_line": shlex.join(args),
+        "cwd": os.getcwd(),
+        "config": config,
+        **dict(extra or {}),
+    }
+
+
+def holds_run(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a run (its ``run.json``, or a saved model's ``model.json``)."""
+    path = Path(folder)
+    return any((path / name).is_file() for name in _RUN_MARKERS)
+
+
+def claim_run_dir(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Check that a run may write into ``folder``; call it before any work.
+
+    Parameters
+    ----------
+    folder : path-like
+        The run folder (need not exist).
+    overwrite : bool
+        Allow replacing a run already in ``folder`` (the CLI's ``--overwrite``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    FileExistsError
+        When ``folder`` holds a run (:func:`holds_run`) and ``overwrite`` is False; the message
+        names the run there.
+    """
+    path = Path(folder)
+    if overwrite or not holds_run(path):
+        return path
+    previous = read_run_json(path)
+    what = (
+        f"run {previous.get('run_id')} of {previous.get('created_at')}"
+        if previous
+        else "a saved model (model.json)"
+    )
+    raise FileExistsError(
+        f"{path} already holds {what}; choose another output folder, or pass overwrite=True "
+        "(--overwrite on the command line) to replace it"
+    )
+
+
+def read_run_json(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``run.json`` of ``folder``, or None when it has none (or an unreadable one)."""
+    path = Path(folder) / RUN_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_run_json(folder: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:
+    """Write ``record`` (see :func:`run_record`) as ``folder/run.json``, atomically; its path."""
+    path = Path(folder) / RUN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
