@@ -18,7 +18,9 @@ from poisonlab.defenses.detectors.anchored_knn import AnchoredKNN, layer_log_rat
 from poisonlab.metrics import detection_scores
 
 
-def _blobs(rng: np.random.Generator, centres: list[tuple[float, float]], n: int) -> tuple[np.ndarray, np.ndarray]:
+def _blobs(
+    rng: np.random.Generator, centres: list[tuple[float, float]], n: int
+) -> tuple[np.ndarray, np.ndarray]:
     x = np.concatenate([rng.normal(c, 1.0, size=(n, 2)) for c in centres])
     return x, np.repeat(np.arange(len(centres)), n)
 
@@ -61,7 +63,9 @@ def test_needs_a_trusted_set_and_the_model(exact_backdoor) -> None:
     with pytest.raises(ValueError, match="trusted"):
         AnchoredKNN().fit(exact_backdoor.dataset, exact_backdoor.model)
     with pytest.raises(ValueError, match="model"):
-        AnchoredKNN().fit(exact_backdoor.dataset, forward=exact_backdoor.forward, trusted=exact_backdoor.splits.val)
+        AnchoredKNN().fit(
+            exact_backdoor.dataset, forward=exact_backdoor.forward, trusted=exact_backdoor.splits.val
+        )
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +86,8 @@ def test_finds_relabelled_triggered_digits(anchored: AnchoredKNN, exact_backdoor
 
 
 def test_a_higher_threshold_flags_a_subset(anchored: AnchoredKNN, exact_backdoor) -> None:
-    strict = AnchoredKNN(threshold=6.0).fit(exact_backdoor.dataset, exact_backdoor.model, trusted=exact_backdoor.splits.val)
+    strict = AnchoredKNN(threshold=6.0).fit(
+        exact_backdoor.dataset, exact_backdoor.model, trusted=exact_backdoor.splits.val
+    )
     np.testing.assert_allclose(strict.score_samples(), anchored.score_samples())
     assert not np.any(strict.predict() & ~anchored.predict())

@@ -11,7 +11,15 @@ from typer.testing import CliRunner
 from poisonlab.cli.main import app
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES
-from poisonlab.defenses.scan import SCREEN_METHODS, MethodResult, combine, scan
+from poisonlab.defenses.scan import (
+    ANCHORED_METHODS,
+    SCREEN_METHODS,
+    MethodResult,
+    combine,
+    scan,
+    screen_methods,
+)
+from poisonlab.defenses.scan.screen import TYPICAL_SPREADS
 from poisonlab.metrics import detection_scores
 
 
@@ -85,3 +93,40 @@ def test_the_default_screen_needs_a_model(colour_data, tmp_path) -> None:
         scan(colour_data)
     result = CliRunner().invoke(app, ["scan", "digits", "--out", str(tmp_path / "scan")])
     assert result.exit_code == 2 and "needs a model" in result.output and "Traceback" not in result.output
+
+
+def _anchored(flagged_idx: list[int], scores: np.ndarray, n: int = 12) -> MethodResult:
+    base = _result("anchored_knn", flagged_idx, n=n)
+    details = {"reference_centre": 0.0, "reference_spread": 1.0}
+    return MethodResult(**{**base.__dict__, "scores": scores, "details": details})
+
+
+def test_the_anchored_detector_runs_with_a_trusted_set_only() -> None:
+    assert ANCHORED_METHODS == ("anchored_knn",) and set(ANCHORED_METHODS) <= set(DEFENSES)
+    assert all(DEFENSES[name].needs_trusted for name in ANCHORED_METHODS)
+    assert screen_methods(False) == SCREEN_METHODS
+    assert screen_methods(True) == SCREEN_METHODS + ANCHORED_METHODS
+
+
+def test_an_anchored_flag_is_enough_and_agreement_on_a_typical_sample_is_vetoed() -> None:
+    data = _dataset()
+    typical, far = 0.5, TYPICAL_SPREADS + 0.5  # in the anchored detector's robust units
+    scores = np.full(12, typical)
+    scores[[0, 5, 6]] = far
+    scores[9] = 10.0
+    # x and y agree on 0 (far), 3 (typical) and 6 (far); the anchored detector alone flags 9
+    methods = [_result("x", [0, 3, 6]), _result("y", [0, 3, 6]), _anchored([9], scores)]
+    v = combine(methods, data)
+    assert np.flatnonzero(v.flagged).tolist() == [0, 6, 9]
+    assert "anchored_knn" in v.to_dict()["rule"] and "robust SDs" in v.to_dict()["rule"]
+    # without the anchored detector, agreement alone decides as before
+    assert np.flatnonzero(combine(methods[:2], data).flagged).tolist() == [0, 3, 6]
+    # the anchored flag leads the ranking
+    assert v.scores[9] == v.scores.max()
+
+
+def test_no_veto_without_a_known_reference() -> None:
+    data = _dataset()
+    blind = MethodResult(**{**_anchored([], np.zeros(12)).__dict__, "details": {}})
+    v = combine([_result("x", [3]), _result("y", [3]), blind], data)
+    assert np.flatnonzero(v.flagged).tolist() == [3]

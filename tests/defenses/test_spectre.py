@@ -198,3 +198,13 @@ def test_small_classes_are_skipped(planted):
     det = SPECTRE().fit(small, forward=sub)
     assert det.details_["classes"]["c2"]["decision"] == "skipped (too few samples)"
     assert not det.predict()[small.y == 2].any()
+
+
+def test_deterministic_mcd_in_one_dimension_keeps_matrix_shapes() -> None:
+    """One principal direction (a small class: N_k / samples_per_dim = 1) is a 1 x 1 covariance,
+    not the scalar np.cov returns for one variable."""
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(0.0, 1.0, 30), [40.0, 41.0]])[:, None]
+    est = deterministic_mcd(z)
+    assert est.location.shape == (1,) and est.covariance.shape == (1, 1)
+    assert not est.support[-2:].any() and est.support[:30].mean() > 0.8

@@ -94,3 +94,36 @@ def test_matrix_cli_errors_are_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["matrix", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "unknown defense 'nope'" in res.stderr
     assert not (tmp_path / "o").exists()  # nothing written for a config that does not validate
+
+
+def test_the_default_screen_is_the_matrix_default_and_mitigates_without_ground_truth(tmp_path: Path) -> None:
+    """Without ``defenses`` the columns are the screen's detectors and its verdict, and the
+    drop-and-retrain step drops exactly what the screen flagged (the oracle stays a reference)."""
+    cfg = parse_matrix(
+        {k: v for k, v in TINY.items() if k not in ("defenses", "mitigation")}
+        | {"attacks": TINY["attacks"][:1]}
+    )
+    assert cfg.defenses is None and cfg.mitigation.defenses == "screen"
+    columns = cfg.defense_names()
+    assert columns[-1] == "screen" and "anchored_knn" in columns and "spectre" in columns
+    # configured defenses come first; the screen's other detectors join them
+    mixed = parse_matrix({**TINY, "mitigation": {"defenses": "screen"}})
+    assert mixed.defense_names()[:2] == ["spectral_signatures", "confident_learning"]
+    assert mixed.defense_names().count("spectral_signatures") == 1
+    assert parse_matrix(TINY).defense_names() == ["spectral_signatures", "confident_learning"]
+
+    config = tmp_path / "screen.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {k: v for k, v in TINY.items() if k not in ("defenses", "mitigation")}
+            | {"attacks": TINY["attacks"][:1]}
+        )
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["matrix", str(config), "--out", str(out), "--quiet", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((out / "matrix.json").read_text())["rows"]
+    assert set(row["detection"]) == set(columns)
+    screen = row["detection"]["screen"]
+    assert set(row["mitigation"]) == {"screen", "oracle"}
+    assert row["mitigation"]["screen"]["removed"] == screen["flagged"]

@@ -56,9 +56,7 @@ __all__ = ["AnchoredKNN", "layer_log_ratios"]
 _MAD_TO_SD = 1.4826
 
 
-def _class_log_ratios(
-    train: np.ndarray, trusted: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _class_log_ratios(train: np.ndarray, trusted: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """log(kNN distance / median trusted leave-one-out distance) of one class's rows.
 
     ``train`` (n, C) and ``trusted`` (m, C) standardised features of one class, ``m >= k + 1``.

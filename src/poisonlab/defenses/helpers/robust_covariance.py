@@ -68,12 +68,12 @@ def _c_steps(z: np.ndarray, subset: np.ndarray, h: int, max_steps: int) -> tuple
     subset = np.sort(subset)
     for _ in range(max_steps):
         part = z[subset]
-        d2 = mahalanobis_sq(z, part.mean(axis=0), np.cov(part, rowvar=False, bias=True))
+        d2 = mahalanobis_sq(z, part.mean(axis=0), np.atleast_2d(np.cov(part, rowvar=False, bias=True)))
         new = np.sort(np.argsort(d2, kind="stable")[:h])
         if np.array_equal(new, subset):
             break
         subset = new
-    return subset, _logdet(np.cov(z[subset], rowvar=False, bias=True))
+    return subset, _logdet(np.atleast_2d(np.cov(z[subset], rowvar=False, bias=True)))
 
 
 def _spatial_median(z: np.ndarray, iters: int = 50) -> np.ndarray:
@@ -132,7 +132,7 @@ def deterministic_mcd(
     fits = [_c_steps(z, s, h, max_steps) for s in _starts(z, h)]
     best = min(fits, key=lambda f: f[1])[0]
     loc = z[best].mean(axis=0)
-    cov = np.cov(z[best], rowvar=False, bias=True)
+    cov = np.atleast_2d(np.cov(z[best], rowvar=False, bias=True))
     # consistency: under normality the median squared distance is the chi-squared median
     d2 = mahalanobis_sq(z, loc, cov)
     cov = cov * (np.median(d2) / chi2.ppf(0.5, p))
@@ -143,7 +143,7 @@ def deterministic_mcd(
         # a normal sample cut at a distance quantile has its covariance shrunk by
         # P(chi2_{p+2} <= cut) / P(chi2_p <= cut) (Croux and Haesbroeck, J. Multivar. Anal. 71, 1999)
         shrink = chi2.cdf(cut, p + 2) / _REWEIGHT_QUANTILE
-        cov = np.cov(z[support], rowvar=False, bias=True) / shrink
+        cov = np.atleast_2d(np.cov(z[support], rowvar=False, bias=True)) / shrink
     return RobustEstimate(location=loc, covariance=cov, support=support)
 
 

@@ -2,7 +2,8 @@
 
 Per method: detection metrics (when the dataset carries a poison mask), per-class statistics, the
 ranked most suspicious samples (index, label, source, score, truth) with a thumbnail grid, and a
-histogram of the scores split into clean and poison.
+histogram of the scores split into clean and poison. A table of contents at the top links to the
+summary, the screen's verdict and every method's section.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ def write_scan_report(
     report.paragraph(f"{len(ds)} samples, {ds.num_classes} classes. {truth}")
     if result.forward_seconds is not None:
         report.paragraph(f"One shared forward pass of the model: {result.forward_seconds:.2f} s.")
+    report.toc()  # one section per method makes a long page: link to each
     report.heading("Summary", 2)
     report.table(["method", "space", "flagged", *_METRICS, "seconds"], _summary_rows(result))
     if result.screen is not None:

@@ -20,7 +20,13 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.defenses import DEFENSES, get_defense
 from poisonlab.defenses.base import Defense, ScanContext
 from poisonlab.defenses.scan.records import MethodResult, ScanResult
-from poisonlab.defenses.scan.screen import ANCHORED_METHODS, MIN_VOTES, SCREEN_METHODS, combine, screen_methods
+from poisonlab.defenses.scan.screen import (
+    ANCHORED_METHODS,
+    MIN_VOTES,
+    SCREEN_METHODS,
+    combine,
+    screen_methods,
+)
 from poisonlab.inference import ForwardResult, forward_pass
 from poisonlab.metrics import detection_scores
 from poisonlab.models.base import PoisonlabModel

@@ -48,7 +48,15 @@ from poisonlab.defenses.base import class_groups
 from poisonlab.defenses.scan.records import MethodResult
 from poisonlab.metrics import detection_scores
 
-__all__ = ["ANCHORED_METHODS", "MIN_VOTES", "SCREEN_METHODS", "TYPICAL_SPREADS", "ScreenVerdict", "combine", "screen_methods"]
+__all__ = [
+    "ANCHORED_METHODS",
+    "MIN_VOTES",
+    "SCREEN_METHODS",
+    "TYPICAL_SPREADS",
+    "ScreenVerdict",
+    "combine",
+    "screen_methods",
+]
 
 #: The recommended detectors, frozen (see docs/results/detection.md for how they were chosen).
 SCREEN_METHODS: tuple[str, ...] = (

@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +29,12 @@ import numpy as np
 
 from poisonlab.experiments.detection.config import DetectionConfig
 from poisonlab.metrics import detection_scores
+from poisonlab.provenance import git_commit, package_versions
 
 __all__ = ["MAX_FPR", "ResultsStore", "git_commit", "package_versions", "score_record", "tpr_at_fpr"]
 
 #: the operating point of the benchmark's headline figure: TPR at FPR <= 1 %
 MAX_FPR = 0.01
-_PACKAGES = ("poisonlab", "numpy", "scipy", "scikit-learn", "torch", "pydantic", "typer")
 
 
 def tpr_at_fpr(mask: np.ndarray, scores: np.ndarray, max_fpr: float = MAX_FPR) -> float | None:
@@ -99,45 +97,6 @@ def score_record(
         "seconds": seconds,
         "params": params,
     }
-
-
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
-
-
-def git_commit(source: Path | None = None) -> str | None:
-    """``git rev-parse HEAD`` of the poisonlab checkout, ``-dirty`` with uncommitted changes.
-
-    Dirty means a changed tracked file or an untracked file under ``src/``.  The checks never
-    write the index (``--no-optional-locks``).  None outside a git checkout (an installed wheel).
-    """
-    root = source or Path(__file__).resolve().parents[4]
-    if not (root / "src" / "poisonlab").is_dir():  # not a source checkout
-        return None
-    head = _git(["rev-parse", "HEAD"], root)
-    if not head:
-        return None
-    tracked = _git(["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"], root)
-    untracked = _git(
-        ["--no-optional-locks", "status", "--porcelain", "--untracked-files=all", "--", "src"], root
-    )
-    dirty = bool(tracked) or bool(untracked)
-    return f"{head}-dirty" if dirty else head
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of poisonlab and the packages its figures depend on, and Python's."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 class ResultsStore:

@@ -46,11 +46,13 @@ class MatrixAttack(Strict):
 class MitigationSpec(Strict):
     """Which cells get the (expensive) drop-and-retrain step.
 
-    ``defenses``: ``"all"``, ``"best"`` (per attack, the defense with the highest F1), ``"none"``
-    or a list of defense names. ``oracle`` also retrains without the true poison (upper bound).
+    ``defenses``: ``"screen"`` (the default: the screen's combined flags, no ground truth),
+    ``"all"``, ``"best"`` (per attack, the defense with the highest F1 against the true poison
+    mask: a reference no user can reproduce, reported as oracle-picked), ``"none"`` or a list of
+    defense names. ``oracle`` also retrains without the true poison (upper bound).
     """
 
-    defenses: Literal["all", "best", "none"] | list[str] = "best"
+    defenses: Literal["screen", "all", "best", "none"] | list[str] = "screen"
     action: Literal["drop", "relabel"] = "drop"
     oracle: bool = True
 
@@ -69,23 +71,36 @@ class MatrixConfig(Strict):
     train_size: int | None = Field(None, ge=100, description="seeded subsample of the training split")
     trusted_size: int | None = Field(None, ge=10, description="validation images used as the trusted set")
     attacks: list[MatrixAttack] = Field(..., min_length=1)
-    defenses: list[DefenseSpec] = Field(..., min_length=1)
+    defenses: list[DefenseSpec] | None = Field(
+        None, min_length=1, description="columns; omitted: the default screen's detectors, combined"
+    )
     mitigation: MitigationSpec = MitigationSpec()
     seed: int = 0
     base_dir: str = Field(".", description="set by the loader: folder of the config file")
 
     @model_validator(mode="after")
     def _check(self) -> MatrixConfig:
-        for field_name, items in (("attacks", self.attacks), ("defenses", self.defenses)):
+        for field_name, items in (("attacks", self.attacks), ("defenses", self.defenses or [])):
             names = [item.name for item in items]
             if len(set(names)) != len(names):
                 raise ValueError(f"{field_name} names must be unique, got {names}")
         chosen = self.mitigation.defenses
         if isinstance(chosen, list):
-            unknown = set(chosen) - {d.name for d in self.defenses}
+            unknown = set(chosen) - {d.name for d in self.defenses or []}
             if unknown:
                 raise ValueError(f"mitigation.defenses names defenses not in the matrix: {sorted(unknown)}")
         return self
+
+    def defense_names(self) -> list[str]:
+        """The matrix's columns: the configured defenses, then, when the screen mitigates (the
+        default) or no defense is configured, the screen's detectors not configured already (the
+        trusted set's included) and ``"screen"``, the screen's verdict."""
+        from poisonlab.defenses.scan.screen import screen_methods  # light, but keep config import-cheap
+
+        names = [d.name for d in self.defenses or []]
+        if self.defenses is not None and self.mitigation.defenses != "screen":
+            return names
+        return names + [m for m in screen_methods(True) if m not in names] + ["screen"]
 
     def experiment(self, row: MatrixAttack) -> ExperimentConfig:
         """The single-attack experiment of one row (retrain from scratch with ``training``)."""
@@ -110,7 +125,28 @@ def parse_matrix(data: dict, origin: str = "config") -> MatrixConfig:
         raise ValueError(validation_message(exc, "matrix config", origin)) from exc
     for row in cfg.attacks:  # surface bad attack/training settings before any training starts
         cfg.experiment(row)
+    for spec in cfg.defenses or []:  # and bad defense parameters, before the first model trains
+        _check_defense(spec, origin)
     return cfg
+
+
+def _check_defense(spec: DefenseSpec, origin: str) -> None:
+    """Build the defense ``spec`` names (cheap: constructors only store and check parameters)."""
+    import inspect
+
+    from poisonlab.defenses import DEFENSES
+
+    cls = DEFENSES[spec.name]
+    try:
+        cls(**spec.params)
+    except TypeError:  # an unknown or missing keyword: name the accepted ones
+        valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise ValueError(
+            f"invalid matrix config {origin}: defense {spec.name!r} takes {', '.join(valid)}; "
+            f"got {', '.join(spec.params) or 'nothing'}"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(f"invalid matrix config {origin}: defense {spec.name!r}: {exc}") from None
 
 
 def load_matrix(path: str | Path) -> MatrixConfig:

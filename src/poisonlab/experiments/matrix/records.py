@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poisonlab.experiments.matrix.config import MatrixConfig
+from poisonlab.reprs import concise_repr
 
 __all__ = ["DETECTION_KEYS", "AttackRow", "MatrixResult"]
 
@@ -74,13 +75,22 @@ class MatrixResult:
     clean: dict[str, float | None]
     seconds: float
 
+    def __repr__(self) -> str:
+        return concise_repr(
+            self,
+            matrix=self.config.name,
+            attacks=[r.name for r in self.rows],
+            defenses=self.config.defense_names(),
+            seconds=round(self.seconds, 1),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The contents of ``matrix.json``."""
         return {
             "name": self.config.name,
             "description": self.config.description,
             "dataset": self.config.dataset.name,
-            "defenses": [d.name for d in self.config.defenses],
+            "defenses": self.config.defense_names(),
             "clean_model": self.clean,
             "seconds": self.seconds,
             "rows": [row.__dict__ for row in self.rows],

@@ -1,4 +1,11 @@
-"""Report of the attacks x defenses matrix: ``matrix.json``, heatmaps, Markdown and HTML."""
+"""Report of the attacks x defenses matrix: ``matrix.json``, ``run.json``, heatmaps, Markdown
+and HTML.
+
+Attack success always sits beside the clean accuracy of the same model and is marked not
+meaningful where that accuracy is at chance level (:mod:`poisonlab.reporting.success`): a model
+that collapsed onto the target class would otherwise read as a perfect attack, or a mitigation
+that wrecked the model as a failed one.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from poisonlab.data.cifar10 import CIFAR10_CLASSES
+from poisonlab.data.digits import DIGITS_CLASSES
 from poisonlab.experiments.matrix.records import MatrixResult
+from poisonlab.provenance import read_run_json, run_record, write_run_json
 from poisonlab.reporting import Report, heatmap_png
+from poisonlab.reporting.success import asr_text, chance_note, meaningful
 
 __all__ = ["detection_matrix", "mitigation_matrix", "write_matrix"]
 
@@ -23,7 +34,7 @@ _TITLES = {
 
 def detection_matrix(result: MatrixResult, key: str) -> np.ndarray:
     """(attacks, defenses) float matrix of one detection metric; NaN where undefined."""
-    defenses = [d.name for d in result.config.defenses]
+    defenses = result.config.defense_names()
     out = np.full((len(result.rows), len(defenses)), np.nan)
     for i, row in enumerate(result.rows):
         for j, name in enumerate(defenses):
@@ -34,7 +45,7 @@ def detection_matrix(result: MatrixResult, key: str) -> np.ndarray:
 
 
 def _mitigation_columns(result: MatrixResult) -> list[str]:
-    names = [d.name for d in result.config.defenses]
+    names = result.config.defense_names()
     used = {name for row in result.rows for name in row.mitigation}
     return [n for n in names if n in used] + (["oracle"] if "oracle" in used else [])
 
@@ -50,7 +61,39 @@ def mitigation_matrix(result: MatrixResult, key: str) -> tuple[np.ndarray, list[
             cell = row.mitigation.get(name)
             if cell is not None and cell.get(key) is not None:
                 out[i, j] = cell[key]
-    return out, ["no defense", *cols]
+    return out, ["no defense", *(_mitigation_label(result, c) for c in cols)]
+
+
+def _mitigation_label(result: MatrixResult, column: str) -> str:
+    """A mitigation column's name, saying where ground truth chose or made the flags."""
+    if column == "oracle":
+        return "oracle (true poison dropped)"
+    if result.config.mitigation.defenses == "best":
+        return f"{column} (oracle-picked: best F1 against the true poison)"
+    return column
+
+
+#: classes of the datasets a matrix runs on, for chance level (a result may carry its own)
+_CLASS_COUNTS = {
+    "cifar10": len(CIFAR10_CLASSES),
+    "cifar-10": len(CIFAR10_CLASSES),
+    "digits": len(DIGITS_CLASSES),
+}
+
+
+def num_classes(result: MatrixResult) -> int | None:
+    """K of the matrix's dataset: the result's ``num_classes`` if it has one, else the catalog's."""
+    own = getattr(result, "num_classes", None)
+    return own if own is not None else _CLASS_COUNTS.get(result.config.dataset.name.strip().lower())
+
+
+def chance_mask(result: MatrixResult) -> np.ndarray:
+    """(attacks, 1 + mitigated columns) bool: True where the model's clean accuracy is at chance."""
+    acc, _ = mitigation_matrix(result, "clean_accuracy")
+    k = num_classes(result)
+    return np.array(
+        [[not np.isnan(a) and not meaningful(float(a), k) for a in row] for row in acc], dtype=bool
+    )
 
 
 def _fmt(v: float) -> str:
@@ -70,6 +113,8 @@ def _overview(report: Report, result: MatrixResult) -> None:
         "ground-truth poison mask."
     )
     report.heading("Attacks", 2)
+    k = num_classes(result)
+    clean_acc = result.clean.get("clean_accuracy")
     report.table(
         ["attack", "poison", "clean acc (poisoned model)", "attack success", "attack success on clean model"],
         [
@@ -77,18 +122,21 @@ def _overview(report: Report, result: MatrixResult) -> None:
                 r.name,
                 r.poison_count,
                 r.poisoned["clean_accuracy"],
-                r.poisoned["attack_success"],
-                r.clean_model_success,
+                asr_text(r.poisoned["attack_success"], r.poisoned["clean_accuracy"], k),
+                asr_text(r.clean_model_success, clean_acc, k),
             ]
             for r in result.rows
         ],
     )
+    accuracies = [clean_acc, *(r.poisoned["clean_accuracy"] for r in result.rows)]
+    if k is not None and not all(meaningful(a, k) for a in accuracies):
+        report.paragraph(chance_note(k))
 
 
 def _detection(report: Report, result: MatrixResult, out: Path) -> None:
     """One heatmap per detection metric and the F1 / AUROC table."""
     attacks = [r.name for r in result.rows]
-    defenses = [d.name for d in result.config.defenses]
+    defenses = result.config.defense_names()
     report.heading("Detection", 2)
     for key in ("f1", "recall", "precision", "auroc", "fpr"):
         m = detection_matrix(result, key)
@@ -110,17 +158,45 @@ def _detection(report: Report, result: MatrixResult, out: Path) -> None:
 def _mitigation(report: Report, result: MatrixResult, out: Path) -> None:
     """Clean accuracy and attack success after drop-and-retrain, beside the poisoned model."""
     attacks = [r.name for r in result.rows]
+    collapsed = chance_mask(result)
     report.heading("Mitigation (drop flagged, retrain)", 2)
-    for key, title, vmax in (
-        ("clean_accuracy", "clean accuracy after", 1.0),
-        ("attack_success", "attack success after", 1.0),
+    for key, title in (
+        ("clean_accuracy", "clean accuracy after"),
+        ("attack_success", "attack success after"),
     ):
         m, cols = mitigation_matrix(result, key)
-        heatmap_png(
-            m, out / f"mitigation_{key}.png", row_labels=attacks, col_labels=cols, title=title, vmax=vmax
-        )
-        report.image(f"mitigation_{key}.png", f"{title} (first column: the poisoned model, no defense)")
-        report.table(["attack", *cols], [[a, *(_fmt(v) for v in m[i])] for i, a in enumerate(attacks)])
+        shown = np.where(collapsed, np.nan, m) if key == "attack_success" else m
+        heatmap_png(shown, out / f"mitigation_{key}.png", row_labels=attacks, col_labels=cols, title=title)
+        caption = f"{title} (first column: the poisoned model, no defense)"
+        if key == "attack_success" and collapsed.any():
+            caption += "; grey: not run, or not meaningful (that model's clean accuracy is at chance)"
+        report.image(f"mitigation_{key}.png", caption)
+        if key == "attack_success":  # each success beside the clean accuracy of the same model
+            acc, _ = mitigation_matrix(result, "clean_accuracy")
+            cells = [
+                [_success_cell(m[i, j], acc[i, j], collapsed[i, j]) for j in range(m.shape[1])]
+                for i in range(m.shape[0])
+            ]
+        else:
+            cells = [[_fmt(v) for v in row] for row in m]
+        report.table(["attack", *cols], [[a, *cells[i]] for i, a in enumerate(attacks)])
+    k = num_classes(result)
+    if k is not None and collapsed.any():
+        report.paragraph(chance_note(k))
+
+
+def _seconds(cell: dict) -> float | None:
+    """A column's time in a row (None for a column without its own, e.g. a combined verdict)."""
+    seconds = cell.get("seconds")
+    return None if seconds is None else round(seconds, 2)
+
+
+def _success_cell(success: float, accuracy: float, collapsed: bool) -> str:
+    """``success (clean acc accuracy)``, marked not meaningful when the model is at chance."""
+    if np.isnan(success):
+        return "n/a"
+    text = f"{success:.3f} (clean acc {_fmt(accuracy)})"
+    return f"{text}, not meaningful" if collapsed else text
 
 
 def write_matrix(result: MatrixResult, out: Path) -> dict[str, Path]:
@@ -129,12 +205,12 @@ def write_matrix(result: MatrixResult, out: Path) -> dict[str, Path]:
     Returns
     -------
     dict
-        Paths under ``json``, ``report_md`` and ``report_html``.
+        Paths under ``json``, ``report_md``, ``report_html`` and ``run_json``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "matrix.json").write_text(json.dumps(result.to_json(), indent=2, default=str), encoding="utf-8")
-    defenses = [d.name for d in result.config.defenses]
+    defenses = result.config.defense_names()
     report = Report(f"Attacks x defenses: {result.config.name}")
     _overview(report, result)
     _detection(report, result, out)
@@ -143,9 +219,31 @@ def write_matrix(result: MatrixResult, out: Path) -> dict[str, Path]:
     report.table(
         ["attack", "forward pass s", *defenses],
         [
-            [r.name, r.forward_seconds, *(round(r.detection[d]["seconds"], 2) for d in defenses)]
+            [r.name, r.forward_seconds, *(_seconds(r.detection.get(d, {})) for d in defenses)]
             for r in result.rows
         ],
     )
     md, page = report.write(out)
-    return {"json": out / "matrix.json", "report_md": md, "report_html": page}
+    write_run_json(out, matrix_record(result, out))
+    return {"json": out / "matrix.json", "report_md": md, "report_html": page, "run_json": out / "run.json"}
+
+
+def matrix_record(result: MatrixResult, out: Path) -> dict:
+    """The ``run.json`` of a matrix folder, rewritten after every row of the run.
+
+    The rows of one run keep its run id and start time: an existing ``run.json`` of the same
+    config with fewer rows done is this run's. Refusing a folder that holds an earlier run is
+    the caller's, before the run starts (:func:`poisonlab.provenance.claim_run_dir`).
+    """
+    config = result.config.model_dump(mode="json", exclude={"base_dir"})
+    extra = {
+        "rows_done": len(result.rows),
+        "seconds": result.seconds,
+        "clean_model": result.clean.get("model_id"),
+    }
+    record = run_record("matrix", config=config, extra=extra)
+    previous = read_run_json(out) or {}
+    same_run = previous.get("kind") == "matrix" and previous.get("config") == config
+    if same_run and int(previous.get("rows_done", 0)) < len(result.rows):
+        record |= {"run_id": previous["run_id"], "created_at": previous["created_at"]}
+    return record

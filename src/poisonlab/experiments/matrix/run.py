@@ -3,10 +3,14 @@
 For each attack (a row): poison the training set, train a model on it from scratch (cached),
 measure its clean accuracy and attack success, and scan the poisoned set with every defense
 (a column) sharing one forward pass; each cell gets precision / recall / F1 / FPR / AUROC
-against the attack's ground-truth poison mask. Then the chosen cells are mitigated: the flagged
-samples are dropped (or relabelled), a model is retrained from scratch with the same recipe,
-and its clean accuracy and attack success are measured again. An "oracle" mitigation (drop the
-true poison) gives the upper bound.
+against the attack's ground-truth poison mask. Without ``defenses`` in the config the columns are
+the default screen's detectors (:func:`poisonlab.defenses.scan.screen_methods`, the trusted set
+included) and their combined verdict, the ``screen`` column. Then the chosen cells are mitigated:
+the flagged samples are dropped (or relabelled), a model is retrained from scratch with the same
+recipe, and its clean accuracy and attack success are measured again. By default the screen's
+flags are dropped (no ground truth involved); ``"best"`` picks the detector with the highest F1
+against the true poison, a reference no user could pick that way; an "oracle" mitigation (drop
+the true poison) gives the upper bound.
 
 Attack success is the attack's own goal on the test set: for a backdoor, the share of
 triggered source-class test images predicted as the target (all non-target classes for an
@@ -78,6 +82,8 @@ def _mitigated_cells(cfg: MatrixConfig, result: ScanResult) -> list[str]:
     chosen = cfg.mitigation.defenses
     if chosen == "none":
         return []
+    if chosen == "screen":
+        return ["screen"] if result.screen is not None else []
     if chosen == "all":
         return [m.name for m in result.methods]
     if chosen == "best":
@@ -118,6 +124,18 @@ def _retrain_without(
     return out
 
 
+def _scan_row(
+    cfg: MatrixConfig, data: Dataset, model: PoisonlabModel, trusted: Dataset, device: str
+) -> ScanResult:
+    """The row's scan over the matrix's columns (:meth:`MatrixConfig.defense_names`): the
+    configured defenses with their parameters, the screen's other detectors with their frozen
+    defaults, combined into the screen's verdict when ``"screen"`` is a column."""
+    names = cfg.defense_names()
+    params = {d.name: dict(d.params) for d in cfg.defenses or []}
+    methods = [(n, params.get(n, {})) for n in names if n != "screen"]
+    return scan(data, methods, model=model, trusted=trusted, device=device, screen="screen" in names)
+
+
 def _run_row(
     cfg: MatrixConfig,
     row: MatrixAttack,
@@ -147,8 +165,7 @@ def _run_row(
         poisoned=_success(model, splits, targets, device),
         clean_model_success=_success(clean_model, splits, targets, device)["attack_success"],
     )
-    methods = [(d.name, dict(d.params)) for d in cfg.defenses]
-    result = scan(data, methods, model=model, trusted=trusted, device=device)
+    result = _scan_row(cfg, data, model, trusted, device)
     record.forward_seconds = result.forward_seconds
     for m in result.methods:
         record.detection[m.name] = {
@@ -156,11 +173,19 @@ def _run_row(
             "flagged": int(m.flagged.sum()),
             "seconds": m.seconds,
         }
+    if result.screen is not None:
+        record.detection["screen"] = {
+            **(result.screen.metrics or {}),
+            "flagged": int(result.screen.flagged.sum()),
+        }
     for name in _mitigated_cells(cfg, result):
-        method = result.method(name)
-        suggested = getattr(method.defense, "suggested_labels_", None)
+        if name == "screen":
+            flagged, suggested = result.screen.flagged, None  # type: ignore[union-attr]
+        else:
+            method = result.method(name)
+            flagged, suggested = method.flagged, getattr(method.defense, "suggested_labels_", None)
         record.mitigation[name] = _retrain_without(
-            cfg, splits, data, method.flagged, targets, suggested, device, progress, cfg.mitigation.action
+            cfg, splits, data, flagged, targets, suggested, device, progress, cfg.mitigation.action
         )
     if cfg.mitigation.oracle:
         record.mitigation["oracle"] = _retrain_without(
