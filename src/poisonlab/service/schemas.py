@@ -52,6 +52,11 @@ class Prediction(BaseModel):
 
 class PredictionOut(Prediction):
     model_version: str
+    input_note: str | None = Field(
+        None,
+        description="set when the upload is far from what the model was trained on (much larger "
+        "than its input, so shrunk a lot): every input gets an answer, even one unlike any class",
+    )
 
 
 class BatchPredictionOut(BaseModel):

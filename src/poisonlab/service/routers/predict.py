@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from poisonlab.service.decode import decode_files, decode_image, decode_instances
+from poisonlab.service.decode import decode_files, decode_image, decode_instances, probe_image
 from poisonlab.service.deps import ServingDep, StateDep, ViewerDep
 from poisonlab.service.errors import ServiceError
 from poisonlab.service.json_body import request_json
@@ -68,7 +68,32 @@ async def predict(request: Request, _actor: ViewerDep, loaded: ServingDep, state
         decode_image, data, loaded.input_shape, limits=state.settings.image_limits, name=name
     )
     pred = (await _infer(state, loaded, x[np.newaxis]))[0]
-    return PredictionOut(model_version=loaded.version_id, **pred.model_dump())
+    width, height = probe_image(data, limits=state.settings.image_limits, name=name)
+    note = out_of_distribution_note((width, height), loaded.input_shape)
+    return PredictionOut(model_version=loaded.version_id, input_note=note, **pred.model_dump())
+
+
+#: an upload whose longer side is this many times the model's input side gets a note
+SHRINK_NOTE_FACTOR = 4
+
+
+def out_of_distribution_note(size: tuple[int, int], input_shape: tuple[int, ...]) -> str | None:
+    """A plain-words warning when an upload (width, height) is far larger than the model's input.
+
+    A classifier answers every input with one of its classes, often confidently: a photo of a
+    jet given to an 8x8 digits model still comes back as some digit. The size ratio is a cheap,
+    certain sign that the upload is not like the training images; it is not an OOD detector.
+    """
+    side = max(int(input_shape[0]), int(input_shape[1]))
+    longest = max(size)
+    if longest < SHRINK_NOTE_FACTOR * side:
+        return None
+    kind = "grayscale" if int(input_shape[2]) == 1 else "colour"
+    return (
+        f"this model was trained on {input_shape[1]}x{input_shape[0]} {kind} images; the upload "
+        f"({size[0]}x{size[1]}) was shrunk {longest / side:.0f}x to fit. The answer only says which "
+        "class the shrunk image resembles most: an image unlike every class still gets one."
+    )
 
 
 async def _batch_files(request: Request, state: ServiceState) -> list[tuple[bytes, str]]:

@@ -113,9 +113,11 @@ async function classify(event) {
       list.appendChild(li);
     }
     $("prediction-model").textContent = `model ${result.model_version}`;
+    $("prediction-note").textContent = result.input_note ? `Note: ${result.input_note}` : "";
     showError("");
   } catch (error) {
     $("prediction").textContent = "";
+    $("prediction-note").textContent = "";
     showError(error.message);
   }
 }
