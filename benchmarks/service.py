@@ -47,16 +47,31 @@ from poisonlab.service.settings import sqlite_url
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def _png(arr: np.ndarray) -> bytes:
+def png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def prepare(tmp: Path, key_names: list[str]) -> tuple[Path, Path, list[str]]:
+    """The untrained seeded model (``tmp/model``), a data folder (``tmp/data``) and one viewer key
+    per name in its database: ``(data, model, keys)``."""
+    torch.manual_seed(0)
+    model = SimpleCifarCNN(input_shape=(32, 32, 3), num_classes=10).eval()
+    save_model(model, tmp / "model", class_names=CIFAR, notes="untrained: speed benchmark only")
+    data = tmp / "data"
+    data.mkdir()
+    db = Database(sqlite_url(data))
+    with db.write() as session:
+        keys = [create_key(session, name=n, role="viewer", actor=Actor("benchmark"))[0] for n in key_names]
+    db.dispose()
+    return data, tmp / "model", keys
 
 
 def start_server(data: Path, model: Path, port: int, threads: int, workers: int) -> subprocess.Popen:
@@ -113,19 +128,27 @@ def latency(url: str, key: str, image: bytes, clients: int, per_client: int) -> 
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    ms = np.array(times) * 1000
     return {
         "clients": clients,
         "requests": len(times),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
-        "mean_ms": round(float(ms.mean()), 2),
+        **latency_ms(times),
         "requests_per_s": round(len(times) / wall, 1),
     }
 
 
+def latency_ms(seconds: list[float]) -> dict:
+    """p50, p99, mean and max of request latencies given in seconds, in milliseconds."""
+    ms = np.array(seconds) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+        "max_ms": round(float(ms.max()), 2),
+    }
+
+
 def batch_throughput(url: str, key: str, images: np.ndarray, repeats: int) -> dict:
-    pngs = [_png(x) for x in images]
+    pngs = [png_bytes(x) for x in images]
     files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(pngs)]
     body = json.dumps({"instances": images.tolist()}).encode()
     out = {}
@@ -166,23 +189,14 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        torch.manual_seed(0)
-        model = SimpleCifarCNN(input_shape=(32, 32, 3), num_classes=10).eval()
-        save_model(model, tmp / "model", class_names=CIFAR, notes="untrained: speed benchmark only")
-        data = tmp / "data"
-        data.mkdir()
-        db = Database(sqlite_url(data))
-        with db.write() as session:
-            key = create_key(session, name="bench", role="viewer", actor=Actor("benchmark"))[0]
-        db.dispose()
-        port = _free_port()
-        proc = start_server(data, tmp / "model", port, args.threads, args.workers)
+        data, model_dir, (key,) = prepare(Path(tmp), ["bench"])
+        port = free_port()
+        proc = start_server(data, model_dir, port, args.threads, args.workers)
         url = f"http://127.0.0.1:{port}"
         gc.collect()
         gc.freeze()  # the load generator's own garbage-collection pauses are not the server's latency
         try:
-            image = _png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+            image = png_bytes(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
             single = latency(url, key, image, 1, args.requests)
             rounds = [
                 latency(url, key, image, 16, max(1, args.requests // 16) * 2) for _ in range(args.rounds)

@@ -6,6 +6,7 @@ without ``POISONLAB_DATA``, so nothing reads or writes ``~/.cache`` or the share
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageFile
 from threadpoolctl import threadpool_limits
 
 from poisonlab.attacks import BackdoorPoisoning, LabelFlip
@@ -269,3 +271,66 @@ def planted():
     """``planted(n_poison, *, source_weight=0.7, seed=0, classes=6, trigger=6.0)``
     -> ``(Dataset, ForwardResult)``."""
     return _planted_features
+
+
+class LearnedFlip(PoisonlabModel):
+    """What a model that fully learnt a label flip does: every input the base model calls
+    ``source`` it now calls ``target`` (their two logits swapped), the rest unchanged.
+
+    Whether a real short fine-tune learns a flip that far depends on the CPU's kernels (issue 12);
+    what a gate does with a model that did must not, so the gate tests build this one.
+    """
+
+    arch = "learned-flip"
+
+    def __init__(self, base: PoisonlabModel, source: int, target: int) -> None:
+        mean, std = (tuple(float(v) for v in t.flatten()) for t in (base.mean, base.std))
+        super().__init__(input_shape=base.input_shape, num_classes=base.num_classes, mean=mean, std=std)
+        self.base, self.source, self.target = base, source, target
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.features(x)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        logits = self.base.head(features)
+        hit = logits.argmax(dim=1) == self.source
+        swapped = logits.clone()
+        swapped[hit, self.source], swapped[hit, self.target] = (
+            logits[hit, self.target],
+            logits[hit, self.source],
+        )
+        return swapped
+
+
+@pytest.fixture(scope="session")
+def learned_flip() -> type[LearnedFlip]:
+    """The :class:`LearnedFlip` model class: ``learned_flip(base, source=1, target=7).eval()``."""
+    return LearnedFlip
+
+
+def blank_png(size: tuple[int, int], mode: str = "1") -> bytes:
+    """PNG bytes of a blank ``size`` (width, height) image: a few hundred bytes even for a huge
+    size, what the decode-cost tests need (a 2000x20000 one is 39 KB)."""
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def png_of_size():
+    """:func:`blank_png` as a fixture: ``png_of_size((width, height), mode="1") -> bytes``."""
+    return blank_png
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Sizes of the images whose pixels were decoded in this process (Pillow's ImageFile.load calls)."""
+    seen: list[tuple[int, int]] = []
+    original = ImageFile.ImageFile.load
+
+    def load(self):
+        seen.append(self.size)
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return seen

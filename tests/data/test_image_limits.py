@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from poisonlab.data import preprocess
 from poisonlab.data.image_limits import (
@@ -22,28 +22,8 @@ from poisonlab.data.image_limits import (
 from poisonlab.data.images import load_image_bytes, load_image_file, to_rgb
 
 
-def _png(size: tuple[int, int], mode: str = "1") -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, size).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@pytest.fixture
-def decodes(monkeypatch) -> list[tuple[int, int]]:
-    """Sizes of the images whose pixels were decoded (Pillow's ImageFile.load calls)."""
-    seen: list[tuple[int, int]] = []
-    original = ImageFile.ImageFile.load
-
-    def load(self):
-        seen.append(self.size)
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return seen
-
-
-def test_the_thin_png_of_the_audit_is_refused_from_its_header(decodes):
-    thin = _png((2000, 20000))  # 40 Mpx, within the default pixel limit; padded: 400 Mpx
+def test_the_thin_png_of_the_audit_is_refused_from_its_header(decodes, png_of_size):
+    thin = png_of_size((2000, 20000))  # 40 Mpx, within the default pixel limit; padded: 400 Mpx
     assert len(thin) < 60_000
     with pytest.raises(ImageTooLargeError, match="2000x20000, a side of 20,000 pixels, over the 8,192-pixel"):
         load_image_bytes(thin)
@@ -89,10 +69,10 @@ def test_byte_limit_comes_before_opening(tmp_path, decodes):
     assert load_image_file(tmp_path / "x.png", size=4, max_bytes=len(data)).shape == (4, 4, 3)
 
 
-def test_image_size_reads_the_header_only(decodes):
-    assert image_size(_png((300, 7))) == (300, 7)
+def test_image_size_reads_the_header_only(decodes, png_of_size):
+    assert image_size(png_of_size((300, 7))) == (300, 7)
     with pytest.raises(ImageTooLargeError, match="padded to a 300x300 square"):
-        image_size(_png((300, 7)), ImageLimits(max_pixels=10_000))
+        image_size(png_of_size((300, 7)), ImageLimits(max_pixels=10_000))
     with pytest.raises(ValueError, match="not an image in a known format"):
         image_size(b"GIF89a but not really")
     assert decodes == []
@@ -113,11 +93,11 @@ def test_batch_total_counts_padded_squares():
         check_batch_pixels([(10, 30), (5, 5)], 924)
 
 
-def test_pillow_limit_without_touching_the_warning_filters(monkeypatch):
+def test_pillow_limit_without_touching_the_warning_filters(monkeypatch, png_of_size):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     filters = list(warnings.filters)
     with warnings.catch_warnings(record=True), pytest.raises(ImageTooLargeError, match="decompression-bomb"):
-        load_image_bytes(_png((40, 30)), max_pixels=10_000)
+        load_image_bytes(png_of_size((40, 30)), max_pixels=10_000)
     assert warnings.filters == filters
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from poisonlab.defenses import DEFENSES, get_defense
-from poisonlab.defenses.detectors.anchored_knn import AnchoredKNN, layer_log_ratios
+from poisonlab.defenses.detectors.anchored_knn import AnchoredKNN, conformal_cutoff, layer_log_ratios
 from poisonlab.metrics import detection_scores
 
 
@@ -53,8 +53,13 @@ def test_classes_without_enough_trusted_samples_are_not_scored_and_duplicates_st
 def test_contract_and_parameters() -> None:
     assert DEFENSES["anchored_knn"] is AnchoredKNN
     assert AnchoredKNN.needs_model and AnchoredKNN.needs_trusted
-    assert get_defense("anchored_knn", k=3, threshold=2.5).get_params() == {"k": 3, "threshold": 2.5}
-    for bad in ({"k": 0}, {"threshold": 0.0}, {"threshold": -1.0}, {"k": 2.5}):
+    assert get_defense("anchored_knn", k=3, threshold=2.5).get_params() == {
+        "k": 3,
+        "threshold": 2.5,
+        "max_fpr": None,
+    }
+    bad_params = ({"k": 0}, {"threshold": 0.0}, {"threshold": -1.0}, {"k": 2.5}, {"max_fpr": 0.0}, {"max_fpr": 1})
+    for bad in bad_params:
         with pytest.raises(ValueError):
             AnchoredKNN(**bad)
 
@@ -91,3 +96,35 @@ def test_a_higher_threshold_flags_a_subset(anchored: AnchoredKNN, exact_backdoor
     )
     np.testing.assert_allclose(strict.score_samples(), anchored.score_samples())
     assert not np.any(strict.predict() & ~anchored.predict())
+
+
+def test_conformal_cutoff_is_the_finite_sample_quantile() -> None:
+    scores = np.arange(1.0, 100.0)  # n = 99 scores 1..99, shuffled order must not matter
+    rng = np.random.default_rng(0)
+    # rank ceil(100 * 0.9) = 90 -> the 90th smallest
+    assert conformal_cutoff(rng.permutation(scores), 0.1) == 90.0
+    # too few scores for the level: the largest
+    assert conformal_cutoff(scores[:10], 0.01) == 10.0
+    with pytest.raises(ValueError, match="at least one"):
+        conformal_cutoff(np.array([]), 0.1)
+
+
+def test_conformal_cutoff_bounds_the_false_positive_rate_of_heavy_tailed_scores() -> None:
+    # Student-t(2) scores: the robust-SD rule at 3 SDs flags ~4 % of them; the conformal cap holds ~1 %
+    rng = np.random.default_rng(1)
+    rates = []
+    for _ in range(200):
+        reference, fresh = rng.standard_t(2, 500), rng.standard_t(2, 500)
+        rates.append(np.mean(fresh > conformal_cutoff(reference, 0.01)))
+    assert np.mean(rates) <= 0.012
+
+
+def test_max_fpr_only_raises_the_cut_off(anchored: AnchoredKNN, exact_backdoor) -> None:
+    capped = AnchoredKNN(max_fpr=0.05).fit(
+        exact_backdoor.dataset, exact_backdoor.model, trusted=exact_backdoor.splits.val
+    )
+    np.testing.assert_allclose(capped.score_samples(), anchored.score_samples())
+    assert capped.threshold_ >= anchored.threshold_
+    assert capped.threshold_ == max(anchored.threshold_, capped.conformal_cutoff_)
+    assert not np.any(capped.predict() & ~anchored.predict())
+    assert capped.details_["max_fpr"] == 0.05 and anchored.details_["conformal_cutoff"] is None

@@ -4,32 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from poisonlab.defenses.gates.behaviour import behaviour_shift
-from poisonlab.models.base import PoisonlabModel
-
-
-class Redirect(PoisonlabModel):
-    """The base model, except that inputs of true class ``source`` (recognised by the base model)
-    are answered ``target``: a label flip learnt completely."""
-
-    arch = "redirect"
-
-    def __init__(self, base: PoisonlabModel, source: int, target: int) -> None:
-        mean, std = (tuple(float(v) for v in t.flatten()) for t in (base.mean, base.std))
-        super().__init__(input_shape=base.input_shape, num_classes=base.num_classes, mean=mean, std=std)
-        self.base, self.source, self.target = base, source, target
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base.features(x)
-
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        logits = self.base.head(features)
-        hit = logits.argmax(dim=1) == self.source
-        out = logits.clone()
-        out[hit, self.target] = logits[hit].max(dim=1).values + 1.0
-        return out
 
 
 def test_the_same_model_passes_with_no_shift(clean_digits_model, digits_splits) -> None:
@@ -38,8 +14,10 @@ def test_the_same_model_passes_with_no_shift(clean_digits_model, digits_splits) 
     assert r.candidate_accuracy == r.reference_accuracy and r.n_samples == len(digits_splits.test)
 
 
-def test_a_learnt_flip_is_a_shift_of_its_pair_and_a_recall_drop(clean_digits_model, digits_splits) -> None:
-    flipped = Redirect(clean_digits_model, source=3, target=8).eval()
+def test_a_learnt_flip_is_a_shift_of_its_pair_and_a_recall_drop(
+    clean_digits_model, digits_splits, learned_flip
+) -> None:
+    flipped = learned_flip(clean_digits_model, source=3, target=8).eval()
     r = behaviour_shift(flipped, clean_digits_model, digits_splits.test, max_shift=0.5)
     assert not r.passed
     pairs = {(s["source"], s["target"]) for s in r.shifts}
@@ -50,10 +28,10 @@ def test_a_learnt_flip_is_a_shift_of_its_pair_and_a_recall_drop(clean_digits_mod
     assert r.to_dict()["passed"] is False
 
 
-def test_small_classes_are_not_judged(clean_digits_model, digits_splits) -> None:
+def test_small_classes_are_not_judged(clean_digits_model, digits_splits, learned_flip) -> None:
     test = digits_splits.test
     few = np.concatenate([np.flatnonzero(test.y != 3), np.flatnonzero(test.y == 3)[:2]])
-    flipped = Redirect(clean_digits_model, source=3, target=8).eval()
+    flipped = learned_flip(clean_digits_model, source=3, target=8).eval()
     r = behaviour_shift(flipped, clean_digits_model, test.subset(few), min_class_samples=5)
     assert all(s["source"] != "3" for s in r.shifts)
 

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
-from collections.abc import Callable, Iterator
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -24,6 +33,7 @@ from poisonlab.models.checkpoint import save_model
 from poisonlab.service.app import create_app
 from poisonlab.service.audit import Actor
 from poisonlab.service.auth import ROLES, create_key
+from poisonlab.service.db import Database
 from poisonlab.service.settings import ServiceSettings
 from poisonlab.training import digits_recipe, train
 
@@ -157,3 +167,153 @@ def make_service(tmp_path: Path, digits_model_dir: Path) -> Iterator[Callable[..
 def service(make_service: Callable[..., Service]) -> Service:
     """A service with the default settings (unsigned contributions quarantined)."""
     return make_service()
+
+
+# ------------------------------------------------------------------ real server processes
+
+
+def noise_png(seed: int) -> bytes:
+    """A distinct 8x8 grey PNG per seed (distinct sha256): one contribution of a burst."""
+    rng = np.random.default_rng(seed)
+    return png_bytes(rng.integers(0, 256, size=(8, 8, 1), dtype=np.uint8))
+
+
+def make_keys(db_url: str, roles: Sequence[str], per_role: int = 1) -> dict[str, list[str]]:
+    """``per_role`` new API keys of each role in the database at ``db_url`` (created if missing)."""
+    db = Database(db_url)
+    with db.write() as session:
+        keys = {
+            role: [
+                create_key(session, name=f"{role}-{i}", role=role, actor=Actor("test"))[0]
+                for i in range(per_role)
+            ]
+            for role in roles
+        }
+    db.dispose()
+    return keys
+
+
+class ServeProcess:
+    """``poisonlab serve`` on a free loopback port as a child process in its own session, so that
+    :meth:`kill9` reaches the supervisor and every worker at once; ``extra`` are more arguments."""
+
+    STARTED = "Application startup complete."  # uvicorn says it once per worker, at level info
+
+    def __init__(self, data: Path, model: Path, *extra: str, workers: int = 1) -> None:
+        self.data, self.model, self.extra, self.n_workers = data, model, extra, workers
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data.parent / f"server-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> ServeProcess:
+        cmd = [
+            *(sys.executable, "-c", "from poisonlab.cli.main import main; main()", "serve"),
+            *("--host", "127.0.0.1", "--port", str(self.port), "--threads", "1"),
+            *("--data", str(self.data), "--model", str(self.model), *self.extra),
+            *(("--workers", str(self.n_workers), "--log-level", "info") if self.n_workers > 1 else ()),
+            *(("--log-level", "warning") if self.n_workers == 1 else ()),
+        ]
+        started = self.log_text().count(self.STARTED)
+        log = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+            up = self.n_workers == 1 or self.log_text().count(self.STARTED) - started >= self.n_workers
+            try:
+                if up and httpx.get(f"{self.url}/v1/health", timeout=5).json()["status"] == "ok":
+                    return self
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.n_workers} worker(s) not up in {timeout} s: {self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+class ContributionBurst:
+    """``threads`` clients uploading distinct noise PNGs (label ``label``) to ``server`` until the
+    ``with`` block ends or the server dies; keys are taken in turn from ``keys``.
+
+    ``acked`` maps each acknowledged (201) contribution id to its bytes, ``statuses`` counts the
+    answers, ``failures`` the requests that got no answer (the server died under them).
+    """
+
+    def __init__(self, server: ServeProcess, keys: Sequence[str], *, threads: int, label: str = "3") -> None:
+        self.server, self.keys, self.label = server, keys, label
+        self.acked: dict[int, bytes] = {}
+        self.statuses: Counter[int] = Counter()
+        self.failures = 0
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i,)) for i in range(threads)]
+
+    def __enter__(self) -> ContributionBurst:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` contributions are acknowledged or ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _client(self, i: int) -> None:
+        headers = {"X-API-Key": self.keys[i % len(self.keys)]}
+        with httpx.Client(base_url=self.server.url, headers=headers, timeout=30) as http:
+            for j in itertools.count():
+                if self._stop.is_set():
+                    return
+                content = noise_png(1_000_000 * (i + 1) + j)
+                try:
+                    r = http.post(
+                        "/v1/contributions", files={"file": ("n.png", content)}, data={"label": self.label}
+                    )
+                except httpx.HTTPError:
+                    with self._lock:
+                        self.failures += 1
+                    if self.server.proc.poll() is not None:
+                        return
+                    continue
+                with self._lock:
+                    self.statuses[r.status_code] += 1
+                    if r.status_code == 201:
+                        self.acked[r.json()["id"]] = content
+
+
+@dataclass(frozen=True)
+class ProcessKit:
+    """The helpers of the tests that run real server processes (test modules here are no package)."""
+
+    ServeProcess: type[ServeProcess] = ServeProcess
+    ContributionBurst: type[ContributionBurst] = ContributionBurst
+    noise_png: Callable[[int], bytes] = noise_png
+    make_keys: Callable[..., dict[str, list[str]]] = make_keys
+
+
+@pytest.fixture(scope="session")
+def kit() -> ProcessKit:
+    """:class:`ServeProcess`, :class:`ContributionBurst`, :func:`noise_png` and :func:`make_keys`."""
+    return ProcessKit()

@@ -127,6 +127,7 @@ def _flag_everything(monkeypatch):
     class Result:
         def __init__(self, union, methods):
             self.dataset = union
+            methods = [m if isinstance(m, str) else m[0] for m in methods]  # (name, params) pairs
             offset = np.char.startswith(np.asarray(union.source, dtype=str), "contribution:")
             self.methods = [Flags(m, offset.copy()) for m in methods]
             self.screen = type(

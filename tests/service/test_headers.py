@@ -8,6 +8,7 @@ import re
 from importlib.resources import files
 
 import pytest
+from fastapi.testclient import TestClient
 
 from poisonlab import __version__
 
@@ -87,10 +88,63 @@ def test_every_response_carries_the_security_headers(service, method, path, role
         assert csp["default-src"] == ["'none'"] and "script-src" not in csp
 
 
+def _assert_api_headers(response) -> None:
+    """The security headers of a JSON response, whoever answered it."""
+    assert response.headers["x-content-type-options"] == "nosniff", response.headers
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    csp = _directives(response.headers["content-security-policy"])
+    assert csp["default-src"] == ["'none'"] and csp["frame-ancestors"] == ["'none'"]
+
+
 def test_body_limit_refusal_also_carries_them(make_service):
     svc = make_service(max_body_bytes=1024)
-    response = svc.client.post("/v1/predict/batch", content=b"x" * 2048, headers=svc.headers("viewer"))
-    assert response.status_code == 413 and response.headers["x-frame-options"] == "DENY"
+    viewer = svc.headers("viewer")
+    response = svc.client.post("/v1/predict/batch", content=b"x" * 2048, headers=viewer)
+    assert response.status_code == 413
+    _assert_api_headers(response)
+    # refused from the Content-Length alone, before the body is read
+    bad_length = {**viewer, "Content-Length": "12x"}
+    response = svc.client.post("/v1/predict/batch", content=b"x" * 3, headers=bad_length)
+    assert response.status_code == 400
+    _assert_api_headers(response)
+
+
+def test_json_guard_refusal_carries_them(service):
+    deep = b'{"instances": ' + b"[" * 100 + b"]" * 100 + b"}"
+    headers = {**service.headers("viewer"), "Content-Type": "application/json"}
+    response = service.client.post("/v1/predict/batch", content=deep, headers=headers)
+    assert 400 <= response.status_code < 500
+    _assert_api_headers(response)
+
+
+def test_rate_limited_responses_carry_them(make_service):
+    """A flood until the limiter answers: its 429 has the headers and a Retry-After."""
+    svc = make_service(rate_limit_per_key=0.001, rate_limit_key_burst=3, rate_limit_anonymous=0.001,
+                       rate_limit_anonymous_burst=2)  # fmt: skip
+    viewer = svc.headers("viewer")
+    keyed = [svc.client.get("/v1/me", headers=viewer) for _ in range(8)]
+    anonymous = [svc.client.get("/v1/me") for _ in range(4)]
+    for flood in (keyed, anonymous):
+        limited = [r for r in flood if r.status_code == 429]
+        assert limited, [r.status_code for r in flood]
+        for response in limited:
+            _assert_api_headers(response)
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.json()["code"] == "rate_limited"
+
+
+def test_an_unexpected_error_carries_them(service):
+    """The 500 of a bug is sent by Starlette's outermost error middleware, outside every other."""
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    service.client.app.add_api_route("/v1/test-boom", boom)
+    client = TestClient(service.client.app, raise_server_exceptions=False)  # the app is started already
+    response = client.get("/v1/test-boom")
+    assert response.status_code == 500 and response.json()["code"] == "internal"
+    _assert_api_headers(response)
 
 
 @pytest.mark.parametrize("name", ["index.html", "docs.html"])

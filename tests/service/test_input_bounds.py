@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from poisonlab.service import json_body
 from poisonlab.service.db import Contribution
@@ -20,31 +20,11 @@ from poisonlab.service.json_body import nesting_depth, parse_json
 JSON = {"Content-Type": "application/json"}
 
 
-def _png(size: tuple[int, int], mode: str = "1") -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, size).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _instances(value: str, count: int = 1) -> bytes:
     """A batch body for the 8x8 grayscale digits model with ``value`` as the last pixel."""
     pixels = ["[0]"] * 63 + [f"[{value}]"]
     image = "[" + ",".join("[" + ",".join(pixels[r * 8 : r * 8 + 8]) + "]" for r in range(8)) + "]"
     return ('{"instances": [' + ",".join([image] * count) + "]}").encode()
-
-
-@pytest.fixture
-def decodes(monkeypatch) -> list[tuple[int, int]]:
-    """Sizes of the images whose pixels were decoded in this process."""
-    seen: list[tuple[int, int]] = []
-    original = ImageFile.ImageFile.load
-
-    def load(self):
-        seen.append(self.size)
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return seen
 
 
 def _nothing_stored(svc) -> None:
@@ -200,8 +180,8 @@ def test_control_characters_in_stored_text_are_refused(service):
 # ------------------------------------------------------------------ images
 
 
-def test_the_thin_png_of_the_audit_is_refused_without_decoding(service, decodes):
-    thin = _png((2000, 20000))  # 39 KB; pads to a 20000 x 20000 square
+def test_the_thin_png_of_the_audit_is_refused_without_decoding(service, decodes, png_of_size):
+    thin = png_of_size((2000, 20000))  # 39 KB; pads to a 20000 x 20000 square
     assert len(thin) < 60_000
     predicted = service.client.post(
         "/v1/predict", files={"file": ("thin.png", thin)}, headers=service.headers("viewer")
@@ -214,7 +194,7 @@ def test_the_thin_png_of_the_audit_is_refused_without_decoding(service, decodes)
     )
     batch = service.client.post(
         "/v1/predict/batch",
-        files=[("files", ("a.png", _png((8, 8)))), ("files", ("thin.png", thin))],
+        files=[("files", ("a.png", png_of_size((8, 8)))), ("files", ("thin.png", thin))],
         headers=service.headers("viewer"),
     )
     for response, name in ((predicted, "thin.png"), (contributed, "file"), (batch, "thin.png")):
@@ -235,10 +215,10 @@ def test_the_thin_png_of_the_audit_is_refused_without_decoding(service, decodes)
         ),
     ],
 )
-def test_sides_and_padded_square_are_bounded(make_service, decodes, settings, size, words):
+def test_sides_and_padded_square_are_bounded(make_service, decodes, png_of_size, settings, size, words):
     svc = make_service(**settings)
     response = svc.client.post(
-        "/v1/predict", files={"file": ("t.png", _png(size))}, headers=svc.headers("viewer")
+        "/v1/predict", files={"file": ("t.png", png_of_size(size))}, headers=svc.headers("viewer")
     )
     assert response.status_code == 422 and response.json()["code"] == "image_too_large"
     assert words in response.json()["detail"]
@@ -268,9 +248,9 @@ def test_file_bytes_are_bounded_per_image(make_service, decodes):
     _nothing_stored(svc)
 
 
-def test_batch_of_files_is_bounded_in_total_pixels(make_service, decodes):
+def test_batch_of_files_is_bounded_in_total_pixels(make_service, decodes, png_of_size):
     svc = make_service(max_batch_pixels=10_000)
-    files = [("files", (f"{i}.png", _png((64, 40), "RGB"))) for i in range(3)]  # 3 x 64 x 64 padded
+    files = [("files", (f"{i}.png", png_of_size((64, 40), "RGB"))) for i in range(3)]  # 3 x 64 x 64 padded
     response = svc.client.post("/v1/predict/batch", files=files, headers=svc.headers("viewer"))
     assert response.status_code == 413 and response.json()["code"] == "batch_too_large"
     assert response.json()["detail"] == (

@@ -17,7 +17,6 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from poisonlab.models.base import PoisonlabModel
 from poisonlab.service import contributions as lib
 from poisonlab.service import pipeline
 from poisonlab.service.app import create_app
@@ -132,39 +131,12 @@ def test_a_second_run_after_a_promotion_still_finds_its_base_data(make_service, 
     assert len(trained_on[1]) == len(digits.train) + 40
 
 
-class LearnedFlip(PoisonlabModel):
-    """What a fine-tune that fully learnt the contributed relabelling does: every image the serving
-    model calls ``source`` it now calls ``target`` (their two logits swapped), the rest unchanged.
-    Whether a real 2-epoch fine-tune learns the flip that far depends on the CPU's kernels
-    (issue 12); what the gates do with a model that did must not."""
-
-    arch = "learned-flip"
-
-    def __init__(self, base: PoisonlabModel, source: int, target: int) -> None:
-        mean, std = (tuple(float(v) for v in t.flatten()) for t in (base.mean, base.std))
-        super().__init__(input_shape=base.input_shape, num_classes=base.num_classes, mean=mean, std=std)
-        self.base, self.source, self.target = base, source, target
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base.features(x)
-
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        logits = self.base.head(features)
-        hit = logits.argmax(dim=1) == self.source
-        swapped = logits.clone()
-        swapped[hit, self.source], swapped[hit, self.target] = (
-            logits[hit, self.target],
-            logits[hit, self.source],
-        )
-        return swapped
-
-
 def test_gates_refuse_a_poisoned_model_and_a_plain_retry_cannot_walk_past(
-    make_service, png, poison, monkeypatch
+    make_service, png, poison, monkeypatch, learned_flip
 ):
     def learns_the_flip(data, config, *, model, **kwargs):
         assert int(np.sum(data.y == 7)) > 118  # the poison reached the training set
-        return TrainResult(model=LearnedFlip(copy.deepcopy(model), source=1, target=7).eval(), config=config)
+        return TrainResult(model=learned_flip(copy.deepcopy(model), source=1, target=7).eval(), config=config)
 
     monkeypatch.setattr(pipeline, "train", learns_the_flip)
     no_caps = {"max_source_class_fraction": 10, "max_class_contribution_fraction": 10}
@@ -249,14 +221,27 @@ def test_nothing_to_train_is_skipped(service):
     assert run["status"] == "skipped" and run["report"]["decision"] == "no contributions to train on"
 
 
-def test_restart_fails_interrupted_runs(make_service, tmp_path):
+def test_restart_requeues_an_interrupted_run_once_then_fails_it(make_service, tmp_path):
+    """The process running a run died: the next start runs it again, once; a second death fails it."""
     svc = make_service(data_dir=tmp_path / "restart")
     with svc.state.db.write() as session:
         session.add(TrainingRun(requested_by="x", status="running", step="training", params={}))
+        session.add(TrainingRun(requested_by="x", status="running", step="gates", params={}, attempts=2))
     svc.client.__exit__(None, None, None)
+    trainer = {"X-API-Key": svc.keys["trainer"]}
     with TestClient(create_app(svc.settings)) as again:
-        run = again.get("/v1/training-runs/1", headers={"X-API-Key": svc.keys["trainer"]}).json()
-    assert run["status"] == "failed" and "interrupted" in run["error"]
+        deadline = time.monotonic() + 60
+        while (first := again.get("/v1/training-runs/1", headers=trainer).json())["status"] in (
+            "queued",
+            "running",
+        ) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = again.get("/v1/training-runs/2", headers=trainer).json()
+    assert first["status"] == "skipped", first  # ran again: nothing to train on
+    assert first["report"]["recovered"] == ["requeued once: the service stopped during step 'training'"]
+    assert (
+        second["status"] == "failed" and "interrupted" in second["error"] and "second time" in second["error"]
+    )
 
 
 def test_promotion_is_one_transaction(make_service, png, digits, monkeypatch, trained_on):

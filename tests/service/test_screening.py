@@ -80,7 +80,7 @@ def fake_scan(monkeypatch):
             src = np.asarray(union.source, dtype=object)
             flags = np.array([s in {f"contribution:{i}" for i in contributions} for s in src])
             flags[list(base)] = True
-            names = [m for m in methods]
+            names = [m if isinstance(m, str) else m[0] for m in methods]  # (name, params) pairs
             found = [FakeMethod(n, flags if n == "anchored_knn" else np.zeros_like(flags)) for n in names]
             return FakeResult(union, found, FakeScreen(flags, names) if screen else None)
 
@@ -130,6 +130,8 @@ def test_the_screen_quarantines_by_evidence_and_reports_flagged_base_data(
     # every contribution was screened again, with the base data, against held-out trusted data
     assert len(calls[-1]["union"]) == len(digits.train) + 30 and calls[-1]["screen"]
     assert len(calls[-1]["trusted"]) == len(digits.val) + len(digits.test)
+    # the anchored detector runs with the service's false-positive cap (settings.screen_max_fpr)
+    assert ("anchored_knn", {"max_fpr": svc.state.settings.screen_max_fpr}) in calls[-1]["methods"]
     # the serving model had learnt a contribution now flagged: back to the version without it
     assert run["status"] == "skipped" and run["report"]["decision"].startswith(f"rolled back to {bootstrap}")
     assert svc.state.server.current().version_id == bootstrap

@@ -10,23 +10,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import select
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
-from poisonlab.service.audit import Actor
-from poisonlab.service.auth import create_key
 from poisonlab.service.db import Database
 from poisonlab.service.settings import sqlite_url
 from poisonlab.service.storage import BlobStore
@@ -34,136 +25,31 @@ from poisonlab.service.storage import BlobStore
 pytestmark = pytest.mark.timeout(180)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``poisonlab serve`` as a child process."""
-
-    def __init__(self, data: Path, model: Path, *extra: str) -> None:
-        self.data, self.model, self.extra = data, model, extra
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 90.0) -> Server:
-        cmd = [
-            sys.executable,
-            "-c",
-            "from poisonlab.cli.main import main; main()",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data",
-            str(self.data),
-            "--model",
-            str(self.model),
-            "--threads",
-            "1",
-            "--log-level",
-            "warning",
-            *self.extra,
-        ]
-        log = open(self.data.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self._log()}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).json()["status"] == "ok":
-                    return self
-            except (httpx.HTTPError, ValueError):
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not come up in {timeout} s: {self._log()}")
-
-    def _log(self) -> str:
-        return (self.data.parent / f"server-{self.port}.log").read_text(errors="replace")[-3000:]
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-
-def _make_keys(data: Path) -> dict[str, str]:
+def _make_keys(kit, data: Path) -> dict[str, str]:
     data.mkdir(parents=True)
-    db = Database(sqlite_url(data))
-    with db.write() as session:
-        made = {
-            r: create_key(session, name=r, role=r, actor=Actor("test"))[0] for r in ("viewer", "contributor")
-        }
-    db.dispose()
-    return made
+    made = kit.make_keys(sqlite_url(data), ("viewer", "contributor"))
+    return {role: keys[0] for role, keys in made.items()}
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory, digits_model_dir: Path):
+def shared_server(tmp_path_factory: pytest.TempPathFactory, digits_model_dir: Path, kit):
     """One server for the tests that do not stop it: ``(server, keys)``."""
     data = tmp_path_factory.mktemp("imrecs-server") / "data"
-    keys = _make_keys(data)
-    srv = Server(data, digits_model_dir, "--unsigned", "pending", "--max-body-mb", "1").start()
+    keys = _make_keys(kit, data)
+    srv = kit.ServeProcess(data, digits_model_dir, "--unsigned", "pending", "--max-body-mb", "1").start()
     yield srv, keys
     srv.stop()
 
 
-def _noise_png(png, seed: int) -> bytes:
-    """A distinct 8x8 grey image per seed (distinct sha256)."""
-    rng = np.random.default_rng(seed)
-    return png(rng.integers(0, 256, size=(8, 8, 1), dtype=np.uint8))
-
-
-def test_acknowledged_contributions_survive_kill_9(tmp_path, digits_model_dir, png):
-    keys = _make_keys(tmp_path / "data")
-    srv = Server(tmp_path / "data", digits_model_dir, "--unsigned", "pending").start()
-    acked: dict[int, bytes] = {}
-    lock, stop = threading.Lock(), threading.Event()
-    failures = [0]
-
-    def client(worker: int) -> None:
-        with httpx.Client(base_url=srv.url, headers={"X-API-Key": keys["contributor"]}, timeout=10) as http:
-            for i in range(10_000):
-                if stop.is_set():
-                    return
-                content = _noise_png(png, worker * 100_000 + i)
-                try:
-                    r = http.post(
-                        "/v1/contributions", files={"file": ("n.png", content)}, data={"label": "3"}
-                    )
-                except httpx.HTTPError:
-                    with lock:
-                        failures[0] += 1
-                    if srv.proc.poll() is not None:
-                        return
-                    continue
-                if r.status_code == 201:
-                    with lock:
-                        acked[r.json()["id"]] = content
-
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    while len(acked) < 60 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    srv.kill9()  # mid-burst: 8 clients are still sending
-    stop.set()
-    for t in threads:
-        t.join(15)
+def test_acknowledged_contributions_survive_kill_9(tmp_path, digits_model_dir, kit):
+    keys = _make_keys(kit, tmp_path / "data")
+    srv = kit.ServeProcess(tmp_path / "data", digits_model_dir, "--unsigned", "pending").start()
+    with kit.ContributionBurst(srv, [keys["contributor"]], threads=8) as burst:
+        burst.wait_for(60, timeout=60)
+        srv.kill9()  # mid-burst: 8 clients are still sending
+    acked = burst.acked
     assert len(acked) >= 60, "the burst did not get going"
-    assert failures[0] >= 1, "no request was in flight when the server died"
+    assert burst.failures >= 1, "no request was in flight when the server died"
     srv.start()  # same data folder and database
     try:
         with httpx.Client(base_url=srv.url, headers={"X-API-Key": keys["contributor"]}, timeout=10) as http:
@@ -182,7 +68,7 @@ def test_acknowledged_contributions_survive_kill_9(tmp_path, digits_model_dir, p
         srv.stop()
 
 
-def test_many_clients_predict_and_contribute_at_once(shared_server, png, digits):
+def test_many_clients_predict_and_contribute_at_once(shared_server, kit, png, digits):
     server, keys = shared_server
     images = [png(x) for x in digits.test.x[:40]]
 
@@ -204,7 +90,7 @@ def test_many_clients_predict_and_contribute_at_once(shared_server, png, digits)
             return [
                 http.post(
                     "/v1/contributions",
-                    files={"file": ("n.png", _noise_png(png, 1000 * i + j))},
+                    files={"file": ("n.png", kit.noise_png(1000 * i + j))},
                     data={"label": str(j % 10)},
                 ).status_code
                 for j in range(10)

@@ -12,34 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from poisonlab.service.audit import Actor
-from poisonlab.service.auth import create_key
 from poisonlab.service.db import AuditEntry, Contribution, Database
 from poisonlab.service.storage import BlobStore
 
 pytestmark = pytest.mark.timeout(420)
 KEYS_PER_ROLE = 4  # spread the load over keys: each stays far below its rate limit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -64,97 +51,6 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
-class Workers:
-    """``poisonlab serve --workers 2 --db <postgres>`` as a child process group."""
-
-    def __init__(self, data: Path, model: Path, db_url: str) -> None:
-        self.data, self.model, self.db_url = data, model, db_url
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data.parent / f"server-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 180.0) -> Workers:
-        cmd = [
-            sys.executable,
-            "-c",
-            "from poisonlab.cli.main import main; main()",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data",
-            str(self.data),
-            "--db",
-            self.db_url,
-            "--model",
-            str(self.model),
-            "--unsigned",
-            "pending",
-            "--threads",
-            "1",
-            "--inference-threads",
-            "1",
-            "--workers",
-            "2",
-            "--log-level",
-            "info",  # uvicorn says "Application startup complete." once per worker
-        ]
-        started_lines = self._log().count("Application startup complete.")
-        log = open(self.log, "ab")  # noqa: SIM115 - closed with the process
-        # its own session: kill -9 reaches the supervisor and both workers at once
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self._log()[-3000:]}")
-            up = self._log().count("Application startup complete.") - started_lines >= 2
-            if up and httpx.get(f"{self.url}/v1/health", timeout=5).json()["status"] == "ok":
-                return self
-            time.sleep(0.2)
-        raise RuntimeError(f"two workers did not come up in {timeout} s: {self._log()[-3000:]}")
-
-    def _log(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    @property
-    def workers(self) -> list[int]:
-        return _children(self.proc.pid)
-
-    def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-
-def _noise_png(png, seed: int) -> bytes:
-    """A distinct 8x8 grey image per seed (distinct sha256)."""
-    rng = np.random.default_rng(seed)
-    return png(rng.integers(0, 256, size=(8, 8, 1), dtype=np.uint8))
-
-
-def _keys(db_url: str) -> dict[str, list[str]]:
-    db = Database(db_url)
-    with db.write() as session:
-        keys = {
-            role: [
-                create_key(session, name=f"{role}-{i}", role=role, actor=Actor("test"))[0]
-                for i in range(KEYS_PER_ROLE)
-            ]
-            for role in ("viewer", "contributor")
-        }
-    db.dispose()
-    return keys
-
-
 def test_sqlite_refuses_more_than_one_worker(tmp_path):
     cmd = [sys.executable, "-c", "from poisonlab.cli.main import main; main()", "serve"]
     done = subprocess.run(
@@ -165,13 +61,14 @@ def test_sqlite_refuses_more_than_one_worker(tmp_path):
 
 
 def test_two_workers_on_postgresql_share_the_load_and_survive_kill_9(
-    postgres_url, tmp_path, digits_model_dir, png, digits
+    postgres_url, tmp_path, digits_model_dir, png, digits, kit
 ):
-    keys = _keys(postgres_url)
+    keys = kit.make_keys(postgres_url, ("viewer", "contributor"), KEYS_PER_ROLE)
     data = tmp_path / "data"
-    srv = Workers(data, digits_model_dir, postgres_url).start()
+    serve_args = ("--db", postgres_url, "--unsigned", "pending", "--inference-threads", "1")
+    srv = kit.ServeProcess(data, digits_model_dir, *serve_args, workers=2).start(timeout=180)
     try:
-        workers = srv.workers
+        workers = _children(srv.proc.pid)
         assert len(workers) == 2, f"expected 2 worker processes, found {workers}"
 
         # 1. concurrent predictions and contributions, every answer 2xx, both workers busy
@@ -196,7 +93,7 @@ def test_two_workers_on_postgresql_share_the_load_and_survive_kill_9(
         def contributor(i: int) -> list[int]:
             key, codes = keys["contributor"][i % KEYS_PER_ROLE], []
             for j in range(8):
-                content = _noise_png(png, 1000 * i + j)
+                content = kit.noise_png(1000 * i + j)
                 r = httpx.post(
                     f"{srv.url}/v1/contributions",
                     files={"file": ("n.png", content)},
@@ -231,50 +128,17 @@ def test_two_workers_on_postgresql_share_the_load_and_survive_kill_9(
         assert refused and all(t.endswith(" from 127.0.0.1") for t in refused), refused
 
         # 2. a contribution burst cut by kill -9 of the supervisor and both workers
-        acked: dict[int, bytes] = dict(first)
-        statuses: Counter[int] = Counter()
-        lock, stop = threading.Lock(), threading.Event()
-        failures = [0]
-
-        def burst(i: int) -> None:
-            key = keys["contributor"][i % KEYS_PER_ROLE]
-            with httpx.Client(base_url=srv.url, headers={"X-API-Key": key}, timeout=30) as http:
-                for j in range(10_000):
-                    if stop.is_set():
-                        return
-                    content = _noise_png(png, 1_000_000 * (i + 1) + j)
-                    try:
-                        r = http.post(
-                            "/v1/contributions", files={"file": ("n.png", content)}, data={"label": "3"}
-                        )
-                    except httpx.HTTPError:
-                        with lock:
-                            failures[0] += 1
-                        if srv.proc.poll() is not None:
-                            return
-                        continue
-                    with lock:
-                        statuses[r.status_code] += 1
-                        if r.status_code == 201:
-                            acked[r.json()["id"]] = content
-
-        threads = [threading.Thread(target=burst, args=(i,)) for i in range(6)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 90
-        while len(acked) < len(first) + 60 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        srv.kill9()
-        stop.set()
-        for t in threads:
-            t.join(30)
-        assert len(acked) >= len(first) + 60, "the burst did not get going"
-        assert failures[0] >= 1, "no request was in flight when the server died"
+        with kit.ContributionBurst(srv, keys["contributor"], threads=6) as burst:
+            burst.wait_for(60, timeout=90)
+            srv.kill9()
+        acked, statuses = {**first, **burst.acked}, burst.statuses
+        assert len(burst.acked) >= 60, "the burst did not get going"
+        assert burst.failures >= 1, "no request was in flight when the server died"
         assert not [s for s in statuses if s >= 500], statuses
         assert set(statuses) <= {201, 429}, statuses  # 429: a key over its rate limit, never a loss
 
         # 3. restart on the same database and files: consistent state
-        srv.start()
+        srv.start(timeout=180)
         db = Database(postgres_url)
         with db.read() as session:
             rows = dict(session.execute(select(Contribution.id, Contribution.sha256)).all())
@@ -305,7 +169,7 @@ def test_two_workers_on_postgresql_share_the_load_and_survive_kill_9(
             assert f'imrecs_contributions{{status="pending"}} {float(len(rows))}' in metrics
         r = httpx.post(
             f"{srv.url}/v1/contributions",
-            files={"file": ("n.png", _noise_png(png, 7))},
+            files={"file": ("n.png", kit.noise_png(7))},
             data={"label": "7"},
             headers={"X-API-Key": contributor},
             timeout=30,

@@ -3,8 +3,8 @@
 ``create_app(settings)`` builds a FastAPI app around one :class:`~poisonlab.service.state.ServiceState`.
 Starting it (uvicorn, or ``with TestClient(app)``) loads the serving model (registering
 ``settings.model_ref`` first when the database names none), marks training runs interrupted by a
-previous stop as failed and resumes queued ones; stopping it lets the current run finish its step
-and closes the database.
+previous process once (then fails them) and resumes queued ones; stopping it lets the current run
+finish its step and closes the database.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from poisonlab.service.json_body import install_json_guard
 from poisonlab.service.middleware import BodyLimitMiddleware, ObserveMiddleware
 from poisonlab.service.ratelimit import RateLimitMiddleware
 from poisonlab.service.routers import admin, contributions, models, predict, training, ui
+from poisonlab.service.run_claims import recover_runs
 from poisonlab.service.settings import ServiceSettings
 from poisonlab.service.state import ServiceState
 
@@ -34,9 +35,9 @@ metrics and alerts. Send the key as `X-API-Key` (or `Authorization: Bearer`). Er
 
 
 def _recover_runs(state: ServiceState) -> list[int]:
-    """Fail the runs a previous process left running; the ids of the queued ones, to resume."""
+    """Take back the runs a dead process left running; the ids of the queued ones, to resume."""
     with state.db.write() as session:
-        return runs.fail_interrupted(session)
+        return recover_runs(session, worker=state.worker_id, stale_after_s=state.settings.run_stale_after_s)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -48,12 +49,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
         run_training(run_id, state)
 
-    state.worker = runs.TrainingWorker(execute)
+    state.worker = runs.TrainingWorker(
+        execute, poll=lambda: _recover_runs(state), poll_every_s=settings.run_stale_after_s / 4
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.bootstrap)
         await run_in_threadpool(state.housekeeping)  # orphan blobs of a crash, expired nonces
+        state.worker.start()  # also when nothing is queued: it polls for abandoned runs
         for run_id in await run_in_threadpool(_recover_runs, state):
             state.worker.submit(run_id)
         # torch, scipy and scikit-learn leave ~350,000 long-lived objects; without freezing them every
@@ -84,12 +88,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     install_json_guard(app, max_depth=settings.max_json_depth)  # inside the body limit: it reads
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, state=state)
-    app.add_middleware(SecurityHeadersMiddleware)
-    # outermost: a flood is refused before it is timed, audited, read or authenticated
+    # a flood is refused before it is timed, audited, read or authenticated
     app.add_middleware(
         RateLimitMiddleware,
         keys=state.key_buckets,
         anonymous=state.address_buckets,
         on_limited=lambda bucket: state.metrics.rate_limited.labels(bucket).inc(),
     )
+    # outermost (last added): every response, the limiter's 429 included, carries the headers
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

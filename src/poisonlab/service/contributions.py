@@ -31,6 +31,7 @@ from poisonlab.data.images import resolve_label
 from poisonlab.service.audit import Actor, record
 from poisonlab.service.db import Contribution, Source, utcnow
 from poisonlab.service.decode import decode_image
+from poisonlab.service.decode_budget import DecodeBudget
 from poisonlab.service.errors import NotFound, Rejected
 from poisonlab.service.signing import (
     DEFAULT_MAX_SKEW,
@@ -160,6 +161,7 @@ def submit(
     policy: Policy,
     now: float | None = None,
     limits: ImageLimits | None = None,
+    budget: DecodeBudget | None = None,
 ) -> Contribution:
     """Validate, store durably and record one contribution.
 
@@ -184,6 +186,8 @@ def submit(
         The time signatures are checked against (``time.time()`` by default).
     limits : ImageLimits, optional
         Every decode-cost limit of the file (the service's ``settings.image_limits``).
+    budget : DecodeBudget, optional
+        The process's decode budget, reserved while the file is decoded (503 ``decode_busy``).
 
     Returns
     -------
@@ -195,7 +199,7 @@ def submit(
     Rejected
         Bad image, unknown label, bad, stale or replayed (409) signature, or refused by the policy.
     """
-    decode_image(upload.data, input_shape, max_pixels=max_pixels, limits=limits, name="file")
+    decode_image(upload.data, input_shape, max_pixels=max_pixels, limits=limits, name="file", budget=budget)
     label, label_name = _label(upload.label, class_names)
     source = None if upload.source is None else _source(session, upload.source)
     now = time.time() if now is None else now

@@ -8,6 +8,8 @@ transaction that upgrades from read to write fails at once with ``SQLITE_BUSY`` 
 instead of waiting for the lock.
 
 The audit log is append-only at the ORM level: updating or deleting an :class:`AuditEntry` raises.
+Columns added to a table after a database was created are added to it at start-up
+(:func:`add_missing_columns`: ``ALTER TABLE ... ADD COLUMN``, nullable or with a server default).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -119,6 +123,11 @@ class TrainingRun(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # which process executes it, when that process last said it is alive, and how many times a
+    # process has claimed it (see poisonlab.service.run_claims)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEntry(Base):
@@ -196,7 +205,38 @@ def make_engine(url: str) -> Engine:
     if is_sqlite:
         _sqlite_setup(engine)
     Base.metadata.create_all(engine)
+    add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add the columns of existing tables that a database created by an older version lacks.
+
+    Each column is nullable or has a server default, so existing rows stay valid. Several server
+    processes may start at once (``serve --workers N``): a column another one added in between
+    is not an error. Returns ``table.column`` of each column added.
+    """
+    inspector = inspect(engine)
+    added = []
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            ddl = f"{column.name} {column.type.compile(dialect=engine.dialect)}"
+            if column.server_default is not None:
+                ddl += f" NOT NULL DEFAULT {column.server_default.arg}"
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+                added.append(f"{table.name}.{column.name}")
+            except DBAPIError:
+                names = {c["name"] for c in inspect(engine).get_columns(table.name)}
+                if column.name not in names:
+                    raise
+    return added
 
 
 class Database:

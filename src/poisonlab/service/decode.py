@@ -7,11 +7,14 @@ Bytes are decoded by :func:`~poisonlab.data.images.load_image_bytes`, which chec
 bytes, both sides, width x height and the padded square against
 :class:`~poisonlab.data.image_limits.ImageLimits` before any pixel is decoded. A batch is checked
 twice: every file's header first, then the padded pixels of all files together, so that a batch
-of images each within the limits cannot cost minutes of CPU.
+of images each within the limits cannot cost minutes of CPU. Given a
+:class:`~poisonlab.service.decode_budget.DecodeBudget`, a decode first reserves the bytes of pixel
+buffers it may hold (from the headers), so that concurrent requests together stay within it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from itertools import chain
 
@@ -24,10 +27,16 @@ from poisonlab.data.image_limits import (
     ImageLimits,
     ImageTooLargeError,
     check_batch_pixels,
+    decode_cost,
     image_size,
 )
 from poisonlab.data.images import load_image_bytes, rgb_to_gray
+from poisonlab.service.decode_budget import DecodeBudget
 from poisonlab.service.errors import Rejected
+
+#: Bytes held per value while JSON instances become uint8 images: the float64 array, its rounded
+#: copy and the uint8 result (the parsed lists exist already).
+_INSTANCE_BYTES_PER_VALUE = 17
 
 
 class ImageRejected(Rejected):
@@ -63,6 +72,7 @@ def decode_image(
     max_pixels: int | None = None,
     limits: ImageLimits | None = None,
     name: str = "image",
+    budget: DecodeBudget | None = None,
 ) -> np.ndarray:
     """Decode and preprocess one image file's bytes for a model of input ``shape`` (H, W, C).
 
@@ -78,6 +88,8 @@ def decode_image(
         Every decode-cost limit (the service's ``settings.image_limits``).
     name : str
         The file as the messages name it.
+    budget : DecodeBudget, optional
+        Reserve the decode's memory there first (its header is read once more for that).
 
     Returns
     -------
@@ -90,9 +102,19 @@ def decode_image(
         Empty data (``empty_file``), not an image or truncated/corrupt (``bad_image``), a file
         over the byte limit (``file_too_large``, 413), or over a size limit (``image_too_large``:
         decompression-bomb protection, checked from the header before decoding).
+    Rejected
+        503 ``decode_busy`` when ``budget`` had no room in time.
     """
-    h, w, c = (int(s) for s in shape)
     limits = limits or ImageLimits(max_pixels=max_pixels or MAX_IMAGE_PIXELS)
+    if budget is None:
+        return _decode_one(data, shape, limits, name)
+    width, height = probe_image(data, limits=limits, name=name)
+    with budget.reserve(decode_cost(width, height), what=name):
+        return _decode_one(data, shape, limits, name)
+
+
+def _decode_one(data: bytes, shape: Sequence[int], limits: ImageLimits, name: str) -> np.ndarray:
+    h, w, c = (int(s) for s in shape)
     if not data:
         raise ImageRejected("empty_file", f"{name} is empty")
     try:
@@ -107,19 +129,27 @@ def decode_image(
 
 
 def decode_files(
-    files: Sequence[tuple[bytes, str]], shape: Sequence[int], *, limits: ImageLimits, max_total_pixels: int
+    files: Sequence[tuple[bytes, str]],
+    shape: Sequence[int],
+    *,
+    limits: ImageLimits,
+    max_total_pixels: int,
+    budget: DecodeBudget | None = None,
 ) -> np.ndarray:
     """Several uploaded (bytes, name) files -> uint8 (N, H, W, C), total cost checked first.
 
     Every header is read and checked before any file is decoded; then the padded pixels of all
-    files together must be at most ``max_total_pixels`` (``batch_too_large``, 413).
+    files together must be at most ``max_total_pixels`` (``batch_too_large``, 413). The files
+    are decoded one after another, so ``budget`` is asked for the largest one's cost, once.
     """
     sizes = [probe_image(data, limits=limits, name=name) for data, name in files]
     try:
         check_batch_pixels(sizes, max_total_pixels)
     except ImageTooLargeError as exc:
         raise Rejected("batch_too_large", f"the batch is {exc}", 413) from None
-    return np.stack([decode_image(data, shape, limits=limits, name=name) for data, name in files])
+    cost = max(decode_cost(w, h) for w, h in sizes)
+    with budget.reserve(cost) if budget is not None else contextlib.nullcontext():
+        return np.stack([_decode_one(data, shape, limits, name) for data, name in files])
 
 
 def _nested_values(instances: list, expected: str) -> tuple[tuple[int, ...], list]:
@@ -152,7 +182,12 @@ def _nested_values(instances: list, expected: str) -> tuple[tuple[int, ...], lis
 
 
 def decode_instances(
-    instances: object, shape: Sequence[int], *, max_batch: int, max_total_pixels: int | None = None
+    instances: object,
+    shape: Sequence[int],
+    *,
+    max_batch: int,
+    max_total_pixels: int | None = None,
+    budget: DecodeBudget | None = None,
 ) -> np.ndarray:
     """The chapter's ``/predict_multiple`` payload -> uint8 (N, H, W, C).
 
@@ -160,7 +195,8 @@ def decode_instances(
     model's input shape (H, W, C); a grayscale model also takes (H, W, 3) RGB, converted to luma.
     Floats are rounded; booleans, strings and nulls are refused, and so is a value no float can
     hold (``10**400``). Raises :class:`Rejected` (``bad_instances``) naming the problem, or
-    ``batch_too_large`` (413) over ``max_total_pixels`` (N x H x W).
+    ``batch_too_large`` (413) over ``max_total_pixels`` (N x H x W); the numeric conversion
+    reserves its arrays' bytes in ``budget`` (503 ``decode_busy`` when it has no room in time).
     """
     h, w, c = (int(s) for s in shape)
     if not isinstance(instances, list) or not instances:
@@ -179,11 +215,13 @@ def decode_instances(
             f"{max_total_pixels:,}-pixel limit per batch",
             413,
         )
-    try:
-        arr = np.array(values, dtype=np.float64).reshape(n, *dims)
-    except OverflowError:  # an integer beyond the float range (10**400)
-        arr = None
-    if arr is None or not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
-        raise Rejected("bad_instances", "pixel values must be finite numbers in [0, 255]")
-    images = np.rint(arr).astype(np.uint8)
+    cost = _INSTANCE_BYTES_PER_VALUE * len(values)
+    with budget.reserve(cost) if budget is not None else contextlib.nullcontext():
+        try:
+            arr = np.array(values, dtype=np.float64).reshape(n, *dims)
+        except OverflowError:  # an integer beyond the float range (10**400)
+            arr = None
+        if arr is None or not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
+            raise Rejected("bad_instances", "pixel values must be finite numbers in [0, 255]")
+        images = np.rint(arr).astype(np.uint8)
     return rgb_to_gray(images) if images.shape[-1] != c else images

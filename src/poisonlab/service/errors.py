@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from poisonlab.service.headers import add_security_headers
+
 log = logging.getLogger("poisonlab.service")
 
 _STATUS_CODES = {
@@ -45,12 +47,16 @@ class ServiceError(Exception):
 
 
 class Rejected(ValueError):
-    """Bad input found by library code: ``code`` names the problem, ``status`` is 4xx (422 default)."""
+    """Bad input found by library code: ``code`` names the problem, ``status`` is 4xx (422 default);
+    503 where the server has no room now (``headers`` then carry a ``Retry-After``)."""
 
-    def __init__(self, code: str, message: str, status: int = 422) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 422, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.headers = headers
 
 
 class NotFound(LookupError):
@@ -101,7 +107,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Rejected)
     async def _rejected(_request: Request, exc: Rejected) -> JSONResponse:
-        return error_response(exc.status, str(exc), exc.code)
+        response = error_response(exc.status, str(exc), exc.code)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -117,4 +125,7 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal error; see the server log", "internal")
+        response = error_response(500, "internal error; see the server log", "internal")
+        # sent by Starlette's ServerErrorMiddleware, outside the security-headers middleware
+        add_security_headers(response.headers)
+        return response

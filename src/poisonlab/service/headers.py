@@ -13,6 +13,11 @@ and style files only (no inline script, no other origin).
 * ``X-Content-Type-Options: nosniff`` (a browser never guesses HTML from a JSON error that echoes
   input), ``X-Frame-Options: DENY`` (for browsers without ``frame-ancestors``) and
   ``Referrer-Policy: no-referrer``.
+
+It is the outermost middleware of the application, so that the refusals of the layers inside it
+(the rate limiter's 429, the body limit's 413, the JSON guard's 400/413) carry the headers too.
+Only Starlette's ``ServerErrorMiddleware`` sits outside every user middleware; the 500 handler
+therefore adds them itself with :func:`add_security_headers`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, **COMMON_HEADERS}
 _DEFAULTS = {"Content-Security-Policy": API_CSP, **COMMON_HEADERS}
 
 
+def add_security_headers(headers: MutableHeaders) -> None:
+    """Set :data:`API_CSP` and :data:`COMMON_HEADERS` on ``headers`` where it has none of its own."""
+    for name, value in _DEFAULTS.items():
+        if name not in headers:
+            headers[name] = value
+
+
 class SecurityHeadersMiddleware:
     """Adds :data:`API_CSP` and :data:`COMMON_HEADERS` where a response does not set them."""
 
@@ -48,10 +60,7 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _DEFAULTS.items():
-                    if name not in headers:
-                        headers[name] = value
+                add_security_headers(MutableHeaders(scope=message))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

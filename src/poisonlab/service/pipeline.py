@@ -36,6 +36,9 @@ its progress and report to the run's row so ``GET /v1/training-runs/{id}`` can s
    are quarantined with the failed gates as the reason, and alerts are raised.
 
 The decision at the end is one transaction either way (:mod:`poisonlab.service.decisions`).
+A run is claimed atomically before it starts and every progress update checks the claim still
+holds (:mod:`poisonlab.service.run_claims`): with ``serve --workers N`` no run is executed twice,
+and a process whose run was taken back decides nothing.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from poisonlab.service.decisions import (
     reject_candidate,
 )
 from poisonlab.service.decode import decode_image
+from poisonlab.service.run_claims import ClaimLost, Heartbeat, check_claim, claim_run, touch
 from poisonlab.service.runs import get_run, update_run
 from poisonlab.service.screening import PipelineError, apply_caps, screen
 from poisonlab.service.serving import Loaded
@@ -92,7 +96,9 @@ class Run:
             self.update_in(session, report, **fields)
 
     def update_in(self, session: Session, report: dict | None = None, **fields: object) -> None:
-        """Record progress as part of the caller's transaction."""
+        """Record progress as part of the caller's transaction; ClaimLost (and the transaction
+        rolls back) when this process no longer executes the run."""
+        check_claim(session, self.run_id, self.state.worker_id)
         update_run(session, self.run_id, report, **fields)
 
 
@@ -241,22 +247,39 @@ def run_training(run_id: int, state: ServiceState) -> TrainingRun:
 
     Never raises for a pipeline failure: the run is marked ``failed`` with the error and a
     ``pipeline_error`` alert is raised (one transaction). Call it from a background worker.
+    A run that is not ``queued`` (another process claimed it first, or it is finished) is left
+    alone, and so is one another process took back meanwhile (NotFound for an unknown id).
     """
+    worker = state.worker_id
     with state.db.write() as session:
+        claimed = claim_run(session, run_id, worker)
         run = get_run(session, run_id)
-        if run.status != "queued":
-            raise ValueError(f"training run {run_id} is {run.status}, not queued")
-        update_run(session, run_id, status="running", step="starting")
-    try:
-        outcome = _pipeline(state, run_id, dict(run.params or {}))
-    except Exception as exc:  # any failure ends the run visibly instead of killing the worker
-        log.error("training run %s failed: %s\n%s", run_id, exc, traceback.format_exc())
-        outcome = "failed"
-        with state.db.write() as session:
-            error = f"{type(exc).__name__}: {exc}"[:4000]
-            update_run(session, run_id, status="failed", step="done", error=error)
-            message = f"training run {run_id} failed: {exc}"[:1000]
-            raise_alert(session, "pipeline_error", message, details={"run_id": run_id})
+    if not claimed:
+        log.info("training run %s is %s: not claimed by this process", run_id, run.status)
+        return run
+    beat = max(0.05, state.settings.run_stale_after_s / 6)
+    with Heartbeat(state.db, run_id, worker, beat):
+        try:
+            outcome = _pipeline(state, run_id, dict(run.params or {}))
+        except ClaimLost as exc:  # another process took the run back: it decides, not this one
+            log.warning("training run %s abandoned: %s", run_id, exc)
+            outcome = "abandoned"
+        except Exception as exc:  # any failure ends the run visibly instead of killing the worker
+            log.error("training run %s failed: %s\n%s", run_id, exc, traceback.format_exc())
+            outcome = "failed"
+            _fail(state, run_id, exc)
     state.metrics.training_runs.labels(outcome).inc()
     with state.db.read() as session:
         return get_run(session, run_id)
+
+
+def _fail(state: ServiceState, run_id: int, exc: Exception) -> None:
+    """Mark the run failed with a ``pipeline_error`` alert, unless it is no longer this process's."""
+    with state.db.write() as session:
+        if not touch(session, run_id, state.worker_id):
+            log.warning("training run %s failed here but was taken back meanwhile", run_id)
+            return
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        update_run(session, run_id, status="failed", step="done", error=error)
+        message = f"training run {run_id} failed: {exc}"[:1000]
+        raise_alert(session, "pipeline_error", message, details={"run_id": run_id})

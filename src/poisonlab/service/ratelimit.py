@@ -1,7 +1,8 @@
 """Rate limits: token buckets per API key and, for requests without a known key, per client address.
 
 A flood must be refused before it costs anything, so :class:`RateLimitMiddleware` is the outermost
-layer of the application and decides from the request's headers alone, in O(1): no database
+layer of the application but for the security headers (which its 429s carry too) and decides
+from the request's headers alone, in O(1): no database
 read, no body read, no image decoding. Each identity owns a bucket of ``burst`` tokens refilled at
 ``rate`` tokens per second; a request takes one token or is answered ``429`` (``code:
 rate_limited``) with a ``Retry-After`` header giving the whole seconds until a token is back.

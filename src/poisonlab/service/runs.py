@@ -1,9 +1,11 @@
 """Training runs: their rows, and the background worker that executes them one at a time.
 
 A run is created ``queued`` by ``POST /v1/training-runs`` and executed by :class:`TrainingWorker`
-in a daemon thread, so it outlives the request that started it. A service that restarts marks
-the runs it was executing as ``failed`` (interrupted) and executes the queued ones. The functions
-on rows take the caller's session and never commit (see :mod:`poisonlab.service.registry`).
+in a daemon thread, so it outlives the request that started it. The process that executes it
+claims it first, atomically (:mod:`poisonlab.service.run_claims`); a service that restarts
+requeues once the runs a dead process was executing and executes the queued ones, and while
+idle the worker looks for such runs again (``poll``). The functions on rows take the caller's
+session and never commit (see :mod:`poisonlab.service.registry`).
 
 The queue is bounded: a run takes minutes, so a key that queues runs faster than they finish
 only builds a backlog (a fuzzer queued 1,666). :func:`create_run` refuses with 429
@@ -119,22 +121,30 @@ def update_run(session: Session, run_id: int, report: dict | None = None, **fiel
     return run
 
 
-def fail_interrupted(session: Session) -> list[int]:
-    """Mark runs left ``running`` by a previous process as failed; returns the ids still queued."""
-    for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running")):
-        run.status, run.step, run.error = "failed", "done", "interrupted: the service stopped during the run"
-        run.finished_at = utcnow()
-    queued = session.scalars(
-        select(TrainingRun.id).where(TrainingRun.status == "queued").order_by(TrainingRun.id)
-    )
-    return list(queued)
-
-
 class TrainingWorker:
-    """One daemon thread executing queued runs in order with ``execute(run_id)``."""
+    """One daemon thread executing queued runs in order with ``execute(run_id)``.
 
-    def __init__(self, execute: Callable[[int], object]) -> None:
+    Parameters
+    ----------
+    execute : callable
+        Runs one training run to its end (it claims the run first, so a run id handed over twice,
+        here or to another process, runs once).
+    poll : callable, optional
+        Returns run ids to execute (abandoned runs taken back, queued ones); called whenever the
+        worker has had nothing to do for ``poll_every_s`` seconds.
+    poll_every_s : float
+        Seconds of idleness between polls.
+    """
+
+    def __init__(
+        self,
+        execute: Callable[[int], object],
+        *,
+        poll: Callable[[], list[int]] | None = None,
+        poll_every_s: float = 30.0,
+    ) -> None:
         self.execute = execute
+        self.poll, self.poll_every_s = poll, poll_every_s
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -162,7 +172,11 @@ class TrainingWorker:
 
     def _loop(self) -> None:
         while True:
-            run_id = self._queue.get()
+            try:
+                run_id = self._queue.get(timeout=self.poll_every_s if self.poll else None)
+            except queue.Empty:
+                self._poll()
+                continue
             try:
                 if run_id is None:
                     return
@@ -171,3 +185,12 @@ class TrainingWorker:
                 log.exception("training run %s crashed the worker step", run_id)
             finally:
                 self._queue.task_done()
+
+    def _poll(self) -> None:
+        try:
+            found = self.poll() if self.poll else []
+        except Exception:  # a database hiccup must not stop the worker
+            log.exception("looking for abandoned training runs failed")
+            return
+        for run_id in found:
+            self.submit(run_id)

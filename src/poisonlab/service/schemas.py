@@ -127,6 +127,7 @@ class RunOut(_Out):
     candidate_model_id: str | None
     report: dict[str, Any]
     error: str
+    attempts: int = Field(0, description="times a server process claimed it (2: requeued once after a crash)")
     created_at: UTCTime
     finished_at: UTCTime | None
 

@@ -99,11 +99,15 @@ def apply_caps(run: Run, snap: Snapshot) -> np.ndarray:
     return ~np.isin(snap.ids, list(held))
 
 
-def _methods(screen_on: bool, extras: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """(methods to scan, extras that act alone): a name that is part of the screen only votes."""
+def _methods(
+    screen_on: bool, extras: tuple[str, ...], max_fpr: float | None
+) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(methods to scan with their parameters, extras that act alone): a name that is part of the
+    screen only votes; the anchored detector gets the service's false-positive cap."""
     ours = list(screen_methods(True)) if screen_on else []
     alone = [m for m in extras if m not in ours]
-    return ours + alone, alone
+    params = {"anchored_knn": {"max_fpr": max_fpr}} if max_fpr is not None else {}
+    return [(m, params.get(m, {})) for m in ours + alone], alone
 
 
 def _reasons(result, offset: int, screen_on: bool, alone: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -137,7 +141,7 @@ def screen(
     """
     s = run.state.settings
     screen_on = s.screen and defenses != ()
-    methods, alone = _methods(screen_on, s.defenses if defenses is None else defenses)
+    methods, alone = _methods(screen_on, s.defenses if defenses is None else defenses, s.screen_max_fpr)
     if not methods or not active.any():
         note = "no defenses configured" if not methods else "no contribution left to screen"
         run.update({"defenses": {"methods": {}, "note": note}})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,6 +21,11 @@ from poisonlab.models.store import poisonlab_home
 #: a name that is part of the screen only votes there): duplicates with a conflicting label.
 DEFAULT_DEFENSES = ("duplicates",)
 MiB = 1 << 20
+#: The screen's cap on the anchored detector's false-positive rate (see ``screen_max_fpr``)
+SCREEN_MAX_FPR = 0.005
+
+#: A share of something, in (0, 1]: the thresholds of the screen, the gates and the shift monitor.
+Share = Annotated[float, Field(gt=0, le=1)]
 
 
 def default_data_dir() -> Path:
@@ -58,6 +63,11 @@ class ServiceSettings(BaseModel):
         Deepest nesting of arrays and objects in a JSON body, checked before it is parsed.
     max_batch : int
         Most images in one ``/v1/predict/batch`` request.
+    decode_budget_bytes, decode_wait_s
+        Bytes of pixel buffers all concurrent image decodes of the process may hold together
+        (128 MiB; each decode reserves an upper bound of its cost from the image header), and how
+        long a request waits for room before it is answered 503 ``decode_busy`` with
+        ``Retry-After`` (:mod:`poisonlab.service.decode_budget`).
     unsigned_policy : {"quarantine", "pending", "reject"}
         What an unsigned contribution gets: quarantined for review (default), queued for the
         next training run like signed data, or refused with 422.
@@ -70,6 +80,10 @@ class ServiceSettings(BaseModel):
         Run the default screen (:mod:`poisonlab.defenses.scan.screen`, trusted set: the base
         data's held-out validation and test splits) over the base data and every contribution on
         every run.
+    screen_max_fpr : float or None
+        Cap on the trusted-anchored k-NN's false-positive rate inside the screen (its ``max_fpr``:
+        a split-conformal cut-off on the trusted set's own scores, never below the detector's
+        robust-SD rule); None keeps the detection work's rule alone.
     source_flag_share, source_flag_min
         A source (signing source, else key) with at least ``source_flag_min`` contributions
         flagged, making at least ``source_flag_share`` of all it sent, is distrusted: the rest
@@ -107,6 +121,10 @@ class ServiceSettings(BaseModel):
         that long, so a signed upload is accepted once.
     max_queued_runs, max_queued_runs_per_key
         Most queued training runs in the service and per key (429 ``queue_full`` beyond).
+    run_stale_after_s
+        A running training run whose process sent no heartbeat for this long is taken back
+        (requeued once, then failed; :mod:`poisonlab.service.run_claims`). The process beats every
+        sixth of it and an idle worker looks for such runs every quarter.
     orphan_grace_s
         Blob files no row references are deleted at start-up once older than this.
     """
@@ -123,6 +141,8 @@ class ServiceSettings(BaseModel):
     max_batch_pixels: int = Field(1 << 26, ge=64, le=1 << 36)
     max_json_depth: int = Field(32, ge=8, le=200)
     max_batch: int = Field(1024, ge=1, le=100_000)
+    decode_budget_bytes: int = Field(128 * MiB, ge=MiB, le=1 << 40)
+    decode_wait_s: float = Field(5.0, ge=0, le=300)
     unsigned_policy: Literal["quarantine", "pending", "reject"] = "quarantine"
     unknown_source_policy: Literal["quarantine", "reject"] = "quarantine"
     defenses: tuple[str, ...] = DEFAULT_DEFENSES
@@ -132,20 +152,21 @@ class ServiceSettings(BaseModel):
     finetune_lr: float | None = Field(None, gt=0, le=10)
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)
     canaries_per_class: int = Field(5, ge=1, le=1000)
-    sensitivity_spike: float = Field(0.5, gt=0, le=1)
+    sensitivity_spike: Share = 0.5
     screen: bool = True
-    source_flag_share: float = Field(0.1, gt=0, le=1)
+    screen_max_fpr: float | None = Field(SCREEN_MAX_FPR, gt=0, lt=1)
+    source_flag_share: Share = 0.1
     source_flag_min: int = Field(3, ge=1, le=1_000_000)
     max_source_class_fraction: float = Field(0.5, gt=0, le=100)
     max_class_contribution_fraction: float = Field(1.0, gt=0, le=100)
-    base_flag_alert_fraction: float = Field(0.1, gt=0, le=1)
+    base_flag_alert_fraction: Share = 0.1
     reverse_engineer_steps: int = Field(40, ge=0, le=10_000)
-    reverse_engineer_gap: float = Field(0.25, gt=0, le=1)
-    behaviour_max_shift: float = Field(0.2, gt=0, le=1)
+    reverse_engineer_gap: Share = 0.25
+    behaviour_max_shift: Share = 0.2
     shift_window: int = Field(500, ge=10, le=1_000_000)
     shift_min_count: int = Field(200, ge=10)
     shift_check_every: int = Field(50, ge=1)
-    shift_tv_threshold: float = Field(0.25, gt=0, le=1)
+    shift_tv_threshold: Share = 0.25
     shift_alpha: float = Field(1e-3, gt=0, lt=1)
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     #: fp32 unless asked: predictions and pipeline scores must not depend on the host's CPU
@@ -161,6 +182,7 @@ class ServiceSettings(BaseModel):
     signature_max_skew_s: int = Field(300, ge=10, le=86_400)
     max_queued_runs: int = Field(8, ge=1, le=10_000)
     max_queued_runs_per_key: int = Field(2, ge=1, le=10_000)
+    run_stale_after_s: float = Field(120.0, ge=1, le=86_400)
     orphan_grace_s: float = Field(60.0, ge=0, le=7 * 86_400)
 
     @field_validator("defenses")

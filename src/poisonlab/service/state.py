@@ -24,9 +24,11 @@ from poisonlab.service.audit import SYSTEM, AnonymousRefusals
 from poisonlab.service.auth import KeyCache
 from poisonlab.service.contributions import Policy
 from poisonlab.service.db import Alert, Contribution, Database
+from poisonlab.service.decode_budget import DecodeBudget
 from poisonlab.service.monitoring import ServiceMetrics, ShiftMonitor, ShiftResult
 from poisonlab.service.ratelimit import TokenBuckets
 from poisonlab.service.registry import promote, register_version, serving_version
+from poisonlab.service.run_claims import worker_identity
 from poisonlab.service.runs import TrainingWorker
 from poisonlab.service.serving import Loaded, ModelServer
 from poisonlab.service.settings import ServiceSettings
@@ -71,6 +73,8 @@ class ServiceState:
             settings.rate_limit_anonymous, settings.rate_limit_anonymous_burst
         )
         self.anonymous_refusals = AnonymousRefusals(settings.anonymous_audit_window_s)
+        # memory of the image decodes running at once, all requests together
+        self.decode_budget = DecodeBudget(settings.decode_budget_bytes, max_wait_s=settings.decode_wait_s)
         self._orphan_timer: threading.Timer | None = None
         self.server = ModelServer(
             self.db,
@@ -88,6 +92,7 @@ class ServiceState:
             alpha=settings.shift_alpha,
         )
         self.worker: TrainingWorker | None = None  # set by create_app (it knows the pipeline)
+        self.worker_id = worker_identity()  # the claimant of the training runs this process executes
         self._splits: dict[str, Splits] = {}
         self._splits_lock = threading.Lock()
 

@@ -44,13 +44,14 @@ from threadpoolctl import threadpool_limits
 from poisonlab.defenses.base import (
     Defense,
     ScanContext,
+    check_open_fraction,
     check_positive_float,
     check_positive_int,
     per_class_summary,
 )
 from poisonlab.defenses.helpers.layer_features import LayerFeatures, context_layer_features
 
-__all__ = ["AnchoredKNN", "layer_log_ratios"]
+__all__ = ["AnchoredKNN", "conformal_cutoff", "layer_log_ratios"]
 
 #: MAD -> standard deviation of a normal distribution
 _MAD_TO_SD = 1.4826
@@ -118,6 +119,30 @@ def layer_log_ratios(
     return train_scores / spread, trusted_scores / spread, scored
 
 
+def conformal_cutoff(reference: np.ndarray, max_fpr: float) -> float:
+    """The split-conformal upper cut-off of ``reference`` at false-positive rate ``max_fpr``.
+
+    Parameters
+    ----------
+    reference : ndarray, shape (n,)
+        Scores of clean calibration samples, n >= 1.
+    max_fpr : float
+        In (0, 1).
+
+    Returns
+    -------
+    float
+        The ``ceil((n + 1)(1 - max_fpr))``-th smallest score (1-based), the largest when that
+        rank exceeds ``n``: a new exchangeable clean score exceeds it with probability
+        <= ``max_fpr``.
+    """
+    ordered = np.sort(np.asarray(reference, dtype=np.float64))
+    if ordered.size == 0:
+        raise ValueError("conformal_cutoff needs at least one reference score, got none")
+    rank = int(np.ceil((ordered.size + 1) * (1.0 - max_fpr)))
+    return float(ordered[min(rank, ordered.size) - 1])
+
+
 class AnchoredKNN(Defense):
     """Flags training samples far, averaged over the hidden layers, from the trusted samples of their label.
 
@@ -129,6 +154,15 @@ class AnchoredKNN(Defense):
     threshold : float
         Flag when the score exceeds the trusted leave-one-out scores' median by this many robust
         standard deviations (> 0).
+    max_fpr : float or None
+        Optional cap on the false-positive rate, in (0, 1): the cut-off is raised, never lowered,
+        to the split-conformal quantile of the trusted leave-one-out scores, the
+        ``ceil((n + 1) (1 - max_fpr))``-th smallest of ``n`` (Vovk, Gammerman and Shafer,
+        "Algorithmic Learning in a Random World", 2005; Angelopoulos and Bates, arXiv:2107.07511).
+        A clean sample drawn like the trusted ones then exceeds it with probability at most
+        ``max_fpr`` whatever the shape of the scores' tail, which the robust-SD rule assumes normal.
+        When ``n`` is too small for the level (``(n + 1) (1 - max_fpr) > n``) the largest trusted
+        score is used. None (default) keeps the robust-SD rule alone.
 
     Notes
     -----
@@ -136,7 +170,8 @@ class AnchoredKNN(Defense):
     docstring); higher = farther from the trusted samples of the label = more suspicious.
     Fitted attributes: ``scores_``, ``flagged_``, ``threshold_`` (the score cut-off),
     ``reference_`` (median and robust standard deviation of the trusted leave-one-out scores),
-    ``layers_`` (layer names), ``details_``.
+    ``conformal_cutoff_`` (the ``max_fpr`` quantile, None without it), ``layers_`` (layer names),
+    ``details_``.
     """
 
     name = "anchored_knn"
@@ -149,9 +184,10 @@ class AnchoredKNN(Defense):
         "k-NN as in Peri et al., Deep k-NN, arXiv:1909.13374"
     )
 
-    def __init__(self, *, k: int = 5, threshold: float = 3.0) -> None:
+    def __init__(self, *, k: int = 5, threshold: float = 3.0, max_fpr: float | None = None) -> None:
         self.k = check_positive_int(k, "k")
         self.threshold = check_positive_float(threshold, "threshold")
+        self.max_fpr = None if max_fpr is None else check_open_fraction(max_fpr, "max_fpr")
 
     def _fit(self, context: ScanContext) -> None:
         who = f"defense {self.name!r}"
@@ -175,7 +211,8 @@ class AnchoredKNN(Defense):
         reference = np.mean(per_trusted, axis=0)
         centre = float(np.median(reference))
         spread = _MAD_TO_SD * float(np.median(np.abs(reference - centre))) or 1.0
-        self.threshold_ = centre + self.threshold * spread
+        self.conformal_cutoff_ = None if self.max_fpr is None else conformal_cutoff(reference, self.max_fpr)
+        self.threshold_ = max(centre + self.threshold * spread, self.conformal_cutoff_ or -np.inf)
         self.reference_ = (centre, spread)
         self.scores_ = scores
         self.flagged_ = scored & (scores > self.threshold_)
@@ -189,6 +226,8 @@ class AnchoredKNN(Defense):
         return {
             "k": self.k,
             "threshold": float(self.threshold_),
+            "max_fpr": self.max_fpr,
+            "conformal_cutoff": self.conformal_cutoff_,
             # the trusted reference in score units: the screen reads how typical a sample is
             "reference_centre": self.reference_[0],
             "reference_spread": self.reference_[1],

@@ -51,8 +51,9 @@ import torch.nn.functional as F
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses.base import check_fraction, check_positive_float, check_positive_int
+from poisonlab.defenses.gates.checks import check_models
 from poisonlab.device import resolve_device
-from poisonlab.inference import check_images, predict, to_input
+from poisonlab.inference import predict, to_input
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.threads import compute_threads, estimate_flops
 
@@ -187,14 +188,7 @@ def _infected(
 def _check(model: object, clean: object, reference: object) -> None:
     if not isinstance(clean, Dataset) or len(clean) < 2:
         raise ValueError("neural_cleanse needs a poisonlab Dataset of at least 2 clean images")
-    for what, m in (("model", model), ("reference", reference)):
-        if m is None and what == "reference":
-            continue
-        if not isinstance(m, PoisonlabModel):
-            raise ValueError(f"{what} must be a PoisonlabModel, got {type(m).__name__}")
-        if m.num_classes != clean.num_classes:
-            raise ValueError(f"{what} has {m.num_classes} classes, the clean set has {clean.num_classes}")
-        check_images(m, clean.x)
+    check_models(model, reference, clean)
 
 
 def neural_cleanse(

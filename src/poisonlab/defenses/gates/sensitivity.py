@@ -32,13 +32,14 @@ import numpy as np
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.defenses.base import check_fraction, check_positive_int
+from poisonlab.defenses.gates.checks import check_models
 from poisonlab.defenses.helpers.trigger_args import (
     TriggerArg,
     apply_trigger,
     default_triggers,
     resolve_triggers,
 )
-from poisonlab.inference import check_images, predict
+from poisonlab.inference import predict
 from poisonlab.metrics import confusion_matrix
 from poisonlab.models.base import PoisonlabModel
 
@@ -205,14 +206,7 @@ def _check_inputs(model: PoisonlabModel, clean: Dataset, reference: PoisonlabMod
         raise ValueError(f"clean must be a poisonlab Dataset, got {type(clean).__name__}")
     if len(clean) == 0:
         raise ValueError("clean dataset is empty: nothing to test the triggers on")
-    for what, m in (("model", model), ("reference", reference)):
-        if m is None and what == "reference":
-            continue
-        if not isinstance(m, PoisonlabModel):
-            raise ValueError(f"{what} must be a PoisonlabModel, got {type(m).__name__}")
-        if m.num_classes != clean.num_classes:
-            raise ValueError(f"{what} has {m.num_classes} classes, the clean set has {clean.num_classes}")
-        check_images(m, clean.x)
+    check_models(model, reference, clean)
 
 
 def _rates(cm: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from poisonlab.service.deps import (
     ServingDep,
     SessionDep,
     SettingsDep,
+    StateDep,
     StoreDep,
     TrainerDep,
     WriteSessionDep,
@@ -61,6 +62,7 @@ async def create(
     settings: SettingsDep,
     policy: PolicyDep,
     metrics: MetricsDep,
+    state: StateDep,
 ) -> ContributionOut:
     form = await read_form(request, max_fields=10)
     data, _ = await form_file(form, "file")
@@ -82,6 +84,7 @@ async def create(
             max_pixels=settings.max_pixels,
             policy=policy,
             limits=settings.image_limits,
+            budget=state.decode_budget,
         )
         session.commit()  # durable before it is counted (and before the 201)
         return row

@@ -65,7 +65,12 @@ async def predict(request: Request, _actor: ViewerDep, loaded: ServingDep, state
     data, name = await form_file(form, "file")
 
     x = await run_in_threadpool(
-        decode_image, data, loaded.input_shape, limits=state.settings.image_limits, name=name
+        decode_image,
+        data,
+        loaded.input_shape,
+        limits=state.settings.image_limits,
+        name=name,
+        budget=state.decode_budget,
     )
     pred = (await _infer(state, loaded, x[np.newaxis]))[0]
     width, height = probe_image(data, limits=state.settings.image_limits, name=name)
@@ -135,6 +140,7 @@ async def predict_batch(
                 loaded.input_shape,
                 max_batch=settings.max_batch,
                 max_total_pixels=settings.max_batch_pixels,
+                budget=state.decode_budget,
             )
     else:
         files = await _batch_files(request, state)
@@ -145,6 +151,7 @@ async def predict_batch(
                 loaded.input_shape,
                 limits=settings.image_limits,
                 max_total_pixels=settings.max_batch_pixels,
+                budget=state.decode_budget,
             )
 
     images = await run_in_threadpool(decode)
