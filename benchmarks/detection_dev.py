@@ -44,8 +44,8 @@ def cache(seed: int, out: Path) -> None:
     """Train and pickle one model per cell of the reduced grid for development seed ``seed``."""
     from poisonlab.data.catalog import load_splits
     from poisonlab.experiments.detection.cases import grid, make_case
+    from poisonlab.experiments.detection.cell import attack_success, clean_context
     from poisonlab.experiments.detection.config import parse_detection
-    from poisonlab.experiments.detection.run import _clean_context, _success
     from poisonlab.training import train
 
     if seed >= 1000:
@@ -56,7 +56,7 @@ def cache(seed: int, out: Path) -> None:
         | _GRID
     )
     splits = load_splits("digits", seed=cfg.dataset.split_seed)
-    ctx = _clean_context(cfg, splits, seed, False)
+    ctx = clean_context(cfg, splits, seed, False)
     out.mkdir(parents=True, exist_ok=True)
     for cell in grid(cfg):
         path = out / f"{cell.id}.pkl"
@@ -67,7 +67,7 @@ def cache(seed: int, out: Path) -> None:
         control = cell.family == "control"
         model = ctx.clean_model if control else train(data, cfg.train_config(seed), device="cpu").model
         record = {"cell": cell, "data": data, "model": model, "val": splits.val}
-        record["asr"] = _success(case, model, splits.test, "cpu")
+        record["asr"] = attack_success(case, model, splits.test, "cpu")
         path.write_bytes(pickle.dumps(record))
         print(cell.id, "attack success", record["asr"], flush=True)
 

@@ -195,10 +195,14 @@ def test_shipped_chapter_configs_validate() -> None:
         assert cfg.dataset.name == "cifar10", path
 
 
-def test_aggregate_mean_std() -> None:
+def test_aggregate_mean_sample_std_and_interval() -> None:
     agg = aggregate([{"a": 1.0, "b": 2.0}, {"a": 3.0}])
-    assert agg["a"] == {"mean": 2.0, "std": 1.0, "values": [1.0, 3.0]}
+    assert agg["a"]["mean"] == 2.0 and agg["a"]["values"] == [1.0, 3.0]
+    assert agg["a"]["std"] == pytest.approx(2**0.5)  # sample std (ddof=1), not the population's 1.0
+    assert agg["a"]["ci_low"] < 1.0 and agg["a"]["ci_high"] > 3.0  # t(0.975, 1) = 12.7
     assert agg["b"]["values"] == [2.0]
+    assert agg["b"]["std"] is None and agg["b"]["ci_low"] is None  # one seed: no spread, never 0
+    assert agg["b"]["interval"] == "single run"
 
 
 def test_control_run_has_no_poison_and_same_integration(tmp_path: Path, splits: Splits) -> None:

@@ -1,8 +1,9 @@
 """``poisonlab bench detection CONFIG --out DIR``: the detection benchmark nobody can tune to.
 
 The runner (:mod:`poisonlab.experiments.detection.run`) appends each finished cell to
-``DIR/cells.jsonl``; this command rewrites ``DIR/report.md`` after every cell and prints one line
-per cell.  Run it again with the same ``--out`` to resume: finished cells are skipped.
+``DIR/cells.jsonl``; this command rewrites ``DIR/report.md`` after every cell and the executor
+prints one line per cell (``--executor ray``: the cells run as Ray tasks, side by side).  Run it
+again with the same ``--out`` to resume: finished cells are skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import typer
 from poisonlab.cli._app import App
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
+from poisonlab.cli._executor import EXECUTOR_OPT, RAY_ADDRESS_OPT, STORE_OPT, WORKERS_OPT, executor_session
 from poisonlab.cli.options import CONFIG_DATA_DIR_OPT, QUIET_OPT, THREADS_OPT, out_option, use_threads
 
 if TYPE_CHECKING:
@@ -46,17 +48,6 @@ def _with_overrides(cfg: DetectionConfig, origin: Path, data_dir: Path | None, d
     return parse_detection({**cfg.model_dump(), **update}, origin=str(origin))
 
 
-def _cell_line(record: dict[str, Any]) -> str:
-    model, screen = record["model"], record.get("screen") or {}
-    asr = model["attack_success"]
-    tpr = screen.get("tpr_at_1fpr")
-    return (
-        f"{record['cell']}: {record['attack']['poisoned']} poisons, clean acc {model['clean_accuracy']:.3f}, "
-        f"attack success {'-' if asr is None else f'{asr:.2f}'}, "
-        f"screen TPR@1%FPR {'-' if tpr is None else f'{tpr:.2f}'} ({record['seconds']:.0f} s)"
-    )
-
-
 @bench_app.command("detection")
 @cli_errors
 def detection_command(
@@ -70,6 +61,10 @@ def detection_command(
     ),
     threads: int | None = THREADS_OPT,
     quiet: bool = QUIET_OPT,
+    executor: str = EXECUTOR_OPT,
+    ray_address: str | None = RAY_ADDRESS_OPT,
+    workers: int | None = WORKERS_OPT,
+    store: Path | None = STORE_OPT,
 ) -> None:
     """Poison seeded cases, train from scratch on each, score every detector with frozen defaults."""
     use_threads(threads)
@@ -79,15 +74,18 @@ def detection_command(
     from poisonlab.experiments.detection.run import run_detection
 
     cfg = _with_overrides(load_detection(config), config, data_dir, device)
-    total = _plan_stage(cfg, out)
+    options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
+    with executor_session(executor, quiet=quiet, **options) as runner:
+        runner.connect()
+        _plan_stage(cfg, out)
 
-    def on_cell(records: list[dict[str, Any]], record: dict[str, Any]) -> None:
-        write_report(out)
-        if not quiet:
-            console.print(f"[{len(records)}/{total}] {_cell_line(record)}", soft_wrap=True, markup=False)
+        def on_cell(records: list[dict[str, Any]], record: dict[str, Any]) -> None:
+            write_report(out)  # the executor prints the cell's line
 
-    session = {"threads": threads, "config_file": str(config)}
-    records = run_detection(cfg, out, progress=not quiet, on_cell=on_cell, session_info=session)
+        session = {"threads": threads, "config_file": str(config)}
+        records = run_detection(
+            cfg, out, progress=not quiet, on_cell=on_cell, session_info=session, executor=runner
+        )
     report = write_report(out)
     console.print(f"{len(records)} cells finished; report: {report}", soft_wrap=True)
 

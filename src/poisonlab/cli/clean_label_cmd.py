@@ -1,7 +1,9 @@
 """``poisonlab clean-label CONFIG``: the clean-label attack benchmark (Schwarzschild et al. 2021).
 
-The runner returns its rows one by one; this command rewrites ``results.json`` and ``report.md``
-after each, prints it, and prints the summary table at the end.
+The runner returns its rows one by one (``--executor ray``: as Ray tasks, side by side); this
+command rewrites ``results.json`` and ``report.md`` after each, the executor prints one line per
+row, and the command prints the summary table at the end.  ``--resume`` keeps the finished rows
+of a stopped run in ``--out`` (``cells.jsonl``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ import typer
 
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
+from poisonlab.cli._executor import (
+    EXECUTOR_OPT,
+    RAY_ADDRESS_OPT,
+    RESUME_OPT,
+    STORE_OPT,
+    WORKERS_OPT,
+    executor_session,
+)
 from poisonlab.cli._stages import duration, stage
 from poisonlab.cli.experiments_cmd import dataset_location
 from poisonlab.cli.options import (
@@ -79,6 +89,11 @@ def clean_label_command(
     threads: int | None = THREADS_OPT,
     quiet: bool = QUIET_OPT,
     seed: int | None = SEED_OPT,
+    executor: str = EXECUTOR_OPT,
+    ray_address: str | None = RAY_ADDRESS_OPT,
+    workers: int | None = WORKERS_OPT,
+    store: Path | None = STORE_OPT,
+    resume: bool = RESUME_OPT,
 ) -> None:
     """Craft clean-label poisons (hidden trigger, feature collision, clean-label backdoor,
     gradient matching), train the victim, and report success rates beside the published ones."""
@@ -86,24 +101,25 @@ def clean_label_command(
     # imported here to keep CLI start-up light: only this command needs the crafting attacks
     from poisonlab.experiments.clean_label import load_clean_label, run_clean_label, write_clean_label
 
-    overrides = {"device": device, "trials": trials, "seed": seed}
-    cfg = _with_overrides(load_clean_label(config), config, data_dir, overrides)
-    _plan_stage(cfg)
+    options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
+    with executor_session(executor, quiet=quiet, **options) as runner:  # bad options fail first
+        overrides = {"device": device, "trials": trials, "seed": seed}
+        cfg = _with_overrides(load_clean_label(config), config, data_dir, overrides)
+        runner.connect()
+        _plan_stage(cfg)
+        journal = Path(out) / "cells.jsonl"
+        if not resume:  # a fresh run replaces the folder's results, as it always did
+            journal.unlink(missing_ok=True)
 
-    def on_row(run: CleanLabelResult, row: dict[str, Any]) -> None:
-        # written after every row: a long CPU run that is stopped keeps its finished trials
-        write_clean_label(run, out)
-        if not quiet:
-            verdict = "success" if row["success"] else "fail"
-            console.print(
-                f"trial {row['trial']} {row['attack']}: {row['victim_class']} -> {row['target_class']} "
-                f"{verdict} (clean acc {row['clean_accuracy']:.3f})"
-            )
-        done = len(run.trials)
-        if done % len(cfg.attacks) == 0 and done < cfg.trials * len(cfg.attacks):
-            _trial_stage(cfg, done // len(cfg.attacks))
+        def on_row(run: CleanLabelResult, row: dict[str, Any]) -> None:
+            # written after every row: a long CPU run that is stopped keeps its finished trials
+            write_clean_label(run, out)
+            done = len(run.trials)
+            serial = runner.in_process and done % len(cfg.attacks) == 0
+            if serial and done < cfg.trials * len(cfg.attacks):
+                _trial_stage(cfg, done // len(cfg.attacks))
 
-    run = run_clean_label(cfg, progress=not quiet, on_row=on_row)
+        run = run_clean_label(cfg, progress=not quiet, on_row=on_row, executor=runner, journal=journal)
     _print_summary(run)
     console.print(f"report: {Path(out) / 'report.md'}", soft_wrap=True)
 

@@ -15,6 +15,14 @@ import typer
 
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
+from poisonlab.cli._executor import (
+    EXECUTOR_OPT,
+    RAY_ADDRESS_OPT,
+    RESUME_OPT,
+    STORE_OPT,
+    WORKERS_OPT,
+    executor_session,
+)
 from poisonlab.cli._stages import ensure_baseline, stage, train_time
 from poisonlab.cli.options import (
     CONFIG_DATA_DIR_OPT,
@@ -72,6 +80,13 @@ def run_command(
         False, "--save-data", help="also write each poisoned training set to OUT/data/seed-N.npz (for scan)"
     ),
     seed: int | None = SEED_OPT,
+    seeds: int | None = typer.Option(
+        None,
+        "--seeds",
+        min=1,
+        help="replicate N times: seeds 0..N-1, each with its own clean model (baseline per_seed); "
+        "the report gives mean, sample std and 95% intervals",
+    ),
     overwrite: bool = OVERWRITE_OPT,
 ) -> None:
     """Run one poisoning experiment (clean baseline cached, attack, integration, metrics, report)."""
@@ -83,15 +98,20 @@ def run_command(
     from poisonlab.experiments.single.run import claim_experiment_dirs
 
     use_threads(threads)
+    if seed is not None and seeds is not None:
+        raise ValueError("give --seed S (one seed) or --seeds N (seeds 0..N-1), not both")
     cfg = with_data_dir(load_experiment(config), data_dir)
     if seed is not None:
         cfg = cfg.model_copy(update={"seeds": [seed]})
+    if seeds is not None:
+        cfg = cfg.model_copy(update={"seeds": list(range(seeds)), "baseline": "per_seed"})
     # a folder holding an earlier run (or one of its models) is refused now, not after the training
     claim_experiment_dirs(cfg, out, overwrite=overwrite)
     stage(f"loading {cfg.dataset.name}")
     splits = experiment_splits(cfg)
     check_experiment(cfg, splits)  # every seed's attack, before any training
-    ensure_baseline(splits, cfg.clean_train_config(), name=None, device=device, progress=not quiet)
+    first_clean = cfg.clean_train_config(cfg.seeds[0])  # per_seed: the others train in the run
+    ensure_baseline(splits, first_clean, name=None, device=device, progress=not quiet)
     stage(_poison_stage(cfg, splits))
     result = run_experiment(cfg, out, device=device, progress=not quiet, splits=splits, overwrite=overwrite)
     stage("measuring done; writing the report")
@@ -109,6 +129,8 @@ def _poison_stage(cfg: Any, splits: Any) -> str:
     """``poisoning (backdoor), then training ... for seed 0 (~13 min on 2 cores each)``."""
     seeds = f"seed{'s' * (len(cfg.seeds) > 1)} {', '.join(map(str, cfg.seeds))}"
     text = f"poisoning ({cfg.attack.kind}), then {_INTEGRATION[cfg.integration]}, {seeds}"
+    if cfg.baseline == "per_seed" and len(cfg.seeds) > 1:
+        text = f"each seed's own clean model (trained once, then cached), {text}"
     if cfg.integration == "finetune_poison_only":
         return text  # a handful of images: seconds
     estimate = train_time(cfg.poison_train_config(cfg.seeds[0]), splits.train)
@@ -218,35 +240,70 @@ def matrix_command(
     quiet: bool = QUIET_OPT,
     seed: int | None = SEED_OPT,
     overwrite: bool = OVERWRITE_OPT,
+    executor: str = EXECUTOR_OPT,
+    ray_address: str | None = RAY_ADDRESS_OPT,
+    workers: int | None = WORKERS_OPT,
+    store: Path | None = STORE_OPT,
+    resume: bool = RESUME_OPT,
 ) -> None:
     """Run every attack of CONFIG against every defense: detection P/R/F1/AUROC and mitigation."""
+    from poisonlab.provenance import claim_run_dir
+
+    use_threads(threads)
+    if not resume:  # --resume continues the run in OUT; otherwise a finished run there is refused
+        claim_run_dir(out, overwrite=overwrite)
+    options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
+    with executor_session(executor, quiet=quiet, **options) as runner:
+        _run_matrix(config, out, data_dir, device, quiet, seed, runner, resume)
+
+
+def _run_matrix(
+    config: Path,
+    out: Path,
+    data_dir: Path | None,
+    device: str,
+    quiet: bool,
+    seed: int | None,
+    runner: Any,
+    resume: bool,
+) -> None:
+    """The body of ``poisonlab matrix`` once its executor is up."""
     from rich.table import Table
 
     from poisonlab.experiments.matrix import load_matrix, run_matrix, write_matrix
     from poisonlab.experiments.matrix.run import matrix_splits
     from poisonlab.experiments.single.build import check_experiment
-    from poisonlab.provenance import claim_run_dir
 
-    use_threads(threads)
-    claim_run_dir(out, overwrite=overwrite)
     cfg = with_data_dir(load_matrix(config), data_dir)
     if seed is not None:
         cfg = cfg.model_copy(update={"seed": seed})
+    runner.connect()  # Ray's workers start while this process loads the data and checks the attacks
     stage(f"loading {cfg.dataset.name}")
     splits, _ = matrix_splits(cfg)
     for row in cfg.attacks:  # every attack, mislabel images included, before any training
         check_experiment(cfg.experiment(row), splits)
     clean_cfg = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
-    ensure_baseline(splits, clean_cfg, name=f"{cfg.name}-clean", device=device, progress=not quiet)
-    row_stage = _matrix_row_stage(cfg, splits, clean_cfg)
-    row_stage(0)
+    journal = out / "cells.jsonl"
+    if not resume:
+        journal.unlink(missing_ok=True)  # a fresh run (--overwrite): the old run's cells go
+    if runner.in_process:
+        ensure_baseline(splits, clean_cfg, name=f"{cfg.name}-clean", device=device, progress=not quiet)
+        row_stage = _matrix_row_stage(cfg, splits, clean_cfg)
+    else:  # the clean model is the cluster's first task; the rows run side by side
+        stage(_ray_stage(cfg, splits, clean_cfg, runner))
+        row_stage = None
+    if row_stage is not None:
+        row_stage(0)
 
     def on_row(partial: Any) -> None:
         # the report is rewritten after every attack: a stopped CPU run keeps its finished rows
         write_matrix(partial, out)
-        row_stage(len(partial.rows))
+        if row_stage is not None:
+            row_stage(len(partial.rows))
 
-    result = run_matrix(cfg, device=device, progress=not quiet, on_row=on_row)
+    result = run_matrix(
+        cfg, device=device, progress=not quiet, on_row=on_row, executor=runner, journal=journal
+    )
     columns = cfg.defense_names()
     table = Table(title=f"{cfg.name}: detection F1")
     table.add_column("attack")
@@ -257,6 +314,15 @@ def matrix_command(
         table.add_row(row.name, *("-" if v is None else f"{v:.2f}" for v in cells))
     console.print(table)
     console.print(f"report: {out / 'report.html'}", soft_wrap=True)
+
+
+def _ray_stage(cfg: Any, splits: Any, train_cfg: Any, runner: Any) -> str:
+    """The header of a matrix on Ray: the clean model first, then every row as its own task."""
+    estimate = train_time(train_cfg, splits.train).replace(" on 2 cores", " on 2 cores each")
+    return (
+        f"{len(cfg.attacks)} attack rows as Ray tasks ({runner!r}, store {runner.store}): the clean "
+        f"model first, then per row poisoning, training{estimate} unless cached, scanning, mitigation"
+    )
 
 
 def _matrix_row_stage(cfg: Any, splits: Any, train_cfg: Any) -> Any:

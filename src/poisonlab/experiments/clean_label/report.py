@@ -4,20 +4,27 @@ beside the published numbers, the defenses' detection, the settings)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from poisonlab.experiments.clean_label.records import CleanLabelResult
+from poisonlab.reporting.stats import wilson_interval
 
 __all__ = [
+    "COLLAPSE_MARGIN",
     "PUBLISHED",
+    "collapsed",
     "mean_detection",
     "summarize",
+    "summarize_data",
+    "victim_accuracy",
     "wilson_interval",
     "write_clean_label",
     "write_clean_label_report",
+    "write_pooled_clean_label",
 ]
 
 #: Average success rates published by Schwarzschild et al. (ICML 2021, arXiv:2006.12557) over
@@ -32,16 +39,25 @@ PUBLISHED = {
     "transfer": {"feature_collision": 22.0, "clean_label_backdoor": 5.0, "hidden_trigger": 10.0},
 }
 
+#: A victim trained on a poisoned set "collapsed" when its clean accuracy fell more than this
+#: below the clean victim's: the training run failed, so whether the poison worked is not
+#: measured. Its trial is reported apart, not counted as a failed attack. The margin was set
+#: with the committed runs in view (their victims sit within 9 points of the clean one or 17+
+#: points below it; a margin of 0.10 would add one from-scratch run at 10.2 points).
+COLLAPSE_MARGIN = 0.15
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a success rate (sensible for the small trial counts here)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+
+def victim_accuracy(data: Mapping[str, Any], row: Mapping[str, Any]) -> float:
+    """The clean victim's accuracy a trial row is compared with (its seed's, when pooled)."""
+    per_seed = data.get("clean_per_seed") or {}
+    clean = per_seed.get(str(row.get("seed")), data["clean"])
+    return float(clean["victim_accuracy"])
+
+
+def collapsed(data: Mapping[str, Any], row: Mapping[str, Any], margin: float = COLLAPSE_MARGIN) -> bool:
+    """Whether a trial's victim collapsed (see :data:`COLLAPSE_MARGIN`)."""
+    acc = row.get("clean_accuracy")
+    return acc is not None and acc < victim_accuracy(data, row) - margin
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -59,27 +75,40 @@ def mean_detection(rows: list[dict]) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def summarize(run: CleanLabelResult) -> list[dict[str, Any]]:
-    """One row per attack: successes, Wilson interval, control, accuracy, crafting cost, detection."""
-    family = "scratch" if run.config.setting == "scratch" else "transfer"
+def summarize_data(data: Mapping[str, Any], margin: float = COLLAPSE_MARGIN) -> list[dict[str, Any]]:
+    """One row per attack of a ``results.json`` (one seed, or :func:`~.records.pool_seeds`).
+
+    Success counts, the Wilson interval and the means are over the trials whose victim did not
+    collapse (:func:`collapsed`); those are listed under ``collapsed`` (trial, seed, accuracy,
+    success). ``trials`` counts every trial.
+    """
+    cfg = data["config"]
+    family = "scratch" if cfg["setting"] == "scratch" else "transfer"
     rows = []
-    for spec in run.config.attacks:
-        mine = [r for r in run.trials if r["attack"] == spec.name]
-        wins = sum(r["success"] for r in mine)
+    for spec in cfg["attacks"]:
+        mine = [r for r in data["trials"] if r["attack"] == spec["name"]]
+        down = [r for r in mine if collapsed(data, r, margin)]
+        ok = [r for r in mine if not collapsed(data, r, margin)]
+        wins = sum(r["success"] for r in ok)
         crafts = [r["craft"] for r in mine if r.get("craft")]
         rows.append(
             {
-                "attack": spec.name,
-                "kind": spec.attack,
+                "attack": spec["name"],
+                "kind": spec["attack"],
+                "eps": spec.get("eps") or cfg["eps"],
                 "trials": len(mine),
+                "counted": len(ok),
                 "successes": wins,
-                "success_rate": wins / len(mine) if mine else None,
-                "interval": wilson_interval(wins, len(mine)),
+                "success_rate": wins / len(ok) if ok else None,
+                "interval": wilson_interval(wins, len(ok)),
+                "collapsed": [
+                    {k: r.get(k) for k in ("trial", "seed", "clean_accuracy", "success")} for r in down
+                ],
                 "control": sum(r["control"] for r in mine),
-                "published": PUBLISHED[family].get(spec.attack),
-                "clean_accuracy": _mean(mine, "clean_accuracy"),
-                "backdoor_rate": _mean(mine, "backdoor_rate"),
-                "backdoor_rate_clean": _mean(mine, "backdoor_rate_clean"),
+                "published": PUBLISHED[family].get(spec["attack"]),
+                "clean_accuracy": _mean(ok, "clean_accuracy"),
+                "backdoor_rate": _mean(ok, "backdoor_rate"),
+                "backdoor_rate_clean": _mean(ok, "backdoor_rate_clean"),
                 "craft_seconds": float(np.mean([c["seconds"] for c in crafts])) if crafts else None,
                 "peak_rss_mib": float(max(c["peak_rss_mib"] for c in crafts)) if crafts else None,
                 "max_linf": int(max(c["max_linf"] for c in crafts)) if crafts else None,
@@ -87,6 +116,11 @@ def summarize(run: CleanLabelResult) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def summarize(run: CleanLabelResult) -> list[dict[str, Any]]:
+    """:func:`summarize_data` of a finished (or partial) run."""
+    return summarize_data(run.data())
 
 
 def _pct(v: float | None) -> str:
@@ -97,11 +131,11 @@ def _num(v: float | None, fmt: str = "{:.3f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def _success_table(rows: list[dict], cfg) -> list[str]:
+def _success_table(rows: list[dict]) -> list[str]:
     lines = [
-        "| attack | successes | rate (95% CI) | control | published avg | clean acc "
+        "| attack | successes | rate (95% CI) | collapsed victims | control | published avg | clean acc "
         "| backdoor rate (clean) | craft s | peak RSS MiB | max Linf |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lo, hi = r["interval"]
@@ -111,9 +145,11 @@ def _success_table(rows: list[dict], cfg) -> list[str]:
             if r["backdoor_rate"] is None
             else f"{_pct(r['backdoor_rate'])} ({_pct(r['backdoor_rate_clean'])})"
         )
+        down = ", ".join(f"{c['clean_accuracy']:.3f}" for c in r["collapsed"]) or "0"
         lines.append(
-            f"| {r['attack']} ({r['kind']}) | {r['successes']}/{r['trials']} | {_pct(r['success_rate'])} "
-            f"({_pct(lo)}-{_pct(hi)}) | {r['control']}/{r['trials']} | {pub} | {_num(r['clean_accuracy'])} "
+            f"| {r['attack']} ({r['kind']}) | {r['successes']}/{r['counted']} | {_pct(r['success_rate'])} "
+            f"({_pct(lo)}-{_pct(hi)}) | {down} | {r['control']}/{r['trials']} | {pub} "
+            f"| {_num(r['clean_accuracy'])} "
             f"| {bd} | {_num(r['craft_seconds'], '{:.1f}')} | {_num(r['peak_rss_mib'], '{:.0f}')} "
             f"| {r['max_linf'] if r['max_linf'] is not None else '-'} |"
         )
@@ -165,7 +201,11 @@ def write_clean_label_report(run: CleanLabelResult, out_dir: str | Path) -> Path
         "2021, averaged over their architectures in their (larger) setting - not the same models, "
         "data sizes or trial counts; compare orders of magnitude, not digits.",
         "",
-        *_success_table(rows, cfg),
+        f"*Collapsed victims*: a victim whose clean accuracy fell more than {COLLAPSE_MARGIN:.2f} "
+        "below the clean victim's failed to train; its trial is listed (its accuracy) and left out "
+        "of the success count, the rate and the mean clean accuracy.",
+        "",
+        *_success_table(rows),
         *_detection_table(rows),
         "",
         "## Settings",
@@ -195,3 +235,37 @@ def write_clean_label(run: CleanLabelResult, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(run.to_json(), indent=2), encoding="utf-8")
     return write_clean_label_report(run, out)
+
+
+def write_pooled_clean_label(results: list[dict[str, Any]], out_dir: str | Path) -> Path:
+    """Several seeds of one benchmark as one result: ``results_pooled.json``
+    (:func:`~.records.pool_seeds`) and ``report_pooled.md`` with the tables of
+    ``docs/results/clean_label.md`` (successes over every seed's trials with the Wilson
+    interval, collapsed victims apart, paired changes with t intervals, detection).
+
+    Parameters
+    ----------
+    results : list of dict
+        One ``results.json`` per seed (:meth:`CleanLabelResult.to_json`, or read from disk).
+    out_dir : path-like
+        Folder of the pooled files.
+
+    Returns
+    -------
+    Path
+        ``report_pooled.md``.
+    """
+    from poisonlab.experiments.clean_label.records import pool_seeds
+    from poisonlab.reporting.clean_label_doc import doc_tables  # it imports this module
+
+    pooled = pool_seeds(results)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results_pooled.json").write_text(json.dumps(pooled, indent=2), encoding="utf-8")
+    seeds = ", ".join(map(str, pooled["config"]["seeds"]))
+    parts = [f"# Clean-label benchmark over seeds {seeds}: {pooled['config']['name']}", ""]
+    for table in doc_tables([pooled]):
+        parts += [table, ""]
+    path = out / "report_pooled.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -8,189 +8,145 @@ paired comparison. Besides the success of each trial the runner records the *con
 clean victim model already give the target label to the attacker's test input? - the patch alone
 can flip an image), clean accuracy, for backdoors the rate over every triggered source-class test
 image, the crafting time and memory, and the defenses' detection scores on the poisoned set.
-The runner returns the rows and hands each to ``on_row`` as it finishes, which is where
-``poisonlab clean-label`` rewrites ``results.json`` and the report.
+Every (trial, attack) is one cell (:func:`clean_label_trial_cell`) run by an executor
+(:mod:`poisonlab.experiments.executor`): in this process one after the other, or as Ray tasks.
+The surrogate and the clean victim are prepared first, as their own cell
+(:func:`clean_label_prepare_cell`, the surrogate trained once into the store); the trials' draws
+are made from its figures in this process, so every executor runs the same trials.  A worker
+process loads the surrogate from the store once; the clean victim of the transfer settings (a
+linear head or a fine-tune, not cached) is refit once per worker process.  The runner
+returns the rows and hands each to ``on_row`` as it finishes, which is where ``poisonlab
+clean-label`` rewrites ``results.json`` and the report; with a cell log (``journal``) a rerun
+skips the finished rows.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks.crafted import CraftedAttack
-from poisonlab.attacks.factory import build_crafted_attack, make_trigger
-from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.experiments.clean_label.config import CleanLabelConfig, CraftedAttackSpec
+from poisonlab.data.dataset import Dataset
+from poisonlab.experiments.clean_label.config import CleanLabelConfig
 from poisonlab.experiments.clean_label.records import CleanLabelResult
-from poisonlab.experiments.clean_label.victim import benchmark_data, victim_model
-from poisonlab.experiments.common.cache import cached_model
-from poisonlab.inference import predict
-from poisonlab.models.base import PoisonlabModel
+from poisonlab.experiments.clean_label.trial import draw_trial, prepare_context, run_trial
+from poisonlab.experiments.executor import (
+    CellLog,
+    CellOutcome,
+    CellTask,
+    Executor,
+    GridIncomplete,
+    LocalExecutor,
+    ProcessMemo,
+    fingerprint,
+    store_home,
+)
 
-__all__ = ["run_clean_label"]
+__all__ = ["clean_label_prepare_cell", "clean_label_trial_cell", "run_clean_label"]
+
+#: the data, surrogate and clean victim of the last benchmark this process ran cells of
+_SHARED = ProcessMemo(size=1)
 
 
-def _trial_attack(
-    spec: CraftedAttackSpec,
-    cfg: CleanLabelConfig,
-    *,
-    surrogate: PoisonlabModel,
-    victim: np.ndarray,
-    source: int,
-    target: int,
-    seed: int,
-) -> CraftedAttack:
-    """The attack of one trial (model, victim, classes, budget and eps fixed by the benchmark).
+def _shared(cfg: CleanLabelConfig, store: str | None, progress: bool) -> dict[str, Any]:
+    """:func:`~.trial.prepare_context`'s context, built once per process."""
+    return _SHARED.get((cfg.model_dump_json(), store), lambda: prepare_context(cfg, progress))
 
-    Every attack of a trial is offered the same draw; the attack factory passes each one only the
-    inputs it takes (the source class, the victim image, the row's patch trigger).
+
+def clean_label_prepare_cell(cfg: CleanLabelConfig, store: str | None, progress: bool) -> dict[str, Any]:
+    """The benchmark's first cell: the surrogate (trained once into the store), the clean victim.
+
+    Parameters
+    ----------
+    cfg
+        The benchmark.
+    store
+        The model store folder (``$POISONLAB_HOME`` of the cell; None: this process's).
+    progress
+        Progress bars while the surrogate / clean victim train.
+
+    Returns
+    -------
+    dict
+        ``clean`` (the result's), ``labels`` (int list, the evaluation set's labels), ``classes``
+        and ``correct`` (bool list: the clean victim classifies each evaluation image right),
+        what the trials are drawn from.
     """
-    patch = make_trigger(patch_size=spec.patch.size, patch_offset=spec.patch.offset)
-    try:
-        return build_crafted_attack(
-            spec.attack,
-            model=surrogate,
-            target=target,
-            count=cfg.num_poisons,
-            eps=cfg.eps if spec.eps is None else spec.eps,
-            seed=seed,
-            device=cfg.device,
-            source=source,
-            victims=victim[None],
-            trigger=patch.fn,
-            trigger_name=patch.name,
-            params=spec.params,
-            ignore_unused=True,
-        )
-    except ValueError as exc:  # e.g. an unknown key in params: name the config's row
-        raise ValueError(f"attack {spec.name}: {exc}") from None
+    with store_home(store):
+        ctx = _shared(cfg, store, progress)
+        evaluation: Dataset = ctx["evaluation"]
+        return {
+            "clean": ctx["clean"],
+            "labels": evaluation.y.tolist(),
+            "classes": evaluation.num_classes,
+            "correct": ctx["correct"].tolist(),
+        }
 
 
-def _draw_trial(rng: np.random.Generator, evaluation: Dataset, correct: np.ndarray) -> tuple[int, int, int]:
-    """(index into ``evaluation`` of the victim, its class, the adversarial target class)."""
-    victim = int(rng.choice(np.flatnonzero(correct)))
-    source = int(evaluation.y[victim])
-    target = int(rng.choice([k for k in range(evaluation.num_classes) if k != source]))
-    return victim, source, target
+def clean_label_trial_cell(
+    cfg: CleanLabelConfig, spec: tuple[int, int, tuple[int, int, int]], store: str | None, progress: bool
+) -> dict[str, Any]:
+    """One (trial, attack): craft, train the victim on the poison, measure, scan.
+
+    Parameters
+    ----------
+    cfg
+        The benchmark.
+    spec
+        ``(trial, index of the attack in cfg.attacks, (victim index, source class, target class))``.
+    store, progress
+        As for :func:`clean_label_prepare_cell` (the surrogate is loaded from the store).
+
+    Returns
+    -------
+    dict
+        The trial's row (see :class:`~poisonlab.experiments.clean_label.records.CleanLabelResult`).
+    """
+    trial, attack, draw = spec
+    with store_home(store):
+        return run_trial(_shared(cfg, store, progress), cfg.attacks[attack], trial, tuple(draw))
 
 
-def _backdoor_rate(
-    model: PoisonlabModel, attack: CraftedAttack, evaluation: Dataset, source: int, target: int, device: str
-) -> float:
-    """Share of triggered source-class evaluation images classified as ``target``."""
-    imgs = evaluation.x[evaluation.y == source]
-    return float(np.mean(predict(model, attack.at_test_time(imgs), device=device) == target))
+def clean_label_fingerprint(cfg: CleanLabelConfig) -> str:
+    """What the benchmark's rows depend on (its cell log refuses another config)."""
+    data = cfg.model_dump(mode="json", exclude={"base_dir", "description", "device"})
+    data["dataset"].pop("data_dir", None)
+    return fingerprint(data)
 
 
-def _scan_metrics(cfg: CleanLabelConfig, poisoned: Dataset, model: PoisonlabModel, trusted: Dataset) -> dict:
-    """Detection metrics of every configured defense on the poisoned set (empty without defenses)."""
-    from poisonlab.defenses.scan import scan
+def _describe_trial(row: dict[str, Any]) -> str:
+    verdict = "success" if row.get("success") else "fail"
+    return f"{row['victim_class']} -> {row['target_class']} {verdict} (clean acc {row['clean_accuracy']:.3f})"
 
-    if not cfg.defenses:
-        return {}
-    result = scan(
-        poisoned,
-        [(d.name, dict(d.params)) for d in cfg.defenses],
-        model=model,
-        trusted=trusted,
-        device=cfg.device,
+
+def _prepared(executor: Executor, cfg: CleanLabelConfig, args: tuple) -> dict[str, Any]:
+    """Run the preparation cell; a failure ends the benchmark (no trial can run without it)."""
+    outcomes: list[CellOutcome] = []
+    task = CellTask(
+        "prepare", clean_label_prepare_cell, (cfg, *args), "surrogate and clean victim", setup=True
     )
-    return {m.name: {**(m.metrics or {}), "flagged": int(m.flagged.sum())} for m in result.methods}
+    executor.run([task], on_outcome=outcomes.append)
+    if not outcomes[0].ok:
+        raise GridIncomplete(outcomes, 1)
+    prepared = outcomes[0].record or {}
+    if not any(prepared["correct"]):
+        raise ValueError("the clean victim model classifies no evaluation image correctly; train it longer")
+    return prepared
 
 
-def _run_trial(ctx: dict[str, Any], spec: CraftedAttackSpec, trial: int, draw: tuple[int, int, int]) -> dict:
-    """Craft one attack for one trial's draw, train the victim on its poison, measure the row."""
-    cfg: CleanLabelConfig = ctx["cfg"]
-    evaluation: Dataset = ctx["evaluation"]
-    v, source, target = draw
-    victim_img = evaluation.x[v]
-    attack = _trial_attack(
-        spec,
-        cfg,
-        surrogate=ctx["surrogate"],
-        victim=victim_img,
-        source=source,
-        target=target,
-        seed=cfg.seed * 1000 + trial,
-    )
-    result = attack.poison(ctx["train"])
-    start = time.perf_counter()
-    model = victim_model(cfg, ctx["surrogate"], result.dataset, ctx["trusted"])
-    train_seconds = time.perf_counter() - start
-    test_input = attack.at_test_time(victim_img[None])
-    row: dict[str, Any] = {
-        "trial": trial,
-        "attack": spec.name,
-        "kind": spec.attack,
-        "victim_index": v,
-        "victim_class": evaluation.class_names[source],
-        "target_class": evaluation.class_names[target],
-        "success": bool(predict(model, test_input, device=cfg.device)[0] == target),
-        "control": bool(predict(ctx["clean_model"], test_input, device=cfg.device)[0] == target),
-        "clean_accuracy": float(np.mean(predict(model, evaluation.x, device=cfg.device) == evaluation.y)),
-        "poisons": result.num_poison,
-        "craft": result.report.to_dict() if result.report else None,
-        "victim_train_seconds": train_seconds,
-    }
-    if attack.needs_trigger:  # a backdoor: also its rate over every triggered source image
-        row["backdoor_rate"] = _backdoor_rate(model, attack, evaluation, source, target, cfg.device)
-        row["backdoor_rate_clean"] = _backdoor_rate(
-            ctx["clean_model"], attack, evaluation, source, target, cfg.device
-        )
-    row["detection"] = _scan_metrics(cfg, result.dataset, model, ctx["trusted"])
-    return row
-
-
-def _prepare(cfg: CleanLabelConfig, progress: bool) -> dict[str, Any]:
-    """The data, the (cached) surrogate and the clean victim every trial shares, and its figures."""
-    pre, train_set, evaluation, trusted = benchmark_data(cfg)
-    base = pre if pre is not None else train_set
-    surrogate, model_id, _, cached = cached_model(
-        Splits(train=base, val=trusted, test=evaluation),
-        cfg.pretrain_config(),
-        device=cfg.device,
-        progress=progress,
-        name=f"{cfg.name}-surrogate",
-    )
-    if cfg.setting == "scratch" and cfg.victim_config() != cfg.pretrain_config():
-        clean_model = cached_model(
-            Splits(train=train_set, val=trusted, test=evaluation),
-            cfg.victim_config(),
-            device=cfg.device,
-            progress=progress,
-            name=f"{cfg.name}-clean-victim",
-        )[0]
-    elif cfg.setting == "scratch":
-        clean_model = surrogate
-    else:
-        clean_model = victim_model(cfg, surrogate, train_set, trusted)
-    correct = predict(clean_model, evaluation.x, device=cfg.device) == evaluation.y
-    clean = {
-        "surrogate_id": model_id,
-        "surrogate_cached": cached,
-        "surrogate_accuracy": float(
-            np.mean(predict(surrogate, evaluation.x, device=cfg.device) == evaluation.y)
-        ),
-        "victim_accuracy": float(correct.mean()),
-        "train_size": len(train_set),
-        "pretrain_size": None if pre is None else len(pre),
-        "eval_size": len(evaluation),
-        "poisons": cfg.num_poisons,
-        "train_hash": train_set.content_hash,
-    }
-    return {
-        "cfg": cfg,
-        "train": train_set,
-        "evaluation": evaluation,
-        "trusted": trusted,
-        "surrogate": surrogate,
-        "clean_model": clean_model,
-        "correct": correct,
-        "clean": clean,
-    }
+def _trial_tasks(cfg: CleanLabelConfig, prepared: dict[str, Any], args: tuple) -> list[CellTask]:
+    """Every (trial, attack) cell; the draws are made here, trial by trial, as they always were."""
+    rng = np.random.default_rng(cfg.seed + 7)
+    labels, correct = np.asarray(prepared["labels"]), np.asarray(prepared["correct"], dtype=bool)
+    tasks = []
+    for trial in range(cfg.trials):
+        draw = draw_trial(rng, labels, prepared["classes"], correct)
+        for i, spec in enumerate(cfg.attacks):
+            key, label = f"trial{trial}:{spec.name}", f"trial {trial} {spec.name}"
+            tasks.append(CellTask(key, clean_label_trial_cell, (cfg, (trial, i, draw), *args), label))
+    return tasks
 
 
 def run_clean_label(
@@ -198,6 +154,8 @@ def run_clean_label(
     *,
     progress: bool = True,
     on_row: Callable[[CleanLabelResult, dict[str, Any]], None] | None = None,
+    executor: Executor | None = None,
+    journal: str | Path | None = None,
 ) -> CleanLabelResult:
     """Run every trial of every attack.
 
@@ -206,27 +164,54 @@ def run_clean_label(
     cfg
         The benchmark.
     progress
-        Progress bars while the surrogate / clean victim train.
+        Progress bars while the surrogate / clean victim train (where cells run in this process).
     on_row
         Called with the run so far and the row that just finished, after every (trial, attack);
         ``poisonlab clean-label`` rewrites ``results.json`` and the report there, so a stopped
-        run keeps its finished trials.
+        run keeps its finished trials. Rows are kept in (trial, attack) order.
+    executor
+        Where the cells run (default: :class:`~poisonlab.experiments.executor.LocalExecutor`).
+    journal
+        A cell log (``cells.jsonl``): rows found there are not run again; every finished row is
+        appended.
 
     Returns
     -------
     CleanLabelResult
         Write it with :func:`poisonlab.experiments.clean_label.report.write_clean_label`.
+
+    Raises
+    ------
+    GridIncomplete
+        After the last cell, when some cells failed twice.
     """
-    ctx = _prepare(cfg, progress)
-    if not ctx["correct"].any():
-        raise ValueError("the clean victim model classifies no evaluation image correctly; train it longer")
-    run = CleanLabelResult(config=cfg, clean=ctx["clean"])
-    rng = np.random.default_rng(cfg.seed + 7)
-    for trial in range(cfg.trials):
-        draw = _draw_trial(rng, ctx["evaluation"], ctx["correct"])
-        for spec in cfg.attacks:
-            row = _run_trial(ctx, spec, trial, draw)
-            run.trials.append(row)
-            if on_row is not None:
-                on_row(run, row)
+    executor = executor or LocalExecutor()
+    args = (executor.store, progress and executor.in_process)
+    prepared = _prepared(executor, cfg, args)
+    run = CleanLabelResult(config=cfg, clean=prepared["clean"])
+    tasks = _trial_tasks(cfg, prepared, args)
+    order = {t.key: n for n, t in enumerate(tasks)}
+    log = None if journal is None else CellLog(journal, clean_label_fingerprint(cfg))
+    rows = {k: r for k, r in ({} if log is None else log.finished()).items() if k in order}
+
+    def on_outcome(outcome: CellOutcome) -> None:
+        if not outcome.ok:
+            if log is not None:
+                log.append_failure(outcome.key, outcome.error or "", outcome.traceback)
+            return
+        if log is not None:
+            log.append(outcome.key, outcome.record or {})
+        rows[outcome.key] = outcome.record or {}
+        run.trials = [rows[k] for k in sorted(rows, key=order.__getitem__)]
+        if on_row is not None:
+            on_row(run, rows[outcome.key])
+
+    run.trials = [rows[k] for k in sorted(rows, key=order.__getitem__)]
+    todo = [t for t in tasks if t.key not in rows]
+    summary = executor.run(
+        todo, on_outcome=on_outcome, describe=_describe_trial, device=cfg.device, already=len(rows)
+    )
+    _SHARED.clear()
+    if summary.failed:
+        raise GridIncomplete(summary.failed, len(tasks), partial=run)
     return run

@@ -3,13 +3,18 @@
 A matrix retrains a model per attack and per mitigation, a run retrains its clean baseline for
 every config, and the clean-label benchmark pre-trains its surrogate; on a CPU each is minutes,
 so each (training data, training config) pair is trained once and kept under
-``$POISONLAB_HOME/baselines``.
+``$POISONLAB_HOME/baselines``. Several processes may share the folder (the workers of a grid on
+Ray, :mod:`poisonlab.experiments.executor`): a model missing from the cache is trained under a
+per-key file lock, so a second process that needs it meanwhile waits and loads it instead of
+training it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from poisonlab.data.dataset import Dataset, Splits
@@ -76,9 +81,39 @@ def cached_model(
         came from the cache.
     """
     folder = (cache_dir or poisonlab_home() / "baselines") / baseline_key(splits.train, config)
-    if (folder / "model.json").is_file():
-        model, card = load_model(folder)
-        return model, card.id, card.metrics.get("history", []), True
+    with _key_lock(folder):  # never half-written: a process that trains it holds the lock
+        if (folder / "model.json").is_file():  # another process may have trained it meanwhile
+            return _load(folder)
+        return _train(splits, config, folder, device=device, progress=progress, name=name)
+
+
+def _load(folder: Path) -> tuple[PoisonlabModel, str, list, bool]:
+    model, card = load_model(folder)
+    return model, card.id, card.metrics.get("history", []), True
+
+
+@contextlib.contextmanager
+def _key_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock for the model folder ``folder`` (``<cache>/.locks/<key>``) across
+    processes; without ``fcntl`` (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - one process per cache there
+        yield
+        return
+    locks = folder.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / folder.name).open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _train(
+    splits: Splits, config: TrainConfig, folder: Path, *, device: str, progress: bool, name: str
+) -> tuple[PoisonlabModel, str, list, bool]:
     trained = train_and_save(
         splits.train,
         config,

@@ -19,6 +19,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.data.images import load_image_file
 from poisonlab.inference import forward_pass
 from poisonlab.models.base import PoisonlabModel
+from poisonlab.reporting.stats import mean_interval, rate_interval
 from poisonlab.reprs import concise_repr
 
 
@@ -53,6 +54,11 @@ class ModelMeasurement:
     triggered_confusion : np.ndarray or None
         (K, K) counts on the triggered test set (backdoors only); the target's row is empty,
         as the triggered set leaves the target class out.
+    counts : dict
+        Metric name -> the number of test images its figure is taken over (the ``n`` of its
+        binomial interval): all test images for clean accuracy, the source class's test images
+        for ``source_to_target`` and the attack success rate, clean + triggered images for the
+        mixed accuracy.
     """
 
     clean_accuracy: float
@@ -63,6 +69,7 @@ class ModelMeasurement:
     mixed_accuracy: float | None = None
     external: list[dict] = field(default_factory=list)
     triggered_confusion: np.ndarray | None = None
+    counts: dict[str, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return concise_repr(self, **self.scalars(), classes=len(self.per_class_accuracy))
@@ -102,9 +109,11 @@ def measure(
         clean_accuracy=metrics.accuracy(test.y, pred),
         per_class_accuracy=[float(v) for v in metrics.per_class_accuracy(test.y, pred, k)],
         confusion=metrics.confusion_matrix(test.y, pred, k),
+        counts={"clean_accuracy": len(test)},
     )
     if targets.source is not None and targets.target is not None:
         result.source_to_target = metrics.source_to_target_count(test.y, pred, targets.source, targets.target)
+        result.counts["source_to_target"] = int(np.sum(test.y == targets.source))
     if triggered is not None:
         pred_t = forward_pass(model, triggered.x, device=device).predictions
         result.attack_success_rate = metrics.attack_success_rate(
@@ -112,6 +121,9 @@ def measure(
         )
         result.mixed_accuracy = metrics.mixed_accuracy(test.y, pred, triggered.y, pred_t)
         result.triggered_confusion = metrics.confusion_matrix(triggered.y, pred_t, k)
+        counted = triggered.y != targets.target if targets.source is None else triggered.y == targets.source
+        result.counts["attack_success_rate"] = int(np.sum(counted))  # the images the ASR is over
+        result.counts["mixed_accuracy"] = len(test) + len(triggered)
     result.external = predict_external(model, test.class_names, external, targets, device)
     return result
 
@@ -151,11 +163,49 @@ def predict_external(
     return rows
 
 
-def aggregate(values: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean, std (population, 0 for one seed) and the values of each metric over seeds."""
+#: metrics that are counts of test images (``source_to_target``); the others are rates
+COUNT_METRICS = frozenset({"source_to_target"})
+
+
+def aggregate(
+    values: list[dict[str, float]], counts: list[dict[str, int]] | None = None, *, level: float = 0.95
+) -> dict[str, dict]:
+    """Each metric over seeds: mean, sample std, Student-t interval and, with ``counts``, the
+    binomial (Wilson) interval of the rate over the test images.
+
+    Parameters
+    ----------
+    values : list of dict
+        One ``{metric: value}`` per seed (:meth:`ModelMeasurement.scalars`); a metric missing
+        from a seed is left out of that seed.
+    counts : list of dict, optional
+        One ``{metric: n}`` per seed, same order (:attr:`ModelMeasurement.counts`): the test
+        images each figure is over. Rates are turned back into counts with it.
+    level : float
+        Interval level.
+
+    Returns
+    -------
+    dict
+        Metric -> ``values``, ``n`` (seeds), ``mean``, ``std`` (ddof=1; None for one seed:
+        a single run has no spread, not a spread of 0), ``ci_low`` / ``ci_high`` (Student-t over
+        seeds; None for one seed), ``interval`` and, with counts, ``binomial``: successes, n,
+        rate and Wilson ``ci_low`` / ``ci_high`` over the test images of one model at the mean
+        rate (the test-set sampling noise only; the spread between seeds is the t interval's).
+        The seeds share one test set, so their counts are not pooled.
+    """
     keys = sorted({k for v in values for k in v})
-    out = {}
+    out: dict[str, dict] = {}
     for key in keys:
-        arr = np.array([v[key] for v in values if key in v], dtype=float)
-        out[key] = {"mean": float(arr.mean()), "std": float(arr.std()), "values": arr.tolist()}
+        seeds = [i for i, v in enumerate(values) if key in v]
+        vals = [float(values[i][key]) for i in seeds]
+        entry: dict = {"values": vals, **mean_interval(vals, level).to_dict()}
+        ns = [counts[i].get(key) for i in seeds] if counts is not None else []
+        if ns and all(n is not None and n > 0 for n in ns):
+            # every seed is scored on the same test images: one model's n at the mean rate, not
+            # the pooled count, which would count each test image once per seed
+            n = int(round(sum(ns) / len(ns)))
+            rates = [v / m if key in COUNT_METRICS else v for v, m in zip(vals, ns, strict=True)]
+            entry["binomial"] = rate_interval(int(round(n * sum(rates) / len(rates))), n, level).to_dict()
+        out[key] = entry
     return out

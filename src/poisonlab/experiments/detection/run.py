@@ -12,194 +12,134 @@ The clean model of each seed (the no-poison control, the surrogate of the label-
 attack and the reference for the attack's success without poison) is trained once and cached
 (:func:`poisonlab.experiments.common.cache.cached_model`).
 
-Memory: ``rss_peak_mib`` is the resident-set peak of the process during the scan (Linux: the
-kernel's high-water mark, reset through ``/proc/self/clear_refs`` before the scan; None where
-that is not available), ``rss_start_mib`` the resident set before it (the peak minus the start
-is what the scan added), ``process_max_rss_mib`` the process's high-water mark so far
-(:func:`resource.getrusage`, never decreasing) and ``cuda_peak_mib`` the peak of torch's CUDA
-allocator during the scan (None on CPU).  No allocation tracing: :mod:`tracemalloc` made the
-tree-based detectors up to ten times slower and would distort their seconds.  The scan fits every
-detector on one shared context, so memory is measured per scan, not per detector; seconds are
-per detector.
+Cells run through an executor (:mod:`poisonlab.experiments.executor`): in this process one after
+the other, or as Ray tasks.  The seeds' clean models come first, each its own cell
+(:func:`detection_clean_cell`), then the grid's cells (:func:`detection_cell`), which load the
+clean model from the store by key and return their record with the per-sample scores packed in
+(``scores_npz``); this process writes both to the output folder as each cell finishes.
+The cell itself (and how its memory is measured) is :mod:`.cell`.
 """
 
 from __future__ import annotations
 
-import resource
-import time
+import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from poisonlab.attacks.base import PoisonResult
 from poisonlab.data.catalog import load_splits
-from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.defenses.scan import ScanResult, scan
-from poisonlab.experiments.common.cache import cached_model
-from poisonlab.experiments.detection.cases import Case, Cell, grid, make_case
+from poisonlab.data.dataset import Splits
+from poisonlab.experiments.detection.cases import Cell, grid
+from poisonlab.experiments.detection.cell import CellContext, cell_record, clean_context, run_cell
 from poisonlab.experiments.detection.config import DetectionConfig
-from poisonlab.experiments.detection.records import ResultsStore, score_record
-from poisonlab.inference import predict
-from poisonlab.models.base import PoisonlabModel
-from poisonlab.training import train
+from poisonlab.experiments.detection.records import ResultsStore
+from poisonlab.experiments.executor import (
+    CellOutcome,
+    CellTask,
+    Executor,
+    GridIncomplete,
+    LocalExecutor,
+    ProcessMemo,
+    store_home,
+)
 
-__all__ = ["CellContext", "run_cell", "run_detection"]
+__all__ = [
+    "CellContext",
+    "cell_summary",
+    "detection_cell",
+    "detection_clean_cell",
+    "run_cell",
+    "run_detection",
+]
 
-_MIB = 1024 * 1024
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-
-
-@dataclass(frozen=True)
-class CellContext:
-    """What every cell of one seed shares: the config, the splits, the seed's clean model."""
-
-    cfg: DetectionConfig
-    splits: Splits
-    clean_model: PoisonlabModel
-    clean: dict[str, Any]
-    progress: bool = False
+#: the splits of the last grid this process ran cells of, and the contexts of its latest seeds
+_SPLITS = ProcessMemo(size=1)
+_CONTEXTS = ProcessMemo(size=2)
 
 
-def _clean_context(cfg: DetectionConfig, splits: Splits, seed: int, progress: bool) -> CellContext:
-    """The seed's clean model (trained once, cached) and its figures on the test split."""
-    model, model_id, _, cached = cached_model(
-        splits, cfg.train_config(seed), device=cfg.device, progress=progress, name=f"{cfg.name}-clean-s{seed}"
+def _seed_context(cfg: DetectionConfig, seed: int, store: str | None, progress: bool) -> CellContext:
+    """The seed's :class:`CellContext`, built once per process (splits shared across seeds)."""
+    grid_key = (cfg.model_dump_json(), store)
+
+    def splits() -> Splits:
+        return load_splits(cfg.dataset.name, data_dir=cfg.data_dir(), seed=cfg.dataset.split_seed)
+
+    return _CONTEXTS.get(
+        (grid_key, seed), lambda: clean_context(cfg, _SPLITS.get(grid_key, splits), seed, progress)
     )
-    accuracy = float(np.mean(predict(model, splits.test.x, device=cfg.device) == splits.test.y))
-    clean = {"model_id": model_id, "cached": cached, "clean_accuracy": accuracy}
-    return CellContext(cfg, splits, model, clean, progress)
 
 
-def _success(case: Case, model: PoisonlabModel, test: Dataset, device: str) -> float | None:
-    """Share of the attacker's test inputs that get the attacker's label (None: no goal)."""
-    inputs = case.success_inputs(test)
-    if inputs is None or len(inputs[0]) == 0:
-        return None
-    images, wanted = inputs
-    return float(np.mean(predict(model, images, device=device) == wanted))
+def detection_clean_cell(
+    cfg: DetectionConfig, seed: int, store: str | None, progress: bool
+) -> dict[str, Any]:
+    """A seed's first cell: train (or load) its clean model into the store; its figures.
+
+    Returns
+    -------
+    dict
+        ``model_id``, ``cached`` and ``clean_accuracy`` of the seed's clean model.
+    """
+    with store_home(store):
+        return dict(_seed_context(cfg, seed, store, progress).clean)
 
 
-def _status_mib(field: str) -> float | None:
-    """A ``VmRSS``/``VmHWM`` line of ``/proc/self/status`` in MiB (None where there is none)."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+def detection_cell(cfg: DetectionConfig, cell: Cell, store: str | None, progress: bool) -> dict[str, Any]:
+    """One cell of the grid: its record, the per-sample scores packed in as ``scores_npz``.
+
+    Parameters
+    ----------
+    cfg
+        The grid.
+    cell
+        The cell (seed, family, target mode, rate).
+    store
+        The model store folder (the seed's clean model is loaded from it).
+    progress
+        Progress bars while the model trains.
+
+    Returns
+    -------
+    dict
+        The record :func:`run_cell` returns, plus ``scores_npz``: the bytes of
+        ``scores/<cell>.npz`` (mask and every detector's scores and flags; tens of KB on digits,
+        about 1 MB on CIFAR-10), which the driver writes and drops.
+    """
+    with store_home(store):
+        record, mask, arrays = cell_record(_seed_context(cfg, cell.seed, store, progress), cell)
+    blob = io.BytesIO()
+    packed = {"mask": np.asarray(mask, dtype=bool)}
+    for name, (score, flagged) in arrays.items():
+        packed[f"{name}.scores"] = np.asarray(score, dtype=np.float32)
+        packed[f"{name}.flagged"] = np.asarray(flagged, dtype=bool)
+    np.savez_compressed(blob, **packed)
+    return {**record, "scores_npz": blob.getvalue()}
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's resident-set high-water mark (Linux ``clear_refs``); whether it worked."""
-    try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
+def cell_summary(record: dict[str, Any]) -> str:
+    """One line about a finished cell: poisons, clean accuracy, attack success, the screen's TPR."""
+    model, screen = record["model"], record.get("screen") or {}
+    asr, tpr = model["attack_success"], screen.get("tpr_at_1fpr")
+    return (
+        f"{record['attack']['poisoned']} poisons, clean acc {model['clean_accuracy']:.3f}, "
+        f"attack success {'-' if asr is None else f'{asr:.2f}'}, "
+        f"screen TPR@1%FPR {'-' if tpr is None else f'{tpr:.2f}'}"
+    )
 
 
-def _measured_scan(cfg: DetectionConfig, data: Dataset, model: PoisonlabModel, trusted: Dataset) -> tuple:
-    """The scan with its wall time and memory figures (see the module docstring)."""
-    cuda = str(cfg.device).startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    rss_start = _status_mib("VmRSS")
-    scoped = _reset_peak_rss()
-    start = time.perf_counter()
-    result = scan(data, cfg.detectors, model=model, trusted=trusted, device=cfg.device, screen=True)
-    seconds = time.perf_counter() - start
-    peak = _status_mib("VmHWM") if scoped else None
-    memory = {
-        "seconds": seconds,
-        "forward_seconds": result.forward_seconds,
-        "rss_start_mib": rss_start,
-        "rss_peak_mib": peak,
-        "process_max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "cuda_peak_mib": torch.cuda.max_memory_allocated() / _MIB if cuda else None,
-    }
-    return result, memory
-
-
-def _detection(result: ScanResult, mask: np.ndarray, seconds: float) -> tuple[dict, dict | None, dict]:
-    """Per-detector records, the screen's record and the per-sample arrays for ``scores/``."""
-    detectors = {m.name: score_record(mask, m.scores, m.flagged, m.seconds, m.params) for m in result.methods}
-    arrays = {m.name: (m.scores, m.flagged) for m in result.methods}
-    screen = None
-    if result.screen is not None:
-        v = result.screen
-        params = {"methods": list(v.methods), "min_votes": v.min_votes}
-        screen = score_record(mask, v.scores, v.flagged, seconds, params)
-        arrays["screen"] = (v.scores, v.flagged)
-    return detectors, screen, arrays
-
-
-def _attack_figures(case: Case, result: PoisonResult, seconds: float) -> dict[str, Any]:
-    """What the attack did: its name and description, poisons asked for and made, time."""
-    return {
-        "name": case.params["attack"],
-        "description": result.description,
-        "requested": case.requested,
-        "poisoned": result.num_poison,
-        "train_size": len(result.dataset),
-        "poison_share": result.poison_rate,
-        "seconds": seconds,
-        "seconds_crafting": getattr(getattr(result, "report", None), "seconds", None),
-    }
-
-
-def _model_figures(ctx: CellContext, case: Case, model: PoisonlabModel) -> dict[str, Any]:
-    """Clean accuracy and attack success of the cell's model, beside the seed's clean model."""
-    test, device = ctx.splits.test, ctx.cfg.device
-    return {
-        "clean_accuracy": float(np.mean(predict(model, test.x, device=device) == test.y)),
-        "attack_success": _success(case, model, test, device),
-        "clean_model_accuracy": ctx.clean["clean_accuracy"],
-        "clean_model_attack_success": _success(case, ctx.clean_model, test, device),
-        "clean_model_id": ctx.clean["model_id"],
-        "epochs": ctx.cfg.train_config(case.cell.seed).epochs,
-    }
-
-
-def run_cell(ctx: CellContext, cell: Cell, store: ResultsStore | None = None) -> dict[str, Any]:
-    """Poison, train, measure and scan one cell; its record (scores saved when ``store`` is given)."""
-    cfg, splits = ctx.cfg, ctx.splits
-    started = time.perf_counter()
-    case = make_case(cell, splits.train, cfg.attacks, surrogate=ctx.clean_model, device=cfg.device)
-    result = case.attack.poison(splits.train)
-    attack = _attack_figures(case, result, time.perf_counter() - started)
-    data = result.dataset
-    if cell.family == "control":  # the clean set: the seed's (cached) clean model is this cell's model
-        model, train_seconds = ctx.clean_model, None
-    else:
-        t0 = time.perf_counter()
-        model = train(data, cfg.train_config(cell.seed), device=cfg.device, progress=ctx.progress).model
-        train_seconds = time.perf_counter() - t0
-    scanned, scan_figures = _measured_scan(cfg, data, model, splits.val)
-    detectors, screen, arrays = _detection(scanned, data.mask_or_clean(), scan_figures["seconds"])
-    if store is not None:
-        store.save_scores(cell.id, data.mask_or_clean(), arrays)
-    return {
-        "cell": cell.id,
-        "seed": cell.seed,
-        "family": cell.family,
-        "target": cell.target,
-        "rate": cell.rate,
-        "split": cfg.seeds.split,
-        "case": case.params,
-        "attack": attack,
-        "model": {**_model_figures(ctx, case, model), "train_seconds": train_seconds},
-        "detectors": detectors,
-        "screen": screen,
-        "scan": scan_figures,
-        "seconds": time.perf_counter() - started,
-    }
+def _clean_seeds(
+    executor: Executor, cfg: DetectionConfig, seeds: list[int], args: tuple
+) -> list[CellOutcome]:
+    """Train (or load) the clean model of every seed; the failed seeds' outcomes."""
+    outcomes: list[CellOutcome] = []
+    tasks = [
+        CellTask(f"clean-s{s}", detection_clean_cell, (cfg, s, *args), f"s{s} clean model", setup=True)
+        for s in seeds
+    ]
+    executor.run(tasks, on_outcome=outcomes.append)
+    return [o for o in outcomes if not o.ok]
 
 
 def run_detection(
@@ -209,6 +149,7 @@ def run_detection(
     progress: bool = False,
     on_cell: Callable[[list[dict[str, Any]], dict[str, Any]], None] | None = None,
     session_info: dict[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``cfg``, writing each record to ``out`` as it finishes.
 
@@ -220,12 +161,14 @@ def run_detection(
         Output folder (:class:`~.records.ResultsStore`); cells already in ``out/cells.jsonl``
         are skipped, so a rerun resumes where a stopped run ended.
     progress : bool
-        Progress bars while models train.
+        Progress bars while models train (where cells run in this process).
     on_cell : callable, optional
         Called with all records so far and the new one after each cell (the CLI rewrites the
         report there).
     session_info : dict, optional
         Extra provenance for this session (threads, command-line overrides).
+    executor : Executor, optional
+        Where the cells run (default: one after the other in this process).
 
     Returns
     -------
@@ -235,27 +178,44 @@ def run_detection(
     Raises
     ------
     ValueError
-        When ``out`` holds the results of another grid, or for a bad case.
+        When ``out`` holds the results of another grid, or for a bad case;
+        :class:`~poisonlab.experiments.executor.GridIncomplete` after the last cell when some
+        cells failed twice (the others are in ``out``).
     """
-    splits = load_splits(cfg.dataset.name, data_dir=cfg.data_dir(), seed=cfg.dataset.split_seed)
+    executor = executor or LocalExecutor()
     store = ResultsStore(out)
     cells = grid(cfg)
-    session = store.start(cfg, [c.id for c in cells], {"device": cfg.device, **(session_info or {})})
+    info = {"device": cfg.device, "executor": executor.kind, **(session_info or {})}
+    session = store.start(cfg, [c.id for c in cells], info)
     commit = store.header()["sessions"][session]["commit"]  # type: ignore[index]
     records = store.records()
     done = {r["cell"] for r in records}
     todo = [c for c in cells if c.id not in done]
-    for seed in cfg.seeds.values:
-        mine = [c for c in todo if c.seed == seed]
-        if not mine:
-            continue
-        ctx = _clean_context(cfg, splits, seed, progress)
-        for cell in mine:
-            record = run_cell(ctx, cell, store)
-            finished = datetime.now(UTC).isoformat(timespec="seconds")
-            record |= {"session": session, "commit": commit, "finished": finished}
-            store.append(record)
-            records.append(record)
-            if on_cell is not None:
-                on_cell(records, record)
+    args = (executor.store, progress and executor.in_process)
+    failed = _clean_seeds(executor, cfg, list(dict.fromkeys(c.seed for c in todo)), args)
+    lost = {int(o.key.removeprefix("clean-s")) for o in failed}
+
+    def on_outcome(outcome: CellOutcome) -> None:
+        if not outcome.ok:
+            return
+        record = dict(outcome.record or {})
+        blob = record.pop("scores_npz")
+        store.scores_dir.mkdir(parents=True, exist_ok=True)
+        (store.scores_dir / f"{record['cell']}.npz").write_bytes(blob)
+        finished = datetime.now(UTC).isoformat(timespec="seconds")
+        record |= {"session": session, "commit": commit, "finished": finished}
+        store.append(record)
+        records.append(record)
+        if on_cell is not None:
+            on_cell(records, record)
+
+    tasks = [CellTask(c.id, detection_cell, (cfg, c, *args)) for c in todo if c.seed not in lost]
+    summary = executor.run(
+        tasks, on_outcome=on_outcome, describe=cell_summary, device=cfg.device, already=len(done)
+    )
+    _CONTEXTS.clear()
+    _SPLITS.clear()
+    failed += summary.failed
+    if failed:
+        raise GridIncomplete(failed, len(cells), partial=records)
     return records

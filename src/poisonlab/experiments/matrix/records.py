@@ -5,13 +5,16 @@ Records only: :mod:`poisonlab.experiments.matrix.run` fills them, :mod:`.report`
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from poisonlab.experiments.matrix.config import MatrixConfig
+from poisonlab.reporting.stamp import defense_parameters, result_provenance
+from poisonlab.reporting.stats import mean_interval
 from poisonlab.reprs import concise_repr
 
-__all__ = ["DETECTION_KEYS", "AttackRow", "MatrixResult"]
+__all__ = ["DETECTION_KEYS", "AttackRow", "MatrixResult", "aggregate_seeds"]
 
 #: The detection metrics of every cell, scored against the attack's ground-truth poison mask.
 DETECTION_KEYS = ("precision", "recall", "f1", "fpr", "auroc")
@@ -84,14 +87,124 @@ class MatrixResult:
             seconds=round(self.seconds, 1),
         )
 
+    def provenance(self) -> dict[str, Any]:
+        """Commit, versions, the seed and every parameter: the config, the resolved training
+        recipe, and each column's defense with its full parameters (defaults included; the
+        screen's detectors run with theirs)."""
+        from poisonlab.defenses.scan.screen import MIN_VOTES  # heavy import: only when written
+
+        cfg = self.config
+        given = {d.name: dict(d.params) for d in cfg.defenses or []}
+        names = [n for n in cfg.defense_names() if n != "screen"]
+        training = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
+        parameters = {
+            "config": cfg.model_dump(mode="json", exclude={"base_dir"}),
+            "training": training.model_dump(mode="json"),
+            "defenses": defense_parameters((n, given.get(n, {})) for n in names),
+            "screen": {"min_votes": MIN_VOTES} if "screen" in cfg.defense_names() else None,
+        }
+        return result_provenance(seeds=[cfg.seed], parameters=parameters)
+
     def to_json(self) -> dict[str, Any]:
-        """The contents of ``matrix.json``."""
+        """The contents of ``matrix.json`` (with its ``provenance`` block)."""
         return {
             "name": self.config.name,
             "description": self.config.description,
             "dataset": self.config.dataset.name,
             "defenses": self.config.defense_names(),
+            "provenance": self.provenance(),
             "clean_model": self.clean,
             "seconds": self.seconds,
             "rows": [row.__dict__ for row in self.rows],
         }
+
+
+def _stat(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, sample std and t interval of the defined ``values`` (None: undefined in that seed,
+    e.g. a precision with nothing flagged); ``defined`` of ``seeds`` counts them."""
+    defined = [float(v) for v in values if v is not None]
+    out: dict[str, Any] = {"values": list(values), "seeds": len(values), "defined": len(defined)}
+    if defined:
+        out |= mean_interval(defined).to_dict()
+    return out
+
+
+def _seed_of(result: Mapping[str, Any], index: int) -> int:
+    prov = result.get("provenance") or {}
+    seeds = prov.get("seeds") or [index]
+    return int(seeds[0])
+
+
+def aggregate_seeds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One matrix from the ``matrix.json`` of several seeds: every figure over seeds.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        ``matrix.json`` contents (:meth:`MatrixResult.to_json`), one per seed, with the same
+        name, attacks (rows, in order) and defenses (columns).
+
+    Returns
+    -------
+    dict
+        ``name``, ``dataset``, ``defenses``, ``seeds``; ``clean``: clean accuracy over seeds;
+        ``rows``: per attack ``name``, ``poison_count`` (values), ``poisoned`` and
+        ``clean_model_success`` (figures over seeds), ``detection`` (defense -> metric ->
+        figure) and ``mitigation`` (column -> ``clean_accuracy`` / ``attack_success`` / ``removed``
+        / ``poison_left`` -> figure). A figure is ``values`` (None where undefined), ``seeds``,
+        ``defined`` and, when defined at least once, ``mean``, ``std`` (ddof=1, None for one),
+        ``ci_low`` / ``ci_high`` (Student t) and ``interval``.
+
+    Raises
+    ------
+    ValueError
+        No result, a seed twice, or results that are not the same matrix.
+    """
+    if not results:
+        raise ValueError("aggregate_seeds needs at least one matrix.json")
+    seeds = [_seed_of(r, i) for i, r in enumerate(results)]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"each seed may appear once, got {seeds}")
+    first = results[0]
+    shape = (first["name"], first["defenses"], [r["name"] for r in first["rows"]])
+    for seed, r in zip(seeds, results, strict=True):
+        if (r["name"], r["defenses"], [row["name"] for row in r["rows"]]) != shape:
+            raise ValueError(
+                f"seed {seed}'s matrix differs from seed {seeds[0]}'s (name, defenses or attacks)"
+            )
+    rows = []
+    for i, head in enumerate(first["rows"]):
+        per_seed = [r["rows"][i] for r in results]
+        columns = list(dict.fromkeys(c for row in per_seed for c in row["mitigation"]))
+        rows.append(
+            {
+                "name": head["name"],
+                "poison_count": [row["poison_count"] for row in per_seed],
+                "poisoned": {
+                    k: _stat([row["poisoned"].get(k) for row in per_seed]) for k in head["poisoned"]
+                },
+                "clean_model_success": _stat([row["clean_model_success"] for row in per_seed]),
+                "detection": {
+                    d: {
+                        k: _stat([row["detection"].get(d, {}).get(k) for row in per_seed])
+                        for k in DETECTION_KEYS
+                    }
+                    for d in first["defenses"]
+                },
+                "mitigation": {
+                    c: {
+                        k: _stat([(row["mitigation"].get(c) or {}).get(k) for row in per_seed])
+                        for k in ("clean_accuracy", "attack_success", "removed", "poison_left")
+                    }
+                    for c in columns
+                },
+            }
+        )
+    return {
+        "name": first["name"],
+        "dataset": first["dataset"],
+        "defenses": first["defenses"],
+        "seeds": seeds,
+        "clean": {"clean_accuracy": _stat([r["clean_model"]["clean_accuracy"] for r in results])},
+        "rows": rows,
+    }

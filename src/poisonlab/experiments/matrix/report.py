@@ -16,12 +16,12 @@ import numpy as np
 
 from poisonlab.data.cifar10 import CIFAR10_CLASSES
 from poisonlab.data.digits import DIGITS_CLASSES
-from poisonlab.experiments.matrix.records import MatrixResult
+from poisonlab.experiments.matrix.records import MatrixResult, aggregate_seeds
 from poisonlab.provenance import read_run_json, run_record, write_run_json
 from poisonlab.reporting import Report, heatmap_png
 from poisonlab.reporting.success import asr_text, chance_note, meaningful
 
-__all__ = ["detection_matrix", "mitigation_matrix", "write_matrix"]
+__all__ = ["detection_matrix", "mitigation_matrix", "seed_cell", "write_matrix", "write_matrix_seeds"]
 
 _TITLES = {
     "precision": "detection precision",
@@ -247,3 +247,87 @@ def matrix_record(result: MatrixResult, out: Path) -> dict:
     if same_run and int(previous.get("rows_done", 0)) < len(result.rows):
         record |= {"run_id": previous["run_id"], "created_at": previous["created_at"]}
     return record
+
+
+def seed_cell(stat: dict, digits: int = 2) -> str:
+    """A figure over seeds (:func:`~.records.aggregate_seeds`): ``mean ± std [t interval]``;
+    ``mean (1 seed)`` for one; ``n/a`` when never defined; ``(k of n seeds)`` when undefined in
+    some (e.g. a precision with nothing flagged)."""
+    if not stat.get("defined"):
+        return "n/a"
+    if stat["std"] is None:
+        text = f"{stat['mean']:.{digits}f} (1 seed)"
+    else:
+        text = (
+            f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f} "
+            f"[{stat['ci_low']:.{digits}f}, {stat['ci_high']:.{digits}f}]"
+        )
+    return (
+        text if stat["defined"] == stat["seeds"] else f"{text} ({stat['defined']} of {stat['seeds']} seeds)"
+    )
+
+
+def write_matrix_seeds(results: list[dict], out: Path) -> dict[str, Path]:
+    """The matrix over several seeds: ``matrix_seeds.json`` (:func:`~.records.aggregate_seeds`)
+    and ``report.md`` / ``report.html`` with every figure as mean ± sample std [95 % t interval].
+
+    Parameters
+    ----------
+    results : list of dict
+        One ``matrix.json`` per seed (:meth:`MatrixResult.to_json`, or read from disk).
+    out : Path
+        Folder of the combined report.
+
+    Returns
+    -------
+    dict
+        Paths under ``json``, ``report_md`` and ``report_html``.
+    """
+    agg = aggregate_seeds(results)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "matrix_seeds.json").write_text(json.dumps(agg, indent=2), encoding="utf-8")
+    report = Report(f"Attacks x defenses over {len(agg['seeds'])} seeds: {agg['name']}")
+    report.paragraph(
+        f"Dataset {agg['dataset']}, seeds {', '.join(map(str, agg['seeds']))}; clean model accuracy "
+        f"{seed_cell(agg['clean']['clean_accuracy'], 4)}. Every cell: mean ± sample std over seeds "
+        "[95% Student-t interval of the mean]; one seed has no interval."
+    )
+    report.heading("Attacks", 2)
+    report.table(
+        ["attack", "poison", "clean acc (poisoned model)", "attack success", "attack success on clean model"],
+        [
+            [
+                r["name"],
+                "/".join(map(str, sorted(set(r["poison_count"])))),
+                seed_cell(r["poisoned"]["clean_accuracy"], 4),
+                seed_cell(r["poisoned"]["attack_success"], 3),
+                seed_cell(r["clean_model_success"], 3),
+            ]
+            for r in agg["rows"]
+        ],
+    )
+    for key, title in (("f1", "Detection F1"), ("auroc", "Detection AUROC"), ("recall", "Detection recall")):
+        report.heading(title, 2)
+        report.table(
+            ["attack", *agg["defenses"]],
+            [[r["name"], *(seed_cell(r["detection"][d][key]) for d in agg["defenses"])] for r in agg["rows"]],
+        )
+    columns = list(dict.fromkeys(c for r in agg["rows"] for c in r["mitigation"]))
+    if columns:
+        report.heading("Mitigation: attack success after drop-and-retrain", 2)
+        report.table(
+            ["attack", *columns],
+            [
+                [
+                    r["name"],
+                    *(
+                        seed_cell(r["mitigation"][c]["attack_success"], 3) if c in r["mitigation"] else "-"
+                        for c in columns
+                    ),
+                ]  # fmt: skip
+                for r in agg["rows"]
+            ],
+        )
+    md, page = report.write(out)
+    return {"json": out / "matrix_seeds.json", "report_md": md, "report_html": page}

@@ -18,180 +18,132 @@ all-to-one backdoor); for label attacks, the share of clean source-class test im
 as the target.
 
 Models are cached (:mod:`poisonlab.experiments.common.cache`), so a rerun only trains what
-changed. The runner returns the result and calls ``on_row`` after every attack, which is where
-``poisonlab matrix`` rewrites its report.
+changed. Each attack row is one cell (:func:`matrix_row_cell`: poison, train, scan, mitigation
+retrains) run by an executor (:mod:`poisonlab.experiments.executor`): in this process one after
+the other, or as Ray tasks; the clean model is trained first, once, as its own cell
+(:func:`matrix_clean_cell`), and the row cells load it from the store by key. The runner returns
+the result and calls ``on_row`` after every finished row, which is where ``poisonlab matrix``
+rewrites its report; with a cell log (``journal``) a rerun skips the rows already finished.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.defenses.mitigation import mitigate
-from poisonlab.defenses.scan import ScanResult, scan
 from poisonlab.experiments.common.cache import cached_model
-from poisonlab.experiments.common.measure import AttackTargets, measure, triggered_test
-from poisonlab.experiments.matrix.config import MatrixAttack, MatrixConfig
+from poisonlab.experiments.common.measure import AttackTargets
+from poisonlab.experiments.executor import (
+    CellLog,
+    CellOutcome,
+    CellTask,
+    Executor,
+    GridIncomplete,
+    LocalExecutor,
+    ProcessMemo,
+    fingerprint,
+    store_home,
+)
+from poisonlab.experiments.matrix.config import MatrixConfig
 from poisonlab.experiments.matrix.records import AttackRow, MatrixResult
-from poisonlab.experiments.single.build import attack_targets, build_attack
+from poisonlab.experiments.matrix.row import matrix_splits, model_success, run_row
 from poisonlab.models.base import PoisonlabModel
 
-__all__ = ["matrix_splits", "run_matrix"]
+__all__ = ["matrix_clean_cell", "matrix_row_cell", "matrix_splits", "run_matrix"]
+
+#: the splits and trusted set, and the clean model, of the last matrix this process ran cells of
+_SPLITS = ProcessMemo(size=1)
+_CLEAN = ProcessMemo(size=1)
 
 
-def matrix_splits(cfg: MatrixConfig) -> tuple[Splits, Dataset]:
-    """Training/validation/test splits (training optionally subsampled) and the trusted set.
+def _clean_config(cfg: MatrixConfig) -> Any:
+    return cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
 
-    The trusted set is a seeded share of the validation split (``trusted_size``, default half)
-    and is removed from the returned validation split, so that images a mislabel attack draws
-    from ``val`` can never also sit in the defender's trusted set.
+
+def _splits(cfg: MatrixConfig) -> tuple[Splits, Dataset]:
+    """:func:`matrix_splits`, built once per process."""
+    return _SPLITS.get(cfg.model_dump_json(), lambda: matrix_splits(cfg))
+
+
+def _clean(cfg: MatrixConfig, store: str | None, device: str, progress: bool) -> tuple[PoisonlabModel, str]:
+    """The clean model and its id (trained into the store, or loaded from it), once per process."""
+
+    def build() -> tuple[PoisonlabModel, str]:
+        splits, _ = _splits(cfg)
+        model, model_id, _, _ = cached_model(
+            splits, _clean_config(cfg), device=device, progress=progress, name=f"{cfg.name}-clean"
+        )
+        return model, model_id
+
+    return _CLEAN.get((cfg.model_dump_json(), store, device), build)
+
+
+def matrix_clean_cell(cfg: MatrixConfig, store: str | None, device: str, progress: bool) -> dict[str, Any]:
+    """The matrix's first cell: train (or load) the clean model into the store; its figures.
+
+    Parameters
+    ----------
+    cfg
+        The matrix.
+    store
+        The model store folder (``$POISONLAB_HOME`` of the cell; None: this process's).
+    device, progress
+        Torch device and progress bars.
+
+    Returns
+    -------
+    dict
+        ``model_id``, ``clean_accuracy`` and ``attack_success`` (None): the result's ``clean``.
     """
-    data_dir = (
-        None if cfg.dataset.data_dir is None else cfg.experiment(cfg.attacks[0]).path(cfg.dataset.data_dir)
-    )
-    splits = load_splits(cfg.dataset.name, data_dir=data_dir, seed=cfg.dataset.split_seed)
-    rng = np.random.default_rng(cfg.seed)
-    train = splits.train
-    if cfg.train_size is not None and cfg.train_size < len(train):
-        train = train.subset(np.sort(rng.choice(len(train), cfg.train_size, replace=False)))
-    n_val = len(splits.val)
-    n_trusted = min(cfg.trusted_size or n_val // 2, n_val - 1)
-    order = rng.permutation(n_val)
-    trusted = splits.val.subset(np.sort(order[:n_trusted]), name=f"{splits.val.name}-trusted")
-    val = splits.val.subset(np.sort(order[n_trusted:]))
-    return Splits(train=train, val=val, test=splits.test), trusted
+    with store_home(store):
+        splits, _ = _splits(cfg)
+        model, model_id = _clean(cfg, store, device, progress)
+        return {"model_id": model_id, **model_success(model, splits, AttackTargets(None, None), device)}
 
 
-def _success(model: PoisonlabModel, splits: Splits, targets: AttackTargets, device: str) -> dict[str, Any]:
-    """Clean accuracy and attack success of ``model`` (see the module docstring)."""
-    triggered = triggered_test(splits.test, targets)
-    m = measure(model, splits.test, targets, triggered=triggered, external=[], device=device)
-    success = m.attack_success_rate
-    if success is None and targets.source is not None and targets.target is not None:
-        n_source = int(np.sum(splits.test.y == targets.source))
-        success = None if n_source == 0 else (m.source_to_target or 0) / n_source
-    return {"clean_accuracy": m.clean_accuracy, "attack_success": success}
-
-
-def _mitigated_cells(cfg: MatrixConfig, result: ScanResult) -> list[str]:
-    chosen = cfg.mitigation.defenses
-    if chosen == "none":
-        return []
-    if chosen == "screen":
-        return ["screen"] if result.screen is not None else []
-    if chosen == "all":
-        return [m.name for m in result.methods]
-    if chosen == "best":
-        scored = [(m.metrics.get("f1") or 0.0, m.name) for m in result.methods if m.metrics]
-        best = max(scored, default=(0.0, None))
-        return [best[1]] if best[1] is not None and best[0] > 0 else []
-    return list(chosen)
-
-
-def _retrain_without(
-    cfg: MatrixConfig,
-    splits: Splits,
-    data: Dataset,
-    flagged: np.ndarray,
-    targets: AttackTargets,
-    suggested: np.ndarray | None,
-    device: str,
-    progress: bool,
-    action: str,
+def matrix_row_cell(
+    cfg: MatrixConfig, index: int, store: str | None, device: str, progress: bool
 ) -> dict[str, Any]:
-    relabel = action == "relabel"
-    if relabel and suggested is None:
-        raise ValueError(
-            "mitigation action 'relabel' needs a defense that suggests labels (confident_learning)"
-        )
-    cleaned = mitigate(data, flagged, action=action, suggested_labels=suggested if relabel else None)
-    config = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
-    model, model_id, _, _ = cached_model(
-        Splits(train=cleaned, val=splits.val, test=splits.test),
-        config,
-        device=device,
-        progress=progress,
-        name=f"{cfg.name}-mitigated",
-    )
-    out = _success(model, splits, targets, device)
-    mask = data.poison_mask
-    out |= {"model_id": model_id, "removed": int(flagged.sum()), "poison_left": int((mask & ~flagged).sum())}
-    return out
+    """One attack row (``cfg.attacks[index]``): poison, train, scan, mitigation retrains.
+
+    The data is rebuilt from the config (seeded), so only the config and the index travel to a
+    worker; the clean model comes from the store once the row's own model has trained (the
+    clean cell, submitted first, trains it meanwhile).
+
+    Returns
+    -------
+    dict
+        The row's :class:`~poisonlab.experiments.matrix.records.AttackRow` as a dict (JSON-ready).
+    """
+    with store_home(store):
+        splits, trusted = _splits(cfg)
+
+        def clean_model() -> PoisonlabModel:
+            return _clean(cfg, store, device, progress)[0]
+
+        row = run_row(cfg, cfg.attacks[index], splits, trusted, clean_model, device, progress)
+        return dataclasses.asdict(row)
 
 
-def _scan_row(
-    cfg: MatrixConfig, data: Dataset, model: PoisonlabModel, trusted: Dataset, device: str
-) -> ScanResult:
-    """The row's scan over the matrix's columns (:meth:`MatrixConfig.defense_names`): the
-    configured defenses with their parameters, the screen's other detectors with their frozen
-    defaults, combined into the screen's verdict when ``"screen"`` is a column."""
-    names = cfg.defense_names()
-    params = {d.name: dict(d.params) for d in cfg.defenses or []}
-    methods = [(n, params.get(n, {})) for n in names if n != "screen"]
-    return scan(data, methods, model=model, trusted=trusted, device=device, screen="screen" in names)
+def matrix_fingerprint(cfg: MatrixConfig) -> str:
+    """What a matrix's figures depend on (its cell log refuses another): the config, less its
+    description and the local paths."""
+    data = cfg.model_dump(mode="json", exclude={"base_dir", "description"})
+    data["dataset"].pop("data_dir", None)
+    return fingerprint(data)
 
 
-def _run_row(
-    cfg: MatrixConfig,
-    row: MatrixAttack,
-    splits: Splits,
-    trusted: Dataset,
-    clean_model: PoisonlabModel,
-    device: str,
-    progress: bool,
-) -> AttackRow:
-    exp = cfg.experiment(row)
-    targets = attack_targets(exp, splits)
-    poison = build_attack(exp, splits, cfg.seed).poison(splits.train)
-    data = poison.dataset.replace(name=f"{splits.train.name}+{row.name}")
-    model, model_id, _, _ = cached_model(
-        Splits(train=data, val=splits.val, test=splits.test),
-        exp.poison_train_config(cfg.seed),
-        device=device,
-        progress=progress,
-        name=f"{cfg.name}-{row.name}",
-    )
-    record = AttackRow(
-        name=row.name,
-        description=poison.description,
-        poison_count=poison.num_poison,
-        train_size=len(data),
-        model_id=model_id,
-        poisoned=_success(model, splits, targets, device),
-        clean_model_success=_success(clean_model, splits, targets, device)["attack_success"],
-    )
-    result = _scan_row(cfg, data, model, trusted, device)
-    record.forward_seconds = result.forward_seconds
-    for m in result.methods:
-        record.detection[m.name] = {
-            **(m.metrics or {}),
-            "flagged": int(m.flagged.sum()),
-            "seconds": m.seconds,
-        }
-    if result.screen is not None:
-        record.detection["screen"] = {
-            **(result.screen.metrics or {}),
-            "flagged": int(result.screen.flagged.sum()),
-        }
-    for name in _mitigated_cells(cfg, result):
-        if name == "screen":
-            flagged, suggested = result.screen.flagged, None  # type: ignore[union-attr]
-        else:
-            method = result.method(name)
-            flagged, suggested = method.flagged, getattr(method.defense, "suggested_labels_", None)
-        record.mitigation[name] = _retrain_without(
-            cfg, splits, data, flagged, targets, suggested, device, progress, cfg.mitigation.action
-        )
-    if cfg.mitigation.oracle:
-        record.mitigation["oracle"] = _retrain_without(
-            cfg, splits, data, data.poison_mask.copy(), targets, None, device, progress, "drop"
-        )
-    return record
+def _describe_row(record: dict[str, Any]) -> str:
+    poisoned = record.get("poisoned") or {}
+    asr, acc = poisoned.get("attack_success"), poisoned.get("clean_accuracy")
+    screen = (record.get("detection") or {}).get("screen") or {}
+    text = f"{record.get('poison_count')} poisons, clean acc {'-' if acc is None else f'{acc:.3f}'}, "
+    text += f"attack success {'-' if asr is None else f'{asr:.2f}'}"
+    return text + (f", screen F1 {screen['f1']:.2f}" if screen.get("f1") is not None else "")
 
 
 def run_matrix(
@@ -200,6 +152,8 @@ def run_matrix(
     device: str = "auto",
     progress: bool = True,
     on_row: Callable[[MatrixResult], None] | None = None,
+    executor: Executor | None = None,
+    journal: str | Path | None = None,
 ) -> MatrixResult:
     """Run every attack of ``cfg`` against every defense.
 
@@ -208,27 +162,65 @@ def run_matrix(
     cfg
         The matrix.
     device, progress
-        Torch device and progress bars.
+        Torch device and progress bars (bars only where the cells run in this process).
     on_row
-        Called with the result so far after every attack row (``poisonlab matrix`` rewrites
-        its report there, so a long CPU run that is stopped still leaves its finished rows).
+        Called with the result so far after every finished attack row (``poisonlab matrix``
+        rewrites its report there, so a long CPU run that is stopped still leaves its finished
+        rows). Rows are kept in config order whatever order they finish in.
+    executor
+        Where the cells run (default: :class:`~poisonlab.experiments.executor.LocalExecutor`,
+        one after the other in this process).
+    journal
+        A cell log (``cells.jsonl``, :class:`~poisonlab.experiments.executor.CellLog`): rows
+        found there are not run again; every finished row is appended.
 
     Returns
     -------
     MatrixResult
         Write it with :func:`poisonlab.experiments.matrix.report.write_matrix`.
+
+    Raises
+    ------
+    GridIncomplete
+        After the last row, when some rows failed twice (the others are in ``on_row``'s result
+        and the journal).
     """
-    start = time.perf_counter()
-    splits, trusted = matrix_splits(cfg)
-    clean_cfg = cfg.experiment(cfg.attacks[0]).clean_train_config().model_copy(update={"seed": cfg.seed})
-    clean_model, clean_id, _, _ = cached_model(
-        splits, clean_cfg, device=device, progress=progress, name=f"{cfg.name}-clean"
-    )
-    clean = {"model_id": clean_id, **_success(clean_model, splits, AttackTargets(None, None), device)}
-    result = MatrixResult(config=cfg, rows=[], clean=clean, seconds=0.0)
-    for row in cfg.attacks:
-        result.rows.append(_run_row(cfg, row, splits, trusted, clean_model, device, progress))
+    executor = executor or LocalExecutor()
+    start, args = time.perf_counter(), (executor.store, device, progress and executor.in_process)
+    result = MatrixResult(config=cfg, rows=[], clean={}, seconds=0.0)
+    log = None if journal is None else CellLog(journal, matrix_fingerprint(cfg))
+    finished = {} if log is None else log.finished()
+    index = {f"attack:{row.name}": i for i, row in enumerate(cfg.attacks)}
+    rows = {index[k]: AttackRow(**r) for k, r in finished.items() if k in index}
+    # the clean model first (in its own cell), then every unfinished row; on Ray they overlap
+    tasks = [CellTask("clean", matrix_clean_cell, (cfg, *args), "clean model", setup=True)]
+    tasks += [CellTask(k, matrix_row_cell, (cfg, i, *args), cfg.attacks[i].name) for k, i in index.items()]
+    tasks = [t for t in tasks if t.key == "clean" or index[t.key] not in rows]
+
+    def publish() -> None:  # rows wait for the clean model's figures, which the report shows
+        result.rows = [rows[i] for i in sorted(rows)]
         result.seconds = time.perf_counter() - start
-        if on_row is not None:
+        if on_row is not None and result.clean and rows:
             on_row(result)
+
+    def on_outcome(outcome: CellOutcome) -> None:
+        if not outcome.ok:
+            if log is not None:
+                log.append_failure(outcome.key, outcome.error or "", outcome.traceback)
+        elif outcome.key == "clean":
+            result.clean = outcome.record or {}
+            publish()
+        else:
+            if log is not None:
+                log.append(outcome.key, outcome.record or {})
+            rows[index[outcome.key]] = AttackRow(**(outcome.record or {}))
+            publish()
+
+    summary = executor.run(
+        tasks, on_outcome=on_outcome, describe=_describe_row, device=device, already=len(rows)
+    )
+    _SPLITS.clear()  # the clean model and the splits are not needed past the grid
+    _CLEAN.clear()
+    if summary.failed:
+        raise GridIncomplete(summary.failed, len(cfg.attacks) + 1, partial=result)
     return result

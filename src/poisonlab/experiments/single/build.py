@@ -14,7 +14,7 @@ from poisonlab.attacks.base import PoisoningAttack
 from poisonlab.attacks.factory import get_attack, make_trigger
 from poisonlab.data.catalog import load_dataset_path, load_named_splits
 from poisonlab.data.dataset import Dataset, Splits
-from poisonlab.data.images import rgb_to_gray
+from poisonlab.data.images import list_image_files, load_image_file, rgb_to_gray
 from poisonlab.experiments.common.measure import AttackTargets
 from poisonlab.experiments.single.config import (
     BackdoorSpec,
@@ -38,13 +38,44 @@ def trigger_for(spec: BackdoorSpec) -> Callable[[np.ndarray], np.ndarray]:
     return make_trigger(spec.trigger, spec.trigger_params).fn
 
 
+def _folder_without(
+    path: Path, exclude: list[str], class_names: tuple[str, ...], label: int, size: int
+) -> Dataset:
+    """A flat image folder's images, the files named in ``exclude`` left out (the notebook's 26
+    Rutan Boomerang photos without the WebP copy of ``rb-14``).
+
+    Raises
+    ------
+    ValueError
+        ``path`` is not a plain image folder, or ``exclude`` names a file it does not hold (a
+        typo would otherwise leave every file in, silently).
+    """
+    if not path.is_dir() or (path / "images.npy").is_file():
+        raise ValueError(f"'exclude' needs a folder of image files, got {path}")
+    files = list_image_files(path)
+    missing = sorted(set(exclude) - {f.name for f in files})
+    if missing:
+        raise ValueError(f"'exclude' names files not in {path}: {missing}")
+    kept = [f for f in files if f.name not in set(exclude)]
+    if not kept:
+        raise ValueError(f"'exclude' leaves no image in {path}")
+    x = np.stack([load_image_file(f, size=size) for f in kept])
+    y = np.full(len(kept), label, dtype=np.int64)
+    source = np.asarray([f"folder:{path.resolve().name}"] * len(kept), dtype=object)
+    return Dataset(x=x, y=y, class_names=class_names, source=source, name=path.resolve().name)
+
+
 def external_images(cfg: ExperimentConfig, spec: MislabelSpec, splits: Splits) -> Dataset:
-    """The images a mislabel attack injects: a folder/array file, or a held-out split's class."""
+    """The images a mislabel attack injects: a folder/array file (minus ``exclude``), or a
+    held-out split's class."""
     if spec.images is not None:
         path = cfg.path(spec.images)
-        ds = load_dataset_path(
-            path, class_names=splits.class_names, label=spec.target, size=splits.train.image_shape[0]
-        )
+        size = splits.train.image_shape[0]
+        if spec.exclude:
+            label = splits.train.class_index(spec.target)  # an unknown name fails with the usual message
+            ds = _folder_without(path, spec.exclude, tuple(splits.class_names), label, size)
+        else:
+            ds = load_dataset_path(path, class_names=splits.class_names, label=spec.target, size=size)
         if ds.image_shape[-1] != splits.train.image_shape[-1] and splits.train.image_shape[-1] == 1:
             ds = ds.replace(x=rgb_to_gray(ds.x))
         return ds

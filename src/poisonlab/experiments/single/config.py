@@ -48,18 +48,28 @@ class FromSplit(Strict):
 
 
 class MislabelSpec(Strict):
-    """External images injected with the target label (the chapter's Rutan Boomerang attack)."""
+    """External images injected with the target label (the chapter's Rutan Boomerang attack).
+
+    ``exclude`` names files of an image folder to leave out: the chapter's companion folder holds
+    26 Rutan Boomerang JPEGs and a WebP copy of ``rb-14``; the notebook read the 26
+    (``exclude: [rb-14.webp]``), reading the folder whole gives 27.
+    """
 
     kind: Literal["mislabel"]
     images: str | None = Field(None, description="image folder, prepared folder or .npz")
     from_split: FromSplit | None = None
     target: str
     tag: str | None = None
+    exclude: list[str] = Field(
+        default_factory=list, description="file names in the 'images' folder to leave out"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MislabelSpec:
         if (self.images is None) == (self.from_split is None):
             raise ValueError("mislabel needs exactly one of 'images' (a path) or 'from_split'")
+        if self.exclude and self.images is None:
+            raise ValueError("'exclude' names files of an 'images' folder; this mislabel has none")
         return self
 
 
@@ -120,6 +130,12 @@ class ExperimentConfig(Strict):
     ``integration`` is ``retrain`` (train from scratch on the poisoned set), ``finetune`` (fine-tune
     the clean model on the poisoned set with ``finetune``) or ``finetune_poison_only`` (fine-tune
     on the poisoned samples alone, the chapter's Rutan Boomerang procedure).
+
+    ``baseline`` is ``shared`` (one clean model, the training config's seed, for every seed: the
+    spread over seeds is then the attack's and the poisoned training's only) or ``per_seed``
+    (seed ``s`` trains its own clean model with training seed ``s``, and the poisoned model of
+    seed ``s`` is fine-tuned from / compared with it: the spread includes the clean model's
+    training variance, which is what a replicate of the whole experiment would see).
     """
 
     name: str
@@ -130,12 +146,23 @@ class ExperimentConfig(Strict):
     integration: Literal["retrain", "finetune", "finetune_poison_only"] = "retrain"
     finetune: TrainingSpec = TrainingSpec(preset="chapter-finetune")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    baseline: Literal["shared", "per_seed"] = "shared"
     metrics: MetricsSpec = MetricsSpec()
     base_dir: str = Field(".", description="set by the loader: folder of the config file")
 
-    def clean_train_config(self) -> TrainConfig:
-        """Training config of the clean baseline."""
-        return self.training.resolve(self.dataset.name, self.base_dir)
+    @model_validator(mode="after")
+    def _unique_seeds(self) -> ExperimentConfig:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        return self
+
+    def clean_train_config(self, seed: int | None = None) -> TrainConfig:
+        """Training config of the clean baseline: the shared one, or with ``baseline: per_seed``
+        and a ``seed``, that seed's (the training seed set to it)."""
+        cfg = self.training.resolve(self.dataset.name, self.base_dir)
+        if seed is None or self.baseline == "shared":
+            return cfg
+        return cfg.model_copy(update={"seed": seed})
 
     def poison_train_config(self, seed: int) -> TrainConfig:
         """Training config of the poisoned model: the clean recipe (retrain) or the fine-tune one."""

@@ -1,7 +1,8 @@
 """What a single run writes: ``results.json``, ``run.json``, the poisoned sets, and the report
 (trigger and poisoned samples, confusion matrices before/after on the clean and on the triggered
-test set, accuracy curves, the metric table over seeds (mean ± std), external photos, exact
-config and data hashes).
+test set, accuracy curves, the metric table over seeds (mean ± sample std) with its intervals
+(Student t over seeds, Wilson over the test images), external photos, exact config and data
+hashes).
 
 The metric table keeps clean accuracy beside the attack success rate and marks an ASR whose
 model is at chance level on clean data as not meaningful (:mod:`poisonlab.reporting.success`);
@@ -17,42 +18,21 @@ import numpy as np
 import yaml
 
 from poisonlab.data.arrays import save_arrays
+from poisonlab.experiments.single.intervals import INTERVAL_HEADER, LABELS, fmt_stat, interval_rows, num
 from poisonlab.experiments.single.records import ExperimentResult
 from poisonlab.provenance import claim_run_dir, run_record, write_run_json
 from poisonlab.reporting import Report, confusion_matrix_png, curves_png, image_grid_png
 from poisonlab.reporting.success import accuracy_change, asr_text, chance_note, meaningful
 
 __all__ = [
+    "INTERVAL_HEADER",
+    "interval_rows",
     "metric_rows",
     "save_poisoned_sets",
     "write_experiment",
     "write_report",
     "write_results_json",
 ]
-
-_LABELS = {
-    "clean_accuracy": "clean test accuracy",
-    "attack_success_rate": "attack success rate",
-    "mixed_accuracy": "accuracy on clean + triggered test set",
-    "source_to_target": "test {src} predicted as {tgt}",
-}
-
-
-def _num(key: str, value: float) -> str:
-    return f"{value:.0f}" if key == "source_to_target" else f"{value:.4f}"
-
-
-def _fmt_stat(key: str, stat: dict | None) -> str:
-    """``mean`` for one seed, ``mean ± std`` over several."""
-    if stat is None:
-        return "-"
-    if len(stat["values"]) == 1:
-        return _num(key, stat["mean"])
-    return (
-        f"{stat['mean']:.4g} ± {stat['std']:.2g}"
-        if key == "source_to_target"
-        else (f"{stat['mean']:.4f} ± {stat['std']:.4f}")
-    )
 
 
 def _seed_accuracies(result: ExperimentResult) -> list[float]:
@@ -65,11 +45,11 @@ def _poisoned_asr(result: ExperimentResult, stat: dict | None) -> str:
     accs = _seed_accuracies(result)
     collapsed = sum(not meaningful(a, k) for a in accs)
     if stat is None or collapsed == 0:
-        return _fmt_stat("attack_success_rate", stat)
+        return fmt_stat("attack_success_rate", stat)
     if len(accs) == 1:
         return asr_text(stat["mean"], accs[0], k)
     return (
-        f"{_fmt_stat('attack_success_rate', stat)} (not meaningful in {collapsed} of {len(accs)} "
+        f"{fmt_stat('attack_success_rate', stat)} (not meaningful in {collapsed} of {len(accs)} "
         "seeds: clean accuracy at chance)"
     )
 
@@ -91,7 +71,7 @@ def metric_rows(result: ExperimentResult) -> list[list[str]]:
     names = result.splits.class_names
     t = result.targets
     rows = []
-    for key, label in _LABELS.items():
+    for key, label in LABELS.items():
         clean = summary["clean"].get(key)
         poisoned = summary["poisoned"].get(key)
         if clean is None and poisoned is None:
@@ -102,7 +82,7 @@ def metric_rows(result: ExperimentResult) -> list[list[str]]:
             acc = result.clean.clean_accuracy
             rows.append([label, asr_text(clean, acc, len(names)), _poisoned_asr(result, poisoned)])
             continue
-        rows.append([label, "-" if clean is None else _num(key, clean), _fmt_stat(key, poisoned)])
+        rows.append([label, "-" if clean is None else num(key, clean), fmt_stat(key, poisoned)])
     poisoned_acc = summary["poisoned"].get("clean_accuracy")
     if poisoned_acc is not None:
         change = accuracy_change(summary["clean"]["clean_accuracy"], poisoned_acc["mean"])
@@ -190,6 +170,7 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
             ],
             ["integration", cfg.integration],
             ["seeds", ", ".join(map(str, cfg.seeds))],
+            ["clean baseline", cfg.baseline],
             ["clean model", result.clean_model_id],
             ["poisoned models", ", ".join(r.model_id for r in result.runs)],
         ],
@@ -200,6 +181,19 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
     )
     if asr_not_meaningful(result):
         report.paragraph(chance_note(len(result.splits.class_names)))
+    report.heading("Intervals")
+    report.paragraph(
+        f"Baseline: **{cfg.baseline}** ("
+        + (
+            "one clean model for every seed: the spread over seeds is the attack's and the poisoned "
+            "training's only)"
+            if cfg.baseline == "shared"
+            else "each seed trained its own clean model: the spread includes the clean training's)"
+        )
+        + ". The t interval needs two seeds or more; a single run has none (its std is not 0, it "
+        "is unknown). The Wilson interval covers only the sampling of the test images."
+    )
+    report.table(INTERVAL_HEADER, interval_rows(result))
     if "trigger" in figs:
         report.heading("Trigger").image(
             figs["trigger"], "test images of the source class, clean and triggered"
@@ -309,7 +303,9 @@ def experiment_record(result: ExperimentResult) -> dict:
         "train_hash": result.splits.train.content_hash,
         "test_hash": result.splits.test.content_hash,
         "clean_model": result.clean_model_id,
+        "clean_models": {str(r.seed): r.clean_model_id or result.clean_model_id for r in result.runs},
         "models": {str(r.seed): r.model_id for r in result.runs},
+        "seeds": list(cfg.seeds),
     }
     return run_record("experiment", config=cfg.model_dump(mode="json", exclude={"base_dir"}), extra=extra)
 

@@ -1,8 +1,9 @@
 """``poisonlab run CONFIG``: one poisoning experiment end to end, over seeds.
 
-Steps: load the splits; train (or reuse from the cache) the clean baseline; for each seed build
-the attack, poison the training set, integrate it (retrain from scratch, fine-tune the clean
-model on the poisoned set, or fine-tune on the poisoned samples only); measure both models. The
+Steps: load the splits; train (or reuse from the cache) the clean baseline (one shared, or with
+``baseline: per_seed`` one per seed, trained with that seed); for each seed build the attack,
+poison the training set, integrate it (retrain from scratch, fine-tune the seed's clean model on
+the poisoned set, or fine-tune it on the poisoned samples only); measure both models. The
 poisoned models are saved under ``out_dir/models/seed-<seed>``; ``results.json`` and the report
 are written by :func:`poisonlab.experiments.single.report.write_experiment`. A folder holding an
 earlier run is refused before any training unless ``overwrite=True`` (:func:`claim_experiment_dirs`).
@@ -16,7 +17,7 @@ from poisonlab.attacks.base import PoisonResult
 from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Splits
 from poisonlab.experiments.common.cache import clean_baseline
-from poisonlab.experiments.common.measure import measure, triggered_test
+from poisonlab.experiments.common.measure import ModelMeasurement, measure, triggered_test
 from poisonlab.experiments.single.build import attack_targets, build_attack
 from poisonlab.experiments.single.config import ExperimentConfig
 from poisonlab.experiments.single.records import ExperimentResult, SeedRun
@@ -119,26 +120,45 @@ def run_experiment(
     for path in external:
         if not path.is_file():
             raise FileNotFoundError(f"external image not found: {path}")
+    per_seed = cfg.baseline == "per_seed"
+    first = cfg.seeds[0] if per_seed else None
     clean, clean_id, clean_history, _ = clean_baseline(
-        splits, cfg.clean_train_config(), device=device, progress=progress
+        splits, cfg.clean_train_config(first), device=device, progress=progress
     )
     triggered = triggered_test(splits.test, targets)
+
+    def measured(model: PoisonlabModel) -> ModelMeasurement:
+        return measure(model, splits.test, targets, triggered=triggered, external=external, device=device)
+
     result = ExperimentResult(
         config=cfg,
         splits=splits,
         clean_model_id=clean_id,
         clean_history=clean_history,
         targets=targets,
-        clean=measure(clean, splits.test, targets, triggered=triggered, external=external, device=device),
+        clean=measured(clean),
         out_dir=out,
     )
     for seed in cfg.seeds:
+        own = None
+        if per_seed:  # this seed's own clean model (cached: the first one is the one above)
+            clean, clean_id, _, _ = clean_baseline(
+                splits, cfg.clean_train_config(seed), device=device, progress=progress
+            )
+            own = result.clean if seed == first else measured(clean)
         poison = build_attack(cfg, splits, seed).poison(splits.train)
         model, model_id, history = _poisoned_model(
             cfg, splits, poison, clean, clean_id, seed, out, device, progress, overwrite
         )
-        m = measure(model, splits.test, targets, triggered=triggered, external=external, device=device)
         result.runs.append(
-            SeedRun(seed=seed, poison=poison, model_id=model_id, measurement=m, history=history)
+            SeedRun(
+                seed=seed,
+                poison=poison,
+                model_id=model_id,
+                measurement=measured(model),
+                history=history,
+                clean_model_id=clean_id if per_seed else None,
+                clean=own,
+            )
         )
     return result

@@ -1,0 +1,233 @@
+"""The tables of ``docs/results/clean_label.md`` from the benchmark runs' ``results.json``.
+
+``benchmarks/clean_label_table.py`` prints them; ``tests/reporting/test_results_docs.py``
+regenerates them from the committed JSON and fails when the page differs. Every function takes
+the runs' data in page order (one ``results.json`` per setting, or several seeds of one setting
+pooled by :func:`poisonlab.experiments.clean_label.records.pool_seeds`).
+
+Success counts and rates leave out the trials whose victim collapsed (its clean accuracy fell
+far below the clean victim's, :data:`~poisonlab.experiments.clean_label.report.COLLAPSE_MARGIN`);
+those trials have their own table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from poisonlab.experiments.clean_label.report import (
+    COLLAPSE_MARGIN,
+    collapsed,
+    mean_detection,
+    summarize_data,
+    victim_accuracy,
+)
+from poisonlab.reporting.results_docs import markdown_table
+from poisonlab.reporting.stats import mean_interval, rate_difference
+
+__all__ = [
+    "KINDS",
+    "accuracy_table",
+    "collapsed_table",
+    "detection_table",
+    "doc_tables",
+    "paired_table",
+    "setting_difference_table",
+    "success_table",
+]
+
+KINDS = ("feature_collision", "clean_label_backdoor", "hidden_trigger", "gradient_matching")
+
+Run = Mapping[str, Any]
+
+
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def success_table(runs: Sequence[Run]) -> str:
+    """Per setting and attack: successes among the trials whose victim trained, the 95 % Wilson
+    interval, the collapsed victims left out, the control and the published average."""
+    rows = []
+    for run in runs:
+        cfg, clean = run["config"], run["clean"]
+        for r in summarize_data(run):
+            lo, hi = r["interval"]
+            rate = "-" if r["success_rate"] is None else f"{100 * r['success_rate']:.0f}%"
+            rows.append(
+                [
+                    cfg["setting"],
+                    r["attack"],
+                    f"{r['eps'] * 255:.0f}/255",
+                    f"{clean['poisons']} / {clean['train_size']}",
+                    f"{r['successes']}/{r['counted']}",
+                    f"{rate} ({100 * lo:.0f}-{100 * hi:.0f}%)",
+                    str(len(r["collapsed"])),
+                    f"{r['control']}/{r['trials']}",
+                    "-" if r["published"] is None else f"{r['published']:.1f}%",
+                ]
+            )
+    header = [
+        "setting",
+        "attack",
+        "eps",
+        "poisons / train",
+        "successes (victims that trained)",
+        "rate (95% Wilson)",
+        "collapsed victims (left out)",
+        "control",
+        "published avg",
+    ]
+    return markdown_table(header, rows)
+
+
+def collapsed_table(runs: Sequence[Run]) -> str:
+    """Every trial whose victim collapsed: its clean accuracy beside the clean victim's."""
+    rows = [
+        [
+            run["config"]["setting"],
+            str(row["trial"]) + (f" (seed {row['seed']})" if "seed" in row else ""),
+            row["attack"],
+            f"{row['clean_accuracy']:.3f}",
+            f"{victim_accuracy(run, row):.3f}",
+            "yes" if row["success"] else "no",
+        ]
+        for run in runs
+        for row in run["trials"]
+        if collapsed(run, row)
+    ]
+    header = ["setting", "trial", "attack", "victim's clean accuracy", "clean victim", "success"]
+    return markdown_table(header, rows) if rows else f"(no victim fell more than {COLLAPSE_MARGIN:.2f} below)"
+
+
+def accuracy_table(runs: Sequence[Run]) -> str:
+    """Mean clean accuracy of the victims that trained, per setting and attack, and the
+    backdoor rates (the clean model's in brackets)."""
+    names: list[str] = []
+    backdoors: list[str] = []
+    for run in runs:
+        for r in summarize_data(run):
+            names += [r["attack"]] if r["attack"] not in names else []
+            if r["backdoor_rate"] is not None and r["attack"] not in backdoors:
+                backdoors.append(r["attack"])
+    rows = []
+    for run in runs:
+        by_name = {r["attack"]: r for r in summarize_data(run)}
+        cells = [run["config"]["setting"], f"{run['clean']['victim_accuracy']:.3f}"]
+        for name in names:
+            r = by_name.get(name)
+            cells.append("-" if r is None or r["clean_accuracy"] is None else f"{r['clean_accuracy']:.3f}")
+        for name in backdoors:
+            r = by_name.get(name)
+            cells.append(
+                "-"
+                if r is None or r["backdoor_rate"] is None
+                else f"{_pct(r['backdoor_rate'])} ({_pct(r['backdoor_rate_clean'])})"
+            )
+        rows.append(cells)
+    header = ["setting", "clean victim", *names, *(f"{n} backdoor rate" for n in backdoors)]
+    return markdown_table(header, rows)
+
+
+def detection_table(runs: Sequence[Run]) -> str:
+    """Mean F1 / recall / AUROC of every defense per attack kind, over every trial of every run."""
+    trials = [r for run in runs for r in run["trials"]]
+    per_kind = {kind: mean_detection([r for r in trials if r["kind"] == kind]) for kind in KINDS}
+    defenses = sorted({name for det in per_kind.values() for name in det})
+    rows = [
+        [
+            kind,
+            *(
+                " / ".join(
+                    "-" if det.get(n, {}).get(k) is None else f"{det[n][k]:.2f}"
+                    for k in ("f1", "recall", "auroc")
+                )
+                for n in defenses
+            ),
+        ]
+        for kind, det in per_kind.items()
+    ]
+    return markdown_table(["attack", *defenses], rows)
+
+
+def _change(values: list[float]) -> list[str]:
+    """``mean ± sd`` in points, its t interval and whether 0 is outside it."""
+    if not values:
+        return ["-", "-", "-"]
+    stat = mean_interval([100 * v for v in values])
+    if stat.single:
+        return [f"{stat.mean:+.1f}", "single trial", "-"]
+    outside = "yes" if not stat.contains(0.0) else "no"
+    return [f"{stat.mean:+.1f} ± {stat.std:.1f}", f"{stat.low:+.2f} to {stat.high:+.2f}", outside]
+
+
+def paired_table(runs: Sequence[Run]) -> str:
+    """Per setting and attack, over the trials whose victim trained: the victim's clean accuracy
+    minus the clean victim's, and (backdoors) the backdoor rate minus the clean model's rate on
+    the same trial, in points, with the Student-t interval over trials."""
+    rows = []
+    for run in runs:
+        for spec in run["config"]["attacks"]:
+            ok = [r for r in run["trials"] if r["attack"] == spec["name"] and not collapsed(run, r)]
+            acc = [r["clean_accuracy"] - victim_accuracy(run, r) for r in ok]
+            rate = [
+                r["backdoor_rate"] - r["backdoor_rate_clean"]
+                for r in ok
+                if r.get("backdoor_rate") is not None
+            ]
+            rows.append([run["config"]["setting"], spec["name"], str(len(ok)), *_change(acc), *_change(rate)])
+    header = [
+        "setting",
+        "attack",
+        "trials",
+        "clean accuracy change (points)",
+        "95% t interval",
+        "0 outside",
+        "backdoor rate change (points)",
+        "95% t interval",
+        "0 outside",
+    ]
+    return markdown_table(header, rows)
+
+
+def setting_difference_table(runs: Sequence[Run]) -> str:
+    """For each attack run in two settings, the difference of their success rates (trials whose
+    victim trained) with Newcombe's 95 % interval."""
+    rates = {}
+    for run in runs:
+        for r in summarize_data(run):
+            rates[(run["config"]["setting"], r["attack"])] = (r["successes"], r["counted"])
+    settings = list(dict.fromkeys(run["config"]["setting"] for run in runs))
+    attacks = list(dict.fromkeys(a for _, a in rates))
+    rows = []
+    for attack in attacks:
+        for i, first in enumerate(settings):
+            for second in settings[i + 1 :]:
+                a, b = rates.get((first, attack)), rates.get((second, attack))
+                if a is None or b is None or not a[1] or not b[1]:
+                    continue
+                d = rate_difference(a[0], a[1], b[0], b[1])
+                rows.append(
+                    [
+                        attack,
+                        f"{first} - {second}",
+                        f"{a[0]}/{a[1]} - {b[0]}/{b[1]}",
+                        f"{100 * d.estimate:+.0f}",
+                        f"{100 * d.low:+.0f} to {100 * d.high:+.0f}",
+                        "yes" if d.excludes_zero else "no",
+                    ]  # fmt: skip
+                )
+    header = ["attack", "settings", "successes", "difference (points)", "95% Newcombe interval", "0 outside"]
+    return markdown_table(header, rows)
+
+
+def doc_tables(runs: Sequence[Run]) -> list[str]:
+    """Every table of the page, in page order."""
+    return [
+        success_table(runs),
+        collapsed_table(runs),
+        setting_difference_table(runs),
+        accuracy_table(runs),
+        paired_table(runs),
+        detection_table(runs),
+    ]
