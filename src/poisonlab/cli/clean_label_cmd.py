@@ -8,6 +8,7 @@ of a stopped run in ``--out`` (``cells.jsonl``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +28,12 @@ from poisonlab.cli._stages import duration, stage
 from poisonlab.cli.experiments_cmd import dataset_location
 from poisonlab.cli.options import (
     CONFIG_DATA_DIR_OPT,
+    GRID_SEEDS_OPT,
     QUIET_OPT,
     SEED_OPT,
     THREADS_OPT,
     out_option,
+    seed_list,
     use_threads,
 )
 
@@ -89,6 +92,7 @@ def clean_label_command(
     threads: int | None = THREADS_OPT,
     quiet: bool = QUIET_OPT,
     seed: int | None = SEED_OPT,
+    seeds: int | None = GRID_SEEDS_OPT,
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
     workers: int | None = WORKERS_OPT,
@@ -99,29 +103,47 @@ def clean_label_command(
     gradient matching), train the victim, and report success rates beside the published ones."""
     use_threads(threads)
     # imported here to keep CLI start-up light: only this command needs the crafting attacks
-    from poisonlab.experiments.clean_label import load_clean_label, run_clean_label, write_clean_label
+    from poisonlab.experiments.clean_label import load_clean_label
 
+    chosen = seed_list(seed, seeds)
     options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
     with executor_session(executor, quiet=quiet, **options) as runner:  # bad options fail first
-        overrides = {"device": device, "trials": trials, "seed": seed}
-        cfg = _with_overrides(load_clean_label(config), config, data_dir, overrides)
-        runner.connect()
-        _plan_stage(cfg)
-        journal = Path(out) / "cells.jsonl"
-        if not resume:  # a fresh run replaces the folder's results, as it always did
-            journal.unlink(missing_ok=True)
+        base = load_clean_label(config)
+        folders = [Path(out)] if seeds is None else [Path(out) / f"seed-{s}" for s in chosen]
+        for s, folder in zip(chosen, folders, strict=True):
+            overrides = {"device": device, "trials": trials, "seed": s}
+            cfg = _with_overrides(base, config, data_dir, overrides)
+            run = _run_one(cfg, folder, runner, quiet=quiet, resume=resume)
+    if seeds is None:
+        _print_summary(run)
+        console.print(f"report: {Path(out) / 'report.md'}", soft_wrap=True)
+        return
+    from poisonlab.experiments.clean_label.report import write_pooled_clean_label
 
-        def on_row(run: CleanLabelResult, row: dict[str, Any]) -> None:
-            # written after every row: a long CPU run that is stopped keeps its finished trials
-            write_clean_label(run, out)
-            done = len(run.trials)
-            serial = runner.in_process and done % len(cfg.attacks) == 0
-            if serial and done < cfg.trials * len(cfg.attacks):
-                _trial_stage(cfg, done // len(cfg.attacks))
+    results = [json.loads((f / "results.json").read_text(encoding="utf-8")) for f in folders]
+    report = write_pooled_clean_label(results, out)
+    console.print(f"report over {len(folders)} seeds: {report}", soft_wrap=True)
 
-        run = run_clean_label(cfg, progress=not quiet, on_row=on_row, executor=runner, journal=journal)
-    _print_summary(run)
-    console.print(f"report: {Path(out) / 'report.md'}", soft_wrap=True)
+
+def _run_one(cfg: CleanLabelConfig, out: Path, runner: Any, *, quiet: bool, resume: bool) -> CleanLabelResult:
+    """One benchmark (one seed) on ``runner``, its report rewritten after every finished row."""
+    from poisonlab.experiments.clean_label import run_clean_label, write_clean_label
+
+    runner.connect()
+    _plan_stage(cfg)
+    journal = out / "cells.jsonl"
+    if not resume:  # a fresh run replaces the folder's results, as it always did
+        journal.unlink(missing_ok=True)
+
+    def on_row(run: CleanLabelResult, row: dict[str, Any]) -> None:
+        # written after every row: a long CPU run that is stopped keeps its finished trials
+        write_clean_label(run, out)
+        done = len(run.trials)
+        serial = runner.in_process and done % len(cfg.attacks) == 0
+        if serial and done < cfg.trials * len(cfg.attacks):
+            _trial_stage(cfg, done // len(cfg.attacks))
+
+    return run_clean_label(cfg, progress=not quiet, on_row=on_row, executor=runner, journal=journal)
 
 
 def _plan_stage(cfg: CleanLabelConfig) -> None:

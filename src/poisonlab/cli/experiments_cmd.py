@@ -29,11 +29,13 @@ from poisonlab.cli.options import (
     DATA_DIR_OPT,
     DATASET_OPT,
     DEVICE_OPT,
+    GRID_SEEDS_OPT,
     OVERWRITE_OPT,
     QUIET_OPT,
     SEED_OPT,
     THREADS_OPT,
     out_option,
+    seed_list,
     use_threads,
 )
 
@@ -98,8 +100,7 @@ def run_command(
     from poisonlab.experiments.single.run import claim_experiment_dirs
 
     use_threads(threads)
-    if seed is not None and seeds is not None:
-        raise ValueError("give --seed S (one seed) or --seeds N (seeds 0..N-1), not both")
+    seed_list(seed, seeds)  # not both
     cfg = with_data_dir(load_experiment(config), data_dir)
     if seed is not None:
         cfg = cfg.model_copy(update={"seeds": [seed]})
@@ -239,6 +240,7 @@ def matrix_command(
     threads: int | None = THREADS_OPT,
     quiet: bool = QUIET_OPT,
     seed: int | None = SEED_OPT,
+    seeds: int | None = GRID_SEEDS_OPT,
     overwrite: bool = OVERWRITE_OPT,
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
@@ -250,11 +252,29 @@ def matrix_command(
     from poisonlab.provenance import claim_run_dir
 
     use_threads(threads)
+    chosen = seed_list(seed, seeds)
     if not resume:  # --resume continues the run in OUT; otherwise a finished run there is refused
         claim_run_dir(out, overwrite=overwrite)
     options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
     with executor_session(executor, quiet=quiet, **options) as runner:
-        _run_matrix(config, out, data_dir, device, quiet, seed, runner, resume)
+        if seeds is None:
+            _run_matrix(config, out, data_dir, device, quiet, seed, runner, resume)
+            return
+        for s in chosen:  # one whole grid per seed, its rows side by side on the executor
+            stage(f"seed {s} of 0..{seeds - 1}")
+            _run_matrix(config, out / f"seed-{s}", data_dir, device, quiet, s, runner, resume)
+    _combine_matrix_seeds(out, [out / f"seed-{s}" for s in chosen])
+
+
+def _combine_matrix_seeds(out: Path, folders: list[Path]) -> None:
+    """``--seeds N``: the per-seed ``matrix.json`` files combined into one report in ``out``."""
+    import json
+
+    from poisonlab.experiments.matrix.report import write_matrix_seeds
+
+    results = [json.loads((f / "matrix.json").read_text(encoding="utf-8")) for f in folders]
+    paths = write_matrix_seeds(results, out)
+    console.print(f"report over {len(folders)} seeds: {paths['report_html']}", soft_wrap=True)
 
 
 def _run_matrix(

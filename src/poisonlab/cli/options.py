@@ -41,6 +41,22 @@ JSON_OPT = typer.Option(
     False, "--json", help="print one JSON document to stdout (and nothing else there); messages go to stderr"
 )
 SEED_OPT = typer.Option(None, "--seed", help="override the config's seed(s) with this one")
+GRID_SEEDS_OPT = typer.Option(
+    None,
+    "--seeds",
+    min=1,
+    help="replicate the whole grid over seeds 0..N-1 (OUT/seed-K each, its own clean model), then a "
+    "combined report: mean, sample std and 95% intervals",
+)
+
+
+def seed_list(seed: int | None, seeds: int | None) -> list[int | None]:
+    """The seeds a grid command runs: ``[seed]`` (None: the config's own), or 0..N-1 for ``--seeds N``."""
+    if seed is not None and seeds is not None:
+        raise ValueError("give --seed S (one seed) or --seeds N (seeds 0..N-1), not both")
+    return [seed] if seeds is None else list(range(seeds))
+
+
 OVERWRITE_OPT = typer.Option(
     False,
     "--overwrite",

@@ -174,6 +174,7 @@ def run_row(
             **(m.metrics or {}),
             "flagged": int(m.flagged.sum()),
             "seconds": m.seconds,
+            "params": dict(m.params),  # what ran in this cell, defaults included
         }
     if result.screen is not None:
         record.detection["screen"] = {
