@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -169,10 +169,24 @@ def run_campaign_command(seeds: str, attacks: str, out: Path, work_dir: Path | N
         finally:
             shutil.rmtree(work, ignore_errors=True)
     summary = summarise(records) | {"wall_seconds": round(time.perf_counter() - start, 1)}
+    summary["provenance"] = _campaign_provenance(cfg)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown(summary), encoding="utf-8")
     console.print(escape(markdown(summary)))
     console.print(f"records, summary and report: {out}")
+
+
+def _campaign_provenance(cfg: Any) -> dict[str, Any]:
+    """Commit, versions, seeds and every parameter: the campaign's and the service's defaults."""
+    import dataclasses
+
+    from poisonlab.reporting.stamp import result_provenance
+    from poisonlab.service.settings import ServiceSettings
+
+    fields = ServiceSettings.model_fields.items()
+    service = {name: f.get_default(call_default_factory=True) for name, f in fields if not f.is_required()}
+    campaign = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("seeds", "work_dir")}
+    return result_provenance(seeds=cfg.seeds, parameters={"campaign": campaign, "service_defaults": service})
 
 
 @cli_errors
