@@ -1,4 +1,5 @@
-"""evaluate() and write_evaluation(): accuracy, confusion, source->target indices, written files."""
+"""evaluate() and write_evaluation(): accuracy, confusion, source->target indices, test-time
+augmentation, written files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PIL import Image
 
 from poisonlab.data.dataset import Dataset
 from poisonlab.evaluation import Evaluation, evaluate, write_evaluation
+from poisonlab.inference import TestTimeAugmentation, forward_pass
 from poisonlab.models.base import PoisonlabModel
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -188,3 +190,51 @@ def test_write_evaluation_with_an_absent_class_is_valid_json(tmp_path, oracle, c
     metrics = _strict_json(paths["metrics"].read_text(encoding="utf-8"))
     assert metrics["per_class_accuracy"] == {"red": 1.0, "green": 1.0, "blue": None}
     _png_size(paths["confusion_grid"])  # an empty grid still draws a PNG
+
+
+class LeftHalfOracle(PoisonlabModel):
+    """Predicts from the dominant colour of the left half only: mirrored views see the right half."""
+
+    arch = "left-half-oracle"
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : x.shape[-1] // 2].mean(dim=(2, 3))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return features * 10.0
+
+
+def _half_painted(colour_data) -> Dataset:
+    """The colour images with their right half painted in the next class's colour."""
+    x = colour_data.x.copy()
+    x[:, :, 4:] = x[np.roll(np.arange(len(x)), -1), :, 4:]
+    return colour_data.replace(x=x)
+
+
+def test_tta_accuracy_is_reported_beside_the_plain_one(colour_data):
+    data = _half_painted(colour_data)
+    tta = TestTimeAugmentation(flip=True, translate=1)
+    result = evaluate(LeftHalfOracle(input_shape=(8, 8, 3), num_classes=3), data, device="cpu", tta=tta)
+    plain = evaluate(LeftHalfOracle(input_shape=(8, 8, 3), num_classes=3), data, device="cpu")
+    assert result.accuracy == plain.accuracy == 1.0  # the plain figures are unchanged
+    np.testing.assert_array_equal(result.predictions, plain.predictions)
+    np.testing.assert_array_equal(result.confusion, plain.confusion)
+    out = forward_pass(LeftHalfOracle(input_shape=(8, 8, 3), num_classes=3), data.x, device="cpu", tta=tta)
+    assert result.tta_accuracy == pytest.approx(float((out.predictions == data.y).mean()))
+    assert result.tta_accuracy < 1.0  # the mirrored views voted for the right half's colour
+    assert plain.tta is None and plain.tta_accuracy is None and "tta_accuracy" not in plain.to_json()
+    data_json = result.to_json()
+    assert data_json["tta_accuracy"] == result.tta_accuracy
+    assert data_json["tta"] == {"flip": True, "translate": 1}
+
+
+def test_write_evaluation_reports_the_tta_accuracy(tmp_path, oracle, relabelled):
+    tta = TestTimeAugmentation(flip=True, translate=1)
+    paths = write_evaluation(
+        evaluate(oracle, relabelled, device="cpu", tta=tta), relabelled, tmp_path, title="t"
+    )
+    md = paths["report_md"].read_text(encoding="utf-8")
+    assert "| accuracy with test-time augmentation (mirror + 1-pixel shifts) | 0.8889 |" in md
+    assert _strict_json(paths["metrics"].read_text(encoding="utf-8"))["tta_accuracy"] == pytest.approx(
+        32 / 36
+    )

@@ -1,4 +1,4 @@
-"""forward_pass / predict / check_images, and the device and precision choices."""
+"""forward_pass / predict / check_images, test-time augmentation, the device and precision choices."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ import pytest
 import torch
 
 from poisonlab.device import autocast, resolve_device, use_bf16
-from poisonlab.inference import ForwardResult, check_images, forward_pass, predict, to_input
-from poisonlab.models import PreActResNet18, SimpleCifarCNN
+from poisonlab.inference import (
+    CPU_BATCH_SIZE,
+    GPU_BATCH_SIZE,
+    ForwardResult,
+    TestTimeAugmentation,
+    check_images,
+    default_batch_size,
+    forward_pass,
+    predict,
+    to_input,
+)
+from poisonlab.models import AirbenchNet, PreActResNet18, SimpleCifarCNN
+from poisonlab.models.base import PoisonlabModel
 
 
 def _images(n: int, shape=(8, 8, 3), seed: int = 0) -> np.ndarray:
@@ -218,3 +229,146 @@ def test_autocast_context():
         assert (a @ a).dtype == torch.float32
     with autocast(cpu, True):
         assert (a @ a).dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------- test-time augmentation, speed paths
+class PixelLinear(PoisonlabModel):
+    """Logits are fixed position-dependent weighted sums of the pixels: every shift and mirror of
+    an image gives other logits, so the TTA average can be checked view by view."""
+
+    arch = "pixel-linear"
+
+    def __init__(self) -> None:
+        super().__init__(input_shape=(8, 8, 3), num_classes=4)
+        gen = torch.Generator().manual_seed(0)
+        self.register_buffer("w", torch.randn(4, 3, 8, 8, generator=gen))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nchw,kchw->nk", x, self.w)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def _views_by_hand(x: torch.Tensor, t: int) -> list[tuple[float, torch.Tensor]]:
+    """(weight, view) pairs of airbench's flip + translate TTA, built one by one."""
+    pad = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")
+    down_right, up_left = pad[..., :8, :8], pad[..., 2 * t :, 2 * t :]
+    views = [(1 / 4, x), (1 / 4, x.flip(-1))]
+    views += [(1 / 8, v) for s in (down_right, up_left) for v in (s, s.flip(-1))]
+    return views
+
+
+@pytest.mark.parametrize("t", [1, 2])
+def test_tta_is_the_weighted_mean_of_the_mirrored_and_shifted_views(t):
+    model, x = PixelLinear().eval(), _images(5)
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        expected = sum(w * model(v) for w, v in _views_by_hand(xt, t))
+    # the down-right view really moves the content: its centre equals the image's top-left
+    assert torch.equal(_views_by_hand(xt, t)[2][1][..., t:, t:], xt[..., :-t, :-t])
+    out = forward_pass(model, x, device="cpu", tta=TestTimeAugmentation(flip=True, translate=t))
+    np.testing.assert_allclose(out.logits, expected.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out.plain_logits, forward_pass(model, x, device="cpu").logits, rtol=1e-6)
+    assert out.features is None
+    np.testing.assert_array_equal(out.predictions, out.logits.argmax(1))
+
+
+def test_tta_without_translation_or_without_flips():
+    model, x = PixelLinear().eval(), _images(3)
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        mirror = 0.5 * (model(xt) + model(xt.flip(-1)))
+        pad = torch.nn.functional.pad(xt, (1, 1, 1, 1), mode="reflect")
+        shifts = 0.5 * model(xt) + 0.25 * (model(pad[..., :8, :8]) + model(pad[..., 2:, 2:]))
+    flip_only = forward_pass(model, x, device="cpu", tta=TestTimeAugmentation(translate=0)).logits
+    shift_only = forward_pass(model, x, device="cpu", tta=TestTimeAugmentation(flip=False)).logits
+    np.testing.assert_allclose(flip_only, mirror.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(shift_only, shifts.numpy(), rtol=1e-5, atol=1e-4)
+    assert TestTimeAugmentation().views == 6 and TestTimeAugmentation(translate=0).views == 2
+
+
+@pytest.mark.parametrize("kwargs", [{"flip": False, "translate": 0}, {"translate": -1}, {"translate": 1.5}])
+def test_tta_settings_are_validated(kwargs):
+    with pytest.raises(ValueError):
+        TestTimeAugmentation(**kwargs)
+
+
+def test_tta_with_features_is_a_value_error(tiny_model):
+    with pytest.raises(ValueError, match="features"):
+        forward_pass(tiny_model, _images(2), features=True, tta=TestTimeAugmentation(), device="cpu")
+
+
+def test_empty_input_with_tta(tiny_model):
+    out = forward_pass(tiny_model, _images(0), device="cpu", tta=TestTimeAugmentation())
+    assert out.logits.shape == (0, 3) and out.plain_logits.shape == (0, 3)
+
+
+def _naive(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One image at a time, NCHW, eval mode: the slowest honest reference."""
+    model.eval()
+    logits, feats = [], []
+    with torch.no_grad():
+        for img in images:
+            x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+            f = model.features(x)
+            feats.append(f[0].numpy())
+            logits.append(model.head(f)[0].numpy())
+    return np.stack(logits), np.stack(feats)
+
+
+@pytest.mark.parametrize("arch", ["simple", "preact", "airbench"])
+@pytest.mark.parametrize("batch_size", [None, 7, 64])
+def test_forward_pass_matches_a_naive_loop(arch, batch_size):
+    torch.manual_seed(0)
+    shape = (16, 16, 3)
+    model = {
+        "simple": lambda: SimpleCifarCNN(input_shape=shape, num_classes=5),
+        "preact": lambda: PreActResNet18(input_shape=shape, num_classes=5, width=4),
+        "airbench": lambda: AirbenchNet(input_shape=shape, num_classes=5, widths=(8, 8, 8)),
+    }[arch]()
+    model.train()
+    with torch.no_grad():  # BatchNorm statistics of real activations, so outputs are O(1)
+        model(torch.rand(32, 3, 16, 16))
+    x = _images(20, shape)
+    logits, feats = _naive(model, x)
+    out = forward_pass(model, x, features=True, device="cpu", batch_size=batch_size)
+    np.testing.assert_allclose(out.logits, logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out.features, feats, rtol=1e-4, atol=1e-4)
+
+
+def test_parameters_can_still_train_after_a_forward_pass(tiny_model):
+    # the pass runs under inference_mode: the weights must not become inference tensors
+    forward_pass(tiny_model, _images(3), device="cpu")
+    tiny_model.train()
+    tiny_model(torch.rand(4, 3, 8, 8)).sum().backward()
+    assert all(p.grad is not None for p in tiny_model.parameters())
+
+
+def test_default_batch_size_per_device():
+    assert default_batch_size(torch.device("cpu")) == CPU_BATCH_SIZE
+    assert default_batch_size(torch.device("cuda")) == GPU_BATCH_SIZE
+    with pytest.raises(ValueError, match="batch_size"):
+        forward_pass(SimpleCifarCNN(input_shape=(8, 8, 3), num_classes=3), _images(2), batch_size=0)
+
+
+def test_compile_path_pads_the_last_batch_to_one_shape(tiny_model, monkeypatch):
+    # torch.compile itself takes tens of seconds on a CPU; the padding around it is what is tested
+    shapes = []
+
+    def fake_compile(module, **kwargs):
+        assert kwargs == {"dynamic": False}
+
+        def run(x):
+            shapes.append(tuple(x.shape))
+            return module(x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    x = _images(10)
+    out = forward_pass(tiny_model, x, features=True, device="cpu", batch_size=4, compile=True)
+    assert shapes == [(4, 3, 8, 8)] * 3  # 4 + 4 + 2 padded to 4
+    ref = forward_pass(tiny_model, x, features=True, device="cpu", batch_size=4)
+    np.testing.assert_allclose(out.logits, ref.logits, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out.features, ref.features, rtol=1e-6, atol=1e-6)

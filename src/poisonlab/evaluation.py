@@ -1,5 +1,10 @@
 """Model evaluation: accuracy, per-class accuracy, confusion matrix and a chosen confusion.
 
+With test-time augmentation (``tta``, :class:`poisonlab.inference.TestTimeAugmentation`) the
+accuracy of the augmented predictions is reported as ``tta_accuracy`` beside the plain
+``accuracy``, from the same pass; the confusion matrix and the per-class figures stay those of the
+plain predictions, the figures every earlier result used.
+
 :func:`evaluate` computes; :func:`write_evaluation` writes ``metrics.json``, ``confusion.json``,
 ``confusion.png``, a grid of the ``source -> target`` confusions and ``report.md``/``report.html``.
 """
@@ -14,7 +19,7 @@ import numpy as np
 
 from poisonlab import metrics
 from poisonlab.data.dataset import Dataset
-from poisonlab.inference import forward_pass
+from poisonlab.inference import TestTimeAugmentation, forward_pass
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.reporting import Report, confusion_matrix_png, image_grid_png
 from poisonlab.reprs import concise_repr
@@ -25,7 +30,8 @@ class Evaluation:
     """Results of one model on one dataset.
 
     ``confusion`` is (K, K) int64 (rows = true class); ``predictions`` (N,) int64;
-    ``confusion_indices`` the dataset indices of ``source -> target`` confusions (when asked).
+    ``confusion_indices`` the dataset indices of ``source -> target`` confusions (when asked);
+    ``tta_accuracy`` the accuracy with test-time augmentation ``tta`` (None without).
     """
 
     dataset_name: str
@@ -38,6 +44,8 @@ class Evaluation:
     source: int | None = None
     target: int | None = None
     confusion_indices: np.ndarray | None = None
+    tta: TestTimeAugmentation | None = None
+    tta_accuracy: float | None = None
 
     @property
     def confusion_count(self) -> int | None:
@@ -51,6 +59,7 @@ class Evaluation:
             n=len(self.predictions),
             classes=len(self.class_names),
             accuracy=self.accuracy,
+            tta_accuracy=self.tta_accuracy,
             confusions=self.confusion_count,
         )
 
@@ -68,6 +77,9 @@ class Evaluation:
             "confusion_matrix": self.confusion.tolist(),
             "class_names": list(names),
         }
+        if self.tta is not None:
+            out["tta_accuracy"] = self.tta_accuracy
+            out["tta"] = {"flip": self.tta.flip, "translate": self.tta.translate}
         if self.source is not None and self.target is not None:
             out["confusion_of_interest"] = {
                 "source": names[self.source],
@@ -84,15 +96,25 @@ def evaluate(
     source: str | int | None = None,
     target: str | int | None = None,
     device: str = "auto",
+    tta: TestTimeAugmentation | None = None,
 ) -> Evaluation:
-    """Evaluate ``model`` on ``dataset``; optionally count ``source`` images predicted as ``target``."""
+    """Evaluate ``model`` on ``dataset``; optionally count ``source`` images predicted as ``target``.
+
+    ``tta`` adds ``tta_accuracy`` (test-time augmentation, one pass over the data for both
+    figures); everything else is computed from the plain predictions.
+    """
     if (source is None) != (target is None):
         raise ValueError("give both source and target classes, or neither")
     if model.num_classes != dataset.num_classes:
         raise ValueError(
             f"model has {model.num_classes} classes, dataset {dataset.name} has {dataset.num_classes}"
         )
-    pred = forward_pass(model, dataset.x, device=device).predictions.astype(np.int64)
+    out = forward_pass(model, dataset.x, device=device, tta=tta)
+    plain = out.logits if tta is None else out.plain_logits
+    pred = plain.argmax(1).astype(np.int64)
+    tta_acc = None
+    if tta is not None:
+        tta_acc = metrics.accuracy(dataset.y, out.predictions) if len(dataset) else float("nan")
     k = dataset.num_classes
     src = tgt = idx = None
     if source is not None:
@@ -111,6 +133,8 @@ def evaluate(
         source=src,
         target=tgt,
         confusion_indices=idx,
+        tta=tta,
+        tta_accuracy=tta_acc,
     )
 
 
@@ -136,7 +160,10 @@ def write_evaluation(
     report.paragraph(
         f"Dataset `{result.dataset_name}` ({len(dataset)} images, sha256 {result.dataset_hash[:16]}...)."
     )
-    report.table(["metric", "value"], [["accuracy", result.accuracy]])
+    rows = [["accuracy", result.accuracy]]
+    if result.tta is not None:
+        rows.append([f"accuracy with test-time augmentation ({_tta_words(result.tta)})", result.tta_accuracy])
+    report.table(["metric", "value"], rows)
     report.heading("Per-class accuracy")
     report.table(
         ["class", "accuracy", "support"],
@@ -161,3 +188,8 @@ def write_evaluation(
         report.image(grid.name, f"{src} -> {tgt}")
     paths["report_md"], paths["report_html"] = report.write(out)
     return paths
+
+
+def _tta_words(tta: TestTimeAugmentation) -> str:
+    parts = (["mirror"] if tta.flip else []) + ([f"{tta.translate}-pixel shifts"] if tta.translate else [])
+    return " + ".join(parts)

@@ -58,7 +58,14 @@ def test_contract_and_parameters() -> None:
         "threshold": 2.5,
         "max_fpr": None,
     }
-    bad_params = ({"k": 0}, {"threshold": 0.0}, {"threshold": -1.0}, {"k": 2.5}, {"max_fpr": 0.0}, {"max_fpr": 1})
+    bad_params = (
+        {"k": 0},
+        {"threshold": 0.0},
+        {"threshold": -1.0},
+        {"k": 2.5},
+        {"max_fpr": 0.0},
+        {"max_fpr": 1},
+    )
     for bad in bad_params:
         with pytest.raises(ValueError):
             AnchoredKNN(**bad)

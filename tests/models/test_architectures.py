@@ -134,7 +134,7 @@ def test_build_model_unknown_arch_lists_the_known_ones():
         build_model({"arch": "resnet9000", "input_shape": [8, 8, 3], "num_classes": 3})
     for name in ARCHITECTURES:
         assert name in str(info.value)
-    assert sorted(ARCHITECTURES) == ["preact-resnet18", "simple-cifar10"]
+    assert sorted(ARCHITECTURES) == ["airbench", "preact-resnet18", "simple-cifar10"]
 
 
 @pytest.mark.parametrize(

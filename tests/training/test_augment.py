@@ -1,4 +1,5 @@
-"""random_crop_flip: shape/dtype, identity settings, crops are windows, flips mirror, seeding."""
+"""random_crop_flip: shape/dtype, identity settings, crops are windows (zero or reflect padding),
+flips mirror (drawn or given), seeding; alternating flips."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poisonlab.training.augment import random_crop_flip
+from poisonlab.training.augment import alternating_flips, random_crop_flip
 
 
 def _images(n: int = 16, c: int = 3, h: int = 6, w: int = 5, seed: int = 0) -> torch.Tensor:
@@ -84,3 +85,40 @@ def test_seeded_generator_is_reproducible():
     c = random_crop_flip(x, padding=3, flip=True, generator=torch.Generator().manual_seed(43))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+# ------------------------------------------------------------- reflect padding, alternating flips
+def test_reflect_crops_are_windows_of_the_reflect_padded_image():
+    pad, x = 2, _images(n=32)
+    out = random_crop_flip(
+        x, padding=pad, flip=False, padding_mode="reflect", generator=torch.Generator().manual_seed(4)
+    )
+    padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(torch.uint8)
+    h, w = x.shape[2:]
+    windows = [padded[:, :, i : i + h, j : j + w] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+    for n in range(len(x)):
+        assert any(torch.equal(out[n], win[n]) for win in windows)
+    assert (out > 0).all()  # nothing was zero-padded
+
+
+def test_reflect_padding_must_be_smaller_than_the_image():
+    with pytest.raises(ValueError, match="reflect padding"):
+        random_crop_flip(_images(h=4, w=4), padding=4, flip=False, padding_mode="reflect")
+    with pytest.raises(ValueError, match="padding_mode"):
+        random_crop_flip(_images(), padding=1, flip=False, padding_mode="edge")
+
+
+def test_a_given_flip_mask_decides_which_images_flip():
+    x = _images(n=6)
+    mask = torch.tensor([True, False, False, True, True, False])
+    out = random_crop_flip(x, padding=0, flip=True, flip_mask=mask)
+    for n in range(6):
+        assert torch.equal(out[n], x[n].flip(2) if mask[n] else x[n])
+
+
+def test_alternating_flips_switch_every_epoch():
+    base = torch.rand(50, generator=torch.Generator().manual_seed(0)) < 0.5
+    odd, even = alternating_flips(base, 1), alternating_flips(base, 2)
+    assert torch.equal(odd, base) and torch.equal(even, ~base)
+    assert torch.equal(alternating_flips(base, 7), odd) and torch.equal(alternating_flips(base, 10), even)
+    assert (odd ^ even).all()  # over two consecutive epochs every image is seen both ways

@@ -81,7 +81,7 @@ def test_digits_recipe():
 
 
 def test_presets_table():
-    assert set(PRESETS) == {"fast", "digits", "chapter", "chapter-finetune"}
+    assert set(PRESETS) == {"fast", "digits", "chapter", "chapter-finetune", "airbench", "chapter-fast"}
     assert PRESETS["chapter"]() == chapter_recipe()
     assert PRESETS["chapter-finetune"]() == chapter_finetune()
     assert PRESETS["fast"]() == fast_recipe() and PRESETS["digits"]() == digits_recipe()

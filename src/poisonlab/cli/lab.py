@@ -43,10 +43,13 @@ def train_command(
     preset: str | None = typer.Option(
         None,
         "--preset",
-        help="fast, digits, chapter or chapter-finetune (default: the dataset's recipe; with --init "
-        "chapter-finetune)",
+        help="fast, digits, chapter, chapter-finetune, chapter-fast (the chapter CNN with lookahead, "
+        "alternating flips, translations) or airbench (with --arch airbench: whitening, SGD-Nesterov, "
+        "lookahead, TTA) (default: the dataset's recipe; with --init chapter-finetune)",
     ),
-    arch: str | None = typer.Option(None, "--arch", help="simple-cifar10 or preact-resnet18"),
+    arch: str | None = typer.Option(
+        None, "--arch", help="simple-cifar10 (the chapter's CNN), airbench or preact-resnet18"
+    ),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
     lr: float | None = typer.Option(None, "--lr"),

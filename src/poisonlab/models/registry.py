@@ -1,9 +1,10 @@
-"""Architectures by name."""
+"""Architectures by name: the chapter CNN, PreAct ResNet-18 and the airbench-style network."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from poisonlab.models.airbench import AirbenchNet
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.preact_resnet import PreActResNet18
 from poisonlab.models.simple_cnn import SimpleCifarCNN
@@ -11,6 +12,7 @@ from poisonlab.models.simple_cnn import SimpleCifarCNN
 ARCHITECTURES: dict[str, Callable[..., PoisonlabModel]] = {
     SimpleCifarCNN.arch: SimpleCifarCNN,
     PreActResNet18.arch: PreActResNet18,
+    AirbenchNet.arch: AirbenchNet,
 }
 
 
@@ -29,7 +31,7 @@ def build_model(spec: dict) -> PoisonlabModel:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
     if "input_shape" not in spec or "num_classes" not in spec:
         raise ValueError("a model spec needs 'input_shape' (H, W, C) and 'num_classes'")
-    for key in ("input_shape", "mean", "std", "dropout"):
+    for key in ("input_shape", "mean", "std", "dropout", "widths"):
         if spec.get(key) is not None:
             spec[key] = tuple(spec[key])
     try:

@@ -1,7 +1,10 @@
 """The one training function: from scratch or fine-tuning, on CPU first.
 
 The fast recipe (one-cycle SGD, label smoothing, batched crop+flip on uint8 tensors,
-channels_last) is the default; see BENCHMARKS.md for what it reaches on CIFAR-10.
+channels_last) is the default; see BENCHMARKS.md for what it reaches on CIFAR-10. A freshly
+built model that exposes ``init_whitening(images)`` (the airbench network's patch whitening)
+gets it called with the uint8 training images before the first step; its weights are then part
+of the saved model like any other.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from poisonlab.data.dataset import Dataset
@@ -24,10 +28,14 @@ from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
 from poisonlab.reprs import concise_repr
 from poisonlab.threads import compute_threads, estimate_flops
-from poisonlab.training.augment import random_crop_flip
+from poisonlab.training.augment import alternating_flips, random_crop_flip
 from poisonlab.training.batchnorm import recalibrate_batchnorm
-from poisonlab.training.config import TrainConfig
+from poisonlab.training.lookahead import Lookahead
+from poisonlab.training.optim import make_optimizer, make_schedule, one_cycle_factor
+from poisonlab.training.options import TrainConfig
 from poisonlab.training.progress import TrainProgress
+
+__all__ = ["EpochStats", "TrainResult", "one_cycle_factor", "train"]
 
 
 @dataclass(frozen=True)
@@ -73,40 +81,6 @@ def _check_data(data: Dataset, model: PoisonlabModel) -> None:
         raise ValueError(f"model has {model.num_classes} classes, dataset has {data.num_classes}")
 
 
-def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on BatchNorm and bias parameters: standard for short schedules.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    if cfg.optimizer == "adam":
-        # Keras-style Adam (the chapter's): L2 folded into the gradient is what weight_decay does here.
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def one_cycle_factor(step: int, total: int, warmup_fraction: float) -> float:
-    """Multiplier of the peak lr at ``step`` (0-based) of ``total``: a linear rise from 0.1 to 1
-    over the warm-up share, then a linear fall to 0.01 at the last step (Smith & Topin 2017,
-    "Super-Convergence", arXiv:1708.07120)."""
-    warm = min(max(1, round(total * warmup_fraction)), max(1, total - 1))
-    if step < warm:
-        return 0.1 + 0.9 * step / warm
-    rest = max(1, total - 1 - warm)
-    return max(0.01, 1.0 - 0.99 * (step - warm) / rest)
-
-
-def _make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: one_cycle_factor(step, total_steps, cfg.warmup_fraction)
-        )
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    return None
-
-
 #: a last batch smaller than this is skipped (its samples come round again after the reshuffle)
 MIN_TAIL_BATCH = 8
 
@@ -143,7 +117,8 @@ def train(
         Recipe; the benchmarked fast recipe by default.
     model : PoisonlabModel, optional
         Fine-tune mode: a copy of this model continues training on ``data`` only. When ``None``
-        a new model is built from ``config.model``.
+        a new model is built from ``config.model`` (and whitened on ``data`` when it has
+        ``init_whitening``).
     val_data : Dataset, optional
         Evaluated after each epoch (every ``config.validate_every`` epochs).
     device : {"auto", "cpu", "cuda"}
@@ -156,12 +131,13 @@ def train(
     Returns
     -------
     TrainResult
-        The trained model (in eval mode) and per-epoch statistics.
+        The trained model (in eval mode) and per-epoch statistics; ``seconds`` counts the setup
+        (model, whitening) and the epochs, not ``on_epoch_end``.
     """
     cfg = config or TrainConfig()
+    start, callback_seconds = time.perf_counter(), 0.0  # the setup (whitening included) counts
     run = _Run.start(data, cfg, model, val_data, resolve_device(device))
     result = TrainResult(model=run.net, config=cfg)
-    start, callback_seconds = time.perf_counter(), 0.0
     with (
         compute_threads(run.step_flops, run.dev),
         TrainProgress(cfg.epochs, run.steps_per_epoch, enabled=progress) as bar,
@@ -194,9 +170,29 @@ def train(
     return result
 
 
+def _prepare_net(
+    data: Dataset, cfg: TrainConfig, model: PoisonlabModel | None, val_data: Dataset | None, dev
+) -> PoisonlabModel:
+    """A new network from ``cfg.model`` (whitened on ``data`` when it can be) or a copy of ``model``."""
+    net = (
+        build_model(cfg.model.spec(data.image_shape, data.num_classes))
+        if model is None
+        else copy.deepcopy(model)
+    )
+    _check_data(data, net)
+    if val_data is not None:
+        _check_data(val_data, net)
+    if model is None and callable(getattr(net, "init_whitening", None)):
+        # patch whitening is estimated from the training images; a fine-tuned model keeps its own
+        net.init_whitening(data.x)
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    return net.to(dev, memory_format=mf).train()
+
+
 @dataclass
 class _Run:
-    """The state of one training run: model, optimiser, schedule, EMA, data as tensors, generator."""
+    """The state of one training run: model, optimiser, schedule, EMA, Lookahead, data as tensors,
+    generator, alternating-flip mask."""
 
     cfg: TrainConfig
     dev: torch.device
@@ -204,12 +200,15 @@ class _Run:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler | None
     ema: AveragedModel | None
+    lookahead: Lookahead | None
     images: torch.Tensor  # uint8 NCHW view of the NHWC data
     labels: torch.Tensor
     gen: torch.Generator
+    flip_base: torch.Tensor | None  # alternating flips: the odd epochs' mask, one entry per image
     steps_per_epoch: int
     step_flops: float
     recalibrate: bool
+    steps_done: int = 0
 
     @classmethod
     def start(
@@ -217,31 +216,29 @@ class _Run:
     ) -> _Run:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
-        net = (
-            build_model(cfg.model.spec(data.image_shape, data.num_classes))
-            if model is None
-            else copy.deepcopy(model)
-        )
-        _check_data(data, net)
-        if val_data is not None:
-            _check_data(val_data, net)
-        mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        net = net.to(dev, memory_format=mf).train()
-        opt = _make_optimizer(net, cfg)
+        net = _prepare_net(data, cfg, model, val_data, dev)
+        opt = make_optimizer(net, cfg)
         steps = len(_batches(len(data), cfg.batch_size, torch.Generator().manual_seed(0)))
         ema = None
         if cfg.ema_decay is not None:
             ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        lookahead = None
+        if cfg.lookahead is not None:
+            lookahead = Lookahead(cfg.lookahead, total_steps=cfg.epochs * steps, steps_per_epoch=steps)
+        aug = cfg.augment
+        alternate = aug is not None and aug.flip and aug.flip_mode == "alternating"
         return cls(
             cfg=cfg,
             dev=dev,
             net=net,
             opt=opt,
-            sched=_make_schedule(opt, cfg, cfg.epochs * steps),
+            sched=make_schedule(opt, cfg, cfg.epochs * steps),
             ema=ema,
+            lookahead=lookahead,
             images=torch.from_numpy(np.ascontiguousarray(data.x)).permute(0, 3, 1, 2),
             labels=torch.from_numpy(data.y),
             gen=gen,
+            flip_base=torch.rand(len(data), generator=gen) < 0.5 if alternate else None,
             steps_per_epoch=steps,
             step_flops=3.0 * estimate_flops(net, data.image_shape) * min(cfg.batch_size, len(data)),
             recalibrate=cfg.recalibrate_bn if cfg.recalibrate_bn is not None else model is None,
@@ -253,14 +250,21 @@ class _Run:
 
     def epoch(self, epoch: int, bar: TrainProgress) -> tuple[float, float]:
         """One pass over the data in random batches; returns (mean loss, accuracy) on them."""
-        cfg, dev = self.cfg, self.dev
+        cfg, dev, aug = self.cfg, self.dev, self.cfg.augment
         bf16 = use_bf16(cfg.precision, dev)
+        self._freeze_whitening_bias(epoch)
+        flips = None if self.flip_base is None else alternating_flips(self.flip_base, epoch)
         loss_sum, correct, seen = 0.0, 0, 0
         for idx in _batches(len(self.labels), cfg.batch_size, self.gen):
             xb, yb = self.images[idx], self.labels[idx]
-            if cfg.augment is not None:
+            if aug is not None:
                 xb = random_crop_flip(
-                    xb, padding=cfg.augment.crop_padding, flip=cfg.augment.flip, generator=self.gen
+                    xb,
+                    padding=aug.crop_padding,
+                    flip=aug.flip,
+                    generator=self.gen,
+                    padding_mode=aug.padding_mode,
+                    flip_mask=None if flips is None else flips[idx],
                 )
             x, y = to_input(xb.permute(0, 2, 3, 1), dev, cfg.channels_last), yb.to(dev)
             with autocast(dev, bf16):
@@ -273,7 +277,16 @@ class _Run:
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             bar.step(loss_sum / seen, correct / seen)
+        if self.lookahead is not None:
+            self.lookahead.end_epoch(self.net)
         return loss_sum / seen, correct / seen
+
+    def _freeze_whitening_bias(self, epoch: int) -> None:
+        """The whitening bias trains for the first ``whitening_bias_epochs`` epochs only (airbench)."""
+        n = self.cfg.whitening_bias_epochs
+        bias = getattr(self.net, "whitening_bias", None)
+        if n is not None and isinstance(bias, nn.Parameter):
+            bias.requires_grad_(epoch <= n)
 
     def _step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -281,6 +294,9 @@ class _Run:
         self.opt.step()
         if self.sched is not None:
             self.sched.step()
+        self.steps_done += 1
+        if self.lookahead is not None:
+            self.lookahead.after_step(self.net, self.steps_done)
         if self.ema is not None:
             self.ema.update_parameters(self.net)
 

@@ -43,6 +43,10 @@ class TrainedModel:
         The model folder.
     test_accuracy : float or None
         Accuracy on the test data, when some was given.
+    test_tta_accuracy : float or None
+        The same with the test-time augmentation of the recipe
+        (:meth:`~poisonlab.training.options.TrainConfig.test_time_augmentation`); None when the
+        recipe has none or no test data was given.
     run_id : str
         The run's id, in ``run.json`` and in the registry.
     """
@@ -52,11 +56,17 @@ class TrainedModel:
     path: Path
     test_accuracy: float | None
     run_id: str = ""
+    test_tta_accuracy: float | None = None
 
     def __repr__(self) -> str:
         # the default would print the whole network and every epoch of the history
         return concise_repr(
-            self, run_id=self.run_id, model_id=self.card.id, path=self.path, test_accuracy=self.test_accuracy
+            self,
+            run_id=self.run_id,
+            model_id=self.card.id,
+            path=self.path,
+            test_accuracy=self.test_accuracy,
+            test_tta_accuracy=self.test_tta_accuracy,
         )
 
 
@@ -79,6 +89,10 @@ def train_and_save(
     run_info: Mapping[str, Any] | None = None,
 ) -> TrainedModel:
     """Train (or fine-tune ``init``), evaluate on ``test_data``, save the folder and index it.
+
+    The card's metrics hold ``test_accuracy`` (plain predictions) and, when the recipe trained
+    with flips or shifts, ``test_tta_accuracy`` with the matching test-time augmentation (both
+    from one pass over the test data).
 
     Parameters
     ----------
@@ -117,10 +131,15 @@ def train_and_save(
     metrics: dict = {"train_seconds": round(result.seconds, 2), "epochs": config.epochs}
     if result.final_val_accuracy is not None:
         metrics["val_accuracy"] = result.final_val_accuracy
-    test_acc = None
+    test_acc = tta_acc = None
     if test_data is not None:
-        test_acc = evaluate(result.model, test_data, device=device).accuracy
+        tta = config.test_time_augmentation()
+        evaluation = evaluate(result.model, test_data, device=device, tta=tta)
+        test_acc, tta_acc = evaluation.accuracy, evaluation.tta_accuracy
         metrics["test_accuracy"] = test_acc
+        if tta is not None:
+            metrics["test_tta_accuracy"] = tta_acc
+            metrics["tta"] = {"flip": tta.flip, "translate": tta.translate}
     card = save_model(
         result.model,
         out_dir,
@@ -135,7 +154,14 @@ def train_and_save(
     run_id = _write_provenance(out_dir, card, train_data, config, given_config, run_info)
     if register:
         (store or ModelStore()).register(card, out_dir, run_id=run_id)
-    return TrainedModel(result=result, card=card, path=Path(out_dir), test_accuracy=test_acc, run_id=run_id)
+    return TrainedModel(
+        result=result,
+        card=card,
+        path=Path(out_dir),
+        test_accuracy=test_acc,
+        run_id=run_id,
+        test_tta_accuracy=tta_acc,
+    )
 
 
 def _write_provenance(
