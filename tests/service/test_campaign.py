@@ -7,6 +7,8 @@ unchanged copy of the serving model and the screen by a scan that flags what the
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +168,16 @@ def test_a_retry_is_accounted_apart_from_the_screened_runs(
     assert rec["poison_final"] == {"screen": 4} and rec["clean_final"] == {"quarantined": 4}
     s = summarise([rec])
     assert s["poisoned_promotions"] == 0 and s["gates_only"]["poisoned_promotions"] == 1
+
+
+def test_the_campaign_summary_records_its_provenance() -> None:
+    from poisonlab.cli.redteam_cmd import _campaign_provenance
+
+    cfg = CampaignConfig(seeds=(3, 4), work_dir=Path("/nonexistent"), poison=7)
+    record = _campaign_provenance(cfg)
+    assert record["seeds"] == [3, 4] and record["versions"]["torch"]
+    assert record["parameters"]["campaign"]["poison"] == 7
+    assert "work_dir" not in record["parameters"]["campaign"]
+    # every service default the campaign ran with, the anchored detector's cap included
+    assert record["parameters"]["service_defaults"]["screen_max_fpr"] == 0.005
+    json.dumps(record, allow_nan=False)
