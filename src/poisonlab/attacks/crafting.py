@@ -221,7 +221,9 @@ class Surrogate:
         ``model.named_modules()`` (e.g. ``"blocks.2"`` for the third conv block of the chapter's
         CNN); its output is flattened to (N, D).
     trainable : bool
-        Keep ``requires_grad`` on the parameters (gradient matching needs parameter gradients).
+        Keep each parameter's own ``requires_grad`` (gradient matching needs the gradients of
+        what the victim trains; ValueError when nothing does), else freeze all. Never sets one
+        True: airbench's frozen whitening and BatchNorm scales (arXiv:2404.00498) stay frozen.
     """
 
     def __init__(
@@ -236,8 +238,12 @@ class Surrogate:
         check_feature_layer(model, feature_layer)
         self.device = resolve_device(device)
         self.net = copy.deepcopy(model).to(self.device, memory_format=torch.channels_last).eval()
-        for p in self.net.parameters():
-            p.requires_grad_(trainable)
+        if not trainable:
+            self.net.requires_grad_(False)  # the copy's flags: the caller's model keeps its own
+        elif not any(p.requires_grad for p in self.net.parameters()):
+            raise ValueError(
+                "trainable surrogate: every parameter of the model is frozen (requires_grad False)"
+            )
         modules = dict(self.net.named_modules())
         self.feature_layer = feature_layer
         self._module: nn.Module | None = None if feature_layer in FEATURE_LAYERS else modules[feature_layer]

@@ -255,8 +255,10 @@ def neural_cleanse(
     dev = resolve_device(device)
     was_training = model.training
     model.eval().to(dev)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    # each parameter's own flag comes back afterwards: layers a network keeps frozen (airbench's
+    # whitening filters and BatchNorm scales) must not come back trainable
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
     try:
         x = to_input(clean.x[fit_idx], dev, channels_last=False)
         y = torch.as_tensor(clean.y[fit_idx], device=dev)
@@ -267,8 +269,8 @@ def neural_cleanse(
                 target_success=target_success, seed=seed,
             )  # fmt: skip
     finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
         model.train(was_training)
     names = clean.class_names
     triggers = tuple(

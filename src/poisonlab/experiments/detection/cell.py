@@ -143,7 +143,8 @@ def _attack_figures(case: Case, result: PoisonResult, seconds: float) -> dict[st
 
 
 def _model_figures(ctx: CellContext, case: Case, model: PoisonlabModel) -> dict[str, Any]:
-    """Clean accuracy and attack success of the cell's model, beside the seed's clean model."""
+    """Clean accuracy and attack success of the cell's model, beside the seed's clean model, and
+    what trained it (``arch``, ``recipe``, ``epochs``: :meth:`DetectionConfig.recipe`)."""
     test, device = ctx.splits.test, ctx.cfg.device
     return {
         "clean_accuracy": float(np.mean(predict(model, test.x, device=device) == test.y)),
@@ -151,7 +152,7 @@ def _model_figures(ctx: CellContext, case: Case, model: PoisonlabModel) -> dict[
         "clean_model_accuracy": ctx.clean["clean_accuracy"],
         "clean_model_attack_success": attack_success(case, ctx.clean_model, test, device),
         "clean_model_id": ctx.clean["model_id"],
-        "epochs": ctx.cfg.train_config(case.cell.seed).epochs,
+        **ctx.cfg.recipe(),  # arch, recipe name and epochs: which network the figures are of
     }
 
 

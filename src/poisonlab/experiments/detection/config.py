@@ -7,6 +7,13 @@ and scores the detectors, which run with their frozen defaults: a config names d
 their parameters, so the figures cannot be tuned to the grid.  Seeds below 1000 are the
 development grid, seeds from 1000 on the held-out grid; a config uses one or the other.
 
+Every model of the grid trains with one recipe: ``training`` (a preset, a file or inline
+settings, as in the other experiments; default the dataset's recipe), with ``epochs`` laid over
+it when set.  ``training: {preset: airbench}`` trains the airbench network (Jordan 2024,
+arXiv:2404.00498) instead of the chapter CNN.  The loader builds the recipe's network for the
+dataset's images before anything trains, so a network that cannot take them (airbench on the
+8x8 digits) is a one-line error at load time.
+
 Example (``experiments/detection/digits-dev.yaml``)::
 
     name: detection-digits-dev
@@ -20,16 +27,26 @@ Example (``experiments/detection/digits-dev.yaml``)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import torch
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from poisonlab.experiments.common.specs import DatasetSpec, Strict, read_config_mapping, validation_message
-from poisonlab.training.config import TrainConfig, default_recipe
+from poisonlab.experiments.common.specs import (
+    DatasetSpec,
+    Strict,
+    TrainingSpec,
+    read_config_mapping,
+    validation_message,
+)
+from poisonlab.models.registry import build_model
+from poisonlab.training.config import TrainConfig
 
 __all__ = [
     "CLEAN_LABEL_FAMILIES",
+    "DATASET_SHAPES",
     "FAMILIES",
     "HELD_OUT_START",
     "TARGET_MODES",
@@ -50,6 +67,11 @@ FAMILIES = (*TRIGGER_FAMILIES, *CLEAN_LABEL_FAMILIES, "label_flip", "random_flip
 TARGET_MODES = ("all_to_one", "all_to_all")
 #: the first seed of the held-out grid
 HELD_OUT_START = 1000
+#: image shape (H, W, C) and number of classes of each named dataset: what the network must take
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((8, 8, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+}
 
 Family = Literal[
     "patch", "blended", "watermark", "warp", "sig", "clean_label_pgd", "label_flip", "random_flip"
@@ -164,7 +186,10 @@ class DetectionConfig(Strict):
     families: list[Family] = Field(list(FAMILIES), min_length=1)
     targets: list[Literal["all_to_one", "all_to_all"]] = Field(list(TARGET_MODES), min_length=1)
     controls: bool = Field(True, description="one no-poison cell per seed")
-    epochs: int | None = Field(None, ge=1, le=1000, description="overrides the dataset's default recipe")
+    training: TrainingSpec = Field(
+        TrainingSpec(), description="the recipe of every model (default: the dataset's recipe)"
+    )
+    epochs: int | None = Field(None, ge=1, le=1000, description="overrides the training recipe's epochs")
     detectors: list[str] | None = Field(
         None, description="detector names (frozen defaults); null runs the default screen"
     )
@@ -204,11 +229,46 @@ class DetectionConfig(Strict):
         return value
 
     def train_config(self, seed: int) -> TrainConfig:
-        """The dataset's default recipe, ``epochs`` overridden when set, seeded with the grid seed."""
+        """The training recipe, ``epochs`` overridden when set, seeded with the grid seed.
+
+        With the default ``training`` block this is the dataset's default recipe, dumped and
+        validated exactly as before the block existed, so the models' cache keys are unchanged.
+        """
         update: dict = {"seed": seed}
         if self.epochs is not None:
             update["epochs"] = self.epochs
-        return TrainConfig.model_validate({**default_recipe(self.dataset.name).model_dump(), **update})
+        base = self.training.resolve(self.dataset.name, self.base_dir)
+        return TrainConfig.model_validate({**base.model_dump(), **update})
+
+    def recipe(self) -> dict[str, Any]:
+        """What trains the grid's models, for records and the report.
+
+        Returns
+        -------
+        dict
+            ``arch`` (the network), ``recipe`` (``"preset airbench"``, ``"file x.yaml"`` or the
+            dataset's default, with any inline settings) and ``epochs`` (after ``epochs``).
+        """
+        spec = self.training
+        if spec.file is not None:
+            name = f"file {spec.file}"
+        elif spec.preset is not None:
+            name = f"preset {spec.preset}"
+        else:
+            name = f"the {self.dataset.name} default recipe"
+        if spec.settings:
+            name += f" with {json.dumps(spec.settings, sort_keys=True)}"
+        cfg = self.train_config(self.seeds.start)
+        return {"arch": cfg.model.arch, "recipe": name, "epochs": cfg.epochs}
+
+    def check_model(self) -> None:
+        """Resolve the recipe and build its network for the dataset's images, on the meta device
+        (no memory, no weights): a ValueError now instead of a crash after the first training,
+        e.g. airbench (16x16 images at least) on the 8x8 digits."""
+        shape, classes = DATASET_SHAPES[self.dataset.name]
+        spec = self.train_config(self.seeds.start).model.spec(shape, classes)
+        with torch.device("meta"):
+            build_model(spec)
 
     def data_dir(self) -> Path | None:
         """``dataset.data_dir`` resolved against the config file's folder (None when not set)."""
@@ -223,15 +283,33 @@ class DetectionConfig(Strict):
         for key in ("base_dir", "device", "description"):
             data.pop(key)
         data["dataset"].pop("data_dir")
+        training = data.pop("training")
+        if self.training != TrainingSpec():
+            # a named recipe is compared as what it resolves to: a training file edited between
+            # sessions must not mix two recipes in one grid (the default stays out of the
+            # settings, so folders written before the block existed still resume)
+            recipe = self.train_config(self.seeds.start).model_dump(mode="json")
+            recipe.pop("seed")
+            data["training"] = {**training, "resolved": recipe}
         return data
 
 
 def parse_detection(data: dict, origin: str = "config") -> DetectionConfig:
-    """Validate a detection-benchmark mapping; ValueError names ``origin`` and the first problems."""
+    """Validate a detection-benchmark mapping; ValueError names ``origin`` and the first problems.
+
+    The training recipe is resolved and its network built for the dataset's images
+    (:meth:`DetectionConfig.check_model`), so bad training settings fail now, not after the first
+    model has trained.  A training file that does not exist raises FileNotFoundError.
+    """
     try:
-        return DetectionConfig.model_validate(data)
+        cfg = DetectionConfig.model_validate(data)
     except ValidationError as exc:
         raise ValueError(validation_message(exc, "detection config", origin)) from exc
+    try:
+        cfg.check_model()
+    except ValueError as exc:
+        raise ValueError(f"invalid detection config {origin}: training: {exc}") from None
+    return cfg
 
 
 def load_detection(path: str | Path) -> DetectionConfig:

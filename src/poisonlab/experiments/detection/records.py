@@ -3,7 +3,8 @@
 An output folder holds
 
 * ``run.json``: the config (every parameter), the seeds and whether they are the development or
-  the held-out grid, the planned cells, and one *session* per start of the command with its git
+  the held-out grid, the network and recipe that train the models (``training``), the planned
+  cells, and one *session* per start of the command with its git
   commit (``git rev-parse HEAD``, ``-dirty`` when the tree has changes), the package versions,
   Python, the platform and the threads;
 * ``cells.jsonl``: one JSON record per finished cell, appended (and flushed to disk) as each
@@ -168,6 +169,7 @@ class ResultsStore:
             "seeds": cfg.seeds.values,
             "grid": grid,
             "config": cfg.model_dump(mode="json", exclude={"base_dir"}),
+            "training": cfg.recipe(),
             "planned": planned,
             "sessions": sessions,
         }

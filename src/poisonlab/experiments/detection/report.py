@@ -163,6 +163,24 @@ def _cost_table(records: list[dict[str, Any]], names: list[str]) -> list[str]:
     return lines
 
 
+def _training_line(header: dict[str, Any]) -> str:
+    """The network and recipe every model of the grid trained with.
+
+    ``run.json`` files written before the ``training`` block existed name neither: their models
+    are the chapter CNN with the dataset's default recipe.
+    """
+    cfg = header["config"]
+    training = header.get("training") or {
+        "arch": "simple-cifar10",
+        "recipe": f"the {cfg['dataset']['name']} default recipe",
+        "epochs": cfg["epochs"] or "the recipe's default",
+    }
+    return (
+        f"Models: {training['arch']}, trained from scratch with {training['recipe']}; "
+        f"epochs: {training['epochs']}."
+    )
+
+
 def _provenance(header: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
     cfg, sessions = header["config"], header["sessions"]
     seeds = header["seeds"]
@@ -173,10 +191,9 @@ def _provenance(header: dict[str, Any], records: list[dict[str, Any]]) -> list[s
     )
     detectors = ", ".join(cfg["detectors"]) if cfg["detectors"] else "the default screen"
     commits = sorted({str(s["commit"]) for s in sessions})
-    epochs = cfg["epochs"] or "the recipe's default"
     return [
         f"**{split}**: seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) on {cfg['dataset']['name']}; "
-        f"{len(records)} of {len(header['planned'])} cells finished. Epochs: {epochs}. "
+        f"{len(records)} of {len(header['planned'])} cells finished. {_training_line(header)} "
         f"Detectors (frozen defaults): {detectors}.",
         "",
         f"Commit(s): {', '.join(commits)}. Versions (last session): "
