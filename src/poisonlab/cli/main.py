@@ -17,6 +17,7 @@ from poisonlab.cli.bench_cmd import bench_app
 from poisonlab.cli.clean_label_cmd import clean_label_command
 from poisonlab.cli.craft_cmd import craft_command
 from poisonlab.cli.experiments_cmd import demo_command, matrix_command, run_command
+from poisonlab.cli.figures_cmd import figures_command
 from poisonlab.cli.images import images_app
 from poisonlab.cli.lab import evaluate_command, train_command
 from poisonlab.cli.models_cmd import models_app
@@ -35,6 +36,7 @@ app.command("scan")(scan_command)
 app.command("matrix")(matrix_command)
 app.command("clean-label")(clean_label_command)
 app.command("craft")(craft_command)
+app.command("figures")(figures_command)
 app.add_typer(images_app, name="images")
 app.add_typer(models_app, name="models")
 app.add_typer(defenses_app, name="defenses")
