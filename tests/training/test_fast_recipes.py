@@ -28,7 +28,7 @@ from poisonlab.training.config import airbench_sgd, apply_settings, resolve_trai
 from poisonlab.training.save import train_and_save
 
 NEW_FIELDS = {"lr_start_factor", "lr_end_factor", "bn_bias_lr_scale", "decay_biases"}
-NEW_FIELDS |= {"whitening_bias_epochs", "lookahead"}
+NEW_FIELDS |= {"whitening_bias_epochs", "lookahead", "drop_last"}
 
 
 def _tiny(recipe: TrainConfig, **settings) -> TrainConfig:
@@ -51,6 +51,7 @@ def test_airbench_preset_validates_and_round_trips(tmp_path):
     assert cfg.nesterov and cfg.label_smoothing == 0.2 and cfg.bn_bias_lr_scale == 64.0
     assert cfg.augment == AugmentConfig(crop_padding=2, flip_mode="alternating", padding_mode="reflect")
     assert cfg.lookahead == LookaheadConfig() and cfg.whitening_bias_epochs == 3
+    assert cfg.drop_last  # airbench's loader drops the partial batch
     assert (cfg.lr_start_factor, cfg.warmup_fraction, cfg.lr_end_factor) == (0.2, 0.23, 0.07)
     assert TrainConfig.model_validate(cfg.model_dump()) == cfg
     path = tmp_path / "airbench.json"
@@ -67,7 +68,7 @@ def test_chapter_fast_keeps_the_chapter_network_and_the_fast_optimiser():
         fast.batch_size,
         fast.label_smoothing,
     )
-    assert cfg.augment.flip_mode == "alternating" and cfg.lookahead is not None
+    assert cfg.augment.flip_mode == "alternating" and cfg.lookahead is not None and cfg.drop_last
     assert fast_recipe() == TrainConfig()  # the default recipe did not change
 
 
@@ -151,6 +152,13 @@ def test_whitening_bias_trains_for_its_epochs_only(make_colour_dataset, bias_epo
     )
     later_changes = [not torch.equal(biases[0], biases[1]), not torch.equal(biases[1], biases[2])]
     assert later_changes == ([False, False] if bias_epochs == 1 else [True, True])
+
+
+def test_the_trained_model_has_its_whitening_bias_trainable_again(make_colour_dataset):
+    """Freezing the bias is the recipe's schedule: the returned model is like one loaded from disk."""
+    cfg = _tiny(airbench_recipe(), epochs=2, model={"widths": (8, 8, 8)}, whitening_bias_epochs=1)
+    net = train(make_colour_dataset(size=16), cfg, device="cpu", progress=False).model
+    assert net.whiten.bias.requires_grad and not net.whiten.weight.requires_grad
 
 
 def test_chapter_fast_trains_and_is_deterministic(make_colour_dataset):

@@ -191,6 +191,23 @@ def test_a_last_batch_of_a_few_samples_is_skipped(n, batch_size, sizes):
     assert len(torch.cat(chunks).unique()) == sum(sizes)
 
 
+@pytest.mark.parametrize(
+    ("n", "batch_size", "sizes"), [(100, 32, [32] * 3), (96, 32, [32] * 3), (20, 32, [20])]
+)
+def test_drop_last_skips_the_partial_batch_but_never_the_only_one(n, batch_size, sizes):
+    chunks = _batches(n, batch_size, torch.Generator().manual_seed(0), drop_last=True)
+    assert [len(c) for c in chunks] == sizes
+
+
+def test_drop_last_counts_the_steps_of_the_schedule(colour_data):
+    """The lr schedule's length follows the batches actually taken (one-cycle ends at its end)."""
+    n = len(colour_data)
+    cfg = TrainConfig(epochs=2, batch_size=14, augment=None, drop_last=True, lr_end_factor=0.5)
+    assert n % 14 >= 8  # a tail the default would keep
+    result = train(colour_data, cfg, device="cpu", progress=False)
+    assert result.history[-1].lr == pytest.approx(cfg.lr * 0.5)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 @pytest.mark.parametrize("schedule", ["onecycle", "constant", "cosine"])
 def test_every_optimizer_and_schedule_runs(colour_data, optimizer, schedule):

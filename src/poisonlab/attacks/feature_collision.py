@@ -55,8 +55,9 @@ class FeatureCollision(CraftedAttack):
     ----------
     model, target, count, fraction, steps, batch_size, device, seed
         As for every crafted attack (:class:`~poisonlab.attacks.crafted.CraftedAttack`); here
-        ``steps`` are forward-backward splitting iterations (ART's ``max_iter`` counts outer loops
-        instead), chunks of ``batch_size`` poisons are independent and ``seed`` only picks which
+        ``steps`` are forward-backward splitting iterations (one per ART ``max_iter``, ART 1.20.1;
+        its step size and watermarking differ: experiments/chapter/feature-collision-chapter.yaml),
+        chunks of ``batch_size`` poisons are independent and ``seed`` only picks which
         target-class images become poisons (the optimisation is deterministic).
     victims : np.ndarray
         uint8 victim image(s) in [0, 255], (H, W, C) or (M, H, W, C), the shape the model expects.

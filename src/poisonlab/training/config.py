@@ -147,7 +147,8 @@ def airbench_recipe() -> TrainConfig:
     Nesterov SGD (momentum 0.85, batch 1,024, lr and weight decay from :func:`airbench_sgd`,
     decay on every parameter), BatchNorm biases at 64x the lr, the whitening bias trained for 3
     epochs, label smoothing 0.2, alternating flips and 2-pixel reflect-padded translations, the
-    triangular schedule (0.2 -> 1 at 23% -> 0.07), Lookahead from epoch 4, no BatchNorm
+    triangular schedule (0.2 -> 1 at 23% -> 0.07), Lookahead from epoch 4, the last partial
+    batch of each epoch skipped (``drop_last``, as airbench's loader), no BatchNorm
     recalibration (the paper's running statistics). 10 epochs: the paper's 93% variant trains 11
     on 50,000 images; 10 of 40,000 are what 2 cores give in about 10 minutes (issue 15). TTA
     (flip + 1-pixel translations) at evaluation follows from the augmentation.
@@ -166,6 +167,7 @@ def airbench_recipe() -> TrainConfig:
         lr_start_factor=0.2,
         lr_end_factor=0.07,
         label_smoothing=0.2,
+        drop_last=True,
         augment=AugmentConfig(crop_padding=2, flip_mode="alternating", padding_mode="reflect"),
         lookahead=LookaheadConfig(),
         recalibrate_bn=False,
@@ -177,13 +179,16 @@ def chapter_fast_recipe() -> TrainConfig:
     """The chapter CNN (dropout off) with the airbench tricks that need no architecture change.
 
     :func:`fast_recipe`'s optimiser and one-cycle schedule (SGD Nesterov, peak lr 0.4, batch 256,
-    label smoothing 0.2) for 10 epochs instead of 12, with alternating flips, 2-pixel
-    reflect-padded translations and Lookahead from epoch 4; TTA (flip + 1-pixel translations) at
-    evaluation. Not the default of ``poisonlab train``: that stays :func:`fast_recipe` until this
-    one is measured (issue 15).
+    label smoothing 0.2) for 9 epochs instead of 12 (the fast recipe's ~65 s per epoch on 2 cores
+    leaves 9 inside issue 15's 10 minutes: chosen from the time budget, not from any accuracy),
+    with alternating flips, 2-pixel reflect-padded translations, Lookahead from epoch 4 and the
+    partial batch skipped; TTA (flip + 1-pixel translations) at evaluation. Not the default of
+    ``poisonlab train``: that stays :func:`fast_recipe` (the chapter's results were measured with
+    it).
     """
     return TrainConfig(
-        epochs=10,
+        epochs=9,
+        drop_last=True,
         augment=AugmentConfig(crop_padding=2, flip_mode="alternating", padding_mode="reflect"),
         lookahead=LookaheadConfig(),
     )

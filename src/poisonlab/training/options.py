@@ -114,6 +114,7 @@ class TrainConfig(_Frozen):
         "decay_biases",
         "whitening_bias_epochs",
         "lookahead",
+        "drop_last",
     )
 
     epochs: int = Field(12, ge=1, le=1000)
@@ -142,6 +143,12 @@ class TrainConfig(_Frozen):
         "freezes (airbench: 3); None: it trains throughout; models without one ignore it",
     )
     label_smoothing: float = Field(0.2, ge=0, lt=1)
+    drop_last: bool = Field(
+        False,
+        description="skip each epoch's last, partial batch (airbench's loader does): with a mean loss "
+        "its few samples make a full-size, noisy step and weigh as much as a full batch in the "
+        "BatchNorm statistics; default keeps it unless it has fewer than 8 samples",
+    )
     augment: AugmentConfig | None = AugmentConfig()
     ema_decay: float | None = Field(None, gt=0, lt=1, description="evaluate an EMA of the weights")
     lookahead: LookaheadConfig | None = None
