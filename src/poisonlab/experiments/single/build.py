@@ -22,6 +22,7 @@ from poisonlab.experiments.single.config import (
     ExperimentConfig,
     MislabelSpec,
 )
+from poisonlab.experiments.single.robustness import check_robustness
 
 __all__ = [
     "attack_targets",
@@ -145,7 +146,8 @@ def check_experiment(cfg: ExperimentConfig, splits: Splits | None = None) -> Non
     splits
         Its data. Without it, the attacks that need none are built (every kind but ``mislabel``,
         whose images are loaded against the data's classes and image size); with it, every
-        attack, and the classes the run watches are resolved too.
+        attack, and the classes the run watches are resolved and the robustness and mitigation
+        blocks checked against the data (canaries per class, trusted share size) too.
 
     Raises
     ------
@@ -154,6 +156,7 @@ def check_experiment(cfg: ExperimentConfig, splits: Splits | None = None) -> Non
     """
     if splits is not None:
         attack_targets(cfg, splits)
+        check_robustness(cfg, splits)
     for seed in cfg.seeds:
         if splits is not None:
             build_attack(cfg, splits, seed)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, model_serializer, model_validator
 
 from poisonlab.experiments.common.specs import (
     DatasetSpec,
@@ -22,6 +22,7 @@ from poisonlab.experiments.common.specs import (
     shared_dir,
     validation_message,
 )
+from poisonlab.experiments.single.robust_config import AdversarialTrainingSpec, RobustnessSpec
 from poisonlab.training.config import TrainConfig
 
 __all__ = [
@@ -148,6 +149,8 @@ class ExperimentConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     baseline: Literal["shared", "per_seed"] = "shared"
     metrics: MetricsSpec = MetricsSpec()
+    robustness: RobustnessSpec | None = None
+    mitigation: AdversarialTrainingSpec | None = None
     base_dir: str = Field(".", description="set by the loader: folder of the config file")
 
     @model_validator(mode="after")
@@ -155,6 +158,27 @@ class ExperimentConfig(Strict):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         return self
+
+    @model_validator(mode="after")
+    def _robustness_inputs(self) -> ExperimentConfig:
+        rob = self.robustness
+        if rob is not None and rob.external_triggers and not self.metrics.external_images:
+            raise ValueError("robustness.external_triggers needs photos in metrics.external_images")
+        if rob is not None and rob.canaries is not None and rob.canaries.split == "val" and self.mitigation:
+            # the mitigation fine-tunes on the val split: canaries must stay out of every training set
+            raise ValueError(
+                "canaries from the val split would be trained on by the mitigation; use split: test"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_blocks(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # a run without the optional blocks writes the same results.json/run.json as before they existed
+        data = handler(self)
+        for key in ("robustness", "mitigation"):
+            if key in data and data[key] is None:
+                del data[key]
+        return data
 
     def clean_train_config(self, seed: int | None = None) -> TrainConfig:
         """Training config of the clean baseline: the shared one, or with ``baseline: per_seed``

@@ -14,6 +14,8 @@ from poisonlab.attacks.base import PoisonResult
 from poisonlab.data.dataset import Splits
 from poisonlab.experiments.common.measure import AttackTargets, ModelMeasurement, aggregate
 from poisonlab.experiments.single.config import ExperimentConfig
+from poisonlab.experiments.single.mitigation import MitigationRun, mitigation_config
+from poisonlab.experiments.single.robustness import robustness_scalars
 from poisonlab.reporting.stamp import result_provenance
 from poisonlab.reprs import concise_repr
 
@@ -41,6 +43,12 @@ class SeedRun:
         every seed shares the run's clean model.
     clean : ModelMeasurement or None
         What this seed's own clean model does (``baseline: per_seed``); None when shared.
+    checks : dict or None
+        The poisoned model's robustness checks (config block ``robustness``).
+    clean_checks : dict or None
+        This seed's own clean model's checks (``baseline: per_seed`` with ``robustness``).
+    mitigation : MitigationRun or None
+        The mitigated and control models (config block ``mitigation``).
     """
 
     seed: int
@@ -50,6 +58,9 @@ class SeedRun:
     history: list[dict]
     clean_model_id: str | None = None
     clean: ModelMeasurement | None = None
+    checks: dict | None = None
+    clean_checks: dict | None = None
+    mitigation: MitigationRun | None = None
 
     def __repr__(self) -> str:
         m = self.measurement
@@ -85,6 +96,10 @@ class ExperimentResult:
         One per seed, in config order.
     out_dir : Path
         The folder the poisoned models were saved under (``models/seed-<seed>``).
+    robustness_setup : dict or None
+        What the robustness tests ran on (canary indices, sensitivity images, photo triggers).
+    clean_checks : dict or None
+        The robustness checks of the run's (first) clean model.
     """
 
     config: ExperimentConfig
@@ -95,6 +110,8 @@ class ExperimentResult:
     targets: AttackTargets
     runs: list[SeedRun] = field(default_factory=list)
     out_dir: Path = Path(".")
+    robustness_setup: dict | None = None
+    clean_checks: dict | None = None
 
     def __repr__(self) -> str:
         # the default prints every seed's poison indices, confusion matrices and history
@@ -141,7 +158,50 @@ class ExperimentResult:
             summary["accuracy_drop"] = summary["clean"]["clean_accuracy"] - poisoned["clean_accuracy"]["mean"]
             drops = [(r.clean or self.clean).clean_accuracy - r.measurement.clean_accuracy for r in self.runs]
             summary["accuracy_drop_stats"] = aggregate([{"drop": d} for d in drops])["drop"]
+        if self.config.robustness is not None:
+            summary["robustness"] = self._robustness_summary()
+        if self.config.mitigation is not None:
+            summary["mitigation"] = self._mitigation_summary()
         return summary
+
+    def clean_check_list(self) -> list[dict]:
+        """The robustness checks of the clean model(s), as :meth:`clean_measurements`."""
+        own = [r.clean_checks for r in self.runs if r.clean_checks is not None]
+        return own if own else [self.clean_checks or {}]
+
+    def _robustness_summary(self) -> dict:
+        """``{model: aggregate(...)}`` of :func:`robustness_scalars` over the clean model(s), the
+        poisoned models and, with a mitigation, the mitigated and control models."""
+        groups = {"clean": self.clean_check_list(), "poisoned": [r.checks or {} for r in self.runs]}
+        mits = [r.mitigation for r in self.runs if r.mitigation is not None]
+        if mits:
+            groups["mitigated"] = [m.mitigated_checks or {} for m in mits]
+            groups["control"] = [m.control_checks or {} for m in mits]
+        out = {}
+        for name, checks in groups.items():
+            pairs = [robustness_scalars(c) for c in checks]
+            out[name] = aggregate([v for v, _ in pairs], [n for _, n in pairs])
+        return out
+
+    def _mitigation_summary(self) -> dict:
+        """Poisoned, mitigated and control models over seeds (:func:`aggregate`), and the per-seed
+        differences ``mitigated - poisoned``, ``control - poisoned``, ``mitigated - control``."""
+        mits = [(r.measurement, r.mitigation) for r in self.runs if r.mitigation is not None]
+        models = {
+            "poisoned": [p for p, _ in mits],
+            "mitigated": [m.mitigated for _, m in mits],
+            "control": [m.control for _, m in mits],
+        }
+        out: dict[str, Any] = {
+            k: aggregate([m.scalars() for m in v], [m.counts for m in v]) for k, v in models.items()
+        }
+        for a, b in (("mitigated", "poisoned"), ("control", "poisoned"), ("mitigated", "control")):
+            diffs = [
+                {k: v - mb.scalars()[k] for k, v in ma.scalars().items() if k in mb.scalars()}
+                for ma, mb in zip(models[a], models[b], strict=True)
+            ]
+            out[f"{a}_minus_{b}"] = aggregate(diffs)
+        return out
 
     def provenance(self) -> dict[str, Any]:
         """The ``provenance`` block: commit, versions, seeds and every parameter (the config, the
@@ -186,9 +246,38 @@ class ExperimentResult:
                     "metrics": _measurement_json(r.measurement),
                     "history": r.history,
                 }
+                | self._run_extras(r)
                 for r in self.runs
             ],
-        }
+        } | self._robustness_json()
+
+    def _robustness_json(self) -> dict[str, Any]:
+        """The top-level ``robustness`` block (only with the config block: no key otherwise)."""
+        if self.config.robustness is None:
+            return {}
+        return {"robustness": {"setup": self.robustness_setup, "clean": self.clean_checks}}
+
+    def _run_extras(self, r: SeedRun) -> dict[str, Any]:
+        """A seed's ``robustness`` / ``clean_robustness`` / ``mitigation`` entries, when configured."""
+        out: dict[str, Any] = {}
+        if self.config.robustness is not None:
+            out["robustness"] = r.checks
+            if r.clean_checks is not None:
+                out["clean_robustness"] = r.clean_checks
+        m = r.mitigation
+        if m is not None:
+            out["mitigation"] = {
+                "trusted_size": m.trusted_size,
+                "trusted_hash": m.trusted_hash,
+                "augmented_size": m.augmented_size,
+                "triggers": m.triggers,
+                "training": mitigation_config(self.config, r.seed).model_dump(mode="json"),
+                "mitigated": _measurement_json(m.mitigated) | {"robustness": m.mitigated_checks},
+                "control": _measurement_json(m.control) | {"robustness": m.control_checks},
+                "mitigated_history": m.mitigated_history,
+                "control_history": m.control_history,
+            }
+        return out
 
 
 def _measurement_json(m: ModelMeasurement) -> dict:

@@ -6,7 +6,9 @@ hashes).
 
 The metric table keeps clean accuracy beside the attack success rate and marks an ASR whose
 model is at chance level on clean data as not meaningful (:mod:`poisonlab.reporting.success`);
-the accuracy cost of the attack reads ``clean accuracy 0.912 -> 0.901 (-1.1 points)``.
+the accuracy cost of the attack reads ``clean accuracy 0.912 -> 0.901 (-1.1 points)``. The
+optional robustness and mitigation blocks add their rows and sections
+(:mod:`poisonlab.experiments.single.robustness_report`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import yaml
 from poisonlab.data.arrays import save_arrays
 from poisonlab.experiments.single.intervals import INTERVAL_HEADER, LABELS, fmt_stat, interval_rows, num
 from poisonlab.experiments.single.records import ExperimentResult
+from poisonlab.experiments.single.robustness_report import robustness_metric_rows, write_robustness_sections
 from poisonlab.provenance import claim_run_dir, run_record, write_run_json
 from poisonlab.reporting import Report, confusion_matrix_png, curves_png, image_grid_png
 from poisonlab.reporting.success import accuracy_change, asr_text, chance_note, meaningful
@@ -87,7 +90,7 @@ def metric_rows(result: ExperimentResult) -> list[list[str]]:
     if poisoned_acc is not None:
         change = accuracy_change(summary["clean"]["clean_accuracy"], poisoned_acc["mean"])
         rows.append(["stealth (cost of the attack)", "", change])
-    return rows
+    return rows + robustness_metric_rows(result)  # nothing without the optional blocks
 
 
 def _figures(result: ExperimentResult, out: Path) -> dict[str, str]:
@@ -224,6 +227,7 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
                 for e in first.measurement.external
             ],
         )
+    write_robustness_sections(report, result)
     report.heading("Reproduce")
     report.paragraph(
         f"Training data sha256: clean {result.splits.train.content_hash}; poisoned (seed "

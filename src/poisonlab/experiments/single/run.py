@@ -3,24 +3,30 @@
 Steps: load the splits; train (or reuse from the cache) the clean baseline (one shared, or with
 ``baseline: per_seed`` one per seed, trained with that seed); for each seed build the attack,
 poison the training set, integrate it (retrain from scratch, fine-tune the seed's clean model on
-the poisoned set, or fine-tune it on the poisoned samples only); measure both models. The
-poisoned models are saved under ``out_dir/models/seed-<seed>``; ``results.json`` and the report
-are written by :func:`poisonlab.experiments.single.report.write_experiment`. A folder holding an
-earlier run is refused before any training unless ``overwrite=True`` (:func:`claim_experiment_dirs`).
+the poisoned set, or fine-tune it on the poisoned samples only); measure both models; with the
+optional blocks, run the robustness tests on every model (:mod:`.robustness`) and fine-tune each
+poisoned model with and without triggered copies (:mod:`.mitigation`). The poisoned models are
+saved under ``out_dir/models/seed-<seed>``; ``results.json`` and the report are written by
+:func:`poisonlab.experiments.single.report.write_experiment`. A folder holding an earlier run is
+refused before any training unless ``overwrite=True`` (:func:`claim_experiment_dirs`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from poisonlab.attacks.base import PoisonResult
 from poisonlab.data.catalog import load_splits
 from poisonlab.data.dataset import Splits
 from poisonlab.experiments.common.cache import clean_baseline
-from poisonlab.experiments.common.measure import ModelMeasurement, measure, triggered_test
+from poisonlab.experiments.common.measure import AttackTargets, ModelMeasurement, measure, triggered_test
 from poisonlab.experiments.single.build import attack_targets, build_attack
 from poisonlab.experiments.single.config import ExperimentConfig
+from poisonlab.experiments.single.mitigation import run_mitigation
 from poisonlab.experiments.single.records import ExperimentResult, SeedRun
+from poisonlab.experiments.single.robustness import check_robustness, prepare_robustness, robustness_checks
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.provenance import claim_run_dir
 from poisonlab.training.save import train_and_save
@@ -75,6 +81,56 @@ def _poisoned_model(
     return trained.result.model, trained.card.id, [h.__dict__ for h in trained.result.history]
 
 
+@dataclass(frozen=True)
+class _Tools:
+    """What every seed of a run shares: its measurement and checks of one model, and options."""
+
+    measured: Callable[[PoisonlabModel], ModelMeasurement]
+    checked: Callable[..., dict | None]  # (model, reference=None) -> robustness checks
+    targets: AttackTargets
+    device: str
+    progress: bool
+    overwrite: bool
+
+
+def _run_seed(
+    cfg: ExperimentConfig,
+    splits: Splits,
+    seed: int,
+    clean: PoisonlabModel,
+    clean_id: str,
+    out: Path,
+    tools: _Tools,
+) -> SeedRun:
+    """Poison, integrate and measure one seed (and mitigate, with a ``mitigation`` block)."""
+    poison = build_attack(cfg, splits, seed).poison(splits.train)
+    model, model_id, history = _poisoned_model(
+        cfg, splits, poison, clean, clean_id, seed, out, tools.device, tools.progress, tools.overwrite
+    )
+    mitigation = None
+    if cfg.mitigation is not None:
+        mitigation = run_mitigation(
+            cfg,
+            splits,
+            model,
+            tools.targets,
+            seed,
+            measured=tools.measured,
+            checked=lambda m: tools.checked(m, clean),
+            device=tools.device,
+            progress=tools.progress,
+        )
+    return SeedRun(
+        seed=seed,
+        poison=poison,
+        model_id=model_id,
+        measurement=tools.measured(model),
+        history=history,
+        checks=tools.checked(model, clean),
+        mitigation=mitigation,
+    )
+
+
 def _load_splits(cfg: ExperimentConfig) -> Splits:
     data_dir = cfg.path(cfg.dataset.data_dir) if cfg.dataset.data_dir else None
     return load_splits(cfg.dataset.name, data_dir=data_dir, seed=cfg.dataset.split_seed)
@@ -116,6 +172,7 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     splits = _load_splits(cfg) if splits is None else splits
     targets = attack_targets(cfg, splits)
+    check_robustness(cfg, splits)  # a bad canary or trusted-share size fails before any training
     external = [cfg.path(p) for p in cfg.metrics.external_images]
     for path in external:
         if not path.is_file():
@@ -126,10 +183,17 @@ def run_experiment(
         splits, cfg.clean_train_config(first), device=device, progress=progress
     )
     triggered = triggered_test(splits.test, targets)
+    ctx = prepare_robustness(cfg, splits, clean, clean_id, targets, device=device)
 
     def measured(model: PoisonlabModel) -> ModelMeasurement:
         return measure(model, splits.test, targets, triggered=triggered, external=external, device=device)
 
+    def checked(model: PoisonlabModel, reference: PoisonlabModel | None = None) -> dict | None:
+        if ctx is None:
+            return None
+        return robustness_checks(model, ctx, splits.class_names, reference=reference, device=device)
+
+    tools = _Tools(measured, checked, targets, device, progress, overwrite)
     result = ExperimentResult(
         config=cfg,
         splits=splits,
@@ -138,27 +202,18 @@ def run_experiment(
         targets=targets,
         clean=measured(clean),
         out_dir=out,
+        robustness_setup=None if ctx is None else ctx.record,
+        clean_checks=checked(clean),
     )
     for seed in cfg.seeds:
-        own = None
+        own = own_checks = None
         if per_seed:  # this seed's own clean model (cached: the first one is the one above)
             clean, clean_id, _, _ = clean_baseline(
                 splits, cfg.clean_train_config(seed), device=device, progress=progress
             )
             own = result.clean if seed == first else measured(clean)
-        poison = build_attack(cfg, splits, seed).poison(splits.train)
-        model, model_id, history = _poisoned_model(
-            cfg, splits, poison, clean, clean_id, seed, out, device, progress, overwrite
-        )
-        result.runs.append(
-            SeedRun(
-                seed=seed,
-                poison=poison,
-                model_id=model_id,
-                measurement=measured(model),
-                history=history,
-                clean_model_id=clean_id if per_seed else None,
-                clean=own,
-            )
-        )
+            own_checks = result.clean_checks if seed == first else checked(clean)
+        run = _run_seed(cfg, splits, seed, clean, clean_id, out, tools)
+        run.clean_model_id, run.clean, run.clean_checks = (clean_id if per_seed else None), own, own_checks
+        result.runs.append(run)
     return result
