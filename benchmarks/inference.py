@@ -7,7 +7,9 @@ warm-up pass. With ``--data-dir`` the images are real CIFAR-10 (the 40,000 train
 validation images); without it they are uniformly random uint8 pixels, labelled ``synthetic``
 in the record (throughput does not depend on the pixel values). ``reference`` rows time the
 forward pass as it was before issue 15 (batches of 1,000, weights left in NCHW, a host copy per
-batch, ``torch.no_grad``) on the same images. fp32 by default; ``--bf16`` adds bf16 autocast rows,
+batch, ``torch.no_grad``) on the same images. Besides the automatic thread choice, ``forward_pass``
+runs pinned to 1 worker (one torch thread) and to ``--workers`` workers (that many batches at a
+time, each on one torch thread). fp32 by default; ``--bf16`` adds bf16 autocast rows,
 labelled with whether the CPU has AMX (without it bf16 measured slower than fp32 here).
 
     python benchmarks/inference.py --data-dir ../shared/datasets/cifar10-jpeg \\
@@ -34,7 +36,7 @@ from poisonlab.device import autocast, cpu_has_amx, resolve_device  # noqa: E402
 from poisonlab.inference import default_batch_size, forward_pass, to_input  # noqa: E402
 from poisonlab.models import build_model  # noqa: E402
 from poisonlab.provenance import run_record  # noqa: E402
-from poisonlab.threads import choose_threads, estimate_flops  # noqa: E402
+from poisonlab.threads import available_cores, choose_threads, estimate_flops, set_threads  # noqa: E402
 
 SHAPE = (32, 32, 3)
 
@@ -72,6 +74,15 @@ def _reference(model, images: np.ndarray, bs: int, dev: torch.device, bf16: bool
     torch.cat(logits), torch.cat(feats)
 
 
+def _pinned(threads: int, fn) -> None:
+    """Run ``fn`` with poisonlab's thread choice fixed to ``threads`` (then back to automatic)."""
+    set_threads(threads)
+    try:
+        fn()
+    finally:
+        set_threads(None)
+
+
 def _time(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -90,6 +101,11 @@ def _measure(arch: str, images: np.ndarray, args, dev: torch.device) -> list[dic
             threads = choose_threads(estimate_flops(model, SHAPE) * bs)
             kw = {"features": True, "batch_size": bs, "device": dev, "precision": precision}
             modes = {"forward_pass": lambda m=model, kw=kw: forward_pass(m, images, **kw)}
+            for workers in sorted({1, args.workers}):
+                # explicit counts: 1 = one torch thread; N = N batches at a time, one thread each
+                modes[f"forward_pass, {workers} worker(s)"] = lambda m=model, kw=kw, w=workers: _pinned(
+                    w, lambda: forward_pass(m, images, **kw)
+                )
             if args.compile:
                 modes["forward_pass compile=True"] = lambda m=model, kw=kw: forward_pass(
                     m, images, compile=True, **kw
@@ -126,6 +142,12 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["simple-cifar10", "airbench"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: forward_pass's own")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=available_cores(),
+        help="the pinned many-worker row (default: free cores)",
+    )
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast (labelled)")
     parser.add_argument(
         "--compile",

@@ -372,3 +372,46 @@ def test_compile_path_pads_the_last_batch_to_one_shape(tiny_model, monkeypatch):
     ref = forward_pass(tiny_model, x, features=True, device="cpu", batch_size=4)
     np.testing.assert_allclose(out.logits, ref.logits, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out.features, ref.features, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("tta", [None, TestTimeAugmentation()])
+def test_batches_shared_among_workers_give_the_same_outputs(tiny_model, monkeypatch, tta):
+    """Two workers, each on one torch thread, return exactly what one thread returns, in order."""
+    from poisonlab import threads
+
+    x = _images(50, seed=3)
+    monkeypatch.setattr(threads, "_explicit", 1)
+    one = forward_pass(tiny_model, x, device="cpu", batch_size=4, tta=tta)
+    monkeypatch.setattr(threads, "_explicit", 2)
+    seen: set[int] = set()
+    real = tiny_model.features
+
+    def spy(v):
+        seen.add(torch.get_num_threads())
+        return real(v)
+
+    monkeypatch.setattr(tiny_model, "features", spy)
+    two = forward_pass(tiny_model, x, device="cpu", batch_size=4, tta=tta)
+    np.testing.assert_array_equal(one.logits, two.logits)
+    assert seen == {1}  # no OpenMP team inside a worker
+    assert torch.get_num_threads() >= 1
+
+
+def test_a_worker_error_reaches_the_caller_and_restores_threads(tiny_model, monkeypatch):
+    from poisonlab import threads
+
+    monkeypatch.setattr(threads, "_explicit", 2)
+    before = torch.get_num_threads()
+    calls = {"n": 0}
+    real = tiny_model.features
+
+    def fail_later(v):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("batch 5 failed")
+        return real(v)
+
+    monkeypatch.setattr(tiny_model, "features", fail_later)
+    with pytest.raises(RuntimeError, match="batch 5 failed"):
+        forward_pass(tiny_model, _images(40), device="cpu", batch_size=4)
+    assert torch.get_num_threads() == before

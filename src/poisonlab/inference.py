@@ -9,6 +9,7 @@ averages the logits of mirrored and translated views, as airbench evaluates (Jor
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,8 +223,9 @@ def forward_pass(
         step = torch.compile(step, dynamic=False)
     model.eval()
     try:
-        with compute_threads(batch_flops, dev):
-            outs = _run(step, images, bs, dev, use_bf16(precision, dev), pad=compile)
+        with compute_threads(batch_flops, dev) as threads:
+            workers = threads if dev.type == "cpu" and not compile else 1
+            outs = _run(step, images, bs, dev, use_bf16(precision, dev), pad=compile, workers=workers)
     finally:
         model.train(was_training)
     if outs is None:
@@ -252,11 +254,46 @@ def _place(model: PoisonlabModel, dev: torch.device) -> None:
         model.to(dev, memory_format=torch.channels_last)
 
 
-@torch.inference_mode()
-def _run(step, images: np.ndarray, bs: int, dev: torch.device, bf16: bool, pad: bool):
-    """The batches of :func:`forward_pass`; outputs gathered on ``dev`` (None for no images)."""
-    n, outs = len(images), None
-    for start in range(0, n, bs):
+def _run(step, images: np.ndarray, bs: int, dev: torch.device, bf16: bool, pad: bool, workers: int = 1):
+    """The batches of :func:`forward_pass`; outputs gathered on ``dev`` (None for no images).
+
+    With ``workers`` > 1 (CPU only) the batches are shared among that many threads that each run
+    torch on one thread: a small model's convolutions split over OpenMP threads meet at a barrier
+    after every layer, which costs more than the layer on a 2-core machine (BENCHMARKS.md,
+    "Inference"), while whole batches in parallel never wait for each other. In that mode every
+    batch runs on one torch thread whichever worker takes it, so the outputs equal those of
+    ``workers=1`` (inputs of fewer than 3 batches keep torch's own threads instead).
+    """
+    starts = list(range(0, len(images), bs))
+    if not starts:
+        return None
+    if workers <= 1 or len(starts) < 3:
+        outs = None
+        for start in starts:
+            outs = _run_batch(step, images, start, bs, dev, bf16, pad, outs)
+        return outs
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outs = _run_batch(step, images, starts[0], bs, dev, bf16, pad, None)  # allocates the outputs
+        with ThreadPoolExecutor(
+            max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            done = [pool.submit(_run_batch, step, images, s, bs, dev, bf16, pad, outs) for s in starts[1:]]
+            for future in done:
+                future.result()  # re-raises a worker's error here
+    finally:
+        torch.set_num_threads(previous)
+    return outs
+
+
+def _run_batch(step, images, start: int, bs: int, dev, bf16: bool, pad: bool, outs):
+    """One batch into ``outs`` (allocated from this batch when None); returns ``outs``.
+
+    inference_mode and autocast are per thread, so every batch enters them itself.
+    """
+    n = len(images)
+    with torch.inference_mode():
         x = to_input(images[start : start + bs], dev)
         m = len(x)
         if pad and m < bs and n > bs:  # one input shape for the compiled graph
