@@ -82,6 +82,9 @@ def test_aggregate_seeds_gives_mean_sample_std_and_t_interval() -> None:
         and f1["std"] == pytest.approx(0.1414, abs=1e-4)
     )
     assert seed_cell(f1).endswith("(2 of 3 seeds)")
+    assert (f1["ci_low"], f1["ci_high"]) == (0.0, 1.0)  # 2 seeds: t(0.975, 1) = 12.7, cut to [0, 1]
+    removed = agg["rows"][0]["mitigation"]["spectral_signatures"]["removed"]
+    assert removed["ci_low"] == removed["ci_high"] == 5.0  # a count: never cut (and no spread here)
     success = agg["rows"][0]["poisoned"]["attack_success"]
     assert success["ci_low"] < 0.7 < success["ci_high"]
     assert seed_cell(agg["rows"][0]["detection"]["spectral_signatures"]["precision"]) == "n/a"

@@ -90,3 +90,26 @@ def test_welch_difference_of_means() -> None:
         mean_difference([1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="zero variance"):
         mean_difference([1.0, 1.0], [2.0, 2.0])
+
+
+def test_a_rate_interval_is_cut_to_its_range_and_other_figures_are_not() -> None:
+    free = mean_interval([0.2, 0.8])
+    assert free.low < 0 and free.high > 1  # t(0.975, 1) = 12.7: wider than any rate
+    cut = mean_interval([0.2, 0.8], bounds=(0.0, 1.0))
+    assert (cut.low, cut.high) == (0.0, 1.0) and (cut.mean, cut.std) == (free.mean, free.std)
+    narrow = mean_interval([0.50, 0.52, 0.51], bounds=(0.0, 1.0))
+    assert narrow.low == mean_interval([0.50, 0.52, 0.51]).low  # inside the range: untouched
+    with pytest.raises(ValueError, match="bounds"):
+        mean_interval([0.1, 0.2], bounds=(1.0, 0.0))
+
+
+def test_aggregate_cuts_rates_but_not_counts_or_differences() -> None:
+    from poisonlab.experiments.common.measure import aggregate
+
+    values = [{"attack_success_rate": 0.1, "source_to_target": 3.0, "drop": -0.2},
+              {"attack_success_rate": 0.9, "source_to_target": 90.0, "drop": 0.3}]  # fmt: skip
+    counts = [{"attack_success_rate": 100, "source_to_target": 100}] * 2
+    out = aggregate(values, counts)
+    assert out["attack_success_rate"]["ci_low"] == 0.0 and out["attack_success_rate"]["ci_high"] == 1.0
+    assert out["source_to_target"]["ci_low"] < 0  # a count: the interval is the t interval as is
+    assert out["drop"]["ci_low"] < -1 and out["drop"]["ci_high"] > 1  # a difference, no denominator

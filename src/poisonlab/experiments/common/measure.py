@@ -189,19 +189,23 @@ def aggregate(
     dict
         Metric -> ``values``, ``n`` (seeds), ``mean``, ``std`` (ddof=1; None for one seed:
         a single run has no spread, not a spread of 0), ``ci_low`` / ``ci_high`` (Student-t over
-        seeds; None for one seed), ``interval`` and, with counts, ``binomial``: successes, n,
-        rate and Wilson ``ci_low`` / ``ci_high`` over the test images of one model at the mean
-        rate (the test-set sampling noise only; the spread between seeds is the t interval's).
-        The seeds share one test set, so their counts are not pooled.
+        seeds, cut to [0, 1] for a rate; None for one seed), ``interval`` and, with counts,
+        ``binomial``: successes, n, rate and Wilson ``ci_low`` / ``ci_high`` over the test
+        images of one model at the mean rate (the test-set sampling noise only; the spread
+        between seeds is the t interval's). The seeds share one test set, so their counts are
+        not pooled.
     """
     keys = sorted({k for v in values for k in v})
     out: dict[str, dict] = {}
     for key in keys:
         seeds = [i for i, v in enumerate(values) if key in v]
         vals = [float(values[i][key]) for i in seeds]
-        entry: dict = {"values": vals, **mean_interval(vals, level).to_dict()}
         ns = [counts[i].get(key) for i in seeds] if counts is not None else []
-        if ns and all(n is not None and n > 0 for n in ns):
+        binomial = bool(ns) and all(n is not None and n > 0 for n in ns)
+        # a figure with a denominator that is not a count is a share: its t interval stays in [0, 1]
+        bounds = (0.0, 1.0) if binomial and key not in COUNT_METRICS else None
+        entry: dict = {"values": vals, **mean_interval(vals, level, bounds=bounds).to_dict()}
+        if binomial:
             # every seed is scored on the same test images: one model's n at the mean rate, not
             # the pooled count, which would count each test image once per seed
             n = int(round(sum(ns) / len(ns)))

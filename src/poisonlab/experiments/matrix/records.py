@@ -119,13 +119,18 @@ class MatrixResult:
         }
 
 
-def _stat(values: Sequence[float | None]) -> dict[str, Any]:
+#: figures that are rates or shares, whose t interval is cut to [0, 1]; the others are counts
+RATE_KEYS = frozenset(DETECTION_KEYS) | {"clean_accuracy", "attack_success", "clean_model_success"}
+
+
+def _stat(values: Sequence[float | None], key: str) -> dict[str, Any]:
     """Mean, sample std and t interval of the defined ``values`` (None: undefined in that seed,
-    e.g. a precision with nothing flagged); ``defined`` of ``seeds`` counts them."""
+    e.g. a precision with nothing flagged); ``defined`` of ``seeds`` counts them. The interval of
+    a rate (:data:`RATE_KEYS`) is cut to [0, 1]."""
     defined = [float(v) for v in values if v is not None]
     out: dict[str, Any] = {"values": list(values), "seeds": len(values), "defined": len(defined)}
     if defined:
-        out |= mean_interval(defined).to_dict()
+        out |= mean_interval(defined, bounds=(0.0, 1.0) if key in RATE_KEYS else None).to_dict()
     return out
 
 
@@ -181,19 +186,21 @@ def aggregate_seeds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "name": head["name"],
                 "poison_count": [row["poison_count"] for row in per_seed],
                 "poisoned": {
-                    k: _stat([row["poisoned"].get(k) for row in per_seed]) for k in head["poisoned"]
+                    k: _stat([row["poisoned"].get(k) for row in per_seed], k) for k in head["poisoned"]
                 },
-                "clean_model_success": _stat([row["clean_model_success"] for row in per_seed]),
+                "clean_model_success": _stat(
+                    [row["clean_model_success"] for row in per_seed], "clean_model_success"
+                ),
                 "detection": {
                     d: {
-                        k: _stat([row["detection"].get(d, {}).get(k) for row in per_seed])
+                        k: _stat([row["detection"].get(d, {}).get(k) for row in per_seed], k)
                         for k in DETECTION_KEYS
                     }
                     for d in first["defenses"]
                 },
                 "mitigation": {
                     c: {
-                        k: _stat([(row["mitigation"].get(c) or {}).get(k) for row in per_seed])
+                        k: _stat([(row["mitigation"].get(c) or {}).get(k) for row in per_seed], k)
                         for k in ("clean_accuracy", "attack_success", "removed", "poison_left")
                     }
                     for c in columns
@@ -205,6 +212,8 @@ def aggregate_seeds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "dataset": first["dataset"],
         "defenses": first["defenses"],
         "seeds": seeds,
-        "clean": {"clean_accuracy": _stat([r["clean_model"]["clean_accuracy"] for r in results])},
+        "clean": {
+            "clean_accuracy": _stat([r["clean_model"]["clean_accuracy"] for r in results], "clean_accuracy")
+        },
         "rows": rows,
     }
