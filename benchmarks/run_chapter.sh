@@ -16,7 +16,10 @@
 #   6 fine-tunes on 44k images (3 ART triggers, 2 cyan squares, control) x 5 seeds   ~3 h
 #   rutan-finetune (26), rutan-finetune-27, embraer-finetune x 5 seeds  ~15 min
 #   rutan-retrain (26), rutan-retrain-27 x 5 seeds (models from scratch) ~2 h 10 min
-#   total about 6.5 hours (about 9 hours with batch 32, the notebook's, in the ART configs).
+#   robustness-pattern, robustness-rutan, adversarial-training-pattern x 5 seeds (canaries, the
+#     trigger test, every trigger on the photos; adversarial and plain fine-tunes)     ~1 h 30 min
+#   the figures 4.11-4.13 (seconds) and feature collision at the chapter's settings (~15 min)
+#   total about 8 hours (about 10.5 hours with batch 32, the notebook's, in the ART configs).
 # The per-seed clean models are the clean-retrain control of the retrain rows: the same recipe
 # and seed without the Rutan photos.
 set -euo pipefail
@@ -28,11 +31,15 @@ if [[ "${FRESH:-0}" == "1" ]]; then
 fi
 mkdir -p "$out"
 names=(control-finetune rutan-finetune rutan-finetune-27 embraer-finetune art-pattern art-single-pixel
-       art-image-insert cyan-square-replace cyan-square-add rutan-retrain rutan-retrain-27)
+       art-image-insert cyan-square-replace cyan-square-add rutan-retrain rutan-retrain-27
+       robustness-pattern robustness-rutan adversarial-training-pattern)
 for name in "${names[@]}"; do
   echo "=== $name, $seeds seeds, $(date -u +%H:%M:%S)"
   .venv/bin/poisonlab run "experiments/chapter/$name.yaml" --out "$out/$name" --seeds "$seeds" --quiet
 done
+.venv/bin/poisonlab figures experiments/chapter/trigger-figures.yaml --out "$out/trigger-figures"
+.venv/bin/poisonlab clean-label experiments/chapter/feature-collision-chapter.yaml \
+    --out "$out/feature-collision-chapter" --quiet
 if [[ "${DOCS:-1}" == "1" ]]; then
   for name in "${names[@]}"; do
     dest="docs/results/chapter/$name"

@@ -74,3 +74,23 @@ def test_a_changed_digit_is_caught() -> None:
 def test_markdown_table_checks_its_shape() -> None:
     with pytest.raises(ValueError, match="cells"):
         markdown_table(["a", "b"], [["only one"]])
+
+
+def test_the_figures_quoted_in_the_readme_are_those_of_figures_results_json() -> None:
+    """The trigger figures (4.11-4.13) are quoted in prose: each number must be the JSON's."""
+    readme = " ".join((RESULTS / "README.md").read_text(encoding="utf-8").split())
+    figs = {f["name"]: f for f in load_json(RESULTS / "figures" / "results.json")["figures"]}
+    single, pattern = figs["fig-4.11-single-pixel"], figs["fig-4.12-pattern"]
+    ours, theirs = figs["fig-4.13-image-insert"], figs["fig-4.13-image-insert-alert-white"]
+    box = ours["bbox"]
+    quoted = [
+        f"Single pixel {single['changed_pixels']} pixel ({single['changed_values']} values, "
+        f"L2 {single['l2']:.2f})",
+        f"pattern {pattern['changed_pixels']} pixels ({pattern['changed_values']} values, "
+        f"L2 {pattern['l2']:.2f})",
+        f"our icon {ours['changed_pixels']} pixels inside rows {box['top']}-{box['bottom']} / "
+        f"cols {box['left']}-{box['right']} (L2 {ours['l2']:.2f}, Linf {ours['linf']:.1f})",
+        f"the chapter's icon {theirs['changed_pixels']} pixels (L2 {theirs['l2']:.2f})",
+    ]
+    for text in quoted:
+        assert text in readme, text

@@ -12,9 +12,9 @@ Keller Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU" (arXiv:2404.004
   layer without bias whose logits are multiplied by a fixed scaling factor (1/9).
 
 Widths: the paper's airbench94 uses 64/256/256 (about 2M parameters). The default here is
-64/128/128 (about 0.57M parameters, the width of the repository's 93% variant), because its cost
-per image is about 1.4x the chapter CNN's and fits the 10-minute budget of 2 CPU cores, where
-64/256/256 costs about 3x (issue 15). ``widths`` selects either.
+64/128/128 (about 0.57M parameters), because its forward pass costs 1.4x the chapter CNN's
+(108 vs 78 MFLOP per image) where 64/256/256 costs about 3x: on 2 AVX2 cores one 40,000-image
+epoch of 64/128/128 already takes ~107 s (BENCHMARKS.md, issue 15). ``widths`` selects either.
 
 The whitening filters need the training images: :meth:`AirbenchNet.init_whitening`, which
 :func:`poisonlab.training.train` calls on a freshly built model; they are then saved with the

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from poisonlab.reporting.chapter_checks_doc import checks_sections
 from poisonlab.reporting.chapter_data import BOOK_TEXT, NOTEBOOK, figures, hits, load_runs
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import (
@@ -297,5 +298,6 @@ def chapter_markdown(runs: Mapping[str, dict], *, command: str = COMMAND) -> str
         "",
         external_table(runs),
         "",
+        *checks_sections(runs),
     ]
     return "\n".join(parts)

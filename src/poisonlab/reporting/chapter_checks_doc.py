@@ -1,0 +1,114 @@
+"""The robustness-test and adversarial-training sections of ``docs/results/chapter.md``.
+
+The chapter's "Robustness Tests Against Poisoning" (canary records, ART perturbations) and its
+"Adversarial Training" run as optional blocks of a chapter experiment
+(:mod:`poisonlab.experiments.single.robustness`, :mod:`poisonlab.experiments.single.mitigation`);
+their ``results.json`` carries ``summary.robustness`` and ``summary.mitigation``, each figure an
+:func:`~poisonlab.experiments.common.measure.aggregate` entry (mean, sample std, Student-t
+interval over seeds; Wilson over the canaries / test images). These tables read those entries
+only: nothing is recomputed, so the page shows what the run reported. Runs without the blocks
+add nothing (the page is unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from poisonlab.reporting.results_docs import markdown_table
+
+__all__ = ["checks_sections"]
+
+_MODELS = ("clean", "poisoned", "mitigated", "control")
+_ROBUSTNESS = {
+    "canary_failures": "canaries misclassified",
+    "sensitivity_flagged": "trigger test flagged (share of models)",
+    "sensitivity_spikes": "trigger test spikes (trigger, class -> class)",
+}
+_MITIGATION = {
+    "clean_accuracy": "clean accuracy",
+    "attack_success_rate": "ASR",
+    "source_to_target": "airplanes -> bird",
+}
+
+
+def _cell(entry: Mapping | None, digits: int = 3) -> str:
+    """``mean`` for one run, ``mean (low to high)`` with the t interval over several; ``-`` absent."""
+    if not entry or entry.get("mean") is None:
+        return "-"
+    mean = f"{entry['mean']:.{digits}g}" if digits else f"{entry['mean']:.0f}"
+    if entry.get("ci_low") is None:
+        return f"{mean} (1 run)"
+    return f"{mean} ({entry['ci_low']:.{digits}g} to {entry['ci_high']:.{digits}g}, n={entry['n']})"
+
+
+def robustness_table(runs: Mapping[str, dict]) -> str | None:
+    """Canary failures and trigger-sensitivity results per experiment and model; None without any."""
+    rows = []
+    for name, data in runs.items():
+        summary = data.get("summary", {}).get("robustness")
+        if not summary:
+            continue
+        for key, label in _ROBUSTNESS.items():
+            cells = [_cell((summary.get(model) or {}).get(key)) for model in _MODELS]
+            if any(c != "-" for c in cells):
+                n = (summary.get("clean") or {}).get("canary_accuracy", {}).get("binomial", {}).get("n")
+                shown = f"{label} (of {n})" if key == "canary_failures" and n else label
+                rows.append([name, shown, *cells])
+    if not rows:
+        return None
+    return markdown_table(["experiment", "figure", *_MODELS], rows)
+
+
+def mitigation_table(runs: Mapping[str, dict]) -> str | None:
+    """Poisoned, adversarially fine-tuned and control models, and the per-seed difference
+    mitigated minus control with its t interval; None without any mitigation."""
+    rows = []
+    for name, data in runs.items():
+        summary = data.get("summary", {}).get("mitigation")
+        if not summary:
+            continue
+        for key, label in _MITIGATION.items():
+            if key not in (summary.get("poisoned") or {}):
+                continue
+            cells = [_cell(summary[m].get(key)) for m in ("poisoned", "mitigated", "control")]
+            diff = (summary.get("mitigated_minus_control") or {}).get(key)
+            outside = "-"
+            if diff and diff.get("ci_low") is not None:
+                outside = "yes" if diff["ci_low"] > 0 or diff["ci_high"] < 0 else "no"
+            rows.append([name, label, *cells, _cell(diff), outside])
+    if not rows:
+        return None
+    header = ["experiment", "figure", "poisoned", "adversarially fine-tuned", "plain fine-tune (control)",
+              "fine-tuned minus control", "0 outside the interval"]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def checks_sections(runs: Mapping[str, dict]) -> list[str]:
+    """The page's lines for the two sections (an empty list when no run has either block)."""
+    parts: list[str] = []
+    robustness = robustness_table(runs)
+    if robustness is not None:
+        parts += [
+            "## Robustness tests (canaries, ART-style trigger test)",
+            "",
+            "Canaries: the clean model's highest-margin held-out images per class, checked on every",
+            "model of the run; a failure is a misclassified canary. Trigger test: each known trigger",
+            "stamped on clean test images; flagged when one class sends at least half of its images",
+            "to one other class beyond the model's own confusion. Mean (t interval over seeds).",
+            "",
+            robustness,
+            "",
+        ]
+    mitigation = mitigation_table(runs)
+    if mitigation is not None:
+        parts += [
+            "## Adversarial training",
+            "",
+            "Each poisoned model fine-tuned on a trusted share of the validation split with",
+            "triggered copies that keep their true labels, beside a plain fine-tune on the same",
+            "share (the control): what the triggered copies add is the last two columns.",
+            "",
+            mitigation,
+            "",
+        ]
+    return parts

@@ -1,0 +1,63 @@
+"""The chapter page's robustness and adversarial-training sections read the runs' own aggregates."""
+
+from __future__ import annotations
+
+from poisonlab.experiments.common.measure import aggregate
+from poisonlab.reporting.chapter_checks_doc import checks_sections, mitigation_table, robustness_table
+
+
+def _run(robustness: dict | None = None, mitigation: dict | None = None) -> dict:
+    summary: dict = {}
+    if robustness is not None:
+        summary["robustness"] = robustness
+    if mitigation is not None:
+        summary["mitigation"] = mitigation
+    return {"summary": summary}
+
+
+def _robustness() -> dict:
+    clean = aggregate([{"canary_failures": 0.0, "canary_accuracy": 1.0, "sensitivity_flagged": 0.0}],
+                      [{"canary_accuracy": 50}])  # fmt: skip
+    poisoned = aggregate(
+        [
+            {"canary_failures": f, "canary_accuracy": 1 - f / 50, "sensitivity_flagged": 1.0}
+            for f in (4.0, 6.0)
+        ],
+        [{"canary_accuracy": 50}] * 2,
+    )
+    return {"clean": clean, "poisoned": poisoned}
+
+
+def _mitigation() -> dict:
+    poisoned = aggregate([{"attack_success_rate": 0.95}, {"attack_success_rate": 0.97}])
+    mitigated = aggregate([{"attack_success_rate": 0.10}, {"attack_success_rate": 0.14}])
+    control = aggregate([{"attack_success_rate": 0.90}, {"attack_success_rate": 0.94}])
+    diff = aggregate([{"attack_success_rate": -0.80}, {"attack_success_rate": -0.80}])
+    return {"poisoned": poisoned, "mitigated": mitigated, "control": control, "mitigated_minus_control": diff}
+
+
+def test_robustness_rows_show_each_models_aggregate_and_the_canary_count() -> None:
+    table = robustness_table({"robustness-pattern": _run(robustness=_robustness())})
+    assert "canaries misclassified (of 50)" in table
+    row = next(line for line in table.splitlines() if "canaries misclassified" in line)
+    assert "| 0 (1 run) |" in row and "| 5 (" in row and "n=2)" in row  # clean single run, poisoned 2 seeds
+    assert "trigger test flagged" in table
+
+
+def test_mitigation_rows_say_whether_zero_is_outside_the_difference() -> None:
+    table = mitigation_table({"adversarial-training-pattern": _run(mitigation=_mitigation())})
+    row = next(line for line in table.splitlines() if "| ASR |" in line)
+    assert row.rstrip().endswith("| yes |")  # -0.80 twice: std 0, interval [-0.8, -0.8]
+    assert "0.96 (" in row and "0.12 (" in row
+
+
+def test_runs_without_the_blocks_leave_the_page_unchanged() -> None:
+    assert checks_sections({"art-pattern": _run()}) == []
+    assert robustness_table({"a": _run()}) is None and mitigation_table({"a": _run()}) is None
+
+
+def test_both_sections_when_runs_have_both_blocks() -> None:
+    runs = {"robustness-pattern": _run(robustness=_robustness()), "adv": _run(mitigation=_mitigation())}
+    lines = checks_sections(runs)
+    assert "## Robustness tests (canaries, ART-style trigger test)" in lines
+    assert "## Adversarial training" in lines
