@@ -235,6 +235,8 @@ def test_chapter_doc_reads_results_carrying_the_new_blocks(tmp_path: Path, digit
     before = chapter_markdown(runs)
     after = chapter_markdown(runs | {"art-pattern": carrying})
     # the five tables are untouched; the blocks add their own sections after them, from the digits run
-    assert after.startswith(before)
-    added = after[len(before) :]
-    assert "## Robustness tests" in added and "## Adversarial training" in added and "art-pattern" in added
+    # (the committed robustness-rutan run has its own robustness section already: compare up to it)
+    head = "## Robustness tests"
+    assert after.split(head)[0] == before.split(head)[0]
+    added = after[len(after.split(head)[0]) :]
+    assert "## Adversarial training" in added and "| art-pattern | trigger test" in added
