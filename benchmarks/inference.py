@@ -74,6 +74,13 @@ def _reference(model, images: np.ndarray, bs: int, dev: torch.device, bf16: bool
     torch.cat(logits), torch.cat(feats)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"need a whole number >= 1, got {text}")
+    return value
+
+
 def _pinned(threads: int, fn) -> None:
     """Run ``fn`` with poisonlab's thread choice fixed to ``threads`` (then back to automatic)."""
     set_threads(threads)
@@ -101,7 +108,9 @@ def _measure(arch: str, images: np.ndarray, args, dev: torch.device) -> list[dic
             threads = choose_threads(estimate_flops(model, SHAPE) * bs)
             kw = {"features": True, "batch_size": bs, "device": dev, "precision": precision}
             modes = {"forward_pass": lambda m=model, kw=kw: forward_pass(m, images, **kw)}
+            pinned: dict[str, int] = {}
             for workers in sorted({1, args.workers}):
+                pinned[f"forward_pass, {workers} worker(s)"] = workers
                 # explicit counts: 1 = one torch thread; N = N batches at a time, one thread each
                 modes[f"forward_pass, {workers} worker(s)"] = lambda m=model, kw=kw, w=workers: _pinned(
                     w, lambda: forward_pass(m, images, **kw)
@@ -125,12 +134,12 @@ def _measure(arch: str, images: np.ndarray, args, dev: torch.device) -> list[dic
                         "mode": mode,
                         "precision": label,
                         "batch_size": bs,
-                        "threads": threads,
+                        "threads": pinned.get(mode, threads),  # a pinned row: its own count
                         "seconds": round(seconds, 3),
                         "images_per_second": round(len(images) / seconds, 1),
                     }
                 )
-                print(f"{arch:15s} {mode:28s} {label:14s} bs {bs:5d} threads {threads}: "
+                print(f"{arch:15s} {mode:28s} {label:14s} bs {bs:5d} threads {rows[-1]['threads']}: "
                       f"{rows[-1]['images_per_second']:9.1f} images/s", flush=True)  # fmt: skip
     return rows
 
@@ -144,7 +153,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         default=available_cores(),
         help="the pinned many-worker row (default: free cores)",
     )
