@@ -14,7 +14,7 @@
 # ~13 min per clean or retrained model, a 5-epoch fine-tune on 44k images ~6 min at batch 128):
 #   5 clean models (shared by every experiment through the cache)      ~65 min
 #   6 fine-tunes on 44k images (3 ART triggers, 2 cyan squares, control) x 5 seeds   ~3 h
-#   rutan-finetune (26), rutan-finetune-27, embraer-finetune x 5 seeds  ~15 min
+#   rutan-finetune (26), its true-label placebo, rutan-finetune-27, embraer-finetune x 5 seeds  ~20 min
 #   rutan-retrain (26), rutan-retrain-27 x 5 seeds (models from scratch) ~2 h 10 min
 #   robustness-pattern, robustness-rutan, adversarial-training-pattern x 5 seeds (canaries, the
 #     trigger test, every trigger on the photos; adversarial and plain fine-tunes)     ~1 h 30 min
@@ -30,7 +30,7 @@ if [[ "${FRESH:-0}" == "1" ]]; then
   export POISONLAB_HOME="$out/poisonlab-home"
 fi
 mkdir -p "$out"
-names=(control-finetune rutan-finetune rutan-finetune-27 embraer-finetune art-pattern art-single-pixel
+names=(control-finetune rutan-finetune rutan-finetune-placebo rutan-finetune-27 embraer-finetune art-pattern art-single-pixel
        art-image-insert cyan-square-replace cyan-square-add rutan-retrain rutan-retrain-27
        robustness-pattern robustness-rutan adversarial-training-pattern)
 for name in "${names[@]}"; do
