@@ -12,10 +12,10 @@ Three steps, each reproducible:
 ``screen "DIR/s*.pkl"``
     The default screen (with the anchored detector) per cell: recall, FPR, TPR at 1 % FPR.
 
-The thresholds were compared on seed 1 and part of seed 2 (docs/results/detection.md quotes
-the figures); the defaults (k = 5, threshold = 3.0, the screen's veto at 2 robust SDs) were then
-frozen before the held-out grid (seeds >= 1000) ran. Pickles hold whole models: development only,
-never shipped.
+The thresholds were compared on seed 1 and part of seed 2 (docs/detection-defaults.md quotes
+the figures; their raw output was not committed); the defaults (k = 5, threshold = 3.0, the
+screen's veto at 2 robust SDs) were then frozen before the held-out grid (seeds >= 1000) ran.
+Pickles hold whole models: development only, never shipped.
 
 Run as ``POISONLAB_THREADS=1 .venv/bin/python benchmarks/detection_dev.py cache 1 --out /tmp/detdev``.
 """

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from poisonlab.reporting.stats import (
     describe_difference,
@@ -13,6 +14,7 @@ from poisonlab.reporting.stats import (
     format_rate,
     mean_difference,
     mean_interval,
+    paired_difference,
     rate_difference,
     rate_interval,
     wilson_interval,
@@ -103,13 +105,37 @@ def test_a_rate_interval_is_cut_to_its_range_and_other_figures_are_not() -> None
         mean_interval([0.1, 0.2], bounds=(1.0, 0.0))
 
 
-def test_aggregate_cuts_rates_but_not_counts_or_differences() -> None:
+def test_aggregate_cuts_rates_and_counts_to_their_range_but_not_differences() -> None:
     from poisonlab.experiments.common.measure import aggregate
 
-    values = [{"attack_success_rate": 0.1, "source_to_target": 3.0, "drop": -0.2},
-              {"attack_success_rate": 0.9, "source_to_target": 90.0, "drop": 0.3}]  # fmt: skip
+    values = [
+        {"attack_success_rate": 0.1, "source_to_target": 3.0, "drop": -0.2, "failures": 0.0},
+        {"attack_success_rate": 0.9, "source_to_target": 90.0, "drop": 0.3, "failures": 3.0},
+    ]
     counts = [{"attack_success_rate": 100, "source_to_target": 100}] * 2
-    out = aggregate(values, counts)
+    out = aggregate(values, counts, bounds={"failures": (0.0, math.inf)})
     assert out["attack_success_rate"]["ci_low"] == 0.0 and out["attack_success_rate"]["ci_high"] == 1.0
-    assert out["source_to_target"]["ci_low"] < 0  # a count: the interval is the t interval as is
+    # a count of test images: [0, n] (the t interval alone would reach -5xx and +6xx)
+    assert (out["source_to_target"]["ci_low"], out["source_to_target"]["ci_high"]) == (0.0, 100.0)
+    assert out["failures"]["ci_low"] == 0.0 and out["failures"]["ci_high"] > 3  # a bounded count
     assert out["drop"]["ci_low"] < -1 and out["drop"]["ci_high"] > 1  # a difference, no denominator
+
+
+def test_paired_difference_is_the_t_interval_of_the_per_pair_differences() -> None:
+    a, b = [0.80, 0.82, 0.79, 0.85], [0.70, 0.73, 0.68, 0.74]
+    diff = paired_difference(a, b)
+    d = np.subtract(a, b)
+    half = scipy_stats.t.ppf(0.975, 3) * d.std(ddof=1) / np.sqrt(4)
+    assert diff.method == "paired t"
+    assert diff.estimate == pytest.approx(d.mean())
+    assert (diff.low, diff.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    # the shared seed-to-seed spread cancels: narrower than Welch on the same values
+    welch = mean_difference(a, b)
+    assert diff.high - diff.low < welch.high - welch.low
+
+
+def test_paired_difference_rejects_unpaired_input() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        paired_difference([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=">= 2 pairs"):
+        paired_difference([1.0], [0.5])

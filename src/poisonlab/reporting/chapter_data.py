@@ -13,7 +13,7 @@ from typing import Any
 from poisonlab.data.cifar10 import CIFAR10_CLASSES
 from poisonlab.reporting.results_docs import load_json
 
-__all__ = ["BOOK_TEXT", "METRICS", "NOTEBOOK", "figures", "hits", "load_runs"]
+__all__ = ["BOOK_TEXT", "LABELS", "METRICS", "NOTEBOOK", "figures", "hits", "load_runs"]
 
 #: The chapter text's figures (chapter 4 and the ART notebook it follows) per experiment.
 BOOK_TEXT: dict[str, dict[str, float]] = {
@@ -27,6 +27,12 @@ BOOK_TEXT: dict[str, dict[str, float]] = {
 #: bird than the chapter text says.
 NOTEBOOK: dict[str, dict[str, float]] = {"rutan-finetune": {"clean_accuracy": 0.84, "source_to_target": 43}}
 METRICS = ("clean_accuracy", "attack_success_rate", "source_to_target")
+#: each metric's name in the tables
+LABELS = {
+    "clean_accuracy": "clean accuracy",
+    "attack_success_rate": "ASR",
+    "source_to_target": "test airplanes -> bird",
+}
 
 
 def load_runs(runs_dir: str | Path) -> dict[str, dict]:

@@ -20,30 +20,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from poisonlab.reporting.chapter_checks_doc import checks_sections
-from poisonlab.reporting.chapter_data import BOOK_TEXT, NOTEBOOK, figures, hits, load_runs
+from poisonlab.reporting.chapter_data import BOOK_TEXT, LABELS, NOTEBOOK, figures, hits, load_runs
+from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, difference_table
 from poisonlab.reporting.results_docs import markdown_table
-from poisonlab.reporting.stats import (
-    Difference,
-    mean_difference,
-    mean_interval,
-    rate_difference,
-    rate_interval,
-)
+from poisonlab.reporting.stats import mean_interval, rate_interval
 
-__all__ = ["BOOK_TEXT", "COMMAND", "NOTEBOOK", "chapter_markdown", "external_table", "figures", "load_runs"]
+__all__ = [
+    "BOOK_TEXT",
+    "COMMAND",
+    "CONTROL",
+    "NOTEBOOK",
+    "PLACEBO",
+    "chapter_markdown",
+    "difference_table",
+    "external_table",
+    "figures",
+    "load_runs",
+]
 
 #: Remarks per experiment (shown beside the figures).
 NOTES = {
     "art-pattern": "the notebook applied the single-pixel trigger here (its bug)",
     "cyan-square-add": "saturation problem described, no figure",
     "control-finetune": "no poison: what the fine-tune alone costs",
+    "rutan-finetune-placebo": "no mislabel: the Rutan photos as airplane, same fine-tune",
 }
-_LABEL = {
-    "clean_accuracy": "clean accuracy",
-    "attack_success_rate": "ASR",
-    "source_to_target": "test airplanes -> bird",
-}
-CONTROL = "control-finetune"
 #: the command that writes ``docs/results/chapter.md`` (named on the page)
 COMMAND = "python benchmarks/chapter_table.py docs/results/chapter --out docs/results/chapter.md"
 
@@ -63,7 +64,7 @@ def _mean_cell(key: str, pairs: list[tuple[float, int]] | None) -> str:
 
 def _reference(table: Mapping[str, Mapping[str, float]], name: str) -> str:
     ref = table.get(name, {})
-    return ", ".join(f"{_LABEL[k]} {v:g}" for k, v in ref.items()) or "-"
+    return ", ".join(f"{LABELS[k]} {v:g}" for k, v in ref.items()) or "-"
 
 
 def figures_table(runs: Mapping[str, dict]) -> str:
@@ -122,7 +123,7 @@ def interval_table(runs: Mapping[str, dict]) -> str:
             for key, pairs in f[model].items():
                 if model == "clean" and key == "attack_success_rate":
                     continue  # the clean model's ASR is the floor, shown in each run's report
-                rows.append([name, model, _LABEL[key], *_interval_cells(key, pairs)])
+                rows.append([name, model, LABELS[key], *_interval_cells(key, pairs)])
     header = [
         "experiment",
         "model",
@@ -131,48 +132,6 @@ def interval_table(runs: Mapping[str, dict]) -> str:
         "95% interval over seeds (Student t)",
         "95% interval over the test images (Wilson, one model at the mean rate)",
     ]
-    return markdown_table(header, rows)
-
-
-def _difference(key: str, a: list[tuple[float, int]], b: list[tuple[float, int]]) -> Difference:
-    """a - b: Welch over seeds when both sides have two or more models, else Newcombe on the
-    test-image counts of one model at the mean rate (test-set sampling only)."""
-    if len(a) >= 2 and len(b) >= 2:
-        return mean_difference([v for v, _ in a], [v for v, _ in b])
-    ha, na = hits(key, a)
-    hb, nb = hits(key, b)
-    diff = rate_difference(ha, na, hb, nb)
-    if key != "source_to_target":
-        return diff
-    return Difference(diff.estimate * na, diff.low * na, diff.high * na, diff.method, diff.level)
-
-
-def _diff_cell(key: str, d: Difference) -> list[str]:
-    scale, unit = (1.0, "") if key == "source_to_target" else (100.0, " pt")
-    fmt = "{:+.1f}"
-    interval = f"{fmt.format(scale * d.low)} to {fmt.format(scale * d.high)}"
-    return [
-        f"{fmt.format(scale * d.estimate)}{unit}",
-        f"{interval} ({d.method})",
-        "yes" if d.excludes_zero else "no",
-    ]
-
-
-def difference_table(runs: Mapping[str, dict]) -> str:
-    """Table 3: poisoned vs clean model and attack vs the fine-tune control, with intervals."""
-    control = figures(runs[CONTROL])["poisoned"] if CONTROL in runs else {}
-    rows = []
-    for name, data in runs.items():
-        f = figures(data)
-        for key in ("clean_accuracy", "source_to_target"):
-            a = f["poisoned"].get(key)
-            if a and f["clean"].get(key):
-                rows.append(
-                    [name, _LABEL[key], "clean model", *_diff_cell(key, _difference(key, a, f["clean"][key]))]
-                )
-            if a and name != CONTROL and data["config"]["integration"] != "retrain" and control.get(key):
-                rows.append([name, _LABEL[key], CONTROL, *_diff_cell(key, _difference(key, a, control[key]))])
-    header = ["experiment", "figure", "compared with", "difference", "95% interval", "0 outside the interval"]
     return markdown_table(header, rows)
 
 
@@ -195,7 +154,7 @@ def reference_table(runs: Mapping[str, dict]) -> str:
                 rows.append(
                     [
                         name,
-                        _LABEL[key],
+                        LABELS[key],
                         source,
                         f"{ref:g}",
                         _fmt(key, stat.mean),
@@ -219,31 +178,71 @@ def _photo(e: Mapping | None) -> str:
     return "-" if e is None else f"{e['prediction']} {e['probability']:.2f}"
 
 
+def _external_counts(data: Mapping) -> tuple[int, int, int, int, bool] | None:
+    """Over every seed's poisoned model: (photo predictions, bird without trigger, bird with
+    trigger, flipped by the trigger, triggered variant present); None without external photos."""
+    total = clean_birds = trig_birds = flipped = 0
+    triggered = False
+    for run in data["runs"]:
+        preds = run["metrics"].get("external") or []
+        clean = {e["image"]: e for e in preds if e["variant"] == "clean"}
+        trig = {e["image"]: e for e in preds if e["variant"] == "triggered"}
+        triggered |= bool(trig)
+        total += len(clean)
+        clean_birds += sum(e["prediction"] == "bird" for e in clean.values())
+        trig_birds += sum(e["prediction"] == "bird" for e in trig.values())
+        flipped += sum(
+            trig[i]["prediction"] == "bird" and clean[i]["prediction"] != "bird" for i in trig if i in clean
+        )
+    return (total, clean_birds, trig_birds, flipped, triggered) if total else None
+
+
 def external_table(runs: Mapping[str, dict]) -> str:
-    """Table 5: the external airplane photos (first seed's poisoned model): how many it calls
-    bird without and, for a backdoor, with the trigger, how many the trigger flips. For the
-    Rutan rows this is the chapter's stealth-bomber test."""
+    """Table 5: the external airplane photos, counted over every seed's poisoned model (photos x
+    models): how many are called bird without and, for a backdoor, with the trigger, and how
+    many the trigger flips; the first seed's predictions are shown. For the Rutan rows this is
+    the chapter's stealth-bomber test."""
     rows = []
     for name, data in runs.items():
+        counts = _external_counts(data)
+        if counts is None:
+            continue
+        total, clean_birds, trig_birds, flipped, triggered = counts
         preds = data["runs"][0]["metrics"].get("external") or []
         clean = {e["image"]: e for e in preds if e["variant"] == "clean"}
         trig = {e["image"]: e for e in preds if e["variant"] == "triggered"}
-        if not clean:
-            continue
-        n = len(clean)
-        birds = f"{sum(e['prediction'] == 'bird' for e in clean.values())}/{n}"
-        if trig:
-            flipped = sum(trig[i]["prediction"] == "bird" and clean[i]["prediction"] != "bird" for i in trig)
-            with_trigger = f"{sum(e['prediction'] == 'bird' for e in trig.values())}/{n}"
-            flips = f"{flipped}/{n}"
-        else:
-            with_trigger = flips = "-"
         shown = "; ".join(
             f"{i}: {_photo(clean[i])}" + (f" -> {_photo(trig.get(i))}" if trig else "") for i in clean
         )
-        rows.append([name, birds, with_trigger, flips, shown])
-    header = ["experiment", "bird without trigger", "bird with trigger", "flipped by the trigger", "photos"]
+        rows.append(
+            [
+                name,
+                str(len(data["runs"])),
+                f"{clean_birds}/{total}",
+                f"{trig_birds}/{total}" if triggered else "-",
+                f"{flipped}/{total}" if triggered else "-",
+                shown,
+            ]
+        )
+    header = [
+        "experiment",
+        "models",
+        "bird without trigger",
+        "bird with trigger",
+        "flipped by the trigger",
+        "photos (first seed's model)",
+    ]
     return markdown_table(header, rows)
+
+
+def _shared_replicates(runs: Mapping[str, dict]) -> str:
+    """The rows whose seeds share one clean model (their spread understates the real one)."""
+    names = [
+        n
+        for n, d in runs.items()
+        if len(d["runs"]) > 1 and d["summary"].get("baseline", "shared") == "shared"
+    ]
+    return ", ".join(f"`{n}`" for n in names) or "none"
 
 
 def chapter_markdown(runs: Mapping[str, dict], *, command: str = COMMAND) -> str:
@@ -266,18 +265,25 @@ def chapter_markdown(runs: Mapping[str, dict], *, command: str = COMMAND) -> str
         "## Intervals",
         "",
         "The t interval is the spread between replicates (seeds); the Wilson interval covers only",
-        "the sampling of the 10,000 test images (1,000 airplanes) for fixed models. The 3-seed rows",
-        "fine-tune on the same poisoned images in one batch per epoch: their seeds differ in little",
-        "more than numerical noise, so their t interval understates the real variance.",
+        "the sampling of the 10,000 test images (1,000 airplanes) for fixed models. Rows whose seeds",
+        f"share one clean model ({_shared_replicates(runs)}) fine-tune the same poisoned images from",
+        "it: their seeds differ in little more than numerical noise and shuffling, so their t",
+        "interval understates the real variance; the *per_seed* rows train a clean model from",
+        "scratch per seed and show it.",
         "",
         interval_table(runs),
         "",
         "## Differences",
         "",
-        "Poisoned model minus the clean model, and minus the clean fine-tune control (same",
-        "fine-tune, no poison). Newcombe's interval treats the two models' test predictions as",
-        "independent (they are paired: same test images) and covers test-set sampling only, not the",
-        "variation between training runs; a difference outside it can still be one run's luck.",
+        "Poisoned model minus the clean model, and minus its control: the fine-tune rows against",
+        f"`{CONTROL}` (the same fine-tune on the clean set, no poison), the rows that fine-tune on",
+        f"the scraped photos only against `{PLACEBO}` (the Rutan photos with their true label, the",
+        "same fine-tune); a retrain's control is its clean model (same recipe and seed, no poison).",
+        "*paired t*: both sides have the same seeds, seed k against seed k (its own clean model),",
+        "the t interval of the per-seed differences; *welch*: two or more models per side, unpaired;",
+        "*newcombe*: a single run on a side, the test-image counts of one model at the mean rate",
+        "(test-set sampling only, and the two models' predictions taken as independent though they",
+        "are on the same images): a difference outside it can still be one run's luck.",
         "",
         difference_table(runs),
         "",
@@ -291,10 +297,12 @@ def chapter_markdown(runs: Mapping[str, dict], *, command: str = COMMAND) -> str
         "",
         "## External photos",
         "",
-        "The chapter's three airplane photos (stealth bomber, F-117, F-16) predicted by each",
-        "poisoned model (first seed) on the clean photo and, for a backdoor, with the trigger pasted",
-        "on (`clean -> triggered`). The Rutan rows are the chapter's test of whether the stealth",
-        "bomber becomes a bird after the Rutan Boomerang poisoning. Three photos: a count, not a rate.",
+        "The chapter's three airplane photos (stealth bomber, F-117, F-16) predicted by every seed's",
+        "poisoned model on the clean photo and, for a backdoor, with the trigger pasted on; the",
+        "counts are over photos x models, the last column shows the first seed's model",
+        "(`clean -> triggered`). The Rutan rows are the chapter's test of whether the stealth bomber",
+        "becomes a bird after the Rutan Boomerang poisoning. Three photos: a count, not a rate, and",
+        "the models of one row are not independent draws of the photos.",
         "",
         external_table(runs),
         "",

@@ -14,7 +14,9 @@ Two kinds of figures, two kinds of intervals (95 % unless said):
 Differences: :func:`rate_difference` is Newcombe's hybrid score interval for the difference of
 two independent proportions (Newcombe, Statistics in Medicine 1998, method 10), built from the
 two Wilson intervals; :func:`mean_difference` is Welch's t interval for the difference of two
-means with unequal variances (Welch 1947). A difference "is outside the interval" when that
+means with unequal variances (Welch 1947); :func:`paired_difference` the Student-t interval of
+the mean of per-seed differences, for two figures measured on the same seeds (seed k's poisoned
+model against seed k's own clean model). A difference "is outside the interval" when that
 interval excludes 0 (:attr:`Difference.excludes_zero`). Two models scored on the *same* test
 images are paired, not independent; without per-image predictions the independent-sample
 interval is what can be computed, and it is wider than a paired one would usually be.
@@ -38,6 +40,7 @@ __all__ = [
     "format_rate",
     "mean_difference",
     "mean_interval",
+    "paired_difference",
     "rate_difference",
     "rate_interval",
     "wilson_interval",
@@ -228,6 +231,28 @@ def mean_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95)
     half = float(_st.t.ppf(0.5 + _check_level(level) / 2, dof)) * math.sqrt(va + vb)
     d = float(xa.mean() - xb.mean())
     return Difference(estimate=d, low=d - half, high=d + half, method="welch", level=level)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Difference:
+    """Student-t interval of the mean of ``a[i] - b[i]`` (paired samples, e.g. one pair per seed).
+
+    Pairing removes what the two sides share (seed k's poisoned model is fine-tuned from seed k's
+    clean model), so the interval is usually narrower than Welch's on the same values.
+
+    Raises
+    ------
+    ValueError
+        Sides of different lengths, fewer than two pairs, or non-finite values.
+    """
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if xa.shape != xb.shape or xa.ndim != 1:
+        raise ValueError(
+            f"paired_difference needs two 1-d sides of one length, got {xa.shape} and {xb.shape}"
+        )
+    if xa.size < 2:
+        raise ValueError(f"paired_difference needs >= 2 pairs, got {xa.size}")
+    stat = mean_interval(xa - xb, level)
+    return Difference(estimate=stat.mean, low=stat.low, high=stat.high, method="paired t", level=level)
 
 
 def format_mean(stat: MeanInterval, digits: int = 4) -> str:

@@ -30,7 +30,7 @@ mask, so on small images the backdoored class is not always an outlier; the comp
 reference is what separates a learnt shortcut from a natural one there: on the digits campaign's
 development seeds (a 3x3 patch is 14 % of an 8x8 image, not much smaller than a natural mask)
 the largest gain of any class on a clean fine-tune was 0.10, on a backdoored one 0.16-0.84
-(``min_gap`` 0.25 was set from those seeds; docs/results/service.md). The success is pooled
+(``min_gap`` 0.25 was set from those seeds; docs/service-defaults.md). The success is pooled
 over every source class of the held-out images: per source class, a trigger optimised on the
 candidate's own decision boundary is too noisy to compare. :meth:`ReversedTrigger.apply` stamps a
 found trigger on any batch (for a report, or the sensitivity test's ``triggers=``).

@@ -58,7 +58,7 @@ __all__ = [
     "screen_methods",
 ]
 
-#: The recommended detectors, frozen (see docs/results/detection.md for how they were chosen).
+#: The recommended detectors, frozen (see docs/detection-defaults.md for how they were chosen).
 SCREEN_METHODS: tuple[str, ...] = (
     "spectre",
     "scan_lrt",

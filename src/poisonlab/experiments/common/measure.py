@@ -7,7 +7,7 @@ backdoor shows, as a column of the target class that the clean matrix does not h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,7 +168,11 @@ COUNT_METRICS = frozenset({"source_to_target"})
 
 
 def aggregate(
-    values: list[dict[str, float]], counts: list[dict[str, int]] | None = None, *, level: float = 0.95
+    values: list[dict[str, float]],
+    counts: list[dict[str, int]] | None = None,
+    *,
+    level: float = 0.95,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, dict]:
     """Each metric over seeds: mean, sample std, Student-t interval and, with ``counts``, the
     binomial (Wilson) interval of the rate over the test images.
@@ -183,13 +187,17 @@ def aggregate(
         images each figure is over. Rates are turned back into counts with it.
     level : float
         Interval level.
+    bounds : mapping, optional
+        Metric -> the range it cannot leave, for figures without a denominator (a count of
+        canaries, a 0/1 flag); the t interval is cut to it. A metric with a denominator needs none:
+        a rate is cut to [0, 1], a count of test images to [0, n].
 
     Returns
     -------
     dict
         Metric -> ``values``, ``n`` (seeds), ``mean``, ``std`` (ddof=1; None for one seed:
         a single run has no spread, not a spread of 0), ``ci_low`` / ``ci_high`` (Student-t over
-        seeds, cut to [0, 1] for a rate; None for one seed), ``interval`` and, with counts,
+        seeds, cut to the metric's range; None for one seed), ``interval`` and, with counts,
         ``binomial``: successes, n, rate and Wilson ``ci_low`` / ``ci_high`` over the test
         images of one model at the mean rate (the test-set sampling noise only; the spread
         between seeds is the t interval's). The seeds share one test set, so their counts are
@@ -202,13 +210,15 @@ def aggregate(
         vals = [float(values[i][key]) for i in seeds]
         ns = [counts[i].get(key) for i in seeds] if counts is not None else []
         binomial = bool(ns) and all(n is not None and n > 0 for n in ns)
-        # a figure with a denominator that is not a count is a share: its t interval stays in [0, 1]
-        bounds = (0.0, 1.0) if binomial and key not in COUNT_METRICS else None
-        entry: dict = {"values": vals, **mean_interval(vals, level, bounds=bounds).to_dict()}
+        # every seed is scored on the same test images: one model's n at the mean rate, not
+        # the pooled count, which would count each test image once per seed
+        n = int(round(sum(ns) / len(ns))) if binomial else 0
+        # a share stays in [0, 1] and a count of test images in [0, n]: a t interval over a few
+        # seeds is often wider than either
+        cut = ((0.0, float(n)) if key in COUNT_METRICS else (0.0, 1.0)) if binomial else None
+        cut = cut or (bounds or {}).get(key)
+        entry: dict = {"values": vals, **mean_interval(vals, level, bounds=cut).to_dict()}
         if binomial:
-            # every seed is scored on the same test images: one model's n at the mean rate, not
-            # the pooled count, which would count each test image once per seed
-            n = int(round(sum(ns) / len(ns)))
             rates = [v / m if key in COUNT_METRICS else v for v, m in zip(vals, ns, strict=True)]
             entry["binomial"] = rate_interval(int(round(n * sum(rates) / len(rates))), n, level).to_dict()
         out[key] = entry

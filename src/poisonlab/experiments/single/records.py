@@ -15,7 +15,7 @@ from poisonlab.data.dataset import Splits
 from poisonlab.experiments.common.measure import AttackTargets, ModelMeasurement, aggregate
 from poisonlab.experiments.single.config import ExperimentConfig
 from poisonlab.experiments.single.mitigation import MitigationRun, mitigation_config
-from poisonlab.experiments.single.robustness import robustness_scalars
+from poisonlab.experiments.single.robustness import SCALAR_BOUNDS, robustness_scalars
 from poisonlab.reporting.stamp import result_provenance
 from poisonlab.reprs import concise_repr
 
@@ -180,7 +180,7 @@ class ExperimentResult:
         out = {}
         for name, checks in groups.items():
             pairs = [robustness_scalars(c) for c in checks]
-            out[name] = aggregate([v for v, _ in pairs], [n for _, n in pairs])
+            out[name] = aggregate([v for v, _ in pairs], [n for _, n in pairs], bounds=SCALAR_BOUNDS)
         return out
 
     def _mitigation_summary(self) -> dict:

@@ -17,6 +17,7 @@ never training ones), and :func:`robustness_checks` runs them on one model:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,15 @@ def robustness_checks(
             model, ctx.photos, ctx.photo_triggers, class_names, device
         )
     return out
+
+
+#: the range of each figure of :func:`robustness_scalars` that has no denominator (its t
+#: interval over seeds is cut to it: a count of failed canaries cannot fall below 0)
+SCALAR_BOUNDS: dict[str, tuple[float, float]] = {
+    "canary_failures": (0.0, math.inf),
+    "sensitivity_spikes": (0.0, math.inf),
+    "sensitivity_flagged": (0.0, 1.0),
+}
 
 
 def robustness_scalars(checks: dict[str, Any]) -> tuple[dict[str, float], dict[str, int]]:

@@ -1,0 +1,97 @@
+"""Table 3 of ``chapter.md``: each poisoned figure minus its clean model's and its control's.
+
+The interval fits what the two sides hold: the paired t interval of the per-seed differences
+when both have the same seeds with their own models (seed k's poisoned model against seed k's
+clean model, or seed k's control fine-tuned from that clean model), Welch's over seeds when both
+have two or more unpaired models, else Newcombe's on the test-image counts of one model at the
+mean rate (:mod:`poisonlab.reporting.stats`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from poisonlab.reporting.chapter_data import LABELS, figures, hits
+from poisonlab.reporting.results_docs import markdown_table
+from poisonlab.reporting.stats import Difference, mean_difference, paired_difference, rate_difference
+
+__all__ = ["CONTROL", "CONTROLS", "PLACEBO", "difference_table"]
+
+#: the fine-tune rows' control: the same fine-tune on the clean set, no poison
+CONTROL = "control-finetune"
+#: the poison-only fine-tunes' control: the Rutan photos with their true label, same fine-tune
+PLACEBO = "rutan-finetune-placebo"
+
+
+def _difference(key: str, a: list[tuple[float, int]], b: list[tuple[float, int]]) -> Difference:
+    """a - b: Welch over seeds when both sides have two or more models, else Newcombe on the
+    test-image counts of one model at the mean rate (test-set sampling only)."""
+    if len(a) >= 2 and len(b) >= 2:
+        return mean_difference([v for v, _ in a], [v for v, _ in b])
+    ha, na = hits(key, a)
+    hb, nb = hits(key, b)
+    diff = rate_difference(ha, na, hb, nb)
+    if key != "source_to_target":
+        return diff
+    return Difference(diff.estimate * na, diff.low * na, diff.high * na, diff.method, diff.level)
+
+
+def _diff_cell(key: str, d: Difference) -> list[str]:
+    scale, unit = (1.0, "") if key == "source_to_target" else (100.0, " pt")
+    fmt = "{:+.1f}"
+    interval = f"{fmt.format(scale * d.low)} to {fmt.format(scale * d.high)}"
+    return [
+        f"{fmt.format(scale * d.estimate)}{unit}",
+        f"{interval} ({d.method})",
+        "yes" if d.excludes_zero else "no",
+    ]
+
+
+def _per_seed(data: Mapping, model: str, key: str) -> dict[int, float]:
+    """``{seed: figure}`` of the poisoned models, or of the clean models when each seed has its
+    own (``baseline: per_seed``); empty when the clean model is shared."""
+    field = "metrics" if model == "poisoned" else "clean_metrics"
+    return {r["seed"]: r[field][key] for r in data["runs"] if (r.get(field) or {}).get(key) is not None}
+
+
+def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> Difference | None:
+    """The paired t difference when both sides hold the same two or more seeds, else None."""
+    if len(a) < 2 or set(a) != set(b):
+        return None
+    seeds = sorted(a)
+    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+
+
+#: the control of each integration: the same fine-tune without the poison (for the poison-only
+#: fine-tunes, the Rutan photos with their true label); a retrain's control is its clean model,
+#: trained from scratch by the same recipe and seed without the poison
+CONTROLS = {"finetune": CONTROL, "finetune_poison_only": PLACEBO}
+
+
+def _comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Difference | None:
+    data = runs[name]
+    a = figures(data)["poisoned"].get(key)
+    if other == "clean model":
+        ref, b, pb = data, figures(data)["clean"].get(key), _per_seed(data, "clean", key)
+    else:
+        ref = runs[other]
+        b, pb = figures(ref)["poisoned"].get(key), _per_seed(ref, "poisoned", key)
+    if not a or not b:
+        return None
+    return _paired(_per_seed(data, "poisoned", key), pb) or _difference(key, a, b)
+
+
+def difference_table(runs: Mapping[str, dict]) -> str:
+    """Table 3: poisoned vs clean model and attack vs its control, with intervals (paired over
+    seeds when both sides have the same seeds with their own models)."""
+    rows = []
+    for name, data in runs.items():
+        control = CONTROLS.get(data["config"]["integration"])
+        others = ["clean model"] + ([control] if control in runs and name != control else [])
+        for key in ("clean_accuracy", "source_to_target"):
+            for other in others:
+                diff = _comparison(runs, name, key, other)
+                if diff is not None:
+                    rows.append([name, LABELS[key], other, *_diff_cell(key, diff)])
+    header = ["experiment", "figure", "compared with", "difference", "95% interval", "0 outside the interval"]
+    return markdown_table(header, rows)
