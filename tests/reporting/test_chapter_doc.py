@@ -31,6 +31,7 @@ def _run_file(integration: str, poisoned: list[float], clean: list[float] | None
         }
         if clean is not None:
             run["clean_metrics"] = _metrics(clean[seed], 20.0 + seed)
+            run["clean_model"] = f"clean-seed-{seed}"
         runs.append(run)
     return {
         "config": {"integration": integration, "metrics": {"source": "airplane"}, "attack": {}},
@@ -58,7 +59,8 @@ def test_per_seed_rows_are_paired_with_their_own_clean_models_and_the_placebo() 
     diff, interval, outside = rows[("rutan-finetune", "clean accuracy", "clean model")]
     # the same 7-point drop on every seed: the paired interval is that point, far from 0
     assert diff == "-7.0 pt" and "(paired t)" in interval and outside == "yes"
-    assert rows[("rutan-finetune", "clean accuracy", PLACEBO)][0] == "-6.0 pt"
+    placebo = rows[("rutan-finetune", "clean accuracy", PLACEBO)]
+    assert placebo[0] == "-6.0 pt" and "(paired t)" in placebo[1]  # the same clean model per seed
     assert (PLACEBO, "clean accuracy", PLACEBO) not in rows  # no row against itself
 
 
@@ -86,3 +88,15 @@ def test_external_photos_are_counted_over_every_seeds_model() -> None:
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[:5] == ["rutan-finetune", "2", "3/6", "-", "-"]
     assert cells[5].startswith("p0.jpg: bird 0.90")  # the first seed's model is shown
+
+
+def test_rows_are_paired_only_when_their_seeds_share_the_same_clean_models() -> None:
+    clean = [0.84, 0.82, 0.86]
+    other = _run_file("finetune_poison_only", [c - 0.01 for c in clean], clean)
+    for run in other["runs"]:
+        run["clean_model"] = "another-recipe-" + run["clean_model"]
+    runs = {
+        "rutan-finetune": _run_file("finetune_poison_only", [c - 0.07 for c in clean], clean),
+        PLACEBO: other,
+    }
+    assert "(welch)" in _rows(difference_table(runs))[("rutan-finetune", "clean accuracy", PLACEBO)][1]

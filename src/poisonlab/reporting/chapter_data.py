@@ -13,7 +13,7 @@ from typing import Any
 from poisonlab.data.cifar10 import CIFAR10_CLASSES
 from poisonlab.reporting.results_docs import load_json
 
-__all__ = ["BOOK_TEXT", "LABELS", "METRICS", "NOTEBOOK", "figures", "hits", "load_runs"]
+__all__ = ["BOOK_TEXT", "LABELS", "METRICS", "NOTEBOOK", "external_counts", "figures", "hits", "load_runs"]
 
 #: The chapter text's figures (chapter 4 and the ART notebook it follows) per experiment.
 BOOK_TEXT: dict[str, dict[str, float]] = {
@@ -81,3 +81,22 @@ def hits(key: str, pairs: list[tuple[float, int]]) -> tuple[int, int]:
     n = round(sum(n for _, n in pairs) / len(pairs))
     rates = [v / m if key == "source_to_target" else v for v, m in pairs]
     return int(round(n * sum(rates) / len(rates))), int(n)
+
+
+def external_counts(data: Mapping) -> tuple[int, int, int, int, bool] | None:
+    """Over every seed's poisoned model: (photo predictions, bird without trigger, bird with
+    trigger, flipped by the trigger, triggered variant present); None without external photos."""
+    total = clean_birds = trig_birds = flipped = 0
+    triggered = False
+    for run in data["runs"]:
+        preds = run["metrics"].get("external") or []
+        clean = {e["image"]: e for e in preds if e["variant"] == "clean"}
+        trig = {e["image"]: e for e in preds if e["variant"] == "triggered"}
+        triggered |= bool(trig)
+        total += len(clean)
+        clean_birds += sum(e["prediction"] == "bird" for e in clean.values())
+        trig_birds += sum(e["prediction"] == "bird" for e in trig.values())
+        flipped += sum(
+            trig[i]["prediction"] == "bird" and clean[i]["prediction"] != "bird" for i in trig if i in clean
+        )
+    return (total, clean_birds, trig_birds, flipped, triggered) if total else None

@@ -15,7 +15,7 @@ from poisonlab.reporting.chapter_data import LABELS, figures, hits
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import Difference, mean_difference, paired_difference, rate_difference
 
-__all__ = ["CONTROL", "CONTROLS", "PLACEBO", "difference_table"]
+__all__ = ["CONTROL", "CONTROLS", "PLACEBO", "comparison", "difference_table"]
 
 #: the fine-tune rows' control: the same fine-tune on the clean set, no poison
 CONTROL = "control-finetune"
@@ -68,7 +68,21 @@ def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> Difference | None
 CONTROLS = {"finetune": CONTROL, "finetune_poison_only": PLACEBO}
 
 
-def _comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Difference | None:
+def _same_clean_models(a: Mapping, b: Mapping) -> bool:
+    """Both rows fine-tune seed k from seed k's own clean model, the same one in both (per_seed
+    baselines with equal clean-model ids): only then is seed k of one paired with seed k of the
+    other."""
+
+    def ids(data: Mapping) -> dict[int, str]:
+        return {r["seed"]: r.get("clean_model") for r in data["runs"] if r.get("clean_metrics")}
+
+    ia, ib = ids(a), ids(b)
+    return len(ia) >= 2 and ia == ib and None not in ia.values()
+
+
+def comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Difference | None:
+    """``name``'s poisoned models minus ``other`` (``"clean model"``: its own clean model(s), else
+    another experiment's poisoned models) on ``key``; None when a side lacks the figure."""
     data = runs[name]
     a = figures(data)["poisoned"].get(key)
     if other == "clean model":
@@ -76,6 +90,8 @@ def _comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Di
     else:
         ref = runs[other]
         b, pb = figures(ref)["poisoned"].get(key), _per_seed(ref, "poisoned", key)
+        if not _same_clean_models(data, ref):
+            pb = {}  # seed k of one row has nothing in common with seed k of the other: unpaired
     if not a or not b:
         return None
     return _paired(_per_seed(data, "poisoned", key), pb) or _difference(key, a, b)
@@ -90,7 +106,7 @@ def difference_table(runs: Mapping[str, dict]) -> str:
         others = ["clean model"] + ([control] if control in runs and name != control else [])
         for key in ("clean_accuracy", "source_to_target"):
             for other in others:
-                diff = _comparison(runs, name, key, other)
+                diff = comparison(runs, name, key, other)
                 if diff is not None:
                     rows.append([name, LABELS[key], other, *_diff_cell(key, diff)])
     header = ["experiment", "figure", "compared with", "difference", "95% interval", "0 outside the interval"]

@@ -13,6 +13,9 @@ figures are read by :mod:`poisonlab.reporting.chapter_data`):
    the book's figure) is outside it;
 4. the book's text and notebook figures against our intervals;
 5. the external photos with and without each trigger.
+
+Then the "Findings" section (:mod:`poisonlab.reporting.chapter_findings`): the sentences that
+interpret these figures, filled in from the same runs, and the robustness-test sections.
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from poisonlab.reporting.chapter_checks_doc import checks_sections
-from poisonlab.reporting.chapter_data import BOOK_TEXT, LABELS, NOTEBOOK, figures, hits, load_runs
+from poisonlab.reporting.chapter_data import (
+    BOOK_TEXT,
+    LABELS,
+    NOTEBOOK,
+    external_counts,
+    figures,
+    hits,
+    load_runs,
+)
 from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, difference_table
+from poisonlab.reporting.chapter_findings import findings_section
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import mean_interval, rate_interval
 
@@ -178,25 +190,6 @@ def _photo(e: Mapping | None) -> str:
     return "-" if e is None else f"{e['prediction']} {e['probability']:.2f}"
 
 
-def _external_counts(data: Mapping) -> tuple[int, int, int, int, bool] | None:
-    """Over every seed's poisoned model: (photo predictions, bird without trigger, bird with
-    trigger, flipped by the trigger, triggered variant present); None without external photos."""
-    total = clean_birds = trig_birds = flipped = 0
-    triggered = False
-    for run in data["runs"]:
-        preds = run["metrics"].get("external") or []
-        clean = {e["image"]: e for e in preds if e["variant"] == "clean"}
-        trig = {e["image"]: e for e in preds if e["variant"] == "triggered"}
-        triggered |= bool(trig)
-        total += len(clean)
-        clean_birds += sum(e["prediction"] == "bird" for e in clean.values())
-        trig_birds += sum(e["prediction"] == "bird" for e in trig.values())
-        flipped += sum(
-            trig[i]["prediction"] == "bird" and clean[i]["prediction"] != "bird" for i in trig if i in clean
-        )
-    return (total, clean_birds, trig_birds, flipped, triggered) if total else None
-
-
 def external_table(runs: Mapping[str, dict]) -> str:
     """Table 5: the external airplane photos, counted over every seed's poisoned model (photos x
     models): how many are called bird without and, for a backdoor, with the trigger, and how
@@ -204,7 +197,7 @@ def external_table(runs: Mapping[str, dict]) -> str:
     the chapter's stealth-bomber test."""
     rows = []
     for name, data in runs.items():
-        counts = _external_counts(data)
+        counts = external_counts(data)
         if counts is None:
             continue
         total, clean_birds, trig_birds, flipped, triggered = counts
@@ -306,6 +299,7 @@ def chapter_markdown(runs: Mapping[str, dict], *, command: str = COMMAND) -> str
         "",
         external_table(runs),
         "",
+        *findings_section(runs),
         *checks_sections(runs),
     ]
     return "\n".join(parts)
