@@ -1,9 +1,11 @@
 """The tables of ``docs/results/clean_label.md`` from the benchmark runs' ``results.json``.
 
-``benchmarks/clean_label_table.py`` prints them; ``tests/reporting/test_results_docs.py``
-regenerates them from the committed JSON and fails when the page differs. Every function takes
-the runs' data in page order (one ``results.json`` per setting, or several seeds of one setting
-pooled by :func:`poisonlab.experiments.clean_label.records.pool_seeds`).
+The page is generated whole by :func:`poisonlab.reporting.clean_label_page.clean_label_markdown`
+(``benchmarks/clean_label_table.py`` writes it, ``tests/reporting/test_clean_label_doc.py``
+fails when the committed page differs); its prose is in :mod:`.clean_label_setup` and
+:mod:`.clean_label_findings`. Every function takes the runs' data in page order (one
+``results.json`` per setting, or several seeds of one setting pooled by
+:func:`poisonlab.experiments.clean_label.records.pool_seeds`).
 
 Success counts and rates leave out the trials whose victim collapsed (its clean accuracy fell
 far below the clean victim's, :data:`~poisonlab.experiments.clean_label.report.COLLAPSE_MARGIN`);
@@ -28,6 +30,8 @@ from poisonlab.reporting.stats import mean_interval, rate_difference
 __all__ = [
     "KINDS",
     "accuracy_table",
+    "auroc_cells",
+    "auroc_table",
     "collapsed_table",
     "detection_table",
     "doc_tables",
@@ -150,6 +154,75 @@ def detection_table(runs: Sequence[Run]) -> str:
     return markdown_table(["attack", *defenses], rows)
 
 
+def _auroc_cell(run: Run, spec: Mapping[str, Any], name: str, det: Mapping[str, Any]) -> dict | None:
+    """One defense on one attack row of one run (see :func:`auroc_cells`); None without AUROC."""
+    rows = [r for r in run["trials"] if r["attack"] == spec["name"] and name in r.get("detection", {})]
+    values = [r["detection"][name]["auroc"] for r in rows if r["detection"][name].get("auroc") is not None]
+    if not values:
+        return None
+    stat = mean_interval(values, bounds=(0.0, 1.0))
+    side = None
+    if stat.contains(0.5) is False:  # None (one trial) is no verdict
+        side = "above" if stat.mean > 0.5 else "below"
+    flags = [r["detection"][name].get("flagged", 0) for r in rows]
+    return {
+        "setting": run["config"]["setting"],
+        "attack": spec["name"],
+        "kind": spec["attack"],
+        "defense": name,
+        "stat": stat,
+        "side": side,
+        **{k: det[k] for k in ("f1", "recall", "precision")},
+        "flagged": sum(flags) / len(flags),
+    }
+
+
+def auroc_cells(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Per setting, attack row and defense: the mean AUROC over every trial (collapsed victims
+    included: the defenses screen the data) with its Student-t interval cut to [0, 1].
+
+    Each cell: ``setting``, ``attack``, ``kind``, ``defense``, ``stat``
+    (:class:`~poisonlab.reporting.stats.MeanInterval`), ``side`` (``"above"`` / ``"below"``
+    when 0.50, no signal, is outside the interval, else ``None``), ``f1``, ``recall``,
+    ``precision`` (means over trials, None when never defined) and ``flagged`` (mean flags per
+    trial).
+    """
+    cells = []
+    for run in runs:
+        for spec in run["config"]["attacks"]:
+            rows = [r for r in run["trials"] if r["attack"] == spec["name"]]
+            for name, det in mean_detection(rows).items():
+                cell = _auroc_cell(run, spec, name, det)
+                cells += [cell] if cell else []
+    return cells
+
+
+def _auroc_text(cell: Mapping[str, Any]) -> str:
+    stat = cell["stat"]
+    if stat.single:
+        return f"{stat.mean:.2f} (single trial)"
+    mark = f" {cell['side']}" if cell["side"] else ""
+    return f"{stat.mean:.2f} [{stat.low:.2f}, {stat.high:.2f}]{mark}"
+
+
+def auroc_table(runs: Sequence[Run]) -> str:
+    """Per setting and attack row, every defense's mean AUROC with its t interval over the
+    trials, marked *above* / *below* when 0.50 (no signal) is outside the interval."""
+    cells = auroc_cells(runs)
+    if not cells:
+        return "(no defense ran)"
+    defenses = sorted({c["defense"] for c in cells})
+    by_key: dict[tuple[str, str], dict[str, dict]] = {}
+    for c in cells:
+        by_key.setdefault((c["setting"], c["attack"]), {})[c["defense"]] = c
+    rows = []
+    for (setting, attack), mine in by_key.items():
+        trials = max(c["stat"].n for c in mine.values())
+        texts = ["-" if name not in mine else _auroc_text(mine[name]) for name in defenses]
+        rows.append([setting, attack, str(trials), *texts])
+    return markdown_table(["setting", "attack", "trials", *defenses], rows)
+
+
 def _change(values: list[float]) -> list[str]:
     """``mean ± sd`` in points, its t interval and whether 0 is outside it."""
     if not values:
@@ -230,4 +303,5 @@ def doc_tables(runs: Sequence[Run]) -> list[str]:
         accuracy_table(runs),
         paired_table(runs),
         detection_table(runs),
+        auroc_table(runs),
     ]
