@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from poisonlab.reporting.chapter_doc import COMMAND, chapter_markdown, load_runs
+from poisonlab.reporting.results_docs import write_page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,15 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, help="folder holding one sub-folder per experiment")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        text = chapter_markdown(load_runs(args.runs), command=COMMAND)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
-    return 0
+    return write_page(args.out, lambda: chapter_markdown(load_runs(args.runs), command=COMMAND))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from poisonlab.reporting.defenses_data import load_sources
 from poisonlab.reporting.defenses_doc import COMMAND, defenses_markdown
+from poisonlab.reporting.results_docs import write_page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,15 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", type=Path, help="folder of today's matrix-{cifar10,digits}.yaml")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        text = defenses_markdown(load_sources(args.results, args.dev_case, args.configs), command=COMMAND)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
-    return 0
+    return write_page(
+        args.out,
+        lambda: defenses_markdown(load_sources(args.results, args.dev_case, args.configs), command=COMMAND),
+    )
 
 
 if __name__ == "__main__":

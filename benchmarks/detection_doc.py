@@ -18,6 +18,7 @@ from pathlib import Path
 
 from poisonlab.reporting.detection_data import load_sources
 from poisonlab.reporting.detection_doc import COMMAND, detection_markdown
+from poisonlab.reporting.results_docs import write_page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,16 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", help="held-out seeds to count, e.g. 1000,1001 (default: those finished)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
+
+    def make() -> str:
         seeds = None if not args.seeds else [int(s) for s in args.seeds.split(",")]
-        text = detection_markdown(load_sources(args.results, args.cost), seeds=seeds, command=COMMAND)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
-    return 0
+        return detection_markdown(load_sources(args.results, args.cost), seeds=seeds, command=COMMAND)
+
+    return write_page(args.out, make)
 
 
 if __name__ == "__main__":

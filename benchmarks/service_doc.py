@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from poisonlab.reporting.results_docs import write_page
 from poisonlab.reporting.service_data import load_service_results
 from poisonlab.reporting.service_doc import COMMAND, service_markdown
 
@@ -26,15 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratelimit", type=Path, required=True, help="benchmarks/results/ratelimit.json")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        text = service_markdown(load_service_results(args.results, args.ratelimit), command=COMMAND)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(text)
-    return 0
+    return write_page(
+        args.out,
+        lambda: service_markdown(load_service_results(args.results, args.ratelimit), command=COMMAND),
+    )
 
 
 if __name__ == "__main__":

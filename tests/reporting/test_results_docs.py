@@ -17,11 +17,13 @@ from poisonlab.reporting.chapter_doc import chapter_markdown, load_runs
 from poisonlab.reporting.clean_label_doc import doc_tables
 from poisonlab.reporting.results_docs import (
     load_json,
+    load_json_object,
     markdown_table,
     markdown_tables,
     matrix_detection_table,
     matrix_mitigation_table,
     missing_tables,
+    write_page,
 )
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
@@ -99,3 +101,31 @@ def test_the_figures_quoted_in_the_readme_are_those_of_figures_results_json() ->
     ]
     for text in quoted:
         assert text in readme, text
+
+
+def test_write_page_writes_what_it_made_or_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sub" / "page.md"
+    assert write_page(out, lambda: "# page\n") == 0
+    assert out.read_text(encoding="utf-8") == "# page\n"
+
+    def broken() -> str:
+        return load_json_object(tmp_path / "missing.json")
+
+    assert write_page(tmp_path / "other.md", broken) == 2
+    assert not (tmp_path / "other.md").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing.json" in err[0]
+
+
+def test_load_json_object_names_the_file_and_what_is_wrong(tmp_path: Path) -> None:
+    bad, arr, partial = tmp_path / "bad.json", tmp_path / "arr.json", tmp_path / "partial.json"
+    bad.write_text("{", encoding="utf-8")
+    arr.write_text("[1]", encoding="utf-8")
+    partial.write_text('{"a": 1}', encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.json: not JSON"):
+        load_json_object(bad)
+    with pytest.raises(ValueError, match="arr.json: expected a JSON object"):
+        load_json_object(arr)
+    with pytest.raises(ValueError, match="partial.json: lacks b, c"):
+        load_json_object(partial, ("a", "b", "c"))
+    assert load_json_object(partial, ("a",)) == {"a": 1}

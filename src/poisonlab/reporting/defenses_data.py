@@ -16,14 +16,13 @@ was rebuilt with: a wrong test-image count fails loudly instead of printing a wr
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poisonlab.reporting.results_docs import load_json
+from poisonlab.reporting.results_docs import load_json_object
 from poisonlab.reporting.stats import RateInterval, rate_interval
 
 __all__ = [
@@ -210,19 +209,6 @@ class DefensesSources:
     today: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-def _load_object(path: Path, keys: Sequence[str]) -> dict:
-    try:
-        data = load_json(path)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise ValueError(f"{path}: lacks {', '.join(missing)}")
-    return data
-
-
 def _check_rows(path: Path, data: Mapping[str, Any]) -> None:
     if not isinstance(data["rows"], list) or not data["rows"]:
         raise ValueError(f"{path}: no attack rows")
@@ -239,7 +225,7 @@ def _check_rows(path: Path, data: Mapping[str, Any]) -> None:
 def load_matrix(path: str | Path, counts: DatasetCounts | None = None) -> Matrix:
     """A checked ``matrix.json``; ``counts`` default to :func:`dataset_counts` of its dataset."""
     p = Path(path)
-    data = _load_object(p, _MATRIX_KEYS)
+    data = load_json_object(p, _MATRIX_KEYS)
     _check_rows(p, data)
     if counts is None:
         probe = Matrix(p, data, DatasetCounts((), ()))
@@ -275,7 +261,7 @@ def load_sources(
     ``counts`` (by folder name, ``cifar10`` / ``digits``) replace :func:`dataset_counts`.
     """
     root, counts = Path(results) / "defenses", counts or {}
-    case = _load_object(Path(dev_case), ("case", "results"))
+    case = load_json_object(Path(dev_case), ("case", "results"))
     today = {} if configs is None else {n: _today(Path(configs), n) for n in ("cifar10", "digits")}
     return DefensesSources(
         cifar=load_matrix(root / "cifar10" / "matrix.json", counts.get("cifar10")),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poisonlab.reporting.results_docs import load_json
+from poisonlab.reporting.results_docs import load_json_object
 from poisonlab.reporting.stats import RateInterval, rate_interval
 
 __all__ = [
@@ -154,20 +154,6 @@ def load_cells(path: str | Path) -> list[dict]:
     return records
 
 
-def _load_object(path: Path, keys: Sequence[str]) -> dict:
-    """A JSON object file holding ``keys`` (FileNotFoundError / ValueError naming the file)."""
-    try:
-        data = load_json(path)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise ValueError(f"{path}: lacks {', '.join(missing)}")
-    return data
-
-
 def split_counts(dataset: str, split_seed: int) -> SplitCounts:
     """Per-class sizes of ``dataset``'s training and validation splits (the benchmark's trusted set)."""
     from poisonlab.data.catalog import load_splits  # the dataset is read only for the page
@@ -189,7 +175,7 @@ def load_sources(
     ``splits`` defaults to :func:`split_counts` of the held-out run's dataset and split seed.
     """
     root = Path(results) / "detection"
-    heldout_run = _load_object(
+    heldout_run = load_json_object(
         root / "digits-heldout" / "run.json", ("name", "planned", "sessions", "config")
     )
     if splits is None:
@@ -199,10 +185,10 @@ def load_sources(
         heldout=load_cells(root / "digits-heldout" / "cells.jsonl"),
         heldout_run=heldout_run,
         dev=load_cells(root / "digits-dev-seed0" / "cells.jsonl"),
-        dev_run=_load_object(root / "digits-dev-seed0" / "run.json", ("name", "sessions")),
-        matrix=_load_object(root / "matrix-digits-screen" / "matrix.json", ("rows", "clean_model")),
-        matrix_run=_load_object(root / "matrix-digits-screen" / "run.json", ("config", "command")),
-        cost=_load_object(
+        dev_run=load_json_object(root / "digits-dev-seed0" / "run.json", ("name", "sessions")),
+        matrix=load_json_object(root / "matrix-digits-screen" / "matrix.json", ("rows", "clean_model")),
+        matrix_run=load_json_object(root / "matrix-digits-screen" / "run.json", ("config", "command")),
+        cost=load_json_object(
             Path(cost), ("seconds_total", "forward_seconds_penultimate", "detector_seconds", "rss_peak_mib")
         ),
         splits=splits,

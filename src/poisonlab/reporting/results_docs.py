@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "DEFENSE_ABBREVIATIONS",
     "load_json",
+    "load_json_object",
     "markdown_table",
     "markdown_tables",
     "matrix_detection_table",
     "matrix_mitigation_table",
     "missing_tables",
+    "write_page",
 ]
 
 #: the short column names of the defense tables in ``defenses.md``
@@ -52,6 +55,44 @@ def load_json(path: str | Path) -> Any:
     if not p.is_file():
         raise FileNotFoundError(f"result file not found: {p}")
     return json.loads(p.read_text(encoding="utf-8"))
+
+
+def load_json_object(path: str | Path, keys: Sequence[str] = ()) -> dict:
+    """The JSON object at ``path`` holding every key of ``keys``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Not JSON, not an object, or a key missing (the message names the file and the keys).
+    """
+    try:
+        data = load_json(path)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ValueError(f"{path}: lacks {', '.join(missing)}")
+    return data
+
+
+def write_page(out: str | Path, make: Callable[[], str]) -> int:
+    """Write the page ``make()`` returns to ``out`` and print it: the body of every
+    ``benchmarks/*_doc.py`` script. Returns the exit status: 0, or 2 with one ``error:`` line on
+    stderr when the raw records are missing or malformed (nothing is written then)."""
+    try:
+        text = make()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
 
 
 def markdown_table(
