@@ -129,3 +129,14 @@ def test_load_json_object_names_the_file_and_what_is_wrong(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="partial.json: lacks b, c"):
         load_json_object(partial, ("a", "b", "c"))
     assert load_json_object(partial, ("a",)) == {"a": 1}
+
+
+def test_regenerate_docs_runs_the_command_every_page_names() -> None:
+    from poisonlab.reporting import chapter_doc, clean_label_page, defenses_doc, detection_doc, service_doc
+
+    script = (Path(__file__).resolve().parents[2] / "benchmarks" / "regenerate_docs.sh").read_text(
+        encoding="utf-8"
+    )
+    flat = " ".join(script.replace("\\\n", " ").replace("$py", "python").split())
+    for module in (chapter_doc, clean_label_page, defenses_doc, detection_doc, service_doc):
+        assert " ".join(module.COMMAND.split()) in flat, module.__name__
