@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from poisonlab.experiments.single.robustness import SCALAR_BOUNDS
 from poisonlab.reporting.results_docs import markdown_table
+from poisonlab.reporting.stats import mean_interval
 
 __all__ = ["checks_sections"]
 
@@ -31,14 +33,21 @@ _MITIGATION = {
 }
 
 
-def _cell(entry: Mapping | None, digits: int = 3) -> str:
-    """``mean`` for one run, ``mean (low to high)`` with the t interval over several; ``-`` absent."""
+def _cell(entry: Mapping | None, digits: int = 3, bounds: tuple[float, float] | None = None) -> str:
+    """``mean`` for one run, ``mean (low to high)`` with the t interval over several; ``-`` absent.
+
+    With ``bounds`` the interval is recomputed from the recorded values and cut to that range
+    (files written before the cut, e.g. a count of failed canaries, recorded a negative end)."""
     if not entry or entry.get("mean") is None:
         return "-"
     mean = f"{entry['mean']:.{digits}g}" if digits else f"{entry['mean']:.0f}"
     if entry.get("ci_low") is None:
         return f"{mean} (1 run)"
-    return f"{mean} ({entry['ci_low']:.{digits}g} to {entry['ci_high']:.{digits}g}, n={entry['n']})"
+    low, high = entry["ci_low"], entry["ci_high"]
+    if bounds is not None and entry.get("values"):
+        stat = mean_interval(entry["values"], bounds=bounds)
+        low, high = stat.low, stat.high
+    return f"{mean} ({low:.{digits}g} to {high:.{digits}g}, n={entry['n']})"
 
 
 def robustness_table(runs: Mapping[str, dict]) -> str | None:
@@ -49,7 +58,9 @@ def robustness_table(runs: Mapping[str, dict]) -> str | None:
         if not summary:
             continue
         for key, label in _ROBUSTNESS.items():
-            cells = [_cell((summary.get(model) or {}).get(key)) for model in _MODELS]
+            cells = [
+                _cell((summary.get(model) or {}).get(key), bounds=SCALAR_BOUNDS.get(key)) for model in _MODELS
+            ]
             if any(c != "-" for c in cells):
                 n = (summary.get("clean") or {}).get("canary_accuracy", {}).get("binomial", {}).get("n")
                 shown = f"{label} (of {n})" if key == "canary_failures" and n else label
