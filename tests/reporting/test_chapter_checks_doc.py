@@ -61,3 +61,12 @@ def test_both_sections_when_runs_have_both_blocks() -> None:
     lines = checks_sections(runs)
     assert "## Robustness tests (canaries, ART-style trigger test)" in lines
     assert "## Adversarial training" in lines
+
+
+def test_a_count_interval_recorded_below_zero_is_cut_to_its_range() -> None:
+    # a file written before the cut: failures 1, 3, 1 over 3 seeds, t interval as recorded (-1.2 to 4.5)
+    poisoned = aggregate([{"canary_failures": f} for f in (1.0, 3.0, 1.0)])
+    assert poisoned["canary_failures"]["ci_low"] < 0
+    table = robustness_table({"robustness-rutan": _run(robustness={"poisoned": poisoned})})
+    row = next(line for line in table.splitlines() if "canaries misclassified" in line)
+    assert "(0 to 4.54, n=3)" in row
