@@ -90,6 +90,12 @@ def run_command(
         "the report gives mean, sample std and 95% intervals",
     ),
     overwrite: bool = OVERWRITE_OPT,
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="continue a stopped run in --out: the seeds' poisoned models already there are reused "
+        "(checked to be this config's: same training config, poisoned data and parent), the rest trained",
+    ),
 ) -> None:
     """Run one poisoning experiment (clean baseline cached, attack, integration, metrics, report)."""
     from rich.table import Table
@@ -107,14 +113,16 @@ def run_command(
     if seeds is not None:
         cfg = cfg.model_copy(update={"seeds": list(range(seeds)), "baseline": "per_seed"})
     # a folder holding an earlier run (or one of its models) is refused now, not after the training
-    claim_experiment_dirs(cfg, out, overwrite=overwrite)
+    claim_experiment_dirs(cfg, out, overwrite=overwrite, resume=resume)
     stage(f"loading {cfg.dataset.name}")
     splits = experiment_splits(cfg)
     check_experiment(cfg, splits)  # every seed's attack, before any training
     first_clean = cfg.clean_train_config(cfg.seeds[0])  # per_seed: the others train in the run
     ensure_baseline(splits, first_clean, name=None, device=device, progress=not quiet)
     stage(_poison_stage(cfg, splits))
-    result = run_experiment(cfg, out, device=device, progress=not quiet, splits=splits, overwrite=overwrite)
+    result = run_experiment(
+        cfg, out, device=device, progress=not quiet, splits=splits, overwrite=overwrite, resume=resume
+    )
     stage("measuring done; writing the report")
     page = write_experiment(result, out, save_data=save_data, overwrite=overwrite)
     table = Table(title=cfg.name)

@@ -49,6 +49,9 @@ class SeedRun:
         This seed's own clean model's checks (``baseline: per_seed`` with ``robustness``).
     mitigation : MitigationRun or None
         The mitigated and control models (config block ``mitigation``).
+    resumed_from : dict or None
+        For a model reused by ``--resume``, the run that trained it (``run_id``, ``created_at``,
+        ``commit``); None when this run trained it.
     """
 
     seed: int
@@ -61,6 +64,7 @@ class SeedRun:
     checks: dict | None = None
     clean_checks: dict | None = None
     mitigation: MitigationRun | None = None
+    resumed_from: dict | None = None
 
     def __repr__(self) -> str:
         m = self.measurement
@@ -260,6 +264,8 @@ class ExperimentResult:
     def _run_extras(self, r: SeedRun) -> dict[str, Any]:
         """A seed's ``robustness`` / ``clean_robustness`` / ``mitigation`` entries, when configured."""
         out: dict[str, Any] = {}
+        if r.resumed_from is not None:
+            out["resumed_from"] = r.resumed_from
         if self.config.robustness is not None:
             out["robustness"] = r.checks
             if r.clean_checks is not None:

@@ -127,7 +127,7 @@ def _figures(result: ExperimentResult, out: Path) -> dict[str, str]:
     series = {}
     if result.clean_history:
         series["clean model (val)"] = [h.get("val_accuracy") for h in result.clean_history]
-    for run in result.runs:
+    for run in (r for r in result.runs if r.history):  # a model resumed from an older run may have none
         series[f"poisoned seed {run.seed} (val)"] = [h.get("val_accuracy") for h in run.history]
     if any(any(v is not None for v in s) for s in series.values()):
         curves_png(series, out / "curves.png", title="validation accuracy per epoch")

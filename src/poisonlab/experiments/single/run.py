@@ -8,7 +8,9 @@ optional blocks, run the robustness tests on every model (:mod:`.robustness`) an
 poisoned model with and without triggered copies (:mod:`.mitigation`). The poisoned models are
 saved under ``out_dir/models/seed-<seed>``; ``results.json`` and the report are written by
 :func:`poisonlab.experiments.single.report.write_experiment`. A folder holding an earlier run is
-refused before any training unless ``overwrite=True`` (:func:`claim_experiment_dirs`).
+refused before any training unless ``overwrite=True`` (:func:`claim_experiment_dirs`); with
+``resume=True`` the models a stopped run of the same config left there are reused
+(:mod:`poisonlab.experiments.single.resume`).
 """
 
 from __future__ import annotations
@@ -26,59 +28,32 @@ from poisonlab.experiments.single.build import attack_targets, build_attack
 from poisonlab.experiments.single.config import ExperimentConfig
 from poisonlab.experiments.single.mitigation import run_mitigation
 from poisonlab.experiments.single.records import ExperimentResult, SeedRun
+from poisonlab.experiments.single.resume import claim_seed_dirs, saved_seed_model, seed_model_dir
 from poisonlab.experiments.single.robustness import check_robustness, prepare_robustness, robustness_checks
 from poisonlab.models.base import PoisonlabModel
+from poisonlab.models.checkpoint import write_card
 from poisonlab.provenance import claim_run_dir
 from poisonlab.training.save import train_and_save
 
 __all__ = ["claim_experiment_dirs", "run_experiment"]
 
 
-def claim_experiment_dirs(cfg: ExperimentConfig, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def claim_experiment_dirs(
+    cfg: ExperimentConfig, out_dir: str | Path, *, overwrite: bool = False, resume: bool = False
+) -> Path:
     """Check, before any work, every folder a run of ``cfg`` writes: ``out_dir`` and each seed's
     ``models/seed-<seed>``; a run stopped after its first model leaves one without a ``run.json``
-    at the top, and it would otherwise be refused only after the training.
+    at the top, and it would otherwise be refused only after the training. With ``resume`` a seed
+    folder holding a model is kept for :func:`~poisonlab.experiments.single.resume.saved_seed_model`.
 
     Raises
     ------
     FileExistsError
-        One of them holds a run and ``overwrite`` is False.
+        One of them holds a run and ``overwrite`` is False (for seed folders: nor ``resume``).
     """
     out = claim_run_dir(out_dir, overwrite=overwrite)
-    for seed in cfg.seeds:
-        claim_run_dir(out / "models" / f"seed-{seed}", overwrite=overwrite)
+    claim_seed_dirs(out, list(cfg.seeds), overwrite=overwrite, resume=resume)
     return out
-
-
-def _poisoned_model(
-    cfg: ExperimentConfig,
-    splits: Splits,
-    poison: PoisonResult,
-    clean: PoisonlabModel,
-    clean_id: str,
-    seed: int,
-    out_dir: Path,
-    device: str,
-    progress: bool,
-    overwrite: bool,
-) -> tuple[PoisonlabModel, str, list[dict]]:
-    """Integrate ``poison`` as the config says; the model is saved and registered with its parent."""
-    train_cfg = cfg.poison_train_config(seed)
-    data = poison.poisoned_only if cfg.integration == "finetune_poison_only" else poison.dataset
-    init = None if cfg.integration == "retrain" else clean
-    trained = train_and_save(
-        data,
-        train_cfg,
-        out_dir / "models" / f"seed-{seed}",
-        val_data=splits.val,
-        init=init,
-        parent_id=None if init is None else clean_id,
-        name=f"{cfg.name}-seed{seed}",
-        device=device,
-        progress=progress,
-        overwrite=overwrite,
-    )
-    return trained.result.model, trained.card.id, [h.__dict__ for h in trained.result.history]
 
 
 @dataclass(frozen=True)
@@ -91,6 +66,50 @@ class _Tools:
     device: str
     progress: bool
     overwrite: bool
+    resume: bool = False
+
+
+def _poisoned_model(
+    cfg: ExperimentConfig,
+    splits: Splits,
+    poison: PoisonResult,
+    clean: PoisonlabModel,
+    clean_id: str,
+    seed: int,
+    out_dir: Path,
+    tools: _Tools,
+) -> tuple[PoisonlabModel, str, list[dict], dict | None]:
+    """Integrate ``poison`` as the config says; the model is saved and registered with its parent.
+
+    With ``tools.resume`` a model this seed's folder already holds is reused when it is the same
+    run (:func:`saved_seed_model`); the last item is then the run that trained it, else None.
+    """
+    train_cfg = cfg.poison_train_config(seed)
+    data = poison.poisoned_only if cfg.integration == "finetune_poison_only" else poison.dataset
+    init = None if cfg.integration == "retrain" else clean
+    parent_id = None if init is None else clean_id
+    folder = seed_model_dir(out_dir, seed)
+    saved = saved_seed_model(folder, train_cfg, data, parent_id) if tools.resume else None
+    if saved is not None:
+        return saved.model, saved.model_id, saved.history, saved.trained_by
+    trained = train_and_save(
+        data,
+        train_cfg,
+        folder,
+        val_data=splits.val,
+        init=init,
+        parent_id=parent_id,
+        name=f"{cfg.name}-seed{seed}",
+        device=tools.device,
+        progress=tools.progress,
+        overwrite=tools.overwrite,
+    )
+    history = [h.__dict__ for h in trained.result.history]
+    # the history goes into the card so that a resumed run can still draw the seed's curve
+    write_card(
+        trained.card.model_copy(update={"metrics": {**trained.card.metrics, "history": history}}), folder
+    )
+    return trained.result.model, trained.card.id, history, None
 
 
 def _run_seed(
@@ -104,8 +123,8 @@ def _run_seed(
 ) -> SeedRun:
     """Poison, integrate and measure one seed (and mitigate, with a ``mitigation`` block)."""
     poison = build_attack(cfg, splits, seed).poison(splits.train)
-    model, model_id, history = _poisoned_model(
-        cfg, splits, poison, clean, clean_id, seed, out, tools.device, tools.progress, tools.overwrite
+    model, model_id, history, trained_by = _poisoned_model(
+        cfg, splits, poison, clean, clean_id, seed, out, tools
     )
     mitigation = None
     if cfg.mitigation is not None:
@@ -128,6 +147,7 @@ def _run_seed(
         history=history,
         checks=tools.checked(model, clean),
         mitigation=mitigation,
+        resumed_from=trained_by,
     )
 
 
@@ -144,6 +164,7 @@ def run_experiment(
     progress: bool = True,
     splits: Splits | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> ExperimentResult:
     """Run ``cfg``: the clean baseline (cached), then one poisoned model per seed.
 
@@ -161,6 +182,9 @@ def run_experiment(
     overwrite
         Replace the models of an earlier run in ``out_dir``; without it a folder holding one is
         refused (FileExistsError) before anything trains.
+    resume
+        Reuse the poisoned models a stopped run of the same config left in ``out_dir``
+        (:mod:`poisonlab.experiments.single.resume`); the others are trained.
 
     Returns
     -------
@@ -168,7 +192,7 @@ def run_experiment(
         Everything measured; write it with
         :func:`poisonlab.experiments.single.report.write_experiment`.
     """
-    out = claim_experiment_dirs(cfg, out_dir, overwrite=overwrite)
+    out = claim_experiment_dirs(cfg, out_dir, overwrite=overwrite, resume=resume)
     out.mkdir(parents=True, exist_ok=True)
     splits = _load_splits(cfg) if splits is None else splits
     targets = attack_targets(cfg, splits)
@@ -193,7 +217,7 @@ def run_experiment(
             return None
         return robustness_checks(model, ctx, splits.class_names, reference=reference, device=device)
 
-    tools = _Tools(measured, checked, targets, device, progress, overwrite)
+    tools = _Tools(measured, checked, targets, device, progress, overwrite, resume)
     result = ExperimentResult(
         config=cfg,
         splits=splits,
