@@ -9,6 +9,9 @@
 #   FRESH=1        a fresh POISONLAB_HOME (no cached clean model: really from scratch)
 #   DOCS=0         leave docs/results/ alone (only OUT_DIR is written)
 # Needs ../shared/datasets/cifar10-jpeg and ../shared/datasets/ch4/.
+# Stopped and started again with the same OUT_DIR, it goes on where it stopped: an experiment
+# with a results.json is kept, and one stopped between seeds keeps the seeds it finished
+# (`poisonlab run --resume` checks each saved model is this config's before reusing it).
 #
 # Time on 2 idle cores (estimates from the single runs of docs/results/chapter, fast recipe
 # ~13 min per clean or retrained model, a 5-epoch fine-tune on 44k images ~6 min at batch 128):
@@ -34,12 +37,16 @@ names=(control-finetune rutan-finetune rutan-finetune-placebo rutan-finetune-27 
        art-image-insert cyan-square-replace cyan-square-add rutan-retrain rutan-retrain-27
        robustness-pattern robustness-rutan adversarial-training-pattern)
 for name in "${names[@]}"; do
+  if [[ -f "$out/$name/results.json" ]]; then
+    echo "=== $name: finished in an earlier run of this script, kept"
+    continue
+  fi
   echo "=== $name, $seeds seeds, $(date -u +%H:%M:%S)"
-  .venv/bin/poisonlab run "experiments/chapter/$name.yaml" --out "$out/$name" --seeds "$seeds" --quiet
+  .venv/bin/poisonlab run "experiments/chapter/$name.yaml" --out "$out/$name" --seeds "$seeds" --quiet --resume
 done
-.venv/bin/poisonlab figures experiments/chapter/trigger-figures.yaml --out "$out/trigger-figures"
+.venv/bin/poisonlab figures experiments/chapter/trigger-figures.yaml --out "$out/trigger-figures" --overwrite  # seconds: drawn again
 .venv/bin/poisonlab clean-label experiments/chapter/feature-collision-chapter.yaml \
-    --out "$out/feature-collision-chapter" --quiet
+    --out "$out/feature-collision-chapter" --quiet --resume
 if [[ "${DOCS:-1}" == "1" ]]; then
   for name in "${names[@]}"; do
     dest="docs/results/chapter/$name"
