@@ -89,6 +89,14 @@ def test_clean_baseline_is_cached_between_runs(tmp_path: Path, splits: Splits, p
     assert first.clean.clean_accuracy == second.clean.clean_accuracy
 
 
+def test_a_new_training_revision_is_a_new_cache_key(splits: Splits, monkeypatch) -> None:
+    # a cached model trained by older code must not be handed out once the code trains another
+    config = parse_experiment(_config()).clean_train_config()
+    before = baseline_key(splits.train, config)
+    monkeypatch.setattr("poisonlab.experiments.common.cache.TRAINING_REVISION", 99)
+    assert baseline_key(splits.train, config) != before
+
+
 def test_a_folder_holding_a_run_is_refused_before_training_unless_overwrite(
     tmp_path: Path, splits: Splits
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
+from poisonlab.training import TrainConfig, train
+from poisonlab.training.augment import random_crop_flip
 from poisonlab.training.batchnorm import recalibrate_batchnorm
 
 
@@ -40,3 +43,45 @@ def test_nothing_measurable_keeps_the_old_statistics_and_no_batchnorm_is_a_no_op
     assert recalibrate_batchnorm(model, _images(1), batch_size=8, device=torch.device("cpu")) == 0
     assert torch.all(model.bn.running_mean == 0.3)
     assert recalibrate_batchnorm(nn.Identity(), _images(), batch_size=8, device=torch.device("cpu")) == 0
+
+
+def test_the_statistics_are_those_of_the_augmented_batches() -> None:
+    # white images zero-padded by one pixel and cropped back: every crop has a dark border row
+    # or column unless its shift is 0, so their mean is below 1 while the plain images' is 1
+    white = torch.full((64, 2, 4, 4), 255, dtype=torch.uint8)
+    plain, shifted = _Tiny(), _Tiny()
+    recalibrate_batchnorm(plain, white, batch_size=16, device=torch.device("cpu"), channels_last=False)
+    g = torch.Generator().manual_seed(0)
+    seen = []
+
+    def crop(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(batch.dtype)
+        return random_crop_flip(batch, padding=1, flip=False, generator=g)
+
+    used = recalibrate_batchnorm(
+        shifted, white, batch_size=16, device=torch.device("cpu"), channels_last=False, augment=crop
+    )
+    assert used == 64 and seen == [torch.uint8] * 4  # each uint8 batch, before the forward pass
+    torch.testing.assert_close(plain.bn.running_mean, torch.ones(2))
+    assert torch.all(shifted.bn.running_mean < 0.95) and torch.all(shifted.bn.running_mean > 0.5)
+
+
+@pytest.mark.parametrize("augment", [None, {"crop_padding": 2, "flip": True}], ids=["plain", "crop+flip"])
+def test_training_recalibrates_with_its_own_augmentation(monkeypatch, make_colour_dataset, augment) -> None:
+    calls = []
+
+    def spy(model, images, **kwargs):
+        calls.append(kwargs["augment"])
+        return 0
+
+    monkeypatch.setattr("poisonlab.training.loop.recalibrate_batchnorm", spy)
+    data = make_colour_dataset(per_class=4, seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=8, augment=augment, recalibrate_bn=True)
+    train(data, cfg, device="cpu", progress=False)
+    assert len(calls) == 1
+    if augment is None:
+        assert calls[0] is None
+    else:  # the recipe's crop and flip: same shape and dtype, different pixels
+        batch = torch.from_numpy(data.x[:8]).permute(0, 3, 1, 2)
+        out = calls[0](batch)
+        assert out.shape == batch.shape and out.dtype == torch.uint8 and not torch.equal(out, batch)

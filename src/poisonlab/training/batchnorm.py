@@ -10,9 +10,17 @@ pass over the training images with the final weights, every BatchNorm layer aver
 cumulatively (``momentum=None``) and every other layer in eval mode (no dropout), replaces them
 by the statistics the final weights produce (the same repair SWA applies after averaging weights:
 Izmailov et al., "Averaging Weights Leads to Wider Optima and Better Generalization", UAI 2018).
+
+The pass must see the images as training showed them (``augment``): the weights were trained to
+normalise augmented batches, and the statistics of plain images describe another distribution.
+Recalibrated on plain training images, the fast recipe's seed-0 CIFAR-10 model scored 0.816 test
+accuracy; the same weights recalibrated on randomly cropped and flipped copies scored 0.843
+(benchmarks/bn_recalibration.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,6 +45,7 @@ def recalibrate_batchnorm(
     device: torch.device,
     channels_last: bool = True,
     generator: torch.Generator | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> int:
     """Replace the running statistics of every BatchNorm layer of ``model`` in place.
 
@@ -50,6 +59,9 @@ def recalibrate_batchnorm(
         Images per forward pass (the training batch size, so statistics see the same batches).
     generator : torch.Generator, optional
         Picks the subset when there are more than :data:`MAX_RECALIBRATION_SAMPLES` images.
+    augment : callable, optional
+        The training's augmentation: uint8 (N, C, H, W) batch -> batch of the same shape and
+        dtype, applied to each batch before its forward pass. None: the images as they are.
 
     Returns
     -------
@@ -77,7 +89,7 @@ def recalibrate_batchnorm(
     try:
         for start in range(0, len(order) if order is not None else n, batch_size):
             idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
-            batch = images[idx]
+            batch = images[idx] if augment is None else augment(images[idx])
             if len(batch) < 2:  # BatchNorm cannot normalise a single sample in train mode
                 continue
             model(to_input(batch.permute(0, 2, 3, 1), device, channels_last))

@@ -35,7 +35,12 @@ from poisonlab.training.optim import make_optimizer, make_schedule, one_cycle_fa
 from poisonlab.training.options import TrainConfig
 from poisonlab.training.progress import TrainProgress
 
-__all__ = ["EpochStats", "TrainResult", "one_cycle_factor", "train"]
+__all__ = ["TRAINING_REVISION", "EpochStats", "TrainResult", "one_cycle_factor", "train"]
+
+#: Raised when the same config and data train a different model, so that caches keyed on the
+#: config (:func:`poisonlab.experiments.common.cache.baseline_key`) do not hand out a model the
+#: code no longer trains. 2: the BatchNorm recalibration sees augmented images.
+TRAINING_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ def train(
                     device=run.dev,
                     channels_last=cfg.channels_last,
                     generator=run.gen,
+                    augment=run.augmentation(),
                 )
             val_acc = run.validate(val_data, epoch, last)
             lr = run.opt.param_groups[0]["lr"]
@@ -286,6 +292,17 @@ class _Run:
         if self.lookahead is not None:
             self.lookahead.end_epoch(self.net)
         return loss_sum / seen, correct / seen
+
+    def augmentation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The recipe's crop and flip as one function of a uint8 batch (None without augmentation),
+        for the BatchNorm recalibration; flips are random (alternating flips show each image both
+        ways over two epochs: the same share)."""
+        aug, gen = self.cfg.augment, self.gen
+        if aug is None:
+            return None
+        return lambda xb: random_crop_flip(
+            xb, padding=aug.crop_padding, flip=aug.flip, generator=gen, padding_mode=aug.padding_mode
+        )
 
     def _freeze_whitening_bias(self, epoch: int) -> None:
         """The whitening bias trains for the first ``whitening_bias_epochs`` epochs only (airbench)."""

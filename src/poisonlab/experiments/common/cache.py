@@ -22,13 +22,15 @@ from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.checkpoint import load_model, read_card, write_card
 from poisonlab.models.store import ModelStore, poisonlab_home
 from poisonlab.training.config import TrainConfig
+from poisonlab.training.loop import TRAINING_REVISION
 from poisonlab.training.save import train_and_save
 
 __all__ = ["baseline_key", "cached_model", "clean_baseline"]
 
 
 def baseline_key(train: Dataset, config: TrainConfig) -> str:
-    """Cache key of a model: training data hash + full training config (incl. model).
+    """Cache key of a model: training data hash + full training config (incl. model) + the
+    training code's :data:`~poisonlab.training.loop.TRAINING_REVISION`.
 
     Parameters
     ----------
@@ -42,7 +44,12 @@ def baseline_key(train: Dataset, config: TrainConfig) -> str:
     str
         16 hex digits.
     """
-    blob = json.dumps({"data": train.content_hash, "config": config.model_dump(mode="json")}, sort_keys=True)
+    fields = {
+        "data": train.content_hash,
+        "config": config.model_dump(mode="json"),
+        "revision": TRAINING_REVISION,
+    }
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
