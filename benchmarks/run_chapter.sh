@@ -55,6 +55,12 @@ if [[ "${DOCS:-1}" == "1" ]]; then
     cp "$out/$name"/*.png "$dest"/
   done
   .venv/bin/python benchmarks/chapter_table.py docs/results/chapter --out docs/results/chapter.md
+  dest=docs/results/clean_label/feature-collision-chapter  # a run of the clean-label page
+  mkdir -p "$dest"
+  cp "$out/feature-collision-chapter"/{results.json,cells.jsonl,report.md} "$dest"/
+  .venv/bin/python benchmarks/clean_label_table.py docs/results/clean_label/transfer-linear \
+      docs/results/clean_label/transfer-finetune docs/results/clean_label/scratch \
+      docs/results/clean_label/feature-collision-chapter --out docs/results/clean_label.md > /dev/null
 else
   .venv/bin/python benchmarks/chapter_table.py "$out" --out "$out/chapter.md"
 fi

@@ -25,6 +25,7 @@ from poisonlab.reporting.clean_label_page import (
     load_run,
     load_runs,
 )
+from poisonlab.reporting.clean_label_runs import config_path
 from poisonlab.reporting.clean_label_setup import victim_training, wrap
 from poisonlab.reporting.results_docs import markdown_tables, missing_tables
 from poisonlab.reporting.stats import rate_difference, wilson_interval
@@ -57,20 +58,29 @@ def test_the_page_holds_every_table_and_links_the_design_note() -> None:
 
 
 def test_the_committed_configs_are_the_ones_the_runs_recorded() -> None:
-    """The page names experiments/clean_label/*.yaml as the runs' configs."""
+    """The configs the page's reproduce block names are the ones the runs recorded (a data_dir
+    the run took from the environment is where the data was, not a setting)."""
     for run in load_runs(FOLDERS):
-        name = run["config"]["name"].removeprefix("clean-label-")
-        config = load_clean_label(ROOT / "experiments" / "clean_label" / f"{name}.yaml").model_dump(
-            mode="json"
-        )
+        config = load_clean_label(ROOT / config_path(run)).model_dump(mode="json")
         config.pop("base_dir")
-        assert config == run["config"], name
+        if config["dataset"]["data_dir"] is None:
+            config["dataset"]["data_dir"] = run["config"]["dataset"]["data_dir"]
+        assert config == run["config"], run["config"]["name"]
+        assert f"poisonlab clean-label {config_path(run)} --out" in (RESULTS / "clean_label.md").read_text(
+            encoding="utf-8"
+        )
 
 
-def test_the_committed_reports_predate_the_collapsed_column() -> None:
-    """The page says the committed report.md files count every trial (no collapsed column)."""
-    for folder in FOLDERS:
-        assert "collapsed victims" not in (folder / "report.md").read_text(encoding="utf-8")
+def test_the_page_says_which_reports_predate_the_collapsed_column() -> None:
+    """The page names the committed report.md files that count every trial (no collapsed column)."""
+    runs = load_runs(FOLDERS)
+    old = [
+        f.name for f in FOLDERS if "collapsed victims" not in (f / "report.md").read_text(encoding="utf-8")
+    ]
+    assert [r["report_collapsed"] for r in runs] == [f.name not in old for f in FOLDERS]
+    page = flat((RESULTS / "clean_label.md").read_text(encoding="utf-8"))
+    assert old == ["transfer-linear", "transfer-finetune", "scratch"]
+    assert "those of `transfer_linear`, `transfer_finetune` and `scratch` have none" in page
 
 
 # ---------------------------------------------------------------- constructed runs
@@ -114,6 +124,14 @@ def trial(i: int, spec: dict, *, success: bool, acc: float, auroc: float) -> dic
     return row
 
 
+def recorded(run: dict) -> dict:
+    """The run with the command that made it recorded (a constructed run has no known name)."""
+    name = run["config"]["name"]
+    command = ["poisonlab", "clean-label", f"/lab/experiments/test/{name}.yaml", "--out", f"runs/{name}"]
+    run.setdefault("provenance", {}).update(command=command, cwd="/lab")
+    return run
+
+
 def small_runs() -> list[dict]:
     """transfer_linear: FC 3/3, CLBD 0/3; scratch: FC 0/2 (+1 collapsed victim), CLBD 1/3."""
     clean = {"victim_accuracy": 0.80, "poisons": 10, "train_size": 200, "eval_size": 100}
@@ -130,7 +148,7 @@ def small_runs() -> list[dict]:
             trial(i, FC, success=False, acc=0.50 if i == 0 else 0.79, auroc=0.4 + i / 10),
             trial(i, CLBD, success=i == 1, acc=0.80, auroc=0.5 + i / 10),
         ]
-    return [linear, scratch]
+    return [recorded(linear), recorded(scratch)]
 
 
 def test_the_page_from_constructed_runs() -> None:
@@ -169,9 +187,7 @@ def test_the_page_from_constructed_runs() -> None:
 def test_a_recorded_recipe_is_used_and_not_called_todays() -> None:
     runs = small_runs()
     for run in runs:
-        run["provenance"] = {
-            "parameters": {"victim_training": {"epochs": 3, "optimizer": "adam", "lr": 0.001}}
-        }
+        run["provenance"]["parameters"] = {"victim_training": {"epochs": 3, "optimizer": "adam", "lr": 0.001}}
         run["provenance"]["parameters"]["victim_training"] |= {
             "batch_size": 32,
             "augment": None,
@@ -199,7 +215,7 @@ def test_seeds_pooled_into_one_run_make_a_page() -> None:
     first = small_runs()[1]
     second = copy.deepcopy(first)
     second["config"]["seed"] = 1
-    page = flat(clean_label_markdown([pool_seeds([first, second])]))
+    page = flat(clean_label_markdown([recorded(pool_seeds([first, second]))]))  # pooling drops provenance
     assert (
         "1 of 6 `scratch` trials" not in page
         and "CLBD (`clean_label_backdoor`) flipped the victim in 2 of 6" in page

@@ -12,6 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from poisonlab.experiments.clean_label.report import collapsed, victim_accuracy
+from poisonlab.reporting.clean_label_runs import (
+    label_runs,
+    largest_change,
+    row_eps,
+    setting_label,
+    unbounded,
+)
 from poisonlab.reporting.clean_label_setup import eps_text, patched_rows, wrap
 from poisonlab.reporting.stats import mean_interval
 
@@ -44,7 +51,7 @@ def _changes(runs: Sequence[Run], key: str) -> list[tuple[str, Any, int]]:
                 ]
             if values:
                 stat = mean_interval([100 * v for v in values])
-                label = f"{spec['name']} in `{run['config']['setting']}`"
+                label = f"{spec['name']} in `{setting_label(run)}`"
                 out.append((label, stat, sum(r["success"] for r in ok)))
     return out
 
@@ -56,7 +63,7 @@ def _split(changes: list[tuple[str, Any, int]]) -> tuple[list[str], list[str]]:
 
 
 def backdoor_bullet(runs: Sequence[Run]) -> str:
-    changes = _changes(runs, "backdoor")
+    changes = _changes(label_runs(runs), "backdoor")
     if not changes:
         return ""
     out, inside = _split(changes)
@@ -76,29 +83,45 @@ def backdoor_bullet(runs: Sequence[Run]) -> str:
 
 
 def _limits_text(runs: Sequence[Run]) -> str:
-    """``8/255 (HTBD-chapter 16/255; CLBD also pastes its patch)``: the eps the poisons keep to."""
-    base = sorted({eps_text(run["config"]["eps"]) for run in runs})
-    rows = {s["name"]: eps_text(s["eps"]) for run in runs for s in run["config"]["attacks"] if s.get("eps")}
+    """``by at most 8/255 (HTBD-chapter 16/255; CLBD also pastes its patch)``: the eps the
+    poisons keep to, and the rows without a budget with the largest change they made."""
+    base = sorted({eps_text(run["config"]["eps"]) for run in runs if not unbounded(run["config"]["eps"])})
+    rows, free = {}, {}
+    for run in runs:
+        for spec in run["config"]["attacks"]:
+            if unbounded(row_eps(run, spec)):
+                free[spec["name"]] = largest_change(run, spec["name"])
+            elif spec.get("eps"):
+                rows[spec["name"]] = eps_text(spec["eps"])
     extra = [f"{name} {eps}" for name, eps in rows.items() if eps not in base]
     patched = patched_rows(runs)
     if patched:
         one = len(patched) == 1
         extra.append(f"{', '.join(patched)} also {'pastes its' if one else 'paste their'} patch")
-    return " or ".join(base) + (f" ({'; '.join(extra)})" if extra else "")
+    if free:
+        one = len(free) == 1
+        changes = " and ".join("-" if v is None else f"{v}/255" for v in free.values())
+        extra.append(
+            f"{' and '.join(free)} {'has' if one else 'have'} no L-inf budget: largest "
+            f"change{'' if one else 's'} {changes}"
+        )
+    head = f"by at most {' or '.join(base)}" if base else "without an L-inf budget"
+    return head + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def accuracy_bullet(runs: Sequence[Run]) -> str:
+    runs = label_runs(runs)
     out, inside = _split(_changes(runs, "accuracy"))
     unstable = []
     for run in runs:
         down = [r for r in run["trials"] if collapsed(run, r)]
         if down:
             unstable.append(
-                f"The `{run['config']['setting']}` recipe is not stable on {run['clean']['train_size']:,} "
+                f"The `{setting_label(run)}` recipe is not stable on {run['clean']['train_size']:,} "
                 f"images: {len(down)} of its {len(run['trials'])} victims collapsed."
             )
     ranges = "; ".join(
-        f"`{run['config']['setting']}` {min(r['clean_accuracy'] for r in run['trials']):.3f}-"
+        f"`{setting_label(run)}` {min(r['clean_accuracy'] for r in run['trials']):.3f}-"
         f"{max(r['clean_accuracy'] for r in run['trials']):.3f} (clean victim "
         f"{run['clean']['victim_accuracy']:.3f})"
         for run in runs
@@ -109,8 +132,8 @@ def accuracy_bullet(runs: Sequence[Run]) -> str:
         *unstable,
         "Over the victims that trained, the paired change against the clean victim (points) has 0",
         f"outside its t interval for {'; '.join(out) or 'none'}; inside it for {len(inside)} other rows.",
-        f"Single victims ranged {ranges}. The poisons change {' / '.join(budgets)} of the images by at",
-        f"most {_limits_text(runs)}; whether the poison or the recipe causes the losses and the",
+        f"Single victims ranged {ranges}. The poisons change {' / '.join(budgets)} of the images",
+        f"{_limits_text(runs)}; whether the poison or the recipe causes the losses and the",
         "collapses needs the placebo control above.",
         indent="  ",
     )

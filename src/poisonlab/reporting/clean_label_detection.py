@@ -26,8 +26,9 @@ _WHY = {
 
 
 def silent_defenses(runs: Sequence[Run]) -> tuple[list[str], int]:
-    """(defenses with AUROC 0.50 and no flag on every trial row that ran them, trial rows)."""
-    rows = [r for run in runs for r in run["trials"]]
+    """(defenses with AUROC 0.50 and no flag on every trial row that ran them, trial rows that ran
+    a defense)."""
+    rows = [r for run in runs for r in run["trials"] if r.get("detection")]
     names = sorted({n for r in rows for n in r.get("detection", {})})
     silent = [
         n
@@ -129,7 +130,8 @@ def detection_bullets(runs: Sequence[Run]) -> list[str]:
 
 
 def _poison_caveat(runs: Sequence[Run]) -> str:
-    counts = sorted({int(run["clean"]["poisons"]) for run in runs})
+    screened = [run for run in runs if any(r.get("detection") for r in run["trials"])]
+    counts = sorted({int(run["clean"]["poisons"]) for run in screened})
     span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return (
         f"A mean F1 has no interval here, and each trial's AUROC is itself an estimate over {span} poisons; "

@@ -4,8 +4,9 @@ The page is generated whole by :func:`poisonlab.reporting.clean_label_page.clean
 (``benchmarks/clean_label_table.py`` writes it, ``tests/reporting/test_clean_label_doc.py``
 fails when the committed page differs); its prose is in :mod:`.clean_label_setup` and
 :mod:`.clean_label_findings`. Every function takes the runs' data in page order (one
-``results.json`` per setting, or several seeds of one setting pooled by
-:func:`poisonlab.experiments.clean_label.records.pool_seeds`).
+``results.json`` per run, or several seeds of one setting pooled by
+:func:`poisonlab.experiments.clean_label.records.pool_seeds`); a row's setting column is the run's
+label (:func:`~.clean_label_runs.label_runs`: a later run of a setting is named apart).
 
 Success counts and rates leave out the trials whose victim collapsed (its clean accuracy fell
 far below the clean victim's, :data:`~poisonlab.experiments.clean_label.report.COLLAPSE_MARGIN`);
@@ -24,6 +25,7 @@ from poisonlab.experiments.clean_label.report import (
     summarize_data,
     victim_accuracy,
 )
+from poisonlab.reporting.clean_label_runs import label_runs, setting_label, unbounded
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import mean_interval, rate_difference
 
@@ -51,18 +53,20 @@ def _pct(v: float | None, digits: int = 1) -> str:
 
 def success_table(runs: Sequence[Run]) -> str:
     """Per setting and attack: successes among the trials whose victim trained, the 95 % Wilson
-    interval, the collapsed victims left out, the control and the published average."""
+    interval, the collapsed victims left out, the control and the published average (eps
+    ``none`` for a row without an L-inf budget)."""
     rows = []
-    for run in runs:
-        cfg, clean = run["config"], run["clean"]
+    for run in label_runs(runs):
+        clean = run["clean"]
         for r in summarize_data(run):
             lo, hi = r["interval"]
             rate = "-" if r["success_rate"] is None else f"{100 * r['success_rate']:.0f}%"
+            eps = f"{r['eps'] * 255:.0f}/255"
             rows.append(
                 [
-                    cfg["setting"],
+                    setting_label(run),
                     r["attack"],
-                    f"{r['eps'] * 255:.0f}/255",
+                    f"none ({eps})" if unbounded(r["eps"]) else eps,
                     f"{clean['poisons']} / {clean['train_size']}",
                     f"{r['successes']}/{r['counted']}",
                     f"{rate} ({100 * lo:.0f}-{100 * hi:.0f}%)",
@@ -89,14 +93,14 @@ def collapsed_table(runs: Sequence[Run]) -> str:
     """Every trial whose victim collapsed: its clean accuracy beside the clean victim's."""
     rows = [
         [
-            run["config"]["setting"],
+            setting_label(run),
             str(row["trial"]) + (f" (seed {row['seed']})" if "seed" in row else ""),
             row["attack"],
             f"{row['clean_accuracy']:.3f}",
             f"{victim_accuracy(run, row):.3f}",
             "yes" if row["success"] else "no",
         ]
-        for run in runs
+        for run in label_runs(runs)
         for row in run["trials"]
         if collapsed(run, row)
     ]
@@ -107,6 +111,7 @@ def collapsed_table(runs: Sequence[Run]) -> str:
 def accuracy_table(runs: Sequence[Run]) -> str:
     """Mean clean accuracy of the victims that trained, per setting and attack, and the
     backdoor rates (the clean model's in brackets)."""
+    runs = label_runs(runs)
     names: list[str] = []
     backdoors: list[str] = []
     for run in runs:
@@ -117,7 +122,7 @@ def accuracy_table(runs: Sequence[Run]) -> str:
     rows = []
     for run in runs:
         by_name = {r["attack"]: r for r in summarize_data(run)}
-        cells = [run["config"]["setting"], f"{run['clean']['victim_accuracy']:.3f}"]
+        cells = [setting_label(run), f"{run['clean']['victim_accuracy']:.3f}"]
         for name in names:
             r = by_name.get(name)
             cells.append("-" if r is None or r["clean_accuracy"] is None else f"{r['clean_accuracy']:.3f}")
@@ -166,7 +171,7 @@ def _auroc_cell(run: Run, spec: Mapping[str, Any], name: str, det: Mapping[str, 
         side = "above" if stat.mean > 0.5 else "below"
     flags = [r["detection"][name].get("flagged", 0) for r in rows]
     return {
-        "setting": run["config"]["setting"],
+        "setting": setting_label(run),
         "attack": spec["name"],
         "kind": spec["attack"],
         "defense": name,
@@ -188,7 +193,7 @@ def auroc_cells(runs: Sequence[Run]) -> list[dict[str, Any]]:
     trial).
     """
     cells = []
-    for run in runs:
+    for run in label_runs(runs):
         for spec in run["config"]["attacks"]:
             rows = [r for r in run["trials"] if r["attack"] == spec["name"]]
             for name, det in mean_detection(rows).items():
@@ -239,7 +244,7 @@ def paired_table(runs: Sequence[Run]) -> str:
     minus the clean victim's, and (backdoors) the backdoor rate minus the clean model's rate on
     the same trial, in points, with the Student-t interval over trials."""
     rows = []
-    for run in runs:
+    for run in label_runs(runs):
         for spec in run["config"]["attacks"]:
             ok = [r for r in run["trials"] if r["attack"] == spec["name"] and not collapsed(run, r)]
             acc = [r["clean_accuracy"] - victim_accuracy(run, r) for r in ok]
@@ -248,7 +253,7 @@ def paired_table(runs: Sequence[Run]) -> str:
                 for r in ok
                 if r.get("backdoor_rate") is not None
             ]
-            rows.append([run["config"]["setting"], spec["name"], str(len(ok)), *_change(acc), *_change(rate)])
+            rows.append([setting_label(run), spec["name"], str(len(ok)), *_change(acc), *_change(rate)])
     header = [
         "setting",
         "attack",
@@ -266,11 +271,12 @@ def paired_table(runs: Sequence[Run]) -> str:
 def setting_difference_table(runs: Sequence[Run]) -> str:
     """For each attack run in two settings, the difference of their success rates (trials whose
     victim trained) with Newcombe's 95 % interval."""
+    runs = label_runs(runs)
     rates = {}
     for run in runs:
         for r in summarize_data(run):
-            rates[(run["config"]["setting"], r["attack"])] = (r["successes"], r["counted"])
-    settings = list(dict.fromkeys(run["config"]["setting"] for run in runs))
+            rates[(setting_label(run), r["attack"])] = (r["successes"], r["counted"])
+    settings = [setting_label(run) for run in runs]
     attacks = list(dict.fromkeys(a for _, a in rates))
     rows = []
     for attack in attacks:
@@ -296,6 +302,7 @@ def setting_difference_table(runs: Sequence[Run]) -> str:
 
 def doc_tables(runs: Sequence[Run]) -> list[str]:
     """Every table of the page, in page order."""
+    runs = label_runs(runs)
     return [
         success_table(runs),
         collapsed_table(runs),

@@ -19,10 +19,20 @@ from poisonlab.experiments.clean_label.report import (
 )
 from poisonlab.reporting.clean_label_changes import accuracy_bullet, backdoor_bullet
 from poisonlab.reporting.clean_label_detection import detection_bullets
+from poisonlab.reporting.clean_label_runs import (
+    label_runs,
+    largest_change,
+    named_settings,
+    seeds_of,
+    setting_label,
+    unbounded,
+)
 from poisonlab.reporting.clean_label_setup import (
     PAPER,
     attack_param,
     eps_text,
+    paper_protocol,
+    trial_count,
     victim_training,
     wrap,
 )
@@ -52,7 +62,7 @@ def _collapsed_text(run: Run, mine: list[Mapping[str, Any]]) -> str:
     wins = sum(r["success"] for r in mine)
     plural = "s" if len(mine) != 1 else ""
     return (
-        f"{len(mine)} `{run['config']['setting']}` victim{plural} collapsed (accuracies {accs} against the "
+        f"{len(mine)} `{setting_label(run)}` victim{plural} collapsed (accuracies {accs} against the "
         f"clean victim's {victim_accuracy(run, mine[0]):.3f}; {wins or 'none'} succeeded)"
     )
 
@@ -70,7 +80,7 @@ def _margin_text(runs: Sequence[Run]) -> str:
     seed = f" (seed {r['seed']})" if "seed" in r else ""
     text = (
         f"The victims that trained sit at most {drop:.1f} points below their clean victim "
-        f"(`{run['config']['setting']}` trial {r['trial']}{seed}, {r['attack']}: {r['clean_accuracy']:.3f} "
+        f"(`{setting_label(run)}` trial {r['trial']}{seed}, {r['attack']}: {r['clean_accuracy']:.3f} "
         f"against {victim_accuracy(run, r):.3f}; a margin of {drop / 100:.3f} or less would add it)"
     )
     if not down:
@@ -83,13 +93,15 @@ def _margin_text(runs: Sequence[Run]) -> str:
 
 def collapse_paragraph(runs: Sequence[Run]) -> str:
     """Which victims collapsed, the margin, and the nearest victims on either side of it."""
-    parts, intact = [], []
+    runs = label_runs(runs)
+    parts, whole = [], []
     for run in runs:
         mine = [r for r in run["trials"] if collapsed(run, r)]
         if mine:
             parts.append(_collapsed_text(run, mine))
         else:
-            intact.append(f"`{run['config']['setting']}`")
+            whole.append(run)
+    intact = named_settings(whole, runs)
     text = "; ".join(parts) or "No victim collapsed"
     text += f"; no {' or '.join(intact)} victim did." if intact and parts else "."
     return wrap(
@@ -115,7 +127,7 @@ def _difference_texts(runs: Sequence[Run], run: Run, row: Mapping[str, Any]) -> 
         d = rate_difference(row["successes"], row["counted"], b["successes"], b["counted"])
         text = (
             f"{row['attack']}'s {row['successes']}/{row['counted']} against {b['successes']}/{b['counted']} "
-            f"in `{other['config']['setting']}` ({100 * d.estimate:+.0f} points, Newcombe "
+            f"in `{setting_label(other)}` ({100 * d.estimate:+.0f} points, Newcombe "
             f"{100 * d.low:+.0f} to {100 * d.high:+.0f})"
         )
         (out if d.excludes_zero else inside).append(text)
@@ -123,20 +135,26 @@ def _difference_texts(runs: Sequence[Run], run: Run, row: Mapping[str, Any]) -> 
 
 
 def _hit_text(run: Run, r: Mapping[str, Any]) -> str:
+    if unbounded(r["eps"]):
+        worst = largest_change(run, r["attack"])
+        bound = "and no L-inf budget" + ("" if worst is None else f" (largest change {worst}/255)")
+    else:
+        bound = f"inside {eps_text(r['eps'])}"
     return (
         f"{r['attack']} (`{r['kind']}`) flipped the victim in {r['successes']} of {r['counted']} "
-        f"`{run['config']['setting']}` trials (Wilson {wilson_text(r)}) with {run['clean']['poisons']} "
-        f"poisons inside {eps_text(r['eps'])}"
+        f"`{setting_label(run)}` trials (Wilson {wilson_text(r)}) with {run['clean']['poisons']} "
+        f"poisons {bound}"
     )
 
 
 def _success_bullet(runs: Sequence[Run]) -> str:
     rows = _summaries(runs)
     hits = [(run, r) for run, r in rows if r["successes"]]
-    settings = list(dict.fromkeys(f"`{run['config']['setting']}`" for run, _ in hits))
+    won = [run for run in runs if any(run is h for h, _ in hits)]
+    settings = named_settings(won, runs)
     if not hits:
         return wrap("- **No trial succeeded in any setting.**", _zero_text(rows), indent="  ")
-    only = "only in " if len(settings) < len(runs) else "in "
+    only = "only in " if len(won) < len(runs) else "in "
     head = [f"**Successes were observed {only}{' and '.join(settings)}**:"]
     head.append("; ".join(_hit_text(run, r) for run, r in hits) + ".")
     out, inside = [], []
@@ -193,9 +211,35 @@ def _differences_from_paper(run: Run, spec: Mapping[str, Any]) -> str:
             f"the training set ({run['clean']['train_size']:,} images against the paper's "
             f"{PAPER['scratch_train']:,})"
         )
+    budget = _budget_difference(run, spec)
+    items = [*([budget] if budget else []), where, f"the trial count ({n} against the paper's far more)"]
+    return f"What differs: {', '.join(items)} and our attack's settings ({settings})."
+
+
+def _budget_difference(run: Run, spec: Mapping[str, Any]) -> str:
+    """The row's L-inf budget against the paper's, where they differ ("" where they match)."""
+    eps = spec.get("eps") or run["config"]["eps"]
+    if round(255 * eps) == PAPER["eps_255"]:
+        return ""
+    worst = largest_change(run, spec["name"])
+    ours = (
+        "none" + ("" if worst is None else f", largest change {worst}/255")
+        if unbounded(eps)
+        else eps_text(eps)
+    )
+    return f"the L-inf budget ({ours}, against the paper's {PAPER['eps_255']}/255)"
+
+
+def _protocol_text(run: Run, pub: float) -> str:
+    """For a run whose protocol departs from the paper's: whose protocol each figure is for."""
+    text, diffs = paper_protocol(run)
+    if not diffs:
+        return ""
+    seeds, n = seeds_of(run), trial_count(run)
+    seed = f"one seed (seed {seeds[0]})" if len(seeds) == 1 else f"{len(seeds)} seeds pooled"
     return (
-        f"What differs: {where}, the trial count ({n} against the paper's far more) and our attack's "
-        f"settings ({settings})."
+        f"This run is {seed} of {n} paired trials; the paper's {pub:g} % is its average over its "
+        f"architectures under its own protocol, which {text}."
     )
 
 
@@ -208,11 +252,12 @@ def _paper_gap_bullets(runs: Sequence[Run]) -> list[str]:
             pub = r["published"]
             if pub is None or not r["counted"] or _inside(r, pub):
                 continue
-            where = f"{r['attack']} in `{run['config']['setting']}`"
+            where = f"{r['attack']} in `{setting_label(run)}`"
             bullets.append(
                 wrap(
                     f"- **{where} at {100 * r['success_rate']:.0f} % against the paper's {pub:g} %**:",
                     f"{pub:g} % is outside our interval ({wilson_text(r)}). We have no tested explanation.",
+                    _protocol_text(run, pub),
                     _differences_from_paper(run, specs[r["attack"]]),
                     "Which of these, if any, accounts for the gap is not measured.",
                     indent="  ",
@@ -264,6 +309,7 @@ def _pub_side(row: Mapping[str, Any]) -> str:
 
 def findings_section(runs: Sequence[Run]) -> list[str]:
     """``## What this shows``: successes, the paper's figures, backdoor rates, detection, accuracy."""
+    runs = label_runs(runs)
     bullets = [
         _success_bullet(runs),
         *_paper_gap_bullets(runs),

@@ -1,7 +1,8 @@
 """``docs/results/clean_label.md``, whole, from the clean-label benchmark runs' ``results.json``.
 
 :func:`clean_label_markdown` writes the page from the runs (:func:`load_runs`, one folder per
-setting): the attacks and the protocol (:mod:`.clean_label_setup`), the scaled settings
+run; :mod:`.clean_label_runs` labels a later run of a setting apart and names each run's config):
+the attacks and the protocol (:mod:`.clean_label_setup`), the scaled settings
 (:mod:`.clean_label_settings`), the tables (:mod:`.clean_label_doc`), the collapsed victims and
 the findings (:mod:`.clean_label_findings`, :mod:`.clean_label_changes`,
 :mod:`.clean_label_detection`) and how to reproduce it. Prose is a template: every figure in it
@@ -32,6 +33,7 @@ from poisonlab.reporting.clean_label_doc import (
     success_table,
 )
 from poisonlab.reporting.clean_label_findings import collapse_paragraph, findings_section
+from poisonlab.reporting.clean_label_runs import config_path, label_runs, setting_label
 from poisonlab.reporting.clean_label_settings import settings_section
 from poisonlab.reporting.clean_label_setup import (
     attacks_table,
@@ -41,12 +43,13 @@ from poisonlab.reporting.clean_label_setup import (
     trial_count,
     wrap,
 )
+from poisonlab.reporting.defenses_text import and_list
 from poisonlab.reporting.results_docs import load_json
 
 __all__ = ["COMMAND", "RUN_FOLDERS", "clean_label_markdown", "load_run", "load_runs"]
 
 #: the committed runs, in page order, under ``docs/results/clean_label/``
-RUN_FOLDERS = ("transfer-linear", "transfer-finetune", "scratch")
+RUN_FOLDERS = ("transfer-linear", "transfer-finetune", "scratch", "feature-collision-chapter")
 #: the command that writes ``docs/results/clean_label.md`` (named on the page)
 COMMAND = (
     "python benchmarks/clean_label_table.py "
@@ -71,6 +74,9 @@ def _lacks(where: str, data: Any, keys: Sequence[str]) -> None:
 def load_run(folder: str | Path) -> dict[str, Any]:
     """The ``results.json`` of one run folder, checked for every field the page reads.
 
+    The run's ``report.md``, where the folder has one, is read for one fact the page states: whether
+    it has a *collapsed victims* column (``report_collapsed``, None without a report).
+
     Raises
     ------
     FileNotFoundError
@@ -94,17 +100,16 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         _lacks(f"{path}: trial row {i}", row, _TRIAL_KEYS)
         if row["attack"] not in names:
             raise ValueError(f"{path}: trial row {i} is of attack {row['attack']!r}, not in the config")
+    report = Path(folder) / "report.md"
+    data["report_collapsed"] = (
+        "collapsed victims" in report.read_text(encoding="utf-8") if report.is_file() else None
+    )
     return data
 
 
 def load_runs(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
     """:func:`load_run` of each folder, in page order."""
     return [load_run(f) for f in folders]
-
-
-def _config_path(run: Run) -> str:
-    """The committed config a run's name points to (``clean-label-X`` -> ``X.yaml``)."""
-    return f"experiments/clean_label/{run['config']['name'].removeprefix('clean-label-')}.yaml"
 
 
 def _intro(runs: Sequence[Run], command: str) -> list[str]:
@@ -159,6 +164,12 @@ def _widest(runs: Sequence[Run]) -> str:
 
 def _tables(runs: Sequence[Run]) -> list[str]:
     defenses = sorted({n for run in runs for r in run["trials"] for n in r.get("detection", {})})
+    bare = [f"`{setting_label(run)}`" for run in runs if not any(r.get("detection") for r in run["trials"])]
+    screened = (
+        f"all {len(runs)} settings"
+        if not bare
+        else f"the {len(runs) - len(bare)} settings that ran them ({and_list(bare)} ran none)"
+    )
     return [
         "## Success rates",
         "",
@@ -198,7 +209,7 @@ def _tables(runs: Sequence[Run]) -> list[str]:
             f"Each poisoned training set was screened by {len(defenses)} defenses of `poisonlab.defenses`",
             "with",
             "the model trained on it: **F1 / recall / AUROC** against the ground-truth mask (AUROC 0.50 = no",
-            f"signal), means over all trials of all {len(runs)} settings, collapsed victims included (the",
+            f"signal), means over all trials of {screened}, collapsed victims included (the",
             "defenses screen the data):",
         ),
         "",
@@ -216,7 +227,7 @@ def _tables(runs: Sequence[Run]) -> list[str]:
 
 def _reproduce(runs: Sequence[Run]) -> list[str]:
     commands = [
-        f"poisonlab clean-label {_config_path(run)} --out runs/{run['config']['name']}" for run in runs
+        f"poisonlab clean-label {config_path(run)} --out runs/{run['config']['name']}" for run in runs
     ]
     folders = " ".join(f"runs/{run['config']['name']}" for run in runs)
     times = []
@@ -226,7 +237,7 @@ def _reproduce(runs: Sequence[Run]) -> list[str]:
             for r in run["trials"]
         )
         per_trial = seconds / trial_count(run)
-        times.append(f"`{run['config']['setting']}` {seconds / 60:.0f} min ({per_trial:.0f} s per trial)")
+        times.append(f"`{setting_label(run)}` {seconds / 60:.0f} min ({per_trial:.0f} s per trial)")
     return [
         "## Reproduce",
         "",
@@ -246,9 +257,21 @@ def _reproduce(runs: Sequence[Run]) -> list[str]:
             '[`clean_label/`](clean_label/). The "peak RSS" column of those reports is the process\'',
             "high-water mark, CIFAR-10 arrays included; per-attack crafting memory is in `BENCHMARKS.md`.",
             "A `report.md` without a *collapsed victims* column counts every trial in its success columns",
-            "(the committed ones have none: they were written before collapsed victims were reported apart).",
+            _old_reports(runs),
         ),
     ]
+
+
+def _old_reports(runs: Sequence[Run]) -> str:
+    """Which runs' reports lack the collapsed column (all, unless a report was read with one)."""
+    if not any(run.get("report_collapsed") for run in runs):
+        which = "the committed ones have none"
+    else:
+        old = [f"`{setting_label(run)}`" for run in runs if run.get("report_collapsed") is False]
+        if not old:
+            return "(every committed one has that column)."
+        which = f"those of {and_list(old)} have none"
+    return f"({which}: they were written before collapsed victims were reported apart)."
 
 
 def clean_label_markdown(runs: Sequence[Run], *, command: str = COMMAND) -> str:
@@ -269,5 +292,6 @@ def clean_label_markdown(runs: Sequence[Run], *, command: str = COMMAND) -> str:
     """
     if not runs:
         raise ValueError("clean_label_markdown needs at least one run")
+    runs = label_runs(runs)
     parts = [*_intro(runs, command), *_tables(runs), *findings_section(runs), *_reproduce(runs)]
     return "\n".join(parts).rstrip("\n") + "\n"

@@ -13,6 +13,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from poisonlab.reporting.clean_label_runs import (
+    config_path,
+    label_runs,
+    row_eps,
+    setting_label,
+    unbounded,
+)
 from poisonlab.reporting.clean_label_setup import (
     PAPER,
     attack_class,
@@ -20,10 +27,12 @@ from poisonlab.reporting.clean_label_setup import (
     dataset_text,
     eps_text,
     first_specs,
+    paper_protocol,
     trial_count,
     victim_training,
     wrap,
 )
+from poisonlab.reporting.defenses_text import and_list
 
 __all__ = ["settings_section"]
 
@@ -44,23 +53,25 @@ def _augment_text(augment: Mapping[str, Any] | None) -> str:
     return " and ".join(parts) or "augmentation"
 
 
+def _eps_words(eps: float) -> str:
+    """``eps 8/255``, or, without a budget, ``**no L-inf budget** (eps 255/255)``."""
+    return f"**no L-inf budget** (eps {eps_text(eps)})" if unbounded(eps) else f"eps {eps_text(eps)}"
+
+
 def _budget(run: Run, images: str) -> str:
     clean, n = run["clean"], trial_count(run)
     return (
-        f"{images} {clean['poisons']:,} of them poisons; eps {eps_text(run['config']['eps'])}; "
+        f"{images} {clean['poisons']:,} of them poisons; {_eps_words(run['config']['eps'])}; "
         f"**{n} trial{'s' if n != 1 else ''}**"
     )
 
 
 def _transfer_paper(run: Run) -> str:
-    clean = run["clean"]
-    ours = (clean["train_size"], clean["poisons"], round(run["config"]["eps"] * 255))
-    paper = (PAPER["transfer_train"], PAPER["transfer_poisons"], PAPER["eps_255"])
-    same = "the fine-tuning set and the budget match" if ours == paper else "**ours differ**"
+    text, diffs = paper_protocol(run)
+    same = "**ours differ**: " + ", ".join(diffs) if diffs else "the fine-tuning set and the budget match"
     return (
-        f"The paper's transfer benchmark also fine-tunes on {paper[0]:,} CIFAR-10 images with {paper[1]} "
-        f"poisons at {paper[2]}/255 (**the paper's figures** as we read them; we did not re-check its exact "
-        f"sizes), so {same}. What differs: the paper's feature extractors are ResNet-18 / MobileNetV2 / "
+        f"The paper's transfer benchmark also {text}, so {same}. What differs: the paper's feature "
+        "extractors are ResNet-18 / MobileNetV2 / "
         "VGG11-class networks pre-trained on **CIFAR-100** (classes the victim's task does not share), "
         f"ours is the chapter's small CNN pre-trained on {dataset_text(run)} images of the victim's own "
         "classes; the paper averages far more trials (we did not re-check how many)."
@@ -69,27 +80,46 @@ def _transfer_paper(run: Run) -> str:
 
 def _extra_rows(run: Run) -> str:
     """Attack rows of a kind already run under another name in this run (the chapter's HTBD)."""
+    firsts: dict[str, Mapping[str, Any]] = {}
+    extra = []
+    for spec in run["config"]["attacks"]:
+        first = firsts.setdefault(spec["attack"], spec)
+        if first is spec:
+            continue
+        head = f"`{spec['name']}`, a second `{spec['attack']}` row: "
+        if getattr(attack_class(spec["attack"]), "needs_trigger", False):
+            extra.append(head + _trigger_row(run, spec))
+        else:
+            extra.append(head + _param_row(run, spec, first))
+    return "; plus " + "; ".join(extra) if extra else ""
+
+
+def _trigger_row(run: Run, spec: Mapping[str, Any]) -> str:
+    """A second backdoor row: its patch and eps, and whether they are the chapter's defaults."""
     from poisonlab.experiments.clean_label.config import PatchSpec
 
-    seen, extra = set(), []
-    for spec in run["config"]["attacks"]:
-        if spec["attack"] in seen:
-            patch = spec.get("patch") or PatchSpec().model_dump()
-            eps = spec.get("eps") or run["config"]["eps"]
-            default_eps = {f.name: f.default for f in dataclasses.fields(attack_class(spec["attack"]))}["eps"]
-            chapter = (
-                " (the attack's and the patch's defaults: the chapter's parameters)"
-                if default_eps is not None
-                and abs(eps - default_eps) < 1e-9
-                and patch == PatchSpec().model_dump()
-                else ""
-            )
-            extra.append(
-                f"`{spec['name']}`, a second `{spec['attack']}` row: {patch['size']}x{patch['size']} patch "
-                f"{patch['offset']} px from the bottom-right corner, eps {eps_text(eps)}{chapter}"
-            )
-        seen.add(spec["attack"])
-    return "; plus " + "; ".join(extra) if extra else ""
+    patch = spec.get("patch") or PatchSpec().model_dump()
+    eps = spec.get("eps") or run["config"]["eps"]
+    default_eps = {f.name: f.default for f in dataclasses.fields(attack_class(spec["attack"]))}["eps"]
+    chapter = (
+        " (the attack's and the patch's defaults: the chapter's parameters)"
+        if default_eps is not None and abs(eps - default_eps) < 1e-9 and patch == PatchSpec().model_dump()
+        else ""
+    )
+    return (
+        f"{patch['size']}x{patch['size']} patch {patch['offset']} px from the bottom-right corner, "
+        f"{_eps_words(eps)}{chapter}"
+    )
+
+
+def _param_row(run: Run, spec: Mapping[str, Any], first: Mapping[str, Any]) -> str:
+    """A second row without a trigger: the parameters (and eps) it changes against the first."""
+    mine, theirs = spec.get("params") or {}, first.get("params") or {}
+    keys = [k for k in dict.fromkeys([*mine, *theirs]) if mine.get(k) != theirs.get(k)]
+    diffs = [f"{k} {mine.get(k)} ({first['name']}: {theirs.get(k)})" for k in keys]
+    if row_eps(run, spec) != row_eps(run, first):
+        diffs.append(f"{_eps_words(row_eps(run, spec))} ({first['name']}: {eps_text(row_eps(run, first))})")
+    return ", ".join(diffs) or f"the same parameters as {first['name']}"
 
 
 def _recipe(run: Run) -> tuple[str, bool]:
@@ -121,7 +151,12 @@ def _scratch_bullet(run: Run, head: str) -> str:
 
 def _setting_bullet(run: Run, first_transfer: Run | None) -> str:
     cfg, clean, setting = run["config"], run["clean"], run["config"]["setting"]
-    head = f'- `{setting}` ("{_SETTING_NAMES.get(setting, setting)}"):'
+    head = f'- `{setting_label(run)}` ("{_SETTING_NAMES.get(setting, setting)}"):'
+    if setting_label(run) != setting:
+        head = (
+            f'- `{setting_label(run)}` ("{_SETTING_NAMES.get(setting, setting)}"; another `{setting}` '
+            f"run, config `{config_path(run)}`, whose recorded description says what it runs):"
+        )
     if setting == "scratch":
         return _scratch_bullet(run, head)
     surrogate = (
@@ -178,8 +213,19 @@ def _craft_text(runs: Sequence[Run], kind: str, spec: Mapping[str, Any]) -> str:
     return f"{name} {steps} steps"
 
 
+def _crafted_specs(runs: Sequence[Run]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The first row of each kind, then every row whose parameters differ from those listed."""
+    specs = list(first_specs(runs).items())
+    for run in runs:
+        for spec in run["config"]["attacks"]:
+            key = (spec["attack"], spec.get("params") or {})
+            if all((k, s.get("params") or {}) != key for k, s in specs):
+                specs.append((spec["attack"], spec))
+    return specs
+
+
 def _crafting_bullet(runs: Sequence[Run]) -> str:
-    parts = [_craft_text(runs, kind, spec) for kind, spec in first_specs(runs).items()]
+    parts = [_craft_text(runs, kind, spec) for kind, spec in _crafted_specs(runs)]
     patches: dict[tuple[int, int], list[str]] = {}
     for run in runs:
         for s in run["config"]["attacks"]:
@@ -198,6 +244,7 @@ def _crafting_bullet(runs: Sequence[Run]) -> str:
 
 def settings_section(runs: Sequence[Run]) -> list[str]:
     """``**Scaled settings**``: one bullet per run, the crafting, the published averages."""
+    runs = label_runs(runs)
     bullets, first = [], None
     for run in runs:
         transfer = run["config"]["setting"].startswith("transfer")
@@ -209,23 +256,38 @@ def settings_section(runs: Sequence[Run]) -> list[str]:
         "the paper does not have.",
         indent="  ",
     )
+    folders = dict.fromkeys(config_path(run).rpartition("/")[0] + "/" for run in runs)
     lines = [
         wrap(
-            "**Scaled settings** (configs in `experiments/clean_label/`; the differences to the paper are",
-            "the point of this paragraph):",
+            f"**Scaled settings** (configs in {' and '.join(f'`{f}`' for f in folders)}; the differences",
+            "to the paper are the point of this paragraph):",
         ),
         "",
         *bullets,
         _crafting_bullet(runs),
         published,
     ]
-    if not all(victim_training(run)[1] for run in runs):
-        lines += [
-            "",
-            wrap(
-                "The victims' training recipes above are the recorded config's preset resolved by today's",
-                "code: the committed `results.json` predate the provenance block that records the resolved",
-                "recipe.",
-            ),
-        ]
+    lines += _recipe_note(runs)
     return lines
+
+
+def _recipe_note(runs: Sequence[Run]) -> list[str]:
+    """Which runs' recipes are resolved by today's code (no provenance block recorded them)."""
+    todays = [run for run in runs if not victim_training(run)[1]]
+    if not todays:
+        return []
+    if len(todays) == len(runs):
+        which, whose = "The victims' training recipes above are", "the committed `results.json` predate"
+    else:
+        listed = and_list([f"`{setting_label(run)}`" for run in todays])
+        which, whose = (
+            f"The training recipes of the {listed} victims above are",
+            "their `results.json` predate",
+        )
+    return [
+        "",
+        wrap(
+            f"{which} the recorded config's preset resolved by today's code: {whose} the provenance",
+            "block that records the resolved recipe.",
+        ),
+    ]

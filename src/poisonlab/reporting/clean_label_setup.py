@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from poisonlab.reporting.clean_label_runs import label_runs, setting_label, unbounded
 from poisonlab.reporting.results_docs import markdown_table
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "dataset_text",
     "eps_text",
     "first_specs",
+    "paper_protocol",
     "patched_rows",
     "protocol_paragraph",
     "trial_count",
@@ -139,6 +141,33 @@ def attacks_table(runs: Sequence[Run]) -> str:
     return markdown_table(["name", "attack", "paper", "poisons", "at test time"], rows)
 
 
+def paper_protocol(run: Run) -> tuple[str, list[str]]:
+    """``(text, differences)``: the paper's protocol for the run's setting family, as we read it
+    (:data:`PAPER`, printed as the paper's figures), and where the run's own protocol departs
+    from it (sizes, poisons, the L-inf budget)."""
+    clean, eps = run["clean"], round(run["config"]["eps"] * 255)
+    ours_eps = "no L-inf budget" if unbounded(run["config"]["eps"]) else f"{eps}/255"
+    if run["config"]["setting"].startswith("transfer"):
+        text = (
+            f"fine-tunes on {PAPER['transfer_train']:,} CIFAR-10 images with {PAPER['transfer_poisons']} "
+            f"poisons at {PAPER['eps_255']}/255 (**the paper's figures** as we read them; we did not "
+            "re-check its exact sizes)"
+        )
+        pairs = [
+            ("training images", clean["train_size"], PAPER["transfer_train"]),
+            ("poisons", clean["poisons"], PAPER["transfer_poisons"]),
+        ]
+    else:
+        text = (
+            f"trains from scratch on {PAPER['scratch_train']:,} CIFAR-10 images with a "
+            f"{100 * PAPER['budget']:g} % budget at {PAPER['eps_255']}/255 (the paper's, as we read it)"
+        )
+        pairs = [("training images", clean["train_size"], PAPER["scratch_train"])]
+    diffs = [f"{ours:,} {what} against {paper:,}" for what, ours, paper in pairs if ours != paper]
+    diffs += [f"{ours_eps} against {PAPER['eps_255']}/255"] if eps != PAPER["eps_255"] else []
+    return text, diffs
+
+
 def dataset_text(run: Run) -> str:
     """``CIFAR-10`` for ``cifar10``; other dataset names as recorded."""
     name = run["config"]["dataset"]["name"]
@@ -167,10 +196,14 @@ def patched_rows(runs: Sequence[Run]) -> list[str]:
 
 
 def bounds_paragraph(runs: Sequence[Run]) -> str:
-    """The largest L-inf change recorded per attack row against its eps (stored uint8 poisons)."""
-    parts, outside = [], []
+    """The largest L-inf change recorded per attack row against its eps (stored uint8 poisons);
+    rows without a budget (eps 255/255) are said to have none, with their largest change."""
+    parts, outside, free = [], [], []
     for name, row in _linf_by_row(runs).items():
         eps, worst, before = max(row["eps"]), max(row["worst"]), max(row["before"], default=None)
+        if all(unbounded(e / 255) for e in row["eps"]):
+            free.append((name, worst))
+            continue
         eps_list = " or ".join(f"{e}/255" for e in sorted(row["eps"]))
         if before is None:
             parts.append(f"{name} {worst}/255 (eps {eps_list})")
@@ -184,17 +217,34 @@ def bounds_paragraph(runs: Sequence[Run]) -> str:
         if not outside
         else f"**outside the ball**: {', '.join(outside)}"
     )
+    text = f"setting: {'; '.join(parts)}: {verdict}." if parts else "setting:"
     return wrap(
         "Every label stays correct (the poisons are images of the target class with their own label).",
         "The largest change of a stored (uint8) poison from its clean image, over every trial of every",
-        f"setting: {'; '.join(parts)}: {verdict}.",
+        text,
+        _free_text(free),
+    )
+
+
+def _free_text(free: list[tuple[str, int]]) -> str:
+    """Rows run without an L-inf budget: say so, and give what they changed."""
+    if not free:
+        return ""
+    names = " and ".join(name for name, _ in free)
+    changes = " and ".join(f"{worst}/255" for _, worst in free)
+    one = len(free) == 1
+    return (
+        f"{names} {'has' if one else 'have'} **no L-inf budget** (eps 255/255: only the [0, 1] pixel "
+        f"range bounds a change); {'its' if one else 'their'} largest change{'' if one else 's'} "
+        f"{'is' if one else 'are'} {changes}."
     )
 
 
 def protocol_paragraph(runs: Sequence[Run]) -> str:
     """The trial protocol, the budget and the control counts."""
+    runs = label_runs(runs)
     budgets = sorted({run["config"]["budget"] for run in runs})
-    controls = [(run["config"]["setting"], sum(r["control"] for r in run["trials"])) for run in runs]
+    controls = [(setting_label(run), sum(r["control"] for r in run["trials"])) for run in runs]
     rows = sum(len(run["trials"]) for run in runs)
     if all(c == 0 for _, c in controls):
         control = (
