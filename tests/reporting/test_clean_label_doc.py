@@ -26,7 +26,7 @@ from poisonlab.reporting.clean_label_page import (
     load_runs,
 )
 from poisonlab.reporting.clean_label_runs import config_path
-from poisonlab.reporting.clean_label_setup import victim_training, wrap
+from poisonlab.reporting.clean_label_setup import victim_training
 from poisonlab.reporting.results_docs import markdown_tables, missing_tables
 from poisonlab.reporting.stats import rate_difference, wilson_interval
 
@@ -230,11 +230,6 @@ def test_no_success_and_no_defense_still_make_a_page() -> None:
             row["success"], row["detection"] = False, {}
     page = flat(clean_label_markdown(runs))
     assert "**No trial succeeded in any setting.**" in page and "(no defense ran)" in page
-
-
-def test_wrap_keeps_a_percent_with_its_number() -> None:
-    assert wrap("x" * 96, "10 %") == "x" * 96 + "\n10 %"
-    assert wrap("- a", "b " * 60, indent="  ").splitlines()[1].startswith("  b")
 
 
 # ---------------------------------------------------------------- missing and malformed files

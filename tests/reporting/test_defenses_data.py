@@ -1,5 +1,5 @@
 """The records behind docs/results/defenses.md: counts rebuilt from a matrix.json, row kinds and
-classes, the dataset counts, the formatters, and the errors on malformed files."""
+classes, the dataset counts, and the errors on malformed files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from poisonlab.reporting.defenses_data import (
     row_classes,
     row_kind,
 )
-from poisonlab.reporting.defenses_text import and_list, of, points
-from poisonlab.reporting.stats import rate_difference
 
 COUNTS = DatasetCounts(("a", "b", "c"), test=(20, 20, 20), train=(40, 30, 30))
 
@@ -29,7 +27,7 @@ def test_digits_counts_come_from_the_embedded_dataset() -> None:
     assert cifar.test_of("airplane") == cifar.test_of("rutan-boomerang") == 1000 and cifar.train is None
 
 
-def test_rows_and_formatters() -> None:
+def test_row_kinds_classes_and_counts() -> None:
     assert row_kind({"description": "backdoor[blended]: 621 airplane->bird, concat"}) == "backdoor"
     assert row_kind({"description": "label_flip: 60 3->8, in place"}) == "label_flip"
     assert row_kind({"description": "weird"}) == "other"
@@ -43,8 +41,6 @@ def test_rows_and_formatters() -> None:
     assert COUNTS.test_of("zz") == 20 and COUNTS.train_of("b") == 30  # equal classes: any class's
     assert DatasetCounts(("a", "b"), (3, 4)).test_of("zz") is None
     assert DatasetCounts(("a",), (5,)).test_of("zz") == 5
-    assert and_list([]) == "none" and and_list(["a", "b", "c"]) == "a, b and c" and of(2, 2) == "all 2"
-    assert points(rate_difference(0, 10, 5, 10)).startswith("-50.0 points [")
 
 
 @pytest.mark.parametrize(

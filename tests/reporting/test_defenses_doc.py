@@ -24,8 +24,8 @@ from poisonlab.reporting.defenses_data import (
     load_sources,
 )
 from poisonlab.reporting.defenses_doc import COMMAND, defenses_markdown
-from poisonlab.reporting.defenses_text import best_defenses, compare, points
-from poisonlab.reporting.detection_sections import rate_cell
+from poisonlab.reporting.defenses_text import best_defenses, compare
+from poisonlab.reporting.prose import diff_points, rate_cell
 from poisonlab.reporting.stats import rate_difference, rate_interval
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,7 +235,7 @@ def test_the_page_from_constructed_records(tmp_path: Path) -> None:
     assert "Provenance's F1 1.00 is by construction** (on all 2 CIFAR-10 backdoor rows" in page
     assert "on cyan, spectral signatures and provenance tie and spectral signatures was picked" in page
     assert "the share holds 10 poisons and 30 clean bs" in page  # the near tie, counted
-    assert f"cyan 1.000 -> 0.100, {points(rate_difference(2, 20, 20, 20))}, excludes 0" in page
+    assert f"cyan 1.000 -> 0.100, {diff_points(rate_difference(2, 20, 20, 20))}, excludes 0" in page
     assert "all 2 dropped exactly the poison, and all 2 retrained into the clean model itself" in page
     assert f"clean accuracy of {rate_cell(n(6, 60), 3)}" in page and "failed to train" in page
     lowest = rate_cell(n(9, 10))
@@ -247,7 +247,7 @@ def test_the_page_from_constructed_records(tmp_path: Path) -> None:
     # the digits-like matrix: every cell mitigated with the oracle
     assert "## Embedded digits (every cell mitigated, with the oracle)" in page
     assert "- mislabel (from 0.100): none." in page and "- cyan (from 1.000): the oracle 0.050" in page
-    assert f"the oracle 0.050 at clean accuracy 0.600, {points(rate_difference(1, 20, 20, 20))}" in page
+    assert f"the oracle 0.050 at clean accuracy 0.600, {diff_points(rate_difference(1, 20, 20, 20))}" in page
     assert '"a" -> "b" (flip, pattern and cyan)' in page and '"x" -> "b" (mislabel)' in page
 
 

@@ -24,7 +24,7 @@ from poisonlab.reporting.detection_data import (
     took,
 )
 from poisonlab.reporting.detection_doc import COMMAND, detection_markdown, targets_table
-from poisonlab.reporting.detection_sections import para, rate_cell, span
+from poisonlab.reporting.prose import rate_cell
 from poisonlab.reporting.stats import rate_interval
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,14 +115,6 @@ def test_took_and_complete_seeds() -> None:
     assert complete_seeds([{"cell": "s1000-a"}, {"cell": "s1000-b"}, {"cell": "s1001-a"}], planned) == [1000]
     with pytest.raises(ValueError, match="s<seed>"):
         complete_seeds([], ["control"])
-
-
-def test_formatters() -> None:
-    assert span([0.5, 0.25]) == "0.25-0.50" and span([1.0, 1.0]) == "1.00" and span([]) == "-"
-    assert span([-0.8, 0.3], 1, signed=True) == "-0.8 to +0.3"
-    assert rate_cell(rate_interval(0, 0)) == "-"
-    assert para("x" * 96, "10 %") == "x" * 96 + "\n10 %"  # never "10" and "%" apart
-    assert para("- a", "b " * 60, indent="  ").splitlines()[1].startswith("  b")
 
 
 # ---------------------------------------------------------------- the whole page on constructed files

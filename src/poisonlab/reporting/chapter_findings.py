@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from poisonlab.reporting.chapter_data import BOOK_TEXT, NOTEBOOK, figures, hits
 from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, comparison
 from poisonlab.reporting.chapter_photo_findings import BACKDOORS, stealth_test, trigger_photos
+from poisonlab.reporting.prose import points
 from poisonlab.reporting.stats import Difference, mean_interval, rate_interval
 
 __all__ = ["findings_section"]
@@ -41,7 +42,7 @@ def _num(key: str, value: float) -> str:
 
 
 def _delta(key: str, value: float) -> str:
-    return f"{value:+.1f}" if key == S2T else f"{100 * value:+.1f} points"
+    return f"{value:+.1f}" if key == S2T else points(value)
 
 
 def _models(pairs: list) -> str:

@@ -19,7 +19,8 @@ from poisonlab.reporting.clean_label_runs import (
     setting_label,
     unbounded,
 )
-from poisonlab.reporting.clean_label_setup import eps_text, patched_rows, wrap
+from poisonlab.reporting.clean_label_setup import eps_text, patched_rows
+from poisonlab.reporting.prose import para
 from poisonlab.reporting.stats import mean_interval
 
 __all__ = ["accuracy_bullet", "backdoor_bullet"]
@@ -74,7 +75,7 @@ def backdoor_bullet(runs: Sequence[Run]) -> str:
         if quiet
         else "**Backdoor rates**"
     )
-    return wrap(
+    return para(
         f"- {head} (the share of patched victim-class test images sent to the target minus the clean",
         "model's share on the same trial's images, in points, over the victims that trained): 0 is outside",
         f"the t interval for {'; '.join(out) or 'none'}; inside it for {'; '.join(inside) or 'none'}.",
@@ -127,7 +128,7 @@ def accuracy_bullet(runs: Sequence[Run]) -> str:
         for run in runs
     )
     budgets = sorted({f"{100 * run['config']['budget']:g} %" for run in runs})
-    return wrap(
+    return para(
         "- **Clean accuracy.**",
         *unstable,
         "Over the victims that trained, the paired change against the clean victim (points) has 0",

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from poisonlab.reporting.clean_label_doc import auroc_cells
-from poisonlab.reporting.clean_label_setup import wrap
+from poisonlab.reporting.prose import num, para, span
 
 __all__ = ["detection_bullets", "silent_defenses"]
 
@@ -46,16 +46,6 @@ def _where(cell: Mapping[str, Any]) -> str:
     return f"{cell['attack']} in `{cell['setting']}`"
 
 
-def _num(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _span(values: list[float]) -> str:
-    """``0.6-1,709.0`` (one figure when both ends print alike)."""
-    lo, hi = f"{min(values):,.1f}", f"{max(values):,.1f}"
-    return lo if lo == hi else f"{lo}-{hi}"
-
-
 def _defense_sentence(name: str, cells: list[dict[str, Any]]) -> str:
     """Flags per trial, the best row by mean F1, and how many rows' AUROC leave 0.50."""
     best = max(cells, key=lambda c: c["f1"] or 0.0)
@@ -65,11 +55,11 @@ def _defense_sentence(name: str, cells: list[dict[str, Any]]) -> str:
     flags = [c["flagged"] for c in cells]
     above = sum(c["side"] == "above" for c in cells)
     below = sum(c["side"] == "below" for c in cells)
-    detail = f"recall {_num(best['recall'])}, precision {_num(best['precision'])}"
+    detail = f"recall {num(best['recall'])}, precision {num(best['precision'])}"
     return (
-        f"`{name}` flags {_span(flags)} images per trial on average; its best mean "
-        f"F1 is {_num(best['f1'])} ({_where(best)}: {detail}, {best['flagged']:,.1f} flags per trial, "
-        f"{auroc}), at most {_num(max(others, default=None))} in its other {len(others)} rows; its AUROC "
+        f"`{name}` flags {span(flags, spec=',.1f')} images per trial on average; its best mean "
+        f"F1 is {num(best['f1'])} ({_where(best)}: {detail}, {best['flagged']:,.1f} flags per trial, "
+        f"{auroc}), at most {num(max(others, default=None))} in its other {len(others)} rows; its AUROC "
         f"interval lies above 0.50 in {above} and below in {below} of {len(cells)} rows."
     )
 
@@ -80,7 +70,7 @@ def _attack_sentence(attack: str, cells: list[dict[str, Any]]) -> str:
     above = sum(c["side"] == "above" for c in cells)
     below = [f"{c['defense']} in `{c['setting']}`" for c in cells if c["side"] == "below"]
     return (
-        f"{attack}: best mean F1 {_num(best['f1'])} ({best['defense']} in `{best['setting']}`); AUROC "
+        f"{attack}: best mean F1 {num(best['f1'])} ({best['defense']} in `{best['setting']}`); AUROC "
         f"interval above 0.50 in {above} of {len(cells)} (defense, setting) cells, below in "
         f"{len(below)}{' (' + ', '.join(below) + ')' if below else ''}."
     )
@@ -97,7 +87,7 @@ def detection_bullets(runs: Sequence[Run]) -> list[str]:
         why = "; ".join(_WHY[n] for n in silent if n in _WHY)
         names = " and ".join(f"`{n}`" for n in silent)
         lines.append(
-            wrap(
+            para(
                 f"- **{names} see{'s' if len(silent) == 1 else ''} nothing**: AUROC 0.50 and no flag",
                 f"on every one of the {rows} trial rows{f' ({why})' if why else ''}.",
                 indent="  ",
@@ -111,7 +101,7 @@ def detection_bullets(runs: Sequence[Run]) -> list[str]:
         by_attack.setdefault(c["attack"], []).append(c)
     if by_defense:
         lines.append(
-            wrap(
+            para(
                 "- **The other defenses, per defense** (means over the trials of each setting and attack",
                 "row; the AUROC intervals are Student-t over those trials, the table above):",
                 *(_defense_sentence(n, cs) for n, cs in sorted(by_defense.items())),
@@ -119,7 +109,7 @@ def detection_bullets(runs: Sequence[Run]) -> list[str]:
             )
         )
         lines.append(
-            wrap(
+            para(
                 "- **Per attack row**, over those defenses and the settings:",
                 *(_attack_sentence(a, cs) for a, cs in by_attack.items()),
                 _poison_caveat(runs),

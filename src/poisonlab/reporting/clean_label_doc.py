@@ -26,6 +26,7 @@ from poisonlab.experiments.clean_label.report import (
     victim_accuracy,
 )
 from poisonlab.reporting.clean_label_runs import label_runs, setting_label, unbounded
+from poisonlab.reporting.prose import pct
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import mean_interval, rate_difference
 
@@ -45,10 +46,6 @@ __all__ = [
 KINDS = ("feature_collision", "clean_label_backdoor", "hidden_trigger", "gradient_matching")
 
 Run = Mapping[str, Any]
-
-
-def _pct(v: float | None, digits: int = 1) -> str:
-    return "-" if v is None else f"{100 * v:.{digits}f}%"
 
 
 def success_table(runs: Sequence[Run]) -> str:
@@ -131,7 +128,7 @@ def accuracy_table(runs: Sequence[Run]) -> str:
             cells.append(
                 "-"
                 if r is None or r["backdoor_rate"] is None
-                else f"{_pct(r['backdoor_rate'])} ({_pct(r['backdoor_rate_clean'])})"
+                else f"{pct(r['backdoor_rate'], 1, sep='')} ({pct(r['backdoor_rate_clean'], 1, sep='')})"
             )
         rows.append(cells)
     header = ["setting", "clean victim", *names, *(f"{n} backdoor rate" for n in backdoors)]

@@ -34,19 +34,13 @@ from poisonlab.reporting.clean_label_setup import (
     paper_protocol,
     trial_count,
     victim_training,
-    wrap,
 )
+from poisonlab.reporting.prose import para, pct_interval, points
 from poisonlab.reporting.stats import paired_difference, rate_difference
 
-__all__ = ["collapse_paragraph", "findings_section", "wilson_text"]
+__all__ = ["collapse_paragraph", "findings_section"]
 
 Run = Mapping[str, Any]
-
-
-def wilson_text(row: Mapping[str, Any]) -> str:
-    """``72-100 %``: a summary row's Wilson interval in percent."""
-    lo, hi = row["interval"]
-    return f"{100 * lo:.0f}-{100 * hi:.0f} %"
 
 
 def _outside(flag: bool) -> str:
@@ -104,7 +98,7 @@ def collapse_paragraph(runs: Sequence[Run]) -> str:
     intact = named_settings(whole, runs)
     text = "; ".join(parts) or "No victim collapsed"
     text += f"; no {' or '.join(intact)} victim did." if intact and parts else "."
-    return wrap(
+    return para(
         "**Collapsed victims are left out of the counts.** A victim whose clean accuracy fell more",
         f"than {COLLAPSE_MARGIN:.2f} below the clean victim's did not train; whether the poison worked in",
         "its trial is not measured, so it is neither a success nor a failed attack.",
@@ -127,7 +121,7 @@ def _difference_texts(runs: Sequence[Run], run: Run, row: Mapping[str, Any]) -> 
         d = rate_difference(row["successes"], row["counted"], b["successes"], b["counted"])
         text = (
             f"{row['attack']}'s {row['successes']}/{row['counted']} against {b['successes']}/{b['counted']} "
-            f"in `{setting_label(other)}` ({100 * d.estimate:+.0f} points, Newcombe "
+            f"in `{setting_label(other)}` ({points(d.estimate, 0)}, Newcombe "
             f"{100 * d.low:+.0f} to {100 * d.high:+.0f})"
         )
         (out if d.excludes_zero else inside).append(text)
@@ -142,8 +136,8 @@ def _hit_text(run: Run, r: Mapping[str, Any]) -> str:
         bound = f"inside {eps_text(r['eps'])}"
     return (
         f"{r['attack']} (`{r['kind']}`) flipped the victim in {r['successes']} of {r['counted']} "
-        f"`{setting_label(run)}` trials (Wilson {wilson_text(r)}) with {run['clean']['poisons']} "
-        f"poisons {bound}"
+        f"`{setting_label(run)}` trials (Wilson {pct_interval(*r['interval'], 0)}) with "
+        f"{run['clean']['poisons']} poisons {bound}"
     )
 
 
@@ -153,7 +147,7 @@ def _success_bullet(runs: Sequence[Run]) -> str:
     won = [run for run in runs if any(run is h for h, _ in hits)]
     settings = named_settings(won, runs)
     if not hits:
-        return wrap("- **No trial succeeded in any setting.**", _zero_text(rows), indent="  ")
+        return para("- **No trial succeeded in any setting.**", _zero_text(rows), indent="  ")
     only = "only in " if len(won) < len(runs) else "in "
     head = [f"**Successes were observed {only}{' and '.join(settings)}**:"]
     head.append("; ".join(_hit_text(run, r) for run, r in hits) + ".")
@@ -165,7 +159,7 @@ def _success_bullet(runs: Sequence[Run]) -> str:
         head.append(f"0 is outside the interval of the difference for {'; '.join(out)}.")
     if inside:
         head.append(f"It is inside for {'; '.join(inside)}.")
-    return wrap("-", *head, _zero_text(rows), indent="  ")
+    return para("-", *head, _zero_text(rows), indent="  ")
 
 
 def _inside(row: Mapping[str, Any], percent: float) -> bool:
@@ -254,9 +248,10 @@ def _paper_gap_bullets(runs: Sequence[Run]) -> list[str]:
                 continue
             where = f"{r['attack']} in `{setting_label(run)}`"
             bullets.append(
-                wrap(
+                para(
                     f"- **{where} at {100 * r['success_rate']:.0f} % against the paper's {pub:g} %**:",
-                    f"{pub:g} % is outside our interval ({wilson_text(r)}). We have no tested explanation.",
+                    f"{pub:g} % is outside our interval ({pct_interval(*r['interval'], 0)}).",
+                    "We have no tested explanation.",
                     _protocol_text(run, pub),
                     _differences_from_paper(run, specs[r["attack"]]),
                     "Which of these, if any, accounts for the gap is not measured.",
@@ -275,7 +270,7 @@ def _matching_text(run: Run, r: Mapping[str, Any], spec: Mapping[str, Any]) -> s
     first = sum(c["loss_initial"] for c in crafts) / len(crafts)
     pub = "" if r["published"] is None else f", the paper's {r['published']:g} % {_pub_side(r)} it"
     clean = run["clean"]
-    return wrap(
+    return para(
         f"- Gradient matching from scratch ran with {restarts} restart{'s' if restarts != 1 else ''}",
         f"instead of the paper's {PAPER['wb_restarts']}, {clean['poisons']} poisons on",
         f"{clean['train_size']:,} images instead of {round(PAPER['budget'] * PAPER['scratch_train'])} on",
@@ -283,8 +278,8 @@ def _matching_text(run: Run, r: Mapping[str, Any], spec: Mapping[str, Any]) -> s
         "its objective on the surrogate (1 - cosine of the poison and adversarial gradients) went from",
         f"{first:.2f} to {first + d.estimate:.2f} on average over its {len(crafts)} crafts",
         f"({d.estimate:+.2f}, t interval {d.low:+.2f} to {d.high:+.2f}: 0 {_outside(d.excludes_zero)} it).",
-        f"It flipped {r['successes']} of {r['counted']} victims (Wilson {wilson_text(r)}{pub}), which says",
-        "little about its rate.",
+        f"It flipped {r['successes']} of {r['counted']} victims",
+        f"(Wilson {pct_interval(*r['interval'], 0)}{pub}), which says little about its rate.",
         indent="  ",
     )
 

@@ -30,9 +30,8 @@ from poisonlab.reporting.clean_label_setup import (
     paper_protocol,
     trial_count,
     victim_training,
-    wrap,
 )
-from poisonlab.reporting.defenses_text import and_list
+from poisonlab.reporting.prose import and_list, para
 
 __all__ = ["settings_section"]
 
@@ -140,7 +139,7 @@ def _scratch_bullet(run: Run, head: str) -> str:
         "with a "
         f"{100 * PAPER['budget']:g} % budget; ours is {100 * share:.0f} % of that set),"
     )
-    return wrap(
+    return para(
         head,
         f"the victim trains the CNN from scratch ({recipe}) on {_budget(run, images)}; the attacker crafts",
         "against a model trained on the same clean images. The clean model reaches",
@@ -186,7 +185,7 @@ def _setting_bullet(run: Run, first_transfer: Run | None) -> str:
             "ours do not."
         )
     paper = _transfer_paper(run) if first_transfer is None else ""
-    return wrap(head, f"{surrogate}; {victim}{_extra_rows(run)}.", aug, paper, indent="  ")
+    return para(head, f"{surrogate}; {victim}{_extra_rows(run)}.", aug, paper, indent="  ")
 
 
 def _craft_text(runs: Sequence[Run], kind: str, spec: Mapping[str, Any]) -> str:
@@ -235,7 +234,7 @@ def _crafting_bullet(runs: Sequence[Run]) -> str:
     patch = "; ".join(
         f"{a}x{a}, {b} px from the bottom-right corner ({', '.join(n)})" for (a, b), n in patches.items()
     )
-    return wrap(
+    return para(
         f"- Crafting: {'; '.join(parts)}. Backdoor patches: the shipped `htbd.png` checker, {patch}",
         f"(the paper places a {PAPER['patch']}x{PAPER['patch']} patch at random).",
         indent="  ",
@@ -250,7 +249,7 @@ def settings_section(runs: Sequence[Run]) -> list[str]:
         transfer = run["config"]["setting"].startswith("transfer")
         bullets.append(_setting_bullet(run, first if transfer else None))
         first = run if first is None and transfer else first
-    published = wrap(
+    published = para(
         "- *Published avg* is the paper's average over its architectures for the setting family (white",
         "box transfer for both of our transfer settings), not its figure for our architecture, which",
         "the paper does not have.",
@@ -258,7 +257,7 @@ def settings_section(runs: Sequence[Run]) -> list[str]:
     )
     folders = dict.fromkeys(config_path(run).rpartition("/")[0] + "/" for run in runs)
     lines = [
-        wrap(
+        para(
             f"**Scaled settings** (configs in {' and '.join(f'`{f}`' for f in folders)}; the differences",
             "to the paper are the point of this paragraph):",
         ),
@@ -286,7 +285,7 @@ def _recipe_note(runs: Sequence[Run]) -> list[str]:
         )
     return [
         "",
-        wrap(
+        para(
             f"{which} the recorded config's preset resolved by today's code: {whose} the provenance",
             "block that records the resolved recipe.",
         ),

@@ -1,5 +1,6 @@
 """The set-up part of ``docs/results/clean_label.md``: the attacks and the protocol, and the
-helpers the page's other modules share (the paper's figures, formatting, recorded parameters).
+helpers the page's other modules share (the paper's figures, eps and dataset names, recorded
+parameters); the prose formatters are :mod:`poisonlab.reporting.prose`'s.
 
 Every figure is read from the runs' ``results.json`` (the config each run recorded, its clean
 figures, its trial rows) or, where a run did not record it, from the code's default today (said
@@ -11,11 +12,11 @@ page.
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from poisonlab.reporting.clean_label_runs import label_runs, setting_label, unbounded
+from poisonlab.reporting.prose import para
 from poisonlab.reporting.results_docs import markdown_table
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "protocol_paragraph",
     "trial_count",
     "victim_training",
-    "wrap",
 ]
 
 Run = Mapping[str, Any]
@@ -74,16 +74,6 @@ ATTACK_NOTES = {
 }
 
 _DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits"}
-
-
-def wrap(*pieces: str, indent: str = "") -> str:
-    """One Markdown paragraph from ``pieces`` (joined by spaces), wrapped at 100 columns;
-    ``indent`` continues a list item. A number and its ``%`` stay on one line."""
-    text = " ".join(p.strip() for p in pieces if p.strip()).replace(" %", "\u00a0%")
-    out = textwrap.fill(
-        text, width=100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    )
-    return out.replace("\u00a0", " ")
 
 
 def eps_text(eps: float) -> str:
@@ -218,7 +208,7 @@ def bounds_paragraph(runs: Sequence[Run]) -> str:
         else f"**outside the ball**: {', '.join(outside)}"
     )
     text = f"setting: {'; '.join(parts)}: {verdict}." if parts else "setting:"
-    return wrap(
+    return para(
         "Every label stays correct (the poisons are images of the target class with their own label).",
         "The largest change of a stored (uint8) poison from its clean image, over every trial of every",
         text,
@@ -254,7 +244,7 @@ def protocol_paragraph(runs: Sequence[Run]) -> str:
         control = (
             "; ".join(f"`{s}` {c}" for s, c in controls) + " trial rows, whose success may owe to the patch"
         )
-    return wrap(
+    return para(
         "**Protocol.** Per trial one test image the clean victim model classifies correctly (the",
         "*victim*) and one random other class (the *target*) are drawn; every attack of the trial gets",
         "the same draw (a paired comparison). The attacker perturbs",

@@ -9,24 +9,13 @@ Wilson interval and every comparison of two rates its Newcombe interval.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 from poisonlab.reporting.defenses_data import DefensesSources, Matrix, row_classes
 from poisonlab.reporting.defenses_mitigation import best_mitigation
-from poisonlab.reporting.defenses_text import (
-    FINDS,
-    MISSES,
-    and_list,
-    dev_case,
-    f2,
-    mode_text,
-    of,
-    prose,
-    span,
-)
-from poisonlab.reporting.detection_sections import para, rate_cell
+from poisonlab.reporting.defenses_text import FINDS, MISSES, dev_case, mode_text, prose
+from poisonlab.reporting.prose import and_list, k_of_n, num, para, rate_cell, span
 from poisonlab.reporting.results_docs import matrix_detection_table, matrix_mitigation_table
 from poisonlab.reporting.stats import RateInterval
 
@@ -37,10 +26,8 @@ GENERIC = ("zscore", "kmeans", "dbscan", "isolation_forest", "autoencoder", "str
 
 
 def _quote(text: str) -> str:
-    """A Markdown block quote of ``text``, wrapped at 100 columns."""
-    return textwrap.fill(
-        " ".join(text.split()), width=100, initial_indent="> ", subsequent_indent="> ", break_long_words=False
-    )
+    """A Markdown block quote of ``text``, wrapped at 100 columns (a hyphenated word may break)."""
+    return para(*text.split(), first="> ", indent="> ", keep_percent=False, hyphens=True)
 
 
 def _f1(row: Mapping[str, Any], defense: str) -> float:
@@ -78,7 +65,7 @@ def _drift(m: Matrix) -> list[str]:
     per_class = m.base() / len(m.counts.class_names)
     poison = span([r["poison_count"] for r in backdoors], 0)
     text = [
-        f"- **The label-distribution drift test** finds the poison of {of(len(found), len(backdoors))}",
+        f"- **The label-distribution drift test** finds the poison of {k_of_n(len(found), len(backdoors))}",
         f"backdoor rows (F1 {span([_f1(r, 'label_drift') for r in backdoors])}, AUROC",
         f"{min(_auroc(r, 'label_drift') or 0 for r in backdoors):.2f} or more; recall from",
         f"{rate_cell(recalls[0][0])} ({recalls[0][1]}) to {rate_cell(recalls[-1][0])} ({recalls[-1][1]})):",
@@ -92,7 +79,7 @@ def _drift(m: Matrix) -> list[str]:
         verb = "catches" if _f1(r, "label_drift") >= FINDS else "does not catch"
         text.append(
             f"It {verb} the in-place {r['name']} through the shrunken {source} / grown {target} counts"
-            f" (F1 {f2(_f1(r, 'label_drift'))}, recall {rate_cell(m.recall(r, 'label_drift'))})."
+            f" (F1 {num(_f1(r, 'label_drift'))}, recall {rate_cell(m.recall(r, 'label_drift'))})."
         )
     return [para(*text, indent="  ")]
 
@@ -111,16 +98,17 @@ def _provenance(m: Matrix) -> list[str]:
     for r in m.kind("label_flip"):
         text.append(
             f"The {r['name']} rewrites labels of existing samples (their source tag stays the dataset's):"
-            f" F1 {f2(_f1(r, 'provenance'))}."
+            f" F1 {num(_f1(r, 'provenance'))}."
         )
     for r in m.kind("mislabel"):
         cell = r["detection"]["provenance"]
+        f1, auroc = num(cell["f1"], missing="n/a"), num(cell["auroc"], missing="n/a")
         text.append(
             f"On the {r['name']} row ({r['poison_count']} appended files) it flagged {cell['flagged']}"
-            f" samples with an AUROC of {f2(cell['auroc'])}: its scores rank that source first, but it"
+            f" samples with an AUROC of {auroc}: its scores rank that source first, but it"
             " did not hurt the trusted set enough to cross the tolerance."
             if cell["flagged"] == 0
-            else f"On the {r['name']} row: F1 {f2(cell['f1'])} / AUROC {f2(cell['auroc'])}."
+            else f"On the {r['name']} row: F1 {f1} / AUROC {auroc}."
         )
     return [para(*text, indent="  ")]
 
@@ -134,7 +122,7 @@ def _cells(m: Matrix, defenses: tuple[str, ...], test) -> list[str]:
     out = []
     for r in m.rows:
         hits = [
-            f"{prose(d)} F1 {f2(_f1(r, d))}, recall {rate_cell(m.recall(r, d))}"
+            f"{prose(d)} F1 {num(_f1(r, d))}, recall {rate_cell(m.recall(r, d))}"
             for d in defenses
             if test(r, d)
         ]
@@ -150,7 +138,7 @@ def _clustering(m: Matrix, case: Mapping[str, Any]) -> list[str]:
     found = _cells(m, pair, lambda r, d: _f1(r, d) >= FINDS)
     missed = [r["name"] for r in m.kind("backdoor") if all(_f1(r, d) < MISSES for d in pair)]
     ranked = [
-        f"{prose(d)} on {r['name']} (AUROC {f2(_auroc(r, d))})"
+        f"{prose(d)} on {r['name']} (AUROC {num(_auroc(r, d), missing='n/a')})"
         for r in m.rows
         for d in pair
         if _f1(r, d) < MISSES and (_auroc(r, d) or 0) >= 0.9

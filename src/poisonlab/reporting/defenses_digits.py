@@ -14,17 +14,8 @@ from typing import Any
 from poisonlab.reporting.defenses_cifar import setting
 from poisonlab.reporting.defenses_data import DefensesSources, Matrix, row_classes
 from poisonlab.reporting.defenses_mitigation import every_mitigation
-from poisonlab.reporting.defenses_text import (
-    FINDS,
-    MISSES,
-    and_list,
-    compare,
-    difference,
-    f2,
-    prose,
-    span,
-)
-from poisonlab.reporting.detection_sections import para, rate_cell
+from poisonlab.reporting.defenses_text import FINDS, MISSES, compare, difference, prose
+from poisonlab.reporting.prose import and_list, num, para, rate_cell, span
 from poisonlab.reporting.results_docs import matrix_detection_table
 
 __all__ = ["digits_section"]
@@ -44,7 +35,7 @@ def _f1(row: Mapping[str, Any], defense: str) -> float:
 
 def _found(m: Matrix, row: Mapping[str, Any], defenses) -> list[str]:
     return [
-        f"{prose(d)} F1 {f2(_f1(row, d))}, recall {rate_cell(m.recall(row, d))}"
+        f"{prose(d)} F1 {num(_f1(row, d))}, recall {rate_cell(m.recall(row, d))}"
         for d in defenses
         if d in m.defenses and _f1(row, d) >= FINDS
     ]

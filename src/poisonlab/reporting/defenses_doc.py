@@ -19,7 +19,7 @@ from poisonlab.reporting.defenses_cifar import cifar_section
 from poisonlab.reporting.defenses_data import DefensesSources, Matrix, row_classes
 from poisonlab.reporting.defenses_digits import digits_section
 from poisonlab.reporting.defenses_text import caveats
-from poisonlab.reporting.detection_sections import para
+from poisonlab.reporting.prose import para
 
 __all__ = ["CIFAR_COMMAND", "COMMAND", "DIGITS_COMMAND", "defenses_markdown"]
 

@@ -9,14 +9,13 @@ success. Every drop is a difference of two rates with its Newcombe 95 % interval
 
 from __future__ import annotations
 
-import textwrap
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from poisonlab.reporting.defenses_data import Matrix
-from poisonlab.reporting.defenses_text import and_list, compare, difference, of, points, prose
-from poisonlab.reporting.detection_sections import para, rate_cell
+from poisonlab.reporting.defenses_text import compare, difference, prose
+from poisonlab.reporting.prose import and_list, diff_points, k_of_n, para, rate_cell
 from poisonlab.reporting.stats import RateInterval
 
 __all__ = ["best_mitigation", "every_mitigation"]
@@ -25,7 +24,7 @@ __all__ = ["best_mitigation", "every_mitigation"]
 def _drop(after: RateInterval, before: RateInterval) -> str:
     """``-65.2 points [-68.3, -61.8], excludes 0``."""
     diff = difference(after, before)
-    return f"{points(diff)}, {'excludes' if diff.excludes_zero else 'includes'} 0"
+    return f"{diff_points(diff)}, {'excludes' if diff.excludes_zero else 'includes'} 0"
 
 
 def _cell(row: Mapping[str, Any]) -> tuple[str, dict]:
@@ -51,7 +50,8 @@ def _backdoors(m: Matrix) -> list[str]:
     return [
         para(
             f"- **Mitigation** with the oracle-picked detector: on the {n} backdoor rows the picks are",
-            f"{picks}; {of(len(exact), n)} dropped exactly the poison, and {of(len(same), n)} retrained",
+            f"{picks}; {k_of_n(len(exact), n)} dropped exactly the poison, and",
+            f"{k_of_n(len(same), n)} retrained",
             "into the clean model itself (the same cached model id, since dropping exactly the poison",
             f"gives back the clean share): its clean accuracy {clean['clean_accuracy']:.3f} and, per row,",
             "the clean model's own rate under that trigger. Attack success before -> after, with the",
@@ -122,19 +122,6 @@ def best_mitigation(m: Matrix) -> list[str]:
     return _backdoors(m) + _flip_retrain(m) + _mislabel(m)
 
 
-def _sub(text: str) -> str:
-    """A second-level list item, wrapped at 100 columns like :func:`para` (never "10" and "%" apart)."""
-    wrapped = textwrap.fill(
-        text.replace(" %", "\u00a0%"),
-        width=100,
-        initial_indent="  ",
-        subsequent_indent="    ",
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    return wrapped.replace("\u00a0", " ")
-
-
 def _lowered(m: Matrix, row: Mapping[str, Any]) -> str:
     """The retrains of ``row`` whose attack success fell with an interval that excludes 0."""
     before = m.success(row, row["poisoned"]["attack_success"])
@@ -148,7 +135,9 @@ def _lowered(m: Matrix, row: Mapping[str, Any]) -> str:
         if diff.excludes_zero and diff.estimate < 0:
             name = "the oracle" if d == "oracle" else prose(d)
             acc = cell["clean_accuracy"]
-            fell.append(f"{name} {cell['attack_success']:.3f} at clean accuracy {acc:.3f}, {points(diff)}")
+            fell.append(
+                f"{name} {cell['attack_success']:.3f} at clean accuracy {acc:.3f}, {diff_points(diff)}"
+            )
     return f"{row['name']} (from {before.rate:.3f}): {'; '.join(fell) or 'none'}"
 
 
@@ -167,7 +156,7 @@ def every_mitigation(m: Matrix) -> list[str]:
             indent="  ",
         )
     ]
-    lines += [_sub(f"- {_lowered(m, r)}.") for r in m.rows]
+    lines += [para(f"- {_lowered(m, r)}.", first="  ", indent="    ") for r in m.rows]
     if same:
         lines.append(
             para(

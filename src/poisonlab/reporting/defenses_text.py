@@ -1,4 +1,5 @@
-"""The formatters of ``docs/results/defenses.md`` and its "Read this first" caveats.
+"""The defense names and comparisons of ``docs/results/defenses.md``, and its "Read this first"
+caveats (the prose formatters are :mod:`poisonlab.reporting.prose`'s).
 
 Every figure the caveats quote is computed from :class:`~poisonlab.reporting.defenses_data.
 DefensesSources`; comparisons carry their interval (:func:`compare`: Newcombe's for the
@@ -7,11 +8,11 @@ difference of two rates) and say whether it excludes 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from poisonlab.reporting.defenses_data import DefensesSources, Matrix, row_classes, row_kind
-from poisonlab.reporting.detection_sections import para, rate_cell, span
+from poisonlab.reporting.prose import and_list, k_of_n, para, rate_cell, span
 from poisonlab.reporting.stats import (
     Difference,
     RateInterval,
@@ -23,18 +24,13 @@ from poisonlab.reporting.stats import (
 __all__ = [
     "FINDS",
     "MISSES",
-    "and_list",
     "best_defenses",
     "caveats",
     "compare",
     "dev_case",
     "difference",
-    "f2",
     "mode_text",
-    "of",
-    "points",
     "prose",
-    "span",
 ]
 
 #: wording thresholds, not results: a cell "finds" the poison from this F1 ...
@@ -58,18 +54,6 @@ def prose(defense: str) -> str:
     return _PROSE.get(defense, defense.replace("_", " "))
 
 
-def f2(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def and_list(items: Iterable[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``; ``none`` for no item."""
-    got = list(items)
-    if not got:
-        return "none"
-    return got[0] if len(got) == 1 else ", ".join(got[:-1]) + " and " + got[-1]
-
-
 def difference(a: RateInterval, b: RateInterval) -> Difference:
     """Newcombe's 95 % interval of ``a - b`` (two rates with their counts)."""
     return rate_difference(a.successes, a.n, b.successes, b.n)
@@ -91,16 +75,6 @@ def mode_text(mode: str, oracle: bool, *, short: bool = False) -> str:
     }.get(mode, "")
     oracle_text = ", with the oracle" + ("" if short else " (the true poison dropped)")
     return setting + ("" if short else why) + (oracle_text if oracle else "")
-
-
-def of(k: int, n: int) -> str:
-    """``all 5`` or ``3 of the 5``."""
-    return f"all {n}" if k == n else f"{k} of the {n}"
-
-
-def points(diff: Difference) -> str:
-    """``-51.4 points [-66.6, -33.3]``: a difference and its interval, compactly."""
-    return f"{100 * diff.estimate:+.1f} points [{100 * diff.low:+.1f}, {100 * diff.high:+.1f}]"
 
 
 def best_defenses(row: Mapping[str, Any], defenses: Sequence[str]) -> list[str]:
@@ -220,7 +194,8 @@ def _oracle_pick(m: Matrix) -> list[str]:
         if len(best := best_defenses(r, m.defenses)) > 1
     ]
     check = (
-        f"in {of(len(picked) - len(other), len(picked))} rows the mitigated detector has the highest F1 in"
+        f"in {k_of_n(len(picked) - len(other), len(picked))} rows the mitigated detector"
+        " has the highest F1 in"
         f" matrix.json{'' if not other else '; not on ' + and_list(other)}"
     )
     tied = f"; ties at the highest F1 were broken by name: {'; '.join(ties)}" if ties else ""
@@ -262,11 +237,16 @@ def _margin(m: Matrix) -> list[str]:
     return out
 
 
+def _provenance_perfect(row: Mapping[str, Any]) -> bool:
+    """Whether provenance scores F1 1.00 on ``row``."""
+    return row["detection"]["provenance"]["f1"] == 1.0
+
+
 def caveats(src: DefensesSources) -> list[str]:
     """The page's "Read this first" list, every figure computed from the records."""
     case = dev_case(src.dev_case)
     prov = [
-        f"{of(sum(r['detection']['provenance']['f1'] == 1.0 for r in rows), len(rows))} {label} backdoor rows"
+        f"{k_of_n(sum(_provenance_perfect(r) for r in rows), len(rows))} {label} backdoor rows"
         for label, m in (("CIFAR-10", src.cifar), ("digits", src.digits))
         if "provenance" in m.defenses and (rows := m.kind("backdoor"))
     ]

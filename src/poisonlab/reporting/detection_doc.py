@@ -31,13 +31,8 @@ from poisonlab.reporting.detection_data import (
 )
 from poisonlab.reporting.detection_earlier import earlier_status_section
 from poisonlab.reporting.detection_heldout import heldout_facts, misses_section
-from poisonlab.reporting.detection_sections import (
-    cost_section,
-    mitigation_section,
-    para,
-    rate_cell,
-    span,
-)
+from poisonlab.reporting.detection_sections import cost_section, mitigation_section
+from poisonlab.reporting.prose import para, rate_cell, span
 from poisonlab.reporting.results_docs import markdown_table
 
 __all__ = ["COMMAND", "TARGETS_COMMAND", "detection_markdown", "targets_table"]

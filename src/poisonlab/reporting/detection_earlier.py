@@ -20,7 +20,7 @@ from poisonlab.reporting.detection_data import (
     pooled_recall,
     took,
 )
-from poisonlab.reporting.detection_sections import para, rate_cell, span
+from poisonlab.reporting.prose import para, rate_cell, span
 from poisonlab.reporting.results_docs import markdown_table
 
 __all__ = ["earlier_status_section", "earlier_table"]

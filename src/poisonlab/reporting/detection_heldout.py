@@ -23,7 +23,7 @@ from poisonlab.reporting.detection_data import (
     target_results,
     took,
 )
-from poisonlab.reporting.detection_sections import para, pct, rate_cell, span
+from poisonlab.reporting.prose import para, pct, rate_cell, span
 from poisonlab.reporting.results_docs import markdown_table
 
 __all__ = ["heldout_facts", "misses_section", "misses_table", "outside_table"]

@@ -1,21 +1,19 @@
-"""The mitigation and cost sections of ``docs/results/detection.md``, and the page's formatters.
+"""The mitigation and cost sections of ``docs/results/detection.md``.
 
 Each section is a table and a prose template whose every figure is computed here from its raw
 record (:class:`~poisonlab.reporting.detection_data.DetectionSources`): the digits matrix that
 mitigates with the screen, and the screen's cost on CIFAR-10.
-:mod:`poisonlab.reporting.detection_doc` assembles the page. The small formatters here
-(:func:`span`, :func:`rate_cell`, :func:`pct`, :func:`para`) are shared by its modules.
+:mod:`poisonlab.reporting.detection_doc` assembles the page; the formatters are
+:mod:`poisonlab.reporting.prose`'s.
 """
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from poisonlab.reporting.detection_data import (
-    DetectionSources,
-)
+from poisonlab.reporting.detection_data import DetectionSources
+from poisonlab.reporting.prose import para, pct, rate_cell, span
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import RateInterval, rate_interval
 
@@ -25,10 +23,6 @@ __all__ = [
     "MITIGATION_ASR",
     "cost_section",
     "mitigation_section",
-    "para",
-    "pct",
-    "rate_cell",
-    "span",
 ]
 
 #: issue 11's mitigation target: attack success after drop-and-retrain at most this ...
@@ -52,46 +46,6 @@ _COST_PARTS = {
     "spectre": "SPECTRE",
     "scan_lrt": "SCAn",
 }
-
-
-def span(values: Iterable[float], digits: int = 2, *, signed: bool = False) -> str:
-    """``lo-hi`` of ``values`` at ``digits`` decimals (one figure when both ends print alike);
-    ``signed``: ``-0.8 to +0.3``."""
-    vals = list(values)
-    if not vals:
-        return "-"
-    form = f"{'+' if signed else ''}.{digits}f"
-    lo, hi = format(min(vals), form), format(max(vals), form)
-    return lo if lo == hi else f"{lo} to {hi}" if signed else f"{lo}-{hi}"
-
-
-def rate_cell(stat: RateInterval, digits: int = 2) -> str:
-    """``57/60 = 0.95 [0.86, 0.98]``: the count, the rate and its Wilson 95 % interval."""
-    if stat.n == 0:
-        return "-"
-    return (
-        f"{stat.successes:,}/{stat.n:,} = {stat.successes / stat.n:.{digits}f} "
-        f"[{stat.low:.{digits}f}, {stat.high:.{digits}f}]"
-    )
-
-
-def pct(rate: float) -> str:
-    """``0.005`` -> ``0.5 %``."""
-    return f"{100 * rate:g} %"
-
-
-def para(*pieces: str, indent: str = "") -> str:
-    """One Markdown paragraph from ``pieces`` (joined by spaces), wrapped at 100 columns.
-
-    ``indent`` continues a list item (``"  "``). Words are never broken, so a code span or a
-    link may run past the width.
-    """
-    # a no-break space keeps "10 %" on one line (textwrap splits only at ASCII whitespace)
-    text = " ".join(p.strip() for p in pieces if p.strip()).replace(" %", "\u00a0%")
-    wrapped = textwrap.fill(
-        text, width=100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    )
-    return wrapped.replace("\u00a0", " ")
 
 
 # ---------------------------------------------------------------- mitigation (digits matrix)

@@ -14,12 +14,13 @@ note ``docs/service-defaults.md``, not here.
 
 from __future__ import annotations
 
+from poisonlab.reporting.prose import duration, para, pct, points, rate_pct, wilson_pct
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.service_data import FOLDERS, Campaign, ServiceResults, campaign_settings
 from poisonlab.reporting.service_figures import different_outcomes, retry_outcomes
 from poisonlab.reporting.service_misses import gates_section, misses_section
 from poisonlab.reporting.service_setup import default, pipeline_section, plays_section
-from poisonlab.reporting.service_text import duration, interval, para, pct, ratelimit_section, wilson
+from poisonlab.reporting.service_text import ratelimit_section
 from poisonlab.reporting.stats import rate_difference
 
 __all__ = ["COMMAND", "TARGETS", "comparison_section", "poison_table", "service_markdown"]
@@ -69,9 +70,10 @@ def _column(c: Campaign, gains_from: Campaign) -> list[str]:
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(retry["statuses"].items()))
     return [
         f"{s['scenarios']} ({len(s['attacks'])} attacks x {len(s['seeds'])} seeds)",
-        f"**{promoted}** of {runs} runs ({interval(promoted, runs)}); effective: "
+        f"**{promoted}** of {runs} runs ({wilson_pct(promoted, runs)}); effective: "
         f"{s['effective_poisoned_promotions']}; target " + _met(promoted <= TARGETS["poisoned_promotions"]),
-        f"**{q:,} of {n:,}** ({wilson(q, n)}), by {reasons}; target " + _met(q <= TARGETS["clean_rate"] * n),
+        f"**{q:,} of {n:,}** ({rate_pct(q, n, empty='none sent')}), by {reasons}; target "
+        + _met(q <= TARGETS["clean_rate"] * n),
         f"{g['rejected']} of {g['runs']} rejected; {g['promoted']} promoted, {g['poisoned_promotions']} "
         f"with poison in their training set, {g['effective']} effective ({largest})",
         f"{retry['rolled_back']} of {retry['poisoned_first']} poisoned models rolled back; retries "
@@ -129,15 +131,17 @@ def comparison_section(res: ServiceResults) -> list[str]:
             "seeds never used before. Targets (issue 13): no poisoned model promoted, at most",
             f"{pct(TARGETS['clean_rate'], 0)} of clean contributions quarantined, a campaign in about",
             f"{TARGETS['wall_seconds'] // 60} min.",
+            keep_percent=False,
         ),
         "",
         markdown_table(header, rows),
         "",
         para(
-            f"Clean quarantine rate, second minus first: {100 * d.estimate:+.2f} points (95 % Newcombe",
+            f"Clean quarantine rate, second minus first: {points(d.estimate, 2)} (95 % Newcombe",
             f"interval {100 * d.low:+.2f} to {100 * d.high:+.2f}): {verdict}. Both campaigns are one",
             "run per seed and the second used other seeds, so the comparison mixes the cap with the",
             "draw of worlds.",
+            keep_percent=False,
         ),
         "",
         *_provenance_notes(res),
@@ -152,10 +156,16 @@ def _provenance_notes(res: ServiceResults) -> list[str]:
         para(
             "Provenance, as recorded in each folder (the hand account of the first campaign's tree is",
             "in the design note [`../service-defaults.md`](../service-defaults.md)):",
+            keep_percent=False,
         ),
         "",
         *[
-            para(f"[`{c.folder}/`]({c.folder}/), {provenance_line(c)}", first="- ", indent="  ")
+            para(
+                f"[`{c.folder}/`]({c.folder}/), {provenance_line(c)}",
+                first="- ",
+                indent="  ",
+                keep_percent=False,
+            )
             for c in (res.second, res.first, diag)
         ],
         "",
@@ -168,6 +178,7 @@ def _provenance_notes(res: ServiceResults) -> list[str]:
             "scenarios (run statuses, failed gates, gate evidence, where every contribution ended: the",
             "generator checks it), so the first campaign's gates-alone attack successes and clean",
             "quarantine reasons on this page are the rerun's.",
+            keep_percent=False,
         ),
         "",
     ]
@@ -210,6 +221,7 @@ def poison_section(res: ServiceResults) -> list[str]:
             "Every poison contribution by the layer that stopped it (the reason it carries when the",
             "scenario ended; the `gates` of `retry` hold the poison of rejected gates-alone runs). Runs",
             "under the default defenses only; *skipped*: nothing left to train on, so no new version.",
+            keep_percent=False,
         ),
         "",
     ]
@@ -234,6 +246,7 @@ def service_markdown(res: ServiceResults, *, command: str = COMMAND) -> str:
             "earlier rate-limit run, the first campaign's working tree) are in the design note",
             "[`../service-defaults.md`](../service-defaults.md), not here. Intervals: Wilson 95 % for a",
             "count, Newcombe 95 % for a difference of two rates (`poisonlab.reporting.stats`).",
+            keep_percent=False,
         ),
         "",
         *comparison_section(res),
@@ -259,6 +272,7 @@ def service_markdown(res: ServiceResults, *, command: str = COMMAND) -> str:
             f"The folders: {', '.join(f'`{f}`' for f in FOLDERS.values())} (each `campaign.jsonl`: one",
             "record per scenario with every run's outcome and gate evidence; `summary.json`: the",
             "campaign command's summary of it, and the wall time; `report.md`).",
+            keep_percent=False,
         ),
     ]
     return "\n".join(parts) + "\n"

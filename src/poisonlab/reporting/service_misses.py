@@ -13,6 +13,7 @@ from typing import Any
 from poisonlab.defenses.detectors.anchored_knn import AnchoredKNN
 from poisonlab.defenses.gates.neural_cleanse import neural_cleanse
 from poisonlab.redteam.summary import EFFECTIVE
+from poisonlab.reporting.prose import num, para, pct
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.service_data import Campaign, ServiceResults, campaign_settings
 from poisonlab.reporting.service_figures import (
@@ -23,13 +24,8 @@ from poisonlab.reporting.service_figures import (
     retry_outcomes,
 )
 from poisonlab.reporting.service_setup import default, parameter_default, trigger_draws
-from poisonlab.reporting.service_text import para, pct
 
 __all__ = ["candidate_table", "gate_stats", "gates_section", "misses_section"]
-
-
-def _num(value: Any, fmt: str = "{:.3f}") -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 def candidate_table(c: Campaign) -> str:
@@ -43,12 +39,12 @@ def candidate_table(c: Campaign) -> str:
                 g.status,
                 "yes" if g.poisoned else "no",
                 ", ".join(g.failed_gates) or "none",
-                _num(g.asr_gain if g.status == "promoted" else None, "{:+.3f}"),
-                _num(e.get("nc_gap")),
-                _num(e.get("nc_index")),
-                _num(e.get("spike")),
-                _num(e.get("shift")),
-                f"{_num(acc[0], '{:.4f}')} -> {_num(acc[1], '{:.4f}')}",
+                num(g.asr_gain if g.status == "promoted" else None, 3, signed=True),
+                num(e.get("nc_gap"), 3),
+                num(e.get("nc_index"), 3),
+                num(e.get("spike"), 3),
+                num(e.get("shift"), 3),
+                f"{num(acc[0], 4)} -> {num(acc[1], 4)}",
             ]
         )
     header = [
@@ -101,7 +97,7 @@ def _stat_cells(s: dict[str, Any]) -> list[object]:
         s["effective"],
         f"{s['index_candidates']} of {s['candidates']}",
         f"{s['index_clean']} of {s['clean_runs']}",
-        _num(s["clean_gap"]),
+        num(s["clean_gap"], 3),
         f"{s['rolled_back']} of {s['poisoned']}",
         s["collateral"],
     ]
@@ -144,6 +140,7 @@ def gates_section(res: ServiceResults) -> list[str]:
             "gap (how much more often a reverse-engineered trigger works on the candidate than on the",
             "serving model), its largest anomaly index, the sensitivity test's largest spike, the",
             "largest per-class behaviour shift.",
+            keep_percent=False,
         ),
         "",
         _stats_table(second, first, labels),
@@ -186,9 +183,10 @@ def _clean_paragraph(res: ServiceResults) -> list[str]:
     labels = (f"second, seeds {res.second.seeds}", f"first (rerun), seeds {res.first.seeds}")
     return [
         para(
-            f"**The clean quarantine rate, {pct(first['quarantined'] / first['sent'])} against <= 1 %**",
-            f"(the second campaign, with the cap: {pct(second['quarantined'] / second['sent'])}). By",
+            f"**The clean quarantine rate, {pct(first['quarantined'] / first['sent'], 2)} against <= 1 %**",
+            f"(the second campaign, with the cap: {pct(second['quarantined'] / second['sent'], 2)}). By",
             f"layer: {by}. The recorded reasons, per campaign:",
+            keep_percent=False,
         ),
         "",
         _reasons_table(theirs, ours, labels),
@@ -205,6 +203,7 @@ def _clean_paragraph(res: ServiceResults) -> list[str]:
             "than that rule assumes; the split-conformal cut-off of the second campaign assumes no",
             "shape. These contributions are held for review, not deleted: an admin's release puts",
             "them back.",
+            keep_percent=False,
         ),
         "",
     ]
@@ -242,6 +241,7 @@ def misses_section(res: ServiceResults) -> list[str]:
             "service the gates are the second line: the plain retry re-screened the accepted poison,",
             f"quarantined it, and rolled {s['rolled_back']} of the {s['poisoned']} poisoned models",
             "back to the version trained without it.",
+            keep_percent=False,
         ),
         "",
         para(
@@ -250,6 +250,7 @@ def misses_section(res: ServiceResults) -> list[str]:
             f"({s['collateral']} over {s['rejected']} rejections in the first campaign,",
             f"{s2['collateral']} over {s2['rejected']} in the second): by design, a rejected run's",
             "contributions are not retried automatically.",
+            keep_percent=False,
         ),
         "",
         para(
@@ -258,6 +259,7 @@ def misses_section(res: ServiceResults) -> list[str]:
             "attacks adapted to the anchored detector, CIFAR-10 (the screen and the gates run there,",
             f"the campaign does not), and the gates against backdoors a {epochs}-epoch fine-tune",
             "learns only partly.",
+            keep_percent=False,
         ),
         "",
     ]

@@ -18,9 +18,9 @@ from poisonlab.defenses.scan.screen import ANCHORED_METHODS, MIN_VOTES, SCREEN_M
 from poisonlab.redteam.campaign import ATTACKERS, HONEST, SETTINGS, CampaignConfig
 from poisonlab.redteam.summary import EFFECTIVE
 from poisonlab.redteam.world import POOL_FRACTION
+from poisonlab.reporting.prose import para, pct, span
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.service_data import Campaign, WorldFacts, expected_plays
-from poisonlab.reporting.service_text import para
 from poisonlab.service.settings import ServiceSettings
 
 __all__ = ["default", "parameter_default", "pipeline_section", "plays_section", "trigger_draws"]
@@ -34,16 +34,6 @@ def default(name: str) -> Any:
 def parameter_default(func: Any, name: str) -> Any:
     """The default of keyword ``name`` of ``func`` (a function or a class's ``__init__``)."""
     return inspect.signature(func).parameters[name].default
-
-
-def _pct(share: float) -> str:
-    return f"{100 * share:g} %"
-
-
-def _span(values: Iterable[float], fmt: str = "{}") -> str:
-    values = sorted(set(values))
-    lo, hi = fmt.format(values[0]), fmt.format(values[-1])
-    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def trigger_draws(campaigns: Iterable[Campaign]) -> dict[str, Any]:
@@ -65,7 +55,7 @@ def trigger_draws(campaigns: Iterable[Campaign]) -> dict[str, Any]:
         "sides": tuple(sorted(int(v.split("x")[0]) for v in sizes)),
         "sizes": " or ".join(sorted(sizes)),
         "kinds": " or ".join(sorted(kinds, reverse=True)),
-        "alphas": _span(alphas, "{:.2f}"),
+        "alphas": span(alphas, spec=".2f"),
     }
 
 
@@ -79,7 +69,8 @@ def _plays_table(cfg: CampaignConfig, world: WorldFacts) -> str:
         + ", ".join(f"`{k}={v}`" for k, v in SETTINGS.get("blend", {}).items()),
         "label_flip": f"{cfg.poison} pool images of the source class labelled the target, signed",
         "outnumber": f"{cfg.outnumber} patch images labelled the target (the base data holds "
-        f"{_span(world.base_class_counts)} images of each class), from {len(ATTACKERS)} signed sources",
+        f"{span(world.base_class_counts, spec='')} images of each class), from {len(ATTACKERS)} "
+        "signed sources",
         "retry": f"{cfg.clean_per_run} honest images + {cfg.poison} patch images; run 1 by an admin "
         "with `defenses: []` (no screen), then a plain retry by the trainer",
         "drip": f"{cfg.drip_poison} patch images per run from one signed source",
@@ -101,16 +92,18 @@ def plays_section(cfg: CampaignConfig, world: WorldFacts, campaigns: Iterable[Ca
             "`poisonlab.redteam.campaign`, against in-process services (`create_app`, the real",
             "training worker) driven through the HTTP API with contributor, trainer and admin keys;",
             "signed uploads use registered Ed25519 sources. Per seed, a world is drawn from the",
-            f"embedded digits ({h}x{w} images): {_pct(POOL_FRACTION)} of each training class is held",
+            f"embedded digits ({h}x{w} images): {pct(POOL_FRACTION)} of each training class is held",
             "back as the outside world's pool (never in the base data, never a gate image), the",
             f"service's base data is the remaining {world.base_size} images, its trusted sets the",
             "untouched validation and test splits",
-            f"({_span(world.trusted_class_counts)} images per class); a clean base model is trained on",
+            f"({span(world.trusted_class_counts, spec='')} images per class); a clean base model is",
+            "trained on",
             f"the base data (digits recipe, {cfg.base_epochs} epochs); a target and a source class, a",
             "patch trigger and a blend trigger are drawn (in these campaigns' worlds: patches",
             f"{draws['sizes']}, {draws['kinds']}, in a corner; blend alpha {draws['alphas']}). Each",
             "attack plays against a fresh service serving that model with the default settings",
             f"({default('finetune_epochs')} fine-tuning epochs), except where the table says otherwise:",
+            keep_percent=False,
         ),
         "",
         _plays_table(cfg, world),
@@ -125,13 +118,14 @@ def plays_section(cfg: CampaignConfig, world: WorldFacts, campaigns: Iterable[Ca
             "numbers above are the code's (`CampaignConfig`, `poisonlab.redteam.world`,",
             "`ServiceSettings`); the generator checks that every committed record sent and ran what",
             "they say.",
+            keep_percent=False,
         ),
         "",
     ]
 
 
 def _item(number: int, *pieces: str) -> str:
-    return para(*pieces, first=f"{number}. ", indent="   ")
+    return para(*pieces, first=f"{number}. ", indent="   ", keep_percent=False)
 
 
 def _screen_item() -> str:
@@ -152,9 +146,9 @@ def _screen_item() -> str:
         f"and so do the `defenses` ({alone}). Flagged contributions are quarantined with the",
         "detectors as the reason; a source with at least",
         f"`source_flag_min` = {default('source_flag_min')} flagged contributions making at least",
-        f"`source_flag_share` = {_pct(default('source_flag_share'))} of what it sent loses the rest",
+        f"`source_flag_share` = {pct(default('source_flag_share'))} of what it sent loses the rest",
         "of its contributions too; a flagged base sample is reported (audit entry; `base_flagged`",
-        f"alert when more than `base_flag_alert_fraction` = {_pct(default('base_flag_alert_fraction'))}",
+        f"alert when more than `base_flag_alert_fraction` = {pct(default('base_flag_alert_fraction'))}",
         "of one class is flagged) and stays in training; a contribution a served model was trained",
         "on that is flagged now is quarantined and the serving model is rolled back to the version",
         "trained without it (`flagged_accepted` alert, `models.rollback` audit entry);",
@@ -188,6 +182,7 @@ def pipeline_section() -> list[str]:
         para(
             "`service/pipeline.py`, `service/screening.py`, `service/decisions.py`; the values are",
             "the defaults of `ServiceSettings` and of the detectors and gates:",
+            keep_percent=False,
         ),
         "",
         _item(

@@ -1,4 +1,4 @@
-"""How ``docs/results/service.md`` writes its figures, and its rate-limit section.
+"""The rate-limit section of ``docs/results/service.md``.
 
 The rate-limit section is made from ``benchmarks/results/ratelimit.json``
 (``benchmarks/ratelimit.py``): one run, so its latencies have no interval; the page says so.
@@ -6,58 +6,16 @@ The rate-limit section is made from ``benchmarks/results/ratelimit.json``
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
+from poisonlab.reporting.prose import para, pct
 from poisonlab.reporting.results_docs import markdown_table
-from poisonlab.reporting.stats import rate_interval
 
-__all__ = ["duration", "interval", "para", "pct", "ratelimit_section", "ratelimit_table", "wilson"]
-
-#: the page's line width (the other results pages wrap at about 100 characters)
-WIDTH = 100
+__all__ = ["ratelimit_section", "ratelimit_table"]
 
 RATELIMIT_COMMAND = (
     ".venv/bin/python benchmarks/ratelimit.py --out benchmarks/results/ratelimit.json --note NOTE"
 )
-
-
-def para(*pieces: str, indent: str = "", first: str | None = None) -> str:
-    """The pieces joined by spaces and wrapped at :data:`WIDTH` (a list item: ``first="1. "``,
-    ``indent="   "``); words, hyphenated ones and inline code included, are never split."""
-    text = " ".join(p.strip() for p in pieces if p.strip())
-    return textwrap.fill(
-        text,
-        width=WIDTH,
-        initial_indent=indent if first is None else first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-
-
-def pct(share: float, digits: int = 2) -> str:
-    """``0.0037`` -> ``0.37 %``."""
-    return f"{100 * share:.{digits}f} %"
-
-
-def interval(successes: int, n: int) -> str:
-    """``Wilson 95 %: 0.17-0.82 %`` for ``successes`` of ``n``."""
-    r = rate_interval(successes, n)
-    return f"Wilson 95 %: {100 * r.low:.2f}-{100 * r.high:.2f} %"
-
-
-def wilson(successes: int, n: int) -> str:
-    """``0.38 %, Wilson 95 %: 0.17-0.82 %``: the rate and its interval."""
-    if n == 0:
-        return "none sent"
-    return f"{pct(successes / n)}, {interval(successes, n)}"
-
-
-def duration(seconds: float) -> str:
-    """``1421.2`` -> ``23 min 41 s``."""
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _a_cell(a: dict[str, Any]) -> str:
@@ -134,6 +92,7 @@ def ratelimit_section(doc: dict[str, Any]) -> list[str]:
             f"in each phase, key A sends from {cfg['flood_threads']} threads in a separate process.",
             f"Run {doc['created_at']}, commit `{doc['commit'][:7]}`{dirty}, {cores}, 1-minute load",
             f'average {load} (start, end); its note: "{doc["note"]}".',
+            keep_percent=False,
         ),
         "",
         "```bash",
@@ -147,12 +106,14 @@ def ratelimit_section(doc: dict[str, Any]) -> list[str]:
             _reading(doc),
             "One run: no interval, and the clients share the server's cores, so A's client is part of",
             "the load B meets.",
+            keep_percent=False,
         ),
         "",
         para(
             "The decode budget and the run claims (issue 13, hardening) are described, with the",
             "measurements behind the budget's cost model, in the design note",
             "[`../service-defaults.md`](../service-defaults.md).",
+            keep_percent=False,
         ),
         "",
     ]
