@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
-$py benchmarks/chapter_table.py docs/results/chapter --out docs/results/chapter.md > /dev/null
+$py benchmarks/chapter_table.py docs/results/chapter --recalibration \
+    benchmarks/results/bn_recalibration.json --out docs/results/chapter.md > /dev/null
 $py benchmarks/clean_label_table.py docs/results/clean_label/transfer-linear \
     docs/results/clean_label/transfer-finetune docs/results/clean_label/scratch \
     docs/results/clean_label/feature-collision-chapter --out docs/results/clean_label.md > /dev/null

@@ -54,7 +54,8 @@ if [[ "${DOCS:-1}" == "1" ]]; then
     cp "$out/$name"/results.json "$out/$name"/run.json "$out/$name"/report.md "$out/$name"/report.html "$dest"/
     cp "$out/$name"/*.png "$dest"/
   done
-  .venv/bin/python benchmarks/chapter_table.py docs/results/chapter --out docs/results/chapter.md
+  .venv/bin/python benchmarks/chapter_table.py docs/results/chapter \
+    --recalibration benchmarks/results/bn_recalibration.json --out docs/results/chapter.md
   dest=docs/results/clean_label/feature-collision-chapter  # a run of the clean-label page
   mkdir -p "$dest"
   cp "$out/feature-collision-chapter"/{results.json,cells.jsonl,report.md} "$dest"/

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from poisonlab.reporting import chapter_doc
 from poisonlab.reporting.chapter_doc import chapter_markdown, load_runs
+from poisonlab.reporting.chapter_revision import RECALIBRATION_FILE, load_recalibration
 from poisonlab.reporting.clean_label_doc import doc_tables
 from poisonlab.reporting.results_docs import (
     load_json,
@@ -34,9 +36,9 @@ CLEAN_LABEL_RUNS = ("transfer-linear", "transfer-finetune", "scratch", "feature-
 
 def test_chapter_page_is_the_generator_output() -> None:
     page = (RESULTS / "chapter.md").read_text(encoding="utf-8")
-    assert page == chapter_markdown(load_runs(RESULTS / "chapter")), (
-        "docs/results/chapter.md differs from its JSON: run "
-        "python benchmarks/chapter_table.py docs/results/chapter --out docs/results/chapter.md"
+    recalibration = load_recalibration(RESULTS.parents[1] / RECALIBRATION_FILE)
+    assert page == chapter_markdown(load_runs(RESULTS / "chapter"), recalibration=recalibration), (
+        f"docs/results/chapter.md differs from its JSON: run {chapter_doc.COMMAND}"
     )
 
 

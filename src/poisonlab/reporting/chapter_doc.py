@@ -21,6 +21,7 @@ interpret these figures, filled in from the same runs, and the robustness-test s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from poisonlab.reporting.chapter_checks_doc import checks_sections
 from poisonlab.reporting.chapter_data import (
@@ -34,6 +35,7 @@ from poisonlab.reporting.chapter_data import (
 )
 from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, difference_table
 from poisonlab.reporting.chapter_findings import findings_section
+from poisonlab.reporting.chapter_revision import revision_section
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import mean_interval, rate_interval
 
@@ -58,7 +60,10 @@ NOTES = {
     "rutan-finetune-placebo": "no mislabel: the Rutan photos as airplane, same fine-tune",
 }
 #: the command that writes ``docs/results/chapter.md`` (named on the page)
-COMMAND = "python benchmarks/chapter_table.py docs/results/chapter --out docs/results/chapter.md"
+COMMAND = (
+    "python benchmarks/chapter_table.py docs/results/chapter --recalibration "
+    "benchmarks/results/bn_recalibration.json --out docs/results/chapter.md"
+)
 
 
 def _fmt(key: str, value: float) -> str:
@@ -238,8 +243,15 @@ def _shared_replicates(runs: Mapping[str, dict]) -> str:
     return ", ".join(f"`{n}`" for n in names) or "none"
 
 
-def chapter_markdown(runs: Mapping[str, dict], *, command: str = COMMAND) -> str:
-    """The whole ``chapter.md``: how it was made, the five tables and how to read them."""
+def chapter_markdown(
+    runs: Mapping[str, dict], *, command: str = COMMAND, recalibration: Mapping[str, Any] | None = None
+) -> str:
+    """The whole ``chapter.md``: how it was made, the five tables and how to read them.
+
+    ``recalibration`` is the record of ``benchmarks/bn_recalibration.py``
+    (:func:`~poisonlab.reporting.chapter_revision.load_recalibration`): with it the page says which
+    rows' clean models carry the BatchNorm statistics of training revision 1.
+    """
     parts = [
         "# The chapter's experiments on CIFAR-10",
         "",
@@ -255,6 +267,7 @@ def chapter_markdown(runs: Mapping[str, dict], *, command: str = COMMAND) -> str
         "",
         figures_table(runs),
         "",
+        *revision_section(runs, recalibration),
         "## Intervals",
         "",
         "The t interval is the spread between replicates (seeds); the Wilson interval covers only",
