@@ -7,7 +7,9 @@ it is the model this run would train: the same resolved training config, the sam
 training set (content hash: the attack is rebuilt from the seed and hashed) and the same parent
 (the seed's clean model, or none for a retrain). Any difference is an error naming it, never a
 silent mix of two experiments. The poison, the measurements and the robustness checks are
-recomputed for every seed (seconds); only the training is skipped. Each resumed seed's record
+recomputed for every seed (seconds to minutes); only the poisoned model's training is skipped (a
+``mitigation`` block's fine-tunes run again). With ``--overwrite`` as well, a finished run's
+results are recomputed from its saved models. Each resumed seed's record
 keeps the run that trained it (``resumed_from``: run id, time, commit), since that commit may
 differ from the one of the run that writes ``results.json``.
 """
