@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +82,24 @@ def test_a_bad_record_is_refused_with_its_name(tmp_path) -> None:
         load_recalibration(path)
     path.write_text(json.dumps(RECORD), encoding="utf-8")
     assert load_recalibration(path)["models"][0]["model"] == "m0"
+
+
+@pytest.mark.parametrize(
+    ("record", "message"), [(None, "result file not found"), ({"models": []}, "no 'summary'")]
+)
+def test_the_page_command_reports_a_bad_record(tmp_path, capsys, record, message) -> None:
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "chapter_table_cmd", root / "benchmarks" / "chapter_table.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "r.json"
+    if record is not None:
+        path.write_text(json.dumps(record), encoding="utf-8")
+    out = tmp_path / "page.md"
+    runs = root / "docs" / "results" / "chapter"
+    assert module.main([str(runs), "--recalibration", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not out.exists()
