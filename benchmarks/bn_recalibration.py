@@ -44,8 +44,10 @@ from poisonlab.models.checkpoint import load_model
 from poisonlab.models.store import ModelStore
 from poisonlab.provenance import git_commit
 from poisonlab.reporting.stats import mean_interval
-from poisonlab.training.augment import random_crop_flip
+from poisonlab.training import TrainConfig
+from poisonlab.training.augment import crop_flip_of
 from poisonlab.training.batchnorm import recalibrate_batchnorm
+from poisonlab.training.options import AugmentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = ROOT / "docs" / "results" / "chapter" / "rutan-finetune" / "results.json"
@@ -57,10 +59,10 @@ def _clean_models(results: Path) -> list[tuple[int, str]]:
     return [(int(run["seed"]), str(run["clean_model"])) for run in data["runs"]]
 
 
-def _recalibrated(model, images: torch.Tensor, *, augment: bool, seed: int):
+def _recalibrated(model, images: torch.Tensor, *, augment: AugmentConfig | None, seed: int):
     out = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
-    crop = (lambda b: random_crop_flip(b, padding=4, flip=True, generator=gen)) if augment else None
+    crop = crop_flip_of(augment, gen)
     recalibrate_batchnorm(
         out, images, batch_size=256, device=torch.device("cpu"), generator=gen, augment=crop
     )
@@ -73,7 +75,8 @@ def measure(model_dir: Path, splits, seed: int) -> dict:
     images = torch.from_numpy(np.ascontiguousarray(splits.train.x)).permute(0, 3, 1, 2)
     row = {"model": card.id, "train_config": card.train_config}
     row["as_saved"] = evaluate(model, splits.test, device="cpu").accuracy
-    for name, augment in (("augmented", True), ("plain_again", False)):
+    recipe = TrainConfig.model_validate(card.train_config).augment  # the crops it was trained on
+    for name, augment in (("augmented", recipe), ("plain_again", None)):
         row[name] = evaluate(
             _recalibrated(model, images, augment=augment, seed=seed), splits.test, device="cpu"
         ).accuracy

@@ -85,3 +85,17 @@ def test_training_recalibrates_with_its_own_augmentation(monkeypatch, make_colou
         batch = torch.from_numpy(data.x[:8]).permute(0, 3, 1, 2)
         out = calls[0](batch)
         assert out.shape == batch.shape and out.dtype == torch.uint8 and not torch.equal(out, batch)
+
+
+def test_crop_flip_of_follows_the_recipe() -> None:
+    from poisonlab.training.augment import crop_flip_of
+    from poisonlab.training.options import AugmentConfig
+
+    assert crop_flip_of(None) is None
+    white = torch.full((16, 3, 6, 6), 255, dtype=torch.uint8)
+    zeros = crop_flip_of(AugmentConfig(crop_padding=2, flip=False), torch.Generator().manual_seed(0))
+    reflect = crop_flip_of(
+        AugmentConfig(crop_padding=2, padding_mode="reflect"), torch.Generator().manual_seed(0)
+    )
+    assert zeros(white).dtype == torch.uint8 and (zeros(white) == 0).any()  # zero-padded borders
+    assert torch.equal(reflect(white), white)  # a mirrored white image stays white

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # options imports nothing from here, but keep augment free of pydantic
+    from poisonlab.training.options import AugmentConfig
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -86,3 +92,23 @@ def alternating_flips(base: torch.Tensor, epoch: int) -> torch.Tensor:
         Bool (N,).
     """
     return base if epoch % 2 == 1 else ~base
+
+
+def crop_flip_of(
+    config: AugmentConfig | None, generator: torch.Generator | None = None
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A recipe's crop and random flip as one function of a uint8 (N, C, H, W) batch.
+
+    For passes that must see images as training showed them (the BatchNorm recalibration);
+    flips are random even under alternating flips, which show each image both ways over two
+    epochs: the same share. None when the recipe does not augment.
+    """
+    if config is None:
+        return None
+    return lambda batch: random_crop_flip(
+        batch,
+        padding=config.crop_padding,
+        flip=config.flip,
+        generator=generator,
+        padding_mode=config.padding_mode,
+    )

@@ -28,7 +28,7 @@ from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
 from poisonlab.reprs import concise_repr
 from poisonlab.threads import compute_threads, estimate_flops
-from poisonlab.training.augment import alternating_flips, random_crop_flip
+from poisonlab.training.augment import alternating_flips, crop_flip_of, random_crop_flip
 from poisonlab.training.batchnorm import recalibrate_batchnorm
 from poisonlab.training.lookahead import Lookahead
 from poisonlab.training.optim import make_optimizer, make_schedule, one_cycle_factor
@@ -164,7 +164,7 @@ def train(
                     device=run.dev,
                     channels_last=cfg.channels_last,
                     generator=run.gen,
-                    augment=run.augmentation(),
+                    augment=crop_flip_of(cfg.augment, run.gen),
                 )
             val_acc = run.validate(val_data, epoch, last)
             lr = run.opt.param_groups[0]["lr"]
@@ -292,17 +292,6 @@ class _Run:
         if self.lookahead is not None:
             self.lookahead.end_epoch(self.net)
         return loss_sum / seen, correct / seen
-
-    def augmentation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The recipe's crop and flip as one function of a uint8 batch (None without augmentation),
-        for the BatchNorm recalibration; flips are random (alternating flips show each image both
-        ways over two epochs: the same share)."""
-        aug, gen = self.cfg.augment, self.gen
-        if aug is None:
-            return None
-        return lambda xb: random_crop_flip(
-            xb, padding=aug.crop_padding, flip=aug.flip, generator=gen, padding_mode=aug.padding_mode
-        )
 
     def _freeze_whitening_bias(self, epoch: int) -> None:
         """The whitening bias trains for the first ``whitening_bias_epochs`` epochs only (airbench)."""
