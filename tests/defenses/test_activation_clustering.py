@@ -81,6 +81,36 @@ def test_exact_backdoor_poison_is_found(exact_backdoor):
     assert case.dataset.class_names[case.target] in det.details_["poisoned_classes"]
 
 
+@pytest.mark.parametrize("n_odd", [1, 4])
+def test_outliers_split_off_are_neither_flagged_nor_in_the_reference(planted, n_odd):
+    """One odd image far out in each of ``n_odd`` clean classes (of ten): 2-means splits it off
+    with the highest silhouette of all (0.99). Those classes are clean, and the real poison's
+    z-score is measured against the classes split in two (with four such images in the
+    reference, c1 scored z 0.6 and nothing was found)."""
+    data, forward = planted(30, classes=10)
+    feats = forward.features.copy()
+    odd_classes = range(2, 2 + n_odd)
+    odd = [int(np.flatnonzero(data.y == c)[0]) for c in odd_classes]
+    feats[odd] += 200.0
+    det = ActivationClustering().fit(data, forward=ForwardResult(logits=forward.logits, features=feats))
+    classes = det.details_["classes"]
+    assert all(classes[f"c{c}"]["decision"] == "clean (outliers split off)" for c in odd_classes)
+    assert det.details_["poisoned_classes"] == ["c1"]
+    assert classes["c1"]["silhouette_z"] >= det.z_threshold
+    assert not det.predict()[odd].any()
+
+
+def test_the_papers_size_rule_still_flags_an_outlier_split(planted):
+    data, forward = planted(30, classes=10)
+    feats = forward.features.copy()
+    odd = int(np.flatnonzero(data.y == 2)[0])
+    feats[odd] += 200.0
+    det = ActivationClustering(analysis="size").fit(
+        data, forward=ForwardResult(logits=forward.logits, features=feats)
+    )
+    assert det.predict()[odd] and det.details_["classes"]["c2"]["cluster_sizes"] == [149, 1]
+
+
 def test_clean_model_few_flags(clean_case):
     data, forward = clean_case
     det = ActivationClustering().fit(data, forward=forward)
@@ -149,6 +179,8 @@ def test_deterministic_and_score_consistent(planted):
         {"reclass_threshold": 1.0},
         {"reclass_margin": 1.5},
         {"max_train_per_class": 5},
+        {"min_fraction": 0},
+        {"min_fraction": 0.6},
         {"min_class_size": 2},
         {"random_state": -1},
         {"n_components": True},

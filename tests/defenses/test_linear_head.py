@@ -55,5 +55,11 @@ def test_robust_statistics() -> None:
     z = np.array(cross_class_z(values))
     assert z.argmax() == 5 and z[5] > 10
     assert cross_class_z(np.ones(4)) == [0.0] * 4  # floored MAD: no division by zero
+    # a reference: median and MAD of the selected classes only, every class scored against them
+    ref = np.array([True, True, True, True, True, False])
+    z_ref = np.array(cross_class_z(np.append(values[:5], 50.0), reference=ref))
+    assert z_ref[:5] == pytest.approx(cross_class_z(values[:5])) and z_ref[5] > 100
+    with pytest.raises(ValueError, match="at least one reference class"):
+        cross_class_z(values, reference=np.zeros(6, bool))
     med, mad, cut = robust_threshold(values, 3.0)
     assert med == pytest.approx(1.025) and cut == pytest.approx(med + 3.0 * mad)

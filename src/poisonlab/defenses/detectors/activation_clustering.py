@@ -23,6 +23,11 @@ the paper), split them with 2-means; the suspect is the smaller cluster. Then ju
 * ``"distance"``: the smaller cluster's centroid is at least ``distance_threshold`` times as far
   from its sibling as from the nearest other class mean (full feature space).
 
+A split whose suspect cluster holds under ``min_fraction`` of its class has isolated a few
+outliers (one odd image gives the highest silhouette of all): it says nothing about two
+populations, so such a class is judged clean under every analysis but ``"size"`` and its
+silhouette is kept out of the cross-class median and MAD.
+
 Only the suspect cluster of a poisoned class is flagged. For every poisoned class the
 reclassification of its suspect is reported in ``details_`` (with ``source_class`` when
 decisive). Reclassification presumes features that separate the labelled classes: when the model
@@ -95,6 +100,9 @@ class ActivationClustering(ClassSplitDetector):
         How much more often than its sibling the suspect must be given another class, in [0, 1].
     max_train_per_class : int
         Samples per class (seeded subsample) of each reclassification head, >= 10.
+    min_fraction : float
+        Smallest share of its class a suspect cluster must hold to be judged, in (0, 0.5];
+        smaller ones are outliers split off (module docstring). Not applied by ``"size"``.
     min_class_size : int
         Classes with fewer samples are not analysed (never flagged), >= 4.
     random_state : int
@@ -120,6 +128,7 @@ class ActivationClustering(ClassSplitDetector):
         reclass_threshold: float = 0.5,
         reclass_margin: float = 0.25,
         max_train_per_class: int = 500,
+        min_fraction: float = 0.02,
         min_class_size: int = 20,
         random_state: int = 0,
     ) -> None:
@@ -132,6 +141,7 @@ class ActivationClustering(ClassSplitDetector):
         self.silhouette_threshold = check_fraction(silhouette_threshold, "silhouette_threshold")
         self.z_threshold = check_positive_float(z_threshold, "z_threshold")
         self.distance_threshold = check_positive_float(distance_threshold, "distance_threshold")
+        self.min_fraction = check_fraction(min_fraction, "min_fraction", high=0.5)
         self._set_split_params(
             reclass_threshold=reclass_threshold,
             reclass_margin=reclass_margin,
@@ -147,7 +157,7 @@ class ActivationClustering(ClassSplitDetector):
         groups, analysed = self._large_classes(dataset, "activation clustering needs")
         splits = {k: self._split(feats[groups[k]]) for k in analysed}
         sil = [splits[k]["silhouette"] for k in analysed]
-        zs = cross_class_z(sil) if len(analysed) >= MIN_CLASSES_FOR_Z else [None] * len(sil)
+        zs = self._silhouette_z(sil, [self._outlier_split(splits[k]["sizes"]) for k in analysed])
         std = standardized_features(feats) if fit_accuracy >= MIN_FIT_ACCURACY else None
         means = np.stack(
             [feats[g].mean(axis=0) if len(g) else np.full(feats.shape[1], np.inf) for g in groups]
@@ -215,13 +225,13 @@ class ActivationClustering(ClassSplitDetector):
             "silhouette": sil,
             "silhouette_z": z,
         }
-        if sizes[smaller] == 0:  # identical activations: no second cluster to judge
+        if self._outlier_split(sizes):  # no second cluster to judge: identical activations or outliers
             return {
                 **stats,
                 "suspect_cluster": smaller,
                 "poisoned": False,
                 "evidence": 0.0,
-                "decision": "clean",
+                "decision": "clean (outliers split off)" if sizes[smaller] else "clean",
             }
         poisoned, strength = False, 0.0
         if self.analysis == "reclassification" and std is not None:
@@ -242,6 +252,19 @@ class ActivationClustering(ClassSplitDetector):
         )
         stats["decision"] = "poisoned" if poisoned else "clean"
         return stats
+
+    def _outlier_split(self, sizes: list[int]) -> bool:
+        """Whether a split's smaller cluster is empty or, except for ``"size"``, under ``min_fraction``."""
+        smallest, share = min(sizes), min(sizes) / max(sum(sizes), 1)
+        return smallest == 0 or (self.analysis != "size" and share < self.min_fraction)
+
+    def _silhouette_z(self, sil: list[float], outliers: list[bool]) -> list[float | None]:
+        """Robust z of each class's silhouette against the classes split into two clusters
+        (all of them when fewer than ``MIN_CLASSES_FOR_Z`` are); None with too few classes."""
+        if len(sil) < MIN_CLASSES_FOR_Z:
+            return [None] * len(sil)
+        grouped = ~np.asarray(outliers, dtype=bool)
+        return cross_class_z(sil, reference=grouped if grouped.sum() >= MIN_CLASSES_FOR_Z else None)
 
     def _reclassify(
         self, k: int, idx: np.ndarray, split: dict[str, Any], std: np.ndarray, y: np.ndarray, stats: dict

@@ -72,15 +72,27 @@ def log_robust_z(values: np.ndarray) -> np.ndarray:
     return robust_z(np.log(np.maximum(values, floor)))
 
 
-def cross_class_z(values: np.ndarray) -> list[float]:
+def cross_class_z(values: np.ndarray, reference: np.ndarray | None = None) -> list[float]:
     """Robust z-scores ``(v - median) / (1.4826 * MAD)`` of a few per-class statistics.
 
     The MAD is floored at 1 % of the median's magnitude (and 1e-9) so that near-identical
     values do not turn tiny differences into huge z-scores.
+
+    Parameters
+    ----------
+    values : array-like of float, shape (K,)
+        One statistic per class.
+    reference : array-like of bool, shape (K,), optional
+        Classes whose values set the median and MAD (default: all); every class is scored
+        against them. Used to keep statistics that measure something else (a split that
+        isolates a few outliers) out of the reference. Must select at least one class.
     """
     v = np.asarray(values, dtype=np.float64)
-    med = np.median(v)
-    scale = max(scaled_mad(v, med), 0.01 * abs(med), 1e-9)
+    ref = v if reference is None else v[np.asarray(reference, dtype=bool)]
+    if ref.size == 0:
+        raise ValueError(f"cross_class_z needs at least one reference class, got {ref.size} of {v.size}")
+    med = np.median(ref)
+    scale = max(scaled_mad(ref, med), 0.01 * abs(med), 1e-9)
     return ((v - med) / scale).tolist()
 
 
