@@ -32,6 +32,7 @@ __all__ = [
     "git_commit",
     "holds_run",
     "new_run_id",
+    "TRAINING_REVISION",
     "package_versions",
     "read_run_json",
     "run_record",
@@ -44,6 +45,13 @@ RUN_FILE = "run.json"
 #: ``run.json`` existed)
 _RUN_MARKERS = (RUN_FILE, "model.json")
 _PACKAGES = ("poisonlab", "numpy", "scipy", "scikit-learn", "torch", "pydantic", "typer")
+
+#: Raised when the same config and data train a different model, so that caches keyed on the
+#: config (:func:`poisonlab.experiments.common.cache.baseline_key`) do not hand out a model the
+#: code no longer trains, and recorded with the versions, so that a result says which training
+#: code made its models. 2: the BatchNorm recalibration sees augmented images (commit 8877156).
+#: Kept here rather than in :mod:`poisonlab.training` so that stamping a record imports no torch.
+TRAINING_REVISION = 2
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -92,11 +100,13 @@ def _versions() -> tuple[tuple[str, str | None], ...]:
             out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             out.append((name, None))
+    out.append(("training_revision", str(TRAINING_REVISION)))
     return tuple(out)
 
 
 def package_versions() -> dict[str, str | None]:
-    """Installed versions of poisonlab and the packages its figures depend on, and Python's."""
+    """Installed versions of poisonlab and the packages its figures depend on, Python's, and
+    ``training_revision`` (:data:`TRAINING_REVISION`; absent from records made before it existed)."""
     return dict(_versions())
 
 

@@ -13,6 +13,7 @@ import pytest
 from poisonlab.models.checkpoint import read_card
 from poisonlab.models.store import ModelStore
 from poisonlab.provenance import (
+    TRAINING_REVISION,
     claim_run_dir,
     git_commit,
     holds_run,
@@ -47,6 +48,7 @@ def test_a_training_run_writes_run_json_with_its_provenance(data, tmp_path):
     assert versions["poisonlab"] == metadata.version("poisonlab")
     assert versions["torch"] == metadata.version("torch") and versions["torch"] is not None
     assert versions["python"] == platform.python_version()
+    assert versions["training_revision"] == str(TRAINING_REVISION)
     assert record["command"] == sys.argv
     assert record["config"] == {"preset": "tiny", "epochs": 1}  # the config as given
     assert record["train_config"]["epochs"] == 1 and record["train_config"]["seed"] == 3

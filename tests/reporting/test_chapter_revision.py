@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from poisonlab.provenance import TRAINING_REVISION
 from poisonlab.reporting.chapter_revision import (
     clean_model_ids,
     load_recalibration,
     revision_section,
     steps_of,
+    training_revision,
 )
 
 RECORD = {
@@ -44,6 +46,8 @@ def _runs() -> dict[str, dict]:
         "photos": _row("finetune_poison_only", ["m0", "m1"], num_poison=26, size=40026, epochs=10, batch=64),
         "backdoor": _row("finetune", ["m0", "m1"], num_poison=4000, size=44000, epochs=5, batch=128),
         "old": _row("finetune", ["x9"], num_poison=4000, size=44000, epochs=5, batch=128),
+        "rerun": _row("finetune", ["y0", "y1"], num_poison=4000, size=44000, epochs=5, batch=128)
+        | {"provenance": {"versions": {"training_revision": str(TRAINING_REVISION)}}},
     }
 
 
@@ -65,7 +69,10 @@ def test_the_section_names_the_rows_and_what_the_old_statistics_touch() -> None:
     assert "score 0.8450 against 0.8200 (+2.50 points, paired t +1.00 to +4.00 over 2 models)" in text
     assert "`backdoor` (1720 steps, <1% kept) replace the old statistics" in text
     assert "`photos` (10 steps, 90% kept) keep that share" in text
+    assert f"Rows whose record names training revision {TRAINING_REVISION} (`rerun`) were run" in text
     assert "Rows with other clean models (`old`) were not re-measured." in text
+    assert training_revision(_runs()["rerun"]) == TRAINING_REVISION
+    assert training_revision(_runs()["old"]) is None  # made before the revision was recorded
     assert revision_section(_runs(), None) == []
     assert revision_section({"old": _runs()["old"]}, RECORD) == []  # no row on a measured model
 

@@ -21,9 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from poisonlab.models.simple_cnn import SimpleCifarCNN
+from poisonlab.provenance import TRAINING_REVISION
 from poisonlab.reporting.results_docs import load_json_object
 
-__all__ = ["RECALIBRATION_FILE", "clean_model_ids", "load_recalibration", "revision_section", "steps_of"]
+__all__ = [
+    "RECALIBRATION_FILE",
+    "clean_model_ids",
+    "load_recalibration",
+    "revision_section",
+    "steps_of",
+    "training_revision",
+]
 
 #: the benchmark's record, relative to the repository root
 RECALIBRATION_FILE = "benchmarks/results/bn_recalibration.json"
@@ -55,6 +63,13 @@ def clean_model_ids(data: Mapping[str, Any]) -> list[str]:
     """The clean models a row's seeds were compared with (per seed, else the row's one)."""
     ids = [run.get("clean_model") or data["clean_model"] for run in data["runs"]]
     return list(dict.fromkeys(ids))
+
+
+def training_revision(data: Mapping[str, Any]) -> int | None:
+    """The training revision a row's record names (``provenance.versions.training_revision``);
+    None for records made before it was recorded."""
+    value = data.get("provenance", {}).get("versions", {}).get("training_revision")
+    return None if value is None else int(value)
 
 
 def steps_of(data: Mapping[str, Any]) -> int | None:
@@ -109,11 +124,13 @@ def revision_section(runs: Mapping[str, dict], recalibration: Mapping[str, Any] 
     old = [n for n, d in runs.items() if set(clean_model_ids(d)) <= measured]
     if not old:
         return []
-    other = [n for n in runs if n not in old]
+    today = [n for n, d in runs.items() if n not in old and training_revision(d) == TRAINING_REVISION]
+    other = [n for n in runs if n not in old and n not in today]
     s = recalibration["summary"]
     saved, aug, gain = s["as_saved"], s["augmented"], s["augmented_minus_as_saved"]
     paragraph = " ".join(
-        [
+        part
+        for part in [
             f"The clean models of {_names(old)} ({len(measured)} models, one per seed) were trained at",
             "training revision 1, which re-estimated their BatchNorm statistics on plain training images",
             "while their weights had been trained on cropped and flipped ones. With the pass revision 2",
@@ -122,8 +139,15 @@ def revision_section(runs: Mapping[str, dict], recalibration: Mapping[str, Any] 
             f"{100 * gain['ci_low']:+.2f} to {100 * gain['ci_high']:+.2f} over {gain['n']} models): these",
             "rows' clean figures sit that much below what today's code trains.",
             _impact(runs, old),
+            (
+                f"Rows whose record names training revision {TRAINING_REVISION} ({_names(today)}) were "
+                "run on clean models trained with the augmented pass."
+                if today
+                else ""
+            ),
             f"Rows with other clean models ({_names(other)}) were not re-measured.",
         ]
+        if part
     )
     text = textwrap.fill(paragraph, 100, break_on_hyphens=False, break_long_words=False)
     return ["## Clean models and the BatchNorm recalibration", "", text, ""]

@@ -26,6 +26,7 @@ from poisonlab.device import autocast, resolve_device, use_bf16
 from poisonlab.inference import forward_pass, to_input
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.models.registry import build_model
+from poisonlab.provenance import TRAINING_REVISION
 from poisonlab.reprs import concise_repr
 from poisonlab.threads import compute_threads, estimate_flops
 from poisonlab.training.augment import alternating_flips, crop_flip_of, random_crop_flip
@@ -36,11 +37,6 @@ from poisonlab.training.options import TrainConfig
 from poisonlab.training.progress import TrainProgress
 
 __all__ = ["TRAINING_REVISION", "EpochStats", "TrainResult", "one_cycle_factor", "train"]
-
-#: Raised when the same config and data train a different model, so that caches keyed on the
-#: config (:func:`poisonlab.experiments.common.cache.baseline_key`) do not hand out a model the
-#: code no longer trains. 2: the BatchNorm recalibration sees augmented images.
-TRAINING_REVISION = 2
 
 
 @dataclass(frozen=True)
