@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from poisonlab.defenses import DEFENSES, get_defense
-from poisonlab.defenses.detectors.activation_clustering import ActivationClustering
+from poisonlab.defenses.detectors.activation_clustering import MAX_OUTLIER_ROUNDS, ActivationClustering
 from poisonlab.inference import ForwardResult
 from poisonlab.metrics import detection_scores
 
@@ -70,45 +70,78 @@ def test_no_reclassification_with_a_model_that_does_not_fit_its_labels(planted):
     assert not det.predict().any()
 
 
-def test_exact_backdoor_poison_is_found(exact_backdoor):
-    """The wired backdoor's poison is found in the target class. Whether some clean class of the
-    clean checkpoint also looks bimodal is the checkpoint's property, not the detector's: only a
-    low false-positive rate overall is asserted."""
+def test_exact_backdoor_poison_is_split_off_in_its_class(exact_backdoor):
+    """The wired backdoor's class ("1": 116 poison, 118 clean) splits exactly into poison and
+    clean, so the score ranks every poison above every clean "1". Whether that split's silhouette
+    also stands ``z_threshold`` robust SDs above the other classes' is the clean checkpoint's
+    property, not the detector's: at training seed 1 a 7-image cluster of clean "0"s has
+    silhouette 0.79 against the poison's 0.66 and z 5.2 against 3.7. The decision is tested on
+    planted features (above); here only its mechanics."""
     case = exact_backdoor
     det = ActivationClustering().fit(case.dataset, case.model, forward=case.forward)
-    r = detection_scores(case.mask, det.predict(), det.score_samples())
-    assert r["recall"] >= 0.95 and r["fpr"] <= 0.05
-    assert case.dataset.class_names[case.target] in det.details_["poisoned_classes"]
+    target = case.dataset.y == case.target
+    r = detection_scores(case.mask[target], det.predict()[target], det.score_samples()[target])
+    assert r["auroc"] == 1.0
+    stats = det.details_["classes"][case.dataset.class_names[case.target]]
+    assert sorted(stats["cluster_sizes"]) == [int(case.mask.sum()), int(target.sum() - case.mask.sum())]
+    assert stats["silhouette"] >= 0.5 and stats["set_aside"] == 0
+
+
+def _with_odd_images(data, forward, odd: dict[int, float]) -> ForwardResult:
+    """``forward`` with sample i moved ``odd[i]`` along feature dimension (its rank in ``odd``)."""
+    feats = forward.features.copy()
+    for dim, (i, shift) in enumerate(odd.items()):
+        feats[i, dim] += shift
+    return ForwardResult(logits=forward.logits, features=feats)
 
 
 @pytest.mark.parametrize("n_odd", [1, 4])
-def test_outliers_split_off_are_neither_flagged_nor_in_the_reference(planted, n_odd):
+def test_outliers_split_off_are_set_aside_and_the_class_split_again(planted, n_odd):
     """One odd image far out in each of ``n_odd`` clean classes (of ten): 2-means splits it off
-    with the highest silhouette of all (0.99). Those classes are clean, and the real poison's
-    z-score is measured against the classes split in two (with four such images in the
-    reference, c1 scored z 0.6 and nothing was found)."""
+    with the highest silhouette of all (0.99). It is set aside, never flagged, and the rest of
+    its class is split again, so that class's silhouette is an ordinary one in the reference
+    (before: four such classes widened it until c1 scored z 0.6 and nothing was found)."""
     data, forward = planted(30, classes=10)
-    feats = forward.features.copy()
-    odd_classes = range(2, 2 + n_odd)
-    odd = [int(np.flatnonzero(data.y == c)[0]) for c in odd_classes]
-    feats[odd] += 200.0
-    det = ActivationClustering().fit(data, forward=ForwardResult(logits=forward.logits, features=feats))
+    odd = {int(np.flatnonzero(data.y == c)[0]): 200.0 for c in range(2, 2 + n_odd)}
+    det = ActivationClustering().fit(data, forward=_with_odd_images(data, forward, odd))
     classes = det.details_["classes"]
-    assert all(classes[f"c{c}"]["decision"] == "clean (outliers split off)" for c in odd_classes)
+    for c in range(2, 2 + n_odd):
+        assert classes[f"c{c}"]["set_aside"] == 1 and classes[f"c{c}"]["decision"] == "clean"
+        assert classes[f"c{c}"]["silhouette"] < 0.3
     assert det.details_["poisoned_classes"] == ["c1"]
     assert classes["c1"]["silhouette_z"] >= det.z_threshold
-    assert not det.predict()[odd].any()
+    assert not det.predict()[list(odd)].any()
+
+
+def test_an_odd_image_in_the_poisoned_class_does_not_hide_its_poison(planted):
+    # before outliers were set aside, 2-means spent c1's split on the one image: recall 0
+    data, forward = planted(30, classes=10)
+    odd = int(np.flatnonzero((data.y == 1) & ~data.poison_mask)[0])
+    det = ActivationClustering().fit(data, forward=_with_odd_images(data, forward, {odd: 200.0}))
+    r = detection_scores(data.poison_mask, det.predict(), det.score_samples())
+    assert r["recall"] == 1.0 and r["precision"] == 1.0
+    assert det.details_["classes"]["c1"]["set_aside"] == 1 and not det.predict()[odd]
+
+
+def test_a_class_still_split_by_outliers_after_every_round_is_clean(planted):
+    # four odd images at different distances: each round sets the farthest aside, one is left
+    data, forward = planted(30, classes=10)
+    c2 = np.flatnonzero(data.y == 2)[:4].tolist()
+    shifts = dict(zip(c2, (1600.0, 800.0, 400.0, 200.0), strict=True))
+    det = ActivationClustering().fit(data, forward=_with_odd_images(data, forward, shifts))
+    stats = det.details_["classes"]["c2"]
+    assert stats["set_aside"] == MAX_OUTLIER_ROUNDS == 3
+    assert stats["decision"] == "clean (outliers split off)" and min(stats["cluster_sizes"]) == 1
+    assert det.details_["poisoned_classes"] == ["c1"] and not det.predict()[c2].any()
 
 
 def test_the_papers_size_rule_still_flags_an_outlier_split(planted):
     data, forward = planted(30, classes=10)
-    feats = forward.features.copy()
     odd = int(np.flatnonzero(data.y == 2)[0])
-    feats[odd] += 200.0
-    det = ActivationClustering(analysis="size").fit(
-        data, forward=ForwardResult(logits=forward.logits, features=feats)
-    )
-    assert det.predict()[odd] and det.details_["classes"]["c2"]["cluster_sizes"] == [149, 1]
+    moved = _with_odd_images(data, forward, {odd: 200.0})
+    det = ActivationClustering(analysis="size").fit(data, forward=moved)
+    stats = det.details_["classes"]["c2"]
+    assert det.predict()[odd] and stats["cluster_sizes"] == [149, 1] and stats["set_aside"] == 0
 
 
 def test_clean_model_few_flags(clean_case):

@@ -23,10 +23,13 @@ the paper), split them with 2-means; the suspect is the smaller cluster. Then ju
 * ``"distance"``: the smaller cluster's centroid is at least ``distance_threshold`` times as far
   from its sibling as from the nearest other class mean (full feature space).
 
-A split whose suspect cluster holds under ``min_fraction`` of its class has isolated a few
-outliers (one odd image gives the highest silhouette of all): it says nothing about two
-populations, so such a class is judged clean under every analysis but ``"size"`` and its
-silhouette is kept out of the cross-class median and MAD.
+A split whose smaller cluster holds under ``min_fraction`` of its class has isolated a few
+outliers (one odd image gives the highest silhouette of all), which says nothing about two
+populations and would hide a poison group of the same class. Under every analysis but
+``"size"`` those samples are set aside (never flagged; ``set_aside`` in ``details_``) and the
+rest of the class is reduced and split again, up to ``MAX_OUTLIER_ROUNDS`` times; a class still
+split that way after them is judged clean and its silhouette kept out of the cross-class median
+and MAD.
 
 Only the suspect cluster of a poisoned class is flagged. For every poisoned class the
 reclassification of its suspect is reported in ``details_`` (with ``source_class`` when
@@ -71,6 +74,8 @@ REDUCTIONS = ("pca", "ica")
 MIN_FIT_ACCURACY = 0.5
 # Silhouette on a seeded subsample: O(n^2) on 8,000 activations would dominate the run.
 SILHOUETTE_SAMPLE = 2000
+# Rounds of setting aside a few outliers split off before a class is split again (``_split``).
+MAX_OUTLIER_ROUNDS = 3
 
 
 class ActivationClustering(ClassSplitDetector):
@@ -101,8 +106,9 @@ class ActivationClustering(ClassSplitDetector):
     max_train_per_class : int
         Samples per class (seeded subsample) of each reclassification head, >= 10.
     min_fraction : float
-        Smallest share of its class a suspect cluster must hold to be judged, in (0, 0.5];
-        smaller ones are outliers split off (module docstring). Not applied by ``"size"``.
+        Smallest share of its class a cluster must hold to count as one, in (0, 0.5]; smaller
+        ones are outliers, set aside before the class is split again (module docstring). Not
+        applied by ``"size"``.
     min_class_size : int
         Classes with fewer samples are not analysed (never flagged), >= 4.
     random_state : int
@@ -157,7 +163,8 @@ class ActivationClustering(ClassSplitDetector):
         groups, analysed = self._large_classes(dataset, "activation clustering needs")
         splits = {k: self._split(feats[groups[k]]) for k in analysed}
         sil = [splits[k]["silhouette"] for k in analysed]
-        zs = self._silhouette_z(sil, [self._outlier_split(splits[k]["sizes"]) for k in analysed])
+        outliers = [self._outlier_split(splits[k]["sizes"], len(groups[k])) for k in analysed]
+        zs = self._silhouette_z(sil, outliers)
         std = standardized_features(feats) if fit_accuracy >= MIN_FIT_ACCURACY else None
         means = np.stack(
             [feats[g].mean(axis=0) if len(g) else np.full(feats.shape[1], np.inf) for g in groups]
@@ -184,7 +191,31 @@ class ActivationClustering(ClassSplitDetector):
         }
 
     def _split(self, x: np.ndarray) -> dict[str, Any]:
-        """Reduce one class and 2-means it: labels (N_k,), distances to the centroids (N_k, 2), silhouette."""
+        """Reduce one class (N_k, D) and 2-means it; a few outliers split off are set aside first.
+
+        While the smaller cluster holds under ``min_fraction`` of the class (at most
+        ``MAX_OUTLIER_ROUNDS`` times, never under ``"size"``), its samples are set aside and the
+        rest is reduced and split again: one odd image would otherwise take the split that a
+        poison group in the same class needs. Returns ``labels`` (N_k,) in {0, 1}, -1 for the
+        samples set aside; ``distance`` (N_k, 2) to the final centroids in the final reduced space;
+        ``silhouette`` of the final split; ``sizes`` of its two clusters; ``set_aside`` (count).
+        """
+        keep = np.arange(len(x))
+        for rounds_left in range(MAX_OUTLIER_ROUNDS, -1, -1):
+            reducer, centers, part = self._split_once(x[keep])
+            if not rounds_left or min(part["sizes"]) == 0 or not self._outlier_split(part["sizes"], len(x)):
+                break
+            keep = keep[part["labels"] != int(np.argmin(part["sizes"]))]
+        labels = np.full(len(x), -1, dtype=np.int64)
+        labels[keep] = part["labels"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            z = reducer.transform(x)
+        dist = np.linalg.norm(z[:, None, :] - centers[None], axis=2)
+        return {**part, "labels": labels, "distance": dist, "set_aside": len(x) - len(keep)}
+
+    def _split_once(self, x: np.ndarray) -> tuple[Any, np.ndarray, dict[str, Any]]:
+        """One reduction and 2-means of ``x``: (fitted reducer, centroids (2, c), labels/sizes/silhouette)."""
         n_comp = max(1, min(self.n_components, x.shape[1], x.shape[0] - 1))
         if self.reduction == "ica":
             reducer = FastICA(n_comp, whiten="unit-variance", max_iter=500, random_state=self.random_state)
@@ -195,13 +226,12 @@ class ActivationClustering(ClassSplitDetector):
             z = reducer.fit_transform(x)
             km = KMeans(2, n_init=10, random_state=self.random_state).fit(z)
         labels = km.labels_.astype(np.int64)
-        dist = np.linalg.norm(z[:, None, :] - km.cluster_centers_[None], axis=2)
         sizes = np.bincount(labels, minlength=2).tolist()
-        if min(sizes) == 0:  # identical activations: nothing to split
-            return {"labels": labels, "distance": dist, "silhouette": 0.0, "sizes": sizes}
-        n_sil = min(len(x), SILHOUETTE_SAMPLE)
-        sil = float(silhouette_score(z, labels, sample_size=n_sil, random_state=self.random_state))
-        return {"labels": labels, "distance": dist, "silhouette": sil, "sizes": sizes}
+        sil = 0.0  # identical activations: nothing to split
+        if min(sizes) > 0:
+            n_sil = min(len(x), SILHOUETTE_SAMPLE)
+            sil = float(silhouette_score(z, labels, sample_size=n_sil, random_state=self.random_state))
+        return reducer, km.cluster_centers_, {"labels": labels, "silhouette": sil, "sizes": sizes}
 
     def _judge(
         self,
@@ -224,8 +254,9 @@ class ActivationClustering(ClassSplitDetector):
             "relative_size": rel,
             "silhouette": sil,
             "silhouette_z": z,
+            "set_aside": split["set_aside"],
         }
-        if self._outlier_split(sizes):  # no second cluster to judge: identical activations or outliers
+        if self._outlier_split(sizes, len(idx)):  # no second cluster: identical activations, or outliers left
             return {
                 **stats,
                 "suspect_cluster": smaller,
@@ -253,10 +284,11 @@ class ActivationClustering(ClassSplitDetector):
         stats["decision"] = "poisoned" if poisoned else "clean"
         return stats
 
-    def _outlier_split(self, sizes: list[int]) -> bool:
-        """Whether a split's smaller cluster is empty or, except for ``"size"``, under ``min_fraction``."""
-        smallest, share = min(sizes), min(sizes) / max(sum(sizes), 1)
-        return smallest == 0 or (self.analysis != "size" and share < self.min_fraction)
+    def _outlier_split(self, sizes: list[int], class_size: int) -> bool:
+        """Whether a split's smaller cluster is empty or, except for ``"size"``, holds under
+        ``min_fraction`` of the class's ``class_size`` samples."""
+        smallest = min(sizes)
+        return smallest == 0 or (self.analysis != "size" and smallest < self.min_fraction * class_size)
 
     def _silhouette_z(self, sil: list[float], outliers: list[bool]) -> list[float | None]:
         """Robust z of each class's silhouette against the classes split into two clusters
@@ -277,6 +309,6 @@ class ActivationClustering(ClassSplitDetector):
 
 def _distance_ratio(k: int, x: np.ndarray, labels: np.ndarray, suspect: int, means: np.ndarray) -> float:
     """||suspect centroid - sibling centroid|| / min over other classes j of ||suspect centroid - mean_j||."""
-    c_s, c_o = x[labels == suspect].mean(axis=0), x[labels != suspect].mean(axis=0)
+    c_s, c_o = x[labels == suspect].mean(axis=0), x[labels == 1 - suspect].mean(axis=0)  # -1: set aside
     nearest = np.linalg.norm(np.delete(means, k, axis=0) - c_s, axis=1).min()
     return float(np.linalg.norm(c_s - c_o) / max(nearest, 1e-12))
