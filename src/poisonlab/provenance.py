@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "TRAINING_REVISION",
     "RUN_FILE",
     "claim_run_dir",
     "git_commit",
     "holds_run",
     "new_run_id",
-    "TRAINING_REVISION",
     "package_versions",
     "read_run_json",
     "run_record",

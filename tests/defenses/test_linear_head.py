@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from poisonlab.defenses.helpers.linear_head import fit_linear_head
-from poisonlab.defenses.helpers.robust_stats import cross_class_z, robust_threshold
+from poisonlab.defenses.helpers.robust_stats import cross_class_z, grouped_class_z, robust_threshold
 
 
 @pytest.fixture(scope="module")
@@ -61,5 +61,10 @@ def test_robust_statistics() -> None:
     assert z_ref[:5] == pytest.approx(cross_class_z(values[:5])) and z_ref[5] > 100
     with pytest.raises(ValueError, match="at least one reference class"):
         cross_class_z(values, reference=np.zeros(6, bool))
+    # grouped classes set the reference when there are enough of them, else all classes do
+    grouped = np.array([True, True, True, True, True, False])
+    assert grouped_class_z(np.append(values[:5], 50.0), grouped, 5) == z_ref.tolist()
+    assert grouped_class_z(values, ~grouped, 5) == pytest.approx(z.tolist())
+    assert grouped_class_z(values[:4], grouped[:4], 5) == [None] * 4
     med, mad, cut = robust_threshold(values, 3.0)
     assert med == pytest.approx(1.025) and cut == pytest.approx(med + 3.0 * mad)

@@ -63,7 +63,7 @@ from poisonlab.defenses.helpers.reclassification import (
     ClassSplitDetector,
     standardized_features,
 )
-from poisonlab.defenses.helpers.robust_stats import cross_class_z
+from poisonlab.defenses.helpers.robust_stats import grouped_class_z
 from poisonlab.inference import ForwardResult
 
 __all__ = ["ActivationClustering"]
@@ -164,7 +164,7 @@ class ActivationClustering(ClassSplitDetector):
         splits = {k: self._split(feats[groups[k]]) for k in analysed}
         sil = [splits[k]["silhouette"] for k in analysed]
         outliers = [self._outlier_split(splits[k]["sizes"], len(groups[k])) for k in analysed]
-        zs = self._silhouette_z(sil, outliers)
+        zs = grouped_class_z(sil, [not o for o in outliers], MIN_CLASSES_FOR_Z)
         std = standardized_features(feats) if fit_accuracy >= MIN_FIT_ACCURACY else None
         means = np.stack(
             [feats[g].mean(axis=0) if len(g) else np.full(feats.shape[1], np.inf) for g in groups]
@@ -208,10 +208,7 @@ class ActivationClustering(ClassSplitDetector):
             keep = keep[part["labels"] != int(np.argmin(part["sizes"]))]
         labels = np.full(len(x), -1, dtype=np.int64)
         labels[keep] = part["labels"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            z = reducer.transform(x)
-        dist = np.linalg.norm(z[:, None, :] - centers[None], axis=2)
+        dist = np.linalg.norm(reducer.transform(x)[:, None, :] - centers[None], axis=2)
         return {**part, "labels": labels, "distance": dist, "set_aside": len(x) - len(keep)}
 
     def _split_once(self, x: np.ndarray) -> tuple[Any, np.ndarray, dict[str, Any]]:
@@ -289,14 +286,6 @@ class ActivationClustering(ClassSplitDetector):
         ``min_fraction`` of the class's ``class_size`` samples."""
         smallest = min(sizes)
         return smallest == 0 or (self.analysis != "size" and smallest < self.min_fraction * class_size)
-
-    def _silhouette_z(self, sil: list[float], outliers: list[bool]) -> list[float | None]:
-        """Robust z of each class's silhouette against the classes split into two clusters
-        (all of them when fewer than ``MIN_CLASSES_FOR_Z`` are); None with too few classes."""
-        if len(sil) < MIN_CLASSES_FOR_Z:
-            return [None] * len(sil)
-        grouped = ~np.asarray(outliers, dtype=bool)
-        return cross_class_z(sil, reference=grouped if grouped.sum() >= MIN_CLASSES_FOR_Z else None)
 
     def _reclassify(
         self, k: int, idx: np.ndarray, split: dict[str, Any], std: np.ndarray, y: np.ndarray, stats: dict

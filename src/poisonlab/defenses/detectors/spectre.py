@@ -80,7 +80,7 @@ from poisonlab.defenses.base import (
 )
 from poisonlab.defenses.helpers.reclassification import MIN_CLASSES_FOR_Z
 from poisonlab.defenses.helpers.robust_covariance import deterministic_mcd, principal_directions
-from poisonlab.defenses.helpers.robust_stats import cross_class_z
+from poisonlab.defenses.helpers.robust_stats import grouped_class_z
 from poisonlab.defenses.helpers.two_groups import split_groups
 
 __all__ = ["SPECTRE", "que_scores"]
@@ -261,13 +261,8 @@ class SPECTRE(Defense):
         ds = np.array([f["d"] for f in fits.values()])
         # a far mode of a few samples measures how far some outliers lie, not a second group:
         # kept out of the median and MAD (one odd image of a clean class has D in the hundreds)
-        grouped = np.array([f["far"].mean() >= self.min_fraction for f in fits.values()], dtype=bool)
-        reference = grouped if grouped.sum() >= MIN_CLASSES_FOR_Z else None
-        zs: list[float | None] = (
-            cross_class_z(np.log(np.maximum(ds, 1e-12)), reference=reference)
-            if len(fits) >= MIN_CLASSES_FOR_Z
-            else [None] * len(fits)
-        )
+        grouped = [f["far"].mean() >= self.min_fraction for f in fits.values()]
+        zs = grouped_class_z(np.log(np.maximum(ds, 1e-12)), grouped, MIN_CLASSES_FOR_Z)
         out = {}
         for (k, fit), z in zip(fits.items(), zs, strict=True):
             tau, idx = fit["tau"], groups[k]

@@ -25,6 +25,7 @@ __all__ = [
     "MAD_TO_SD",
     "MEAN_AD_TO_SD",
     "cross_class_z",
+    "grouped_class_z",
     "log_robust_z",
     "robust_scale",
     "robust_threshold",
@@ -94,6 +95,26 @@ def cross_class_z(values: np.ndarray, reference: np.ndarray | None = None) -> li
     med = np.median(ref)
     scale = max(scaled_mad(ref, med), 0.01 * abs(med), 1e-9)
     return ((v - med) / scale).tolist()
+
+
+def grouped_class_z(values: np.ndarray, grouped: np.ndarray, min_classes: int) -> list[float | None]:
+    """:func:`cross_class_z` against the ``grouped`` classes, for detectors that judge splits.
+
+    Parameters
+    ----------
+    values : array-like of float, shape (K,)
+        One statistic per class.
+    grouped : array-like of bool, shape (K,)
+        Classes whose split found two groups rather than a few outliers: they set the median and
+        MAD when there are at least ``min_classes`` of them, else every class does.
+    min_classes : int
+        Fewest classes a cross-class median and MAD mean anything for; below it (K < min_classes)
+        every z is None and the caller falls back to absolute rules.
+    """
+    grouped = np.asarray(grouped, dtype=bool)
+    if len(grouped) < min_classes:
+        return [None] * len(grouped)
+    return list(cross_class_z(values, reference=grouped if grouped.sum() >= min_classes else None))
 
 
 def robust_threshold(values: np.ndarray, k: float) -> tuple[float, float, float]:
