@@ -28,6 +28,7 @@ def _params(name: str, clean: Dataset, trigger) -> dict:
         "feature_collision": dict(crafted, victims=clean.x[0], steps=3),
         "clean_label_backdoor": dict(crafted, trigger=trigger, steps=2),
         "gradient_matching": dict(crafted, victims=clean.x[0], steps=2),
+        "random_noise": dict(crafted, eps=8 / 255),
         "mislabel": dict(images=clean.x[:5].copy(), target="bird", source_tag="boomerang"),
         "label_flip": dict(source="airplane", target="bird", count=7, seed=1),
         "random_label_flip": dict(fraction=0.1, seed=1),
@@ -37,7 +38,7 @@ def _params(name: str, clean: Dataset, trigger) -> dict:
     }[name]
 
 
-CRAFTED = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching")
+CRAFTED = ("hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching", "random_noise")
 EXPECTED_LEN = {
     "mislabel": 205,
     "label_flip": 200,

@@ -19,7 +19,7 @@ from poisonlab.attacks.factory import (
 from poisonlab.models.simple_cnn import SimpleCifarCNN
 from poisonlab.triggers import BoundTrigger
 
-CRAFTED = {"hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching"}
+CRAFTED = {"hidden_trigger", "feature_collision", "clean_label_backdoor", "gradient_matching", "random_noise"}
 
 
 @pytest.fixture(scope="module")

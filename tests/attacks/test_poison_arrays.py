@@ -21,6 +21,7 @@ def _params(name: str, clean: Dataset, trigger) -> dict:
         "feature_collision": dict(crafted, victims=clean.x[0], steps=2),
         "clean_label_backdoor": dict(crafted, trigger=trigger, steps=2),
         "gradient_matching": dict(crafted, victims=clean.x[0], steps=2),
+        "random_noise": dict(crafted, eps=8 / 255),
         "mislabel": dict(images=clean.x[:5].copy(), target=2),
         "label_flip": dict(source=0, target=2, count=7, seed=1),
         "random_label_flip": dict(fraction=0.1, seed=1),

@@ -14,7 +14,8 @@ Capability flags on each class (``needs_model``, ``needs_source_class``, ``needs
 attack-success-rate measurement.
 
 The optimisation-based clean-label attacks (:class:`HiddenTriggerBackdoor`,
-:class:`FeatureCollision`, :class:`CleanLabelBackdoor`, :class:`GradientMatching`) share the
+:class:`FeatureCollision`, :class:`CleanLabelBackdoor`, :class:`GradientMatching`, and their placebo
+:class:`RandomNoise`) share the
 base :class:`~poisonlab.attacks.crafted.CraftedAttack`: they take a surrogate ``model`` and return
 a :class:`CraftedPoisonResult` whose ``report`` records the time, peak memory and objective of the
 crafting; their ``at_test_time(images)`` is what the attacker does to a test image (the trigger,
@@ -38,6 +39,7 @@ from poisonlab.attacks.gradient_matching import GradientMatching
 from poisonlab.attacks.hidden_trigger import HiddenTriggerBackdoor, chapter_patch_trigger
 from poisonlab.attacks.label_flip import LabelFlip, RandomLabelFlip
 from poisonlab.attacks.mislabel import MislabelInjection
+from poisonlab.attacks.random_noise import RandomNoise
 
 __all__ = [
     "ATTACKS",
@@ -57,6 +59,7 @@ __all__ = [
     "PoisonResult",
     "PoisoningAttack",
     "RandomLabelFlip",
+    "RandomNoise",
     "apply_trigger",
     "build_crafted_attack",
     "chapter_patch_trigger",

@@ -36,7 +36,13 @@ _GRID = 16  # poisons shown in poisons.png
 #: The crafted attacks and the inputs only some of them take (attack capability flag -> attacks),
 #: written out for the help texts: reading them from :data:`poisonlab.attacks.ATTACKS` would import
 #: torch for every ``poisonlab --help``. tests/cli/test_startup.py checks them against the registry.
-CRAFTED_ATTACKS = ("clean_label_backdoor", "hidden_trigger", "feature_collision", "gradient_matching")
+CRAFTED_ATTACKS = (
+    "clean_label_backdoor",
+    "hidden_trigger",
+    "feature_collision",
+    "gradient_matching",
+    "random_noise",
+)
 CRAFT_TAKERS = {
     "needs_source_class": ("hidden_trigger",),
     "needs_victims": ("feature_collision", "gradient_matching"),
