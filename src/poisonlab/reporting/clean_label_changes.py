@@ -13,6 +13,7 @@ from typing import Any
 
 from poisonlab.experiments.clean_label.report import collapsed, victim_accuracy
 from poisonlab.reporting.clean_label_runs import (
+    is_placebo,
     label_runs,
     largest_change,
     row_eps,
@@ -20,7 +21,7 @@ from poisonlab.reporting.clean_label_runs import (
     unbounded,
 )
 from poisonlab.reporting.clean_label_setup import eps_text, patched_rows
-from poisonlab.reporting.prose import para
+from poisonlab.reporting.prose import and_list, para
 from poisonlab.reporting.stats import mean_interval
 
 __all__ = ["accuracy_bullet", "backdoor_bullet"]
@@ -134,7 +135,30 @@ def accuracy_bullet(runs: Sequence[Run]) -> str:
         "Over the victims that trained, the paired change against the clean victim (points) has 0",
         f"outside its t interval for {'; '.join(out) or 'none'}; inside it for {len(inside)} other rows.",
         f"Single victims ranged {ranges}. The poisons change {' / '.join(budgets)} of the images",
-        f"{_limits_text(runs)}; whether the poison or the recipe causes the losses and the",
-        "collapses needs the placebo control above.",
+        f"{_limits_text(runs)}; {_cause_text(runs)}",
         indent="  ",
+    )
+
+
+def _cause_text(runs: Sequence[Run]) -> str:
+    """What says whether the poison or the recipe causes the losses: the placebo runs, where any."""
+    placebos = [run for run in runs if is_placebo(run)]
+    if not placebos:
+        return (
+            "whether the poison or the recipe causes the losses and the collapses needs the placebo "
+            "control above."
+        )
+    have = dict.fromkeys(run["config"]["setting"] for run in placebos)
+    rest = [f"`{s}`" for s in dict.fromkeys(run["config"]["setting"] for run in runs) if s not in have]
+    names = and_list([f"`{setting_label(run)}`" for run in placebos])
+    others = (
+        f"; {and_list(rest)} {'has' if len(rest) == 1 else 'have'} none, so whether the poison or the "
+        "recipe causes theirs is not measured"
+        if rest
+        else ""
+    )
+    return (
+        f"for {and_list([f'`{s}`' for s in have])} the placebo control ({names}) sets the losses and "
+        "the collapses beside a random perturbation of as many images inside the same eps (its rows in "
+        f"the tables above, its collapses in the paragraph on collapsed victims){others}."
     )

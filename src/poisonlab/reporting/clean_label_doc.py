@@ -25,7 +25,7 @@ from poisonlab.experiments.clean_label.report import (
     summarize_data,
     victim_accuracy,
 )
-from poisonlab.reporting.clean_label_runs import label_runs, setting_label, unbounded
+from poisonlab.reporting.clean_label_runs import label_runs, placebo_row, setting_label, unbounded
 from poisonlab.reporting.prose import pct
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import mean_interval, rate_difference
@@ -51,7 +51,8 @@ Run = Mapping[str, Any]
 def success_table(runs: Sequence[Run]) -> str:
     """Per setting and attack: successes among the trials whose victim trained, the 95 % Wilson
     interval, the collapsed victims left out, the control and the published average (eps
-    ``none`` for a row without an L-inf budget)."""
+    ``none`` for a row without an L-inf budget; a placebo row's attack cell says it is the
+    control)."""
     rows = []
     for run in label_runs(runs):
         clean = run["clean"]
@@ -62,7 +63,8 @@ def success_table(runs: Sequence[Run]) -> str:
             rows.append(
                 [
                     setting_label(run),
-                    r["attack"],
+                    # a placebo row is the control of the attacks, and reads as one
+                    f"{r['attack']} ({r['kind']}, control)" if placebo_row(r) else r["attack"],
                     f"none ({eps})" if unbounded(r["eps"]) else eps,
                     f"{clean['poisons']} / {clean['train_size']}",
                     f"{r['successes']}/{r['counted']}",

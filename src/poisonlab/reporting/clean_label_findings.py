@@ -1,9 +1,12 @@
-"""The findings of ``docs/results/clean_label.md``: the collapsed victims and "What this shows".
+"""The findings of ``docs/results/clean_label.md``: "What this shows" (and, from
+:mod:`.clean_label_collapse`, the collapsed victims' paragraph).
 
 Every figure is computed from the runs' ``results.json``; every comparison names its interval
 (Wilson for a success rate, Newcombe for a difference of two rates, Student-t over the trials
 for a paired change or a mean AUROC) and says whether 0 (or the paper's figure, or 0.50 for an
-AUROC) is outside it. :mod:`poisonlab.reporting.clean_label_page` assembles the page.
+AUROC) is outside it. A placebo row (:func:`~.clean_label_runs.placebo_row`) is the control, not
+an attack: it is left out of the attacks' comparisons and its successes are stated as the chance
+rate of a random perturbation. :mod:`poisonlab.reporting.clean_label_page` assembles the page.
 """
 
 from __future__ import annotations
@@ -11,18 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from poisonlab.experiments.clean_label.report import (
-    COLLAPSE_MARGIN,
-    collapsed,
-    summarize_data,
-    victim_accuracy,
-)
+from poisonlab.experiments.clean_label.report import summarize_data
 from poisonlab.reporting.clean_label_changes import accuracy_bullet, backdoor_bullet
+from poisonlab.reporting.clean_label_collapse import collapse_paragraph
 from poisonlab.reporting.clean_label_detection import detection_bullets
 from poisonlab.reporting.clean_label_runs import (
+    is_placebo,
     label_runs,
     largest_change,
     named_settings,
+    placebo_row,
     seeds_of,
     setting_label,
     unbounded,
@@ -51,70 +52,15 @@ def _summaries(runs: Sequence[Run]) -> list[tuple[Run, dict[str, Any]]]:
     return [(run, r) for run in runs for r in summarize_data(run)]
 
 
-def _collapsed_text(run: Run, mine: list[Mapping[str, Any]]) -> str:
-    accs = ", ".join(f"{r['clean_accuracy']:.3f}" for r in sorted(mine, key=lambda r: r["clean_accuracy"]))
-    wins = sum(r["success"] for r in mine)
-    plural = "s" if len(mine) != 1 else ""
-    return (
-        f"{len(mine)} `{setting_label(run)}` victim{plural} collapsed (accuracies {accs} against the "
-        f"clean victim's {victim_accuracy(run, mine[0]):.3f}; {wins or 'none'} succeeded)"
-    )
-
-
-def _margin_text(runs: Sequence[Run]) -> str:
-    """The victims nearest the margin on either side: which margins would split them the same."""
-    trained, down = [], []
-    for run in runs:
-        for r in run["trials"]:
-            drop = 100 * (victim_accuracy(run, r) - r["clean_accuracy"])
-            (down if collapsed(run, r) else trained).append((drop, run, r))
-    if not trained:
-        return ""
-    drop, run, r = max(trained, key=lambda t: t[0])
-    seed = f" (seed {r['seed']})" if "seed" in r else ""
-    text = (
-        f"The victims that trained sit at most {drop:.1f} points below their clean victim "
-        f"(`{setting_label(run)}` trial {r['trial']}{seed}, {r['attack']}: {r['clean_accuracy']:.3f} "
-        f"against {victim_accuracy(run, r):.3f}; a margin of {drop / 100:.3f} or less would add it)"
-    )
-    if not down:
-        return text + "."
-    low = min(t[0] for t in down)
-    return (
-        f"{text}, the collapsed ones at least {low:.1f} points: any margin in between splits them the same."
-    )
-
-
-def collapse_paragraph(runs: Sequence[Run]) -> str:
-    """Which victims collapsed, the margin, and the nearest victims on either side of it."""
-    runs = label_runs(runs)
-    parts, whole = [], []
-    for run in runs:
-        mine = [r for r in run["trials"] if collapsed(run, r)]
-        if mine:
-            parts.append(_collapsed_text(run, mine))
-        else:
-            whole.append(run)
-    intact = named_settings(whole, runs)
-    text = "; ".join(parts) or "No victim collapsed"
-    text += f"; no {' or '.join(intact)} victim did." if intact and parts else "."
-    return para(
-        "**Collapsed victims are left out of the counts.** A victim whose clean accuracy fell more",
-        f"than {COLLAPSE_MARGIN:.2f} below the clean victim's did not train; whether the poison worked in",
-        "its trial is not measured, so it is neither a success nor a failed attack.",
-        text,
-        _margin_text(runs),
-        "The margin was set with these runs in view. A clean or placebo fine-tune control (the same",
-        "recipe, several seeds, no poison) that would say how often the recipe collapses by itself has",
-        "not been run.",
-    )
-
-
 def _difference_texts(runs: Sequence[Run], run: Run, row: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """``row`` against the same attack in every other setting: (0 outside, 0 inside)."""
     out, inside = [], []
     for other in runs:
-        match = [r for r in summarize_data(other) if r["attack"] == row["attack"] and r["counted"]]
+        match = [
+            r
+            for r in summarize_data(other)
+            if r["attack"] == row["attack"] and r["counted"] and not placebo_row(r)
+        ]
         if other is run or not match or not row["counted"]:
             continue
         b = match[0]
@@ -141,25 +87,42 @@ def _hit_text(run: Run, r: Mapping[str, Any]) -> str:
     )
 
 
+def _placebo_text(runs: Sequence[Run]) -> str:
+    """The placebo rows' successes: the chance rate of a random perturbation, not an attack's."""
+    rows = [(run, r) for run, r in _summaries(runs) if placebo_row(r) and r["counted"]]
+    if not rows:
+        return ""
+    hits = "; ".join(
+        f"{r['attack']} (`{r['kind']}`) flipped the victim in {r['successes']} of {r['counted']} "
+        f"`{setting_label(run)}` trials (Wilson {pct_interval(*r['interval'], 0)})"
+        for run, r in rows
+    )
+    return f"**The placebo is the control, not an attack:** {hits}, the chance rate of a random perturbation."
+
+
 def _success_bullet(runs: Sequence[Run]) -> str:
-    rows = _summaries(runs)
+    # the attacks alone: a placebo's successes (or their absence) say nothing of an attack
+    attacked = [run for run in runs if not is_placebo(run)]
+    rows = [(run, r) for run, r in _summaries(attacked) if not placebo_row(r)]
+    control = _placebo_text(runs)
     hits = [(run, r) for run, r in rows if r["successes"]]
-    won = [run for run in runs if any(run is h for h, _ in hits)]
-    settings = named_settings(won, runs)
+    won = [run for run in attacked if any(run is h for h, _ in hits)]
+    settings = named_settings(won, attacked)
     if not hits:
-        return para("- **No trial succeeded in any setting.**", _zero_text(rows), indent="  ")
-    only = "only in " if len(won) < len(runs) else "in "
+        none = "attack" if control else "trial"
+        return para(f"- **No {none} succeeded in any setting.**", _zero_text(rows), control, indent="  ")
+    only = "only in " if len(won) < len(attacked) else "in "
     head = [f"**Successes were observed {only}{' and '.join(settings)}**:"]
     head.append("; ".join(_hit_text(run, r) for run, r in hits) + ".")
     out, inside = [], []
     for run, r in hits:
-        a, b = _difference_texts(runs, run, r)
+        a, b = _difference_texts(attacked, run, r)
         out, inside = out + a, inside + b
     if out:
         head.append(f"0 is outside the interval of the difference for {'; '.join(out)}.")
     if inside:
         head.append(f"It is inside for {'; '.join(inside)}.")
-    return para("-", *head, _zero_text(rows), indent="  ")
+    return para("-", *head, _zero_text(rows), control, indent="  ")
 
 
 def _inside(row: Mapping[str, Any], percent: float) -> bool:

@@ -4,7 +4,8 @@
 run; :mod:`.clean_label_runs` labels a later run of a setting apart and names each run's config):
 the attacks and the protocol (:mod:`.clean_label_setup`), the scaled settings
 (:mod:`.clean_label_settings`), the tables (:mod:`.clean_label_doc`), the collapsed victims and
-the findings (:mod:`.clean_label_findings`, :mod:`.clean_label_changes`,
+the placebo control where a placebo run is on the page (:mod:`.clean_label_collapse`), the
+findings (:mod:`.clean_label_findings`, :mod:`.clean_label_changes`,
 :mod:`.clean_label_detection`) and how to reproduce it. Prose is a template: every figure in it
 is computed from the runs (or read from the configs they recorded and the code's defaults, said
 so where used); the paper's figures are literal citations marked as the paper's.
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from poisonlab.reporting.clean_label_collapse import collapse_paragraph
 from poisonlab.reporting.clean_label_doc import (
     accuracy_table,
     auroc_table,
@@ -32,7 +34,7 @@ from poisonlab.reporting.clean_label_doc import (
     setting_difference_table,
     success_table,
 )
-from poisonlab.reporting.clean_label_findings import collapse_paragraph, findings_section
+from poisonlab.reporting.clean_label_findings import findings_section
 from poisonlab.reporting.clean_label_runs import config_path, label_runs, setting_label
 from poisonlab.reporting.clean_label_settings import settings_section
 from poisonlab.reporting.clean_label_setup import (

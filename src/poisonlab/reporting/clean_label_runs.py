@@ -3,7 +3,9 @@
 Several runs may share a setting (the three scaled settings, and a side run such as the
 chapter's feature collision in ``transfer_linear``). :func:`label_runs` gives each run the label
 the page prints: the setting's name for its first run, ``setting (config name)`` for a later run
-of the same setting, so no two table rows or prose mentions read alike.
+of the same setting, ``setting (placebo)`` for a placebo run (:func:`is_placebo`: every attack row
+is a random perturbation, the control of the crafted attacks), so no two table rows or prose
+mentions read alike.
 :func:`named_settings` lists runs in prose without repeating a setting. :func:`config_path` says
 which committed config a run came from: the command the run recorded, else a known name, else an
 error (a wrong path on the page would send a reader to the wrong experiment).
@@ -17,10 +19,13 @@ from typing import Any
 
 __all__ = [
     "KNOWN_CONFIGS",
+    "PLACEBO_KINDS",
     "config_path",
+    "is_placebo",
     "label_runs",
     "largest_change",
     "named_settings",
+    "placebo_row",
     "recorded_config",
     "row_eps",
     "seeds_of",
@@ -36,22 +41,45 @@ KNOWN_CONFIGS = {
     "clean-label-transfer-finetune-cifar10": "experiments/clean_label/transfer-finetune-cifar10.yaml",
     "clean-label-scratch-cifar10": "experiments/clean_label/scratch-cifar10.yaml",
     "feature-collision-chapter": "experiments/chapter/feature-collision-chapter.yaml",
+    "clean-label-transfer-finetune-placebo": "experiments/clean_label/transfer-finetune-placebo.yaml",
 }
+
+
+#: Attack kinds that are controls, not attacks: the same images and eps ball as a crafted attack,
+#: a random perturbation in no chosen direction (:class:`~poisonlab.attacks.random_noise.RandomNoise`).
+PLACEBO_KINDS = ("random_noise",)
+
+
+def placebo_row(row: Mapping[str, Any]) -> bool:
+    """Whether an attack row (a config spec or a trial row) is a placebo, not a crafted attack."""
+    return (row.get("kind") or row.get("attack")) in PLACEBO_KINDS
+
+
+def is_placebo(run: Run) -> bool:
+    """Whether every attack row of the run is a placebo (:data:`PLACEBO_KINDS`): the run is the
+    control of the crafted attacks of its setting, none of its rows an attack."""
+    specs = run["config"].get("attacks") or []
+    return bool(specs) and all(spec.get("attack") in PLACEBO_KINDS for spec in specs)
 
 
 def label_runs(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Shallow copies of ``runs`` with a ``label`` each, in order (idempotent).
 
     The first run of a setting is labelled by the setting alone; a later run of the same setting
-    by ``setting (its config name)`` (and its position, should that name repeat too).
+    by ``setting (its config name)`` (and its position, should that name repeat too). A placebo
+    run (:func:`is_placebo`) is ``setting (placebo)`` wherever it stands, so the control never
+    reads as the setting's attacks.
     """
     out, seen, used = [], set(), set()
     for i, run in enumerate(runs):
         setting = run["config"]["setting"]
-        label = setting if setting not in seen else f"{setting} ({run['config']['name']})"
+        if is_placebo(run):
+            label = f"{setting} (placebo)"
+        else:
+            label = setting if setting not in seen else f"{setting} ({run['config']['name']})"
+            seen.add(setting)
         if label in used:
             label = f"{setting} ({run['config']['name']}, run {i + 1})"
-        seen.add(setting)
         used.add(label)
         out.append({**run, "label": label})
     return out

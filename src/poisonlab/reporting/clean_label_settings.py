@@ -15,6 +15,7 @@ from typing import Any
 
 from poisonlab.reporting.clean_label_runs import (
     config_path,
+    is_placebo,
     label_runs,
     row_eps,
     setting_label,
@@ -151,7 +152,13 @@ def _scratch_bullet(run: Run, head: str) -> str:
 def _setting_bullet(run: Run, first_transfer: Run | None) -> str:
     cfg, clean, setting = run["config"], run["clean"], run["config"]["setting"]
     head = f'- `{setting_label(run)}` ("{_SETTING_NAMES.get(setting, setting)}"):'
-    if setting_label(run) != setting:
+    if is_placebo(run):
+        head = (
+            f'- `{setting_label(run)}` ("{_SETTING_NAMES.get(setting, setting)}"; the placebo control of '
+            f"`{setting}`, config `{config_path(run)}`: no attack, a random perturbation of as many "
+            "images inside the same eps):"
+        )
+    elif setting_label(run) != setting:
         head = (
             f'- `{setting_label(run)}` ("{_SETTING_NAMES.get(setting, setting)}"; another `{setting}` '
             f"run, config `{config_path(run)}`, whose recorded description says what it runs):"
@@ -202,6 +209,9 @@ def _craft_text(runs: Sequence[Run], kind: str, spec: Mapping[str, Any]) -> str:
         pool, code = attack_param(spec, "max_sources")
         default = ", the code default" if code else ""
         return f"{name} {steps} Adam steps ({pool:,} patched sources sampled{default})"
+    if kind == "random_noise":
+        dist, _ = attack_param(spec, "distribution")
+        return f"{name} no optimisation (one random `{dist}` perturbation per poison)"
     if kind == "gradient_matching":
         restarts, _ = attack_param(spec, "restarts")
         crafts = [r["craft"] for run in runs for r in run["trials"] if r["kind"] == kind and r.get("craft")]

@@ -71,6 +71,11 @@ ATTACK_NOTES = {
         "target-class images whose training gradient aligns with the victim's adversarial gradient",
         "nothing",
     ),
+    "random_noise": (
+        "none: the placebo control of the attacks above",
+        "as many target-class images moved at random inside the same eps (no optimisation)",
+        "nothing",
+    ),
 }
 
 _DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits"}
