@@ -19,6 +19,7 @@ SMALL_STEPS = {
     "feature_collision": {"steps": 5},
     "clean_label_backdoor": {"steps": 3},
     "gradient_matching": {"steps": 3},
+    "random_noise": {},  # the placebo: no optimisation
 }
 
 
