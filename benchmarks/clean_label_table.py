@@ -2,7 +2,7 @@
 
 Reads the ``results.json`` of each run folder (``poisonlab clean-label CONFIG --out DIR``, one
 folder per run, in page order; a later run of a setting already on the page is labelled by its
-config name) and prints the page computed by
+config name, a placebo run (every attack ``random_noise``) as the control of its setting) and prints the page computed by
 :func:`poisonlab.reporting.clean_label_page.clean_label_markdown`: the attacks, the protocol and
 the scaled settings; per attack and setting the successes among the victims that trained (95 %
 Wilson interval), the collapsed victims left out, the control count and the published average;
@@ -15,7 +15,8 @@ setting (different seeds) are pooled with ``--pool``.
 
     .venv/bin/python benchmarks/clean_label_table.py docs/results/clean_label/transfer-linear \\
         docs/results/clean_label/transfer-finetune docs/results/clean_label/scratch \\
-        docs/results/clean_label/feature-collision-chapter --out docs/results/clean_label.md
+        docs/results/clean_label/feature-collision-chapter \\
+        docs/results/clean_label/transfer-finetune-placebo --out docs/results/clean_label.md
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ $py benchmarks/chapter_table.py docs/results/chapter --recalibration \
     benchmarks/results/bn_recalibration.json --out docs/results/chapter.md > /dev/null
 $py benchmarks/clean_label_table.py docs/results/clean_label/transfer-linear \
     docs/results/clean_label/transfer-finetune docs/results/clean_label/scratch \
-    docs/results/clean_label/feature-collision-chapter --out docs/results/clean_label.md > /dev/null
+    docs/results/clean_label/feature-collision-chapter docs/results/clean_label/transfer-finetune-placebo \
+    --out docs/results/clean_label.md > /dev/null
 $py benchmarks/defenses_doc.py docs/results --dev-case benchmarks/results/defenses.json \
     --configs experiments/defenses --out docs/results/defenses.md > /dev/null
 $py benchmarks/detection_doc.py docs/results --cost benchmarks/results/screen_cost_cifar10.json \

@@ -61,7 +61,8 @@ if [[ "${DOCS:-1}" == "1" ]]; then
   cp "$out/feature-collision-chapter"/{results.json,cells.jsonl,report.md} "$dest"/
   .venv/bin/python benchmarks/clean_label_table.py docs/results/clean_label/transfer-linear \
       docs/results/clean_label/transfer-finetune docs/results/clean_label/scratch \
-      docs/results/clean_label/feature-collision-chapter --out docs/results/clean_label.md > /dev/null
+      docs/results/clean_label/feature-collision-chapter docs/results/clean_label/transfer-finetune-placebo \
+      --out docs/results/clean_label.md > /dev/null  # the other runs: benchmarks/run_clean_label.sh
 else
   .venv/bin/python benchmarks/chapter_table.py "$out" --out "$out/chapter.md"
 fi

@@ -109,7 +109,11 @@ def test_zero_outside_the_interval_and_another_surrogate_are_said() -> None:
         placebo_collapse_text([finetune(collapses=8), placebo(surrogate_id="s-9", victim_accuracy=0.7)])
     )
     assert f"Newcombe 95 % {100 * d.low:+.0f} to {100 * d.high:+.0f} points, 0 outside it" in text
-    assert "the crafted poisons collapsed the victims more often than the random perturbation did." in text
+    # on another surrogate an interval that excludes 0 still does not say the poisons did it
+    assert "the crafted poisons collapsed the victims more often" not in text
+    assert "the crafted runs collapsed more victims, but on another surrogate and clean victim" in text
+    paired = flat(placebo_collapse_text([finetune(collapses=8), placebo(victim_accuracy=0.7)]))
+    assert "the crafted poisons collapsed the victims more often than the random perturbation did." in paired
     assert (
         "The comparison is unpaired: the placebo ran on another surrogate (`s-9`, against `s-1`) and another "
         "clean victim (accuracy 0.700, against 0.800)." in text

@@ -79,7 +79,7 @@ def _surrogate_text(placebos: list[Run], crafted: list[Run]) -> str:
     theirs = sorted({run["clean"]["surrogate_id"] for run in crafted})
     p_acc = and_list([f"{run['clean']['victim_accuracy']:.3f}" for run in placebos])
     c_acc = and_list([f"{run['clean']['victim_accuracy']:.3f}" for run in crafted])
-    if ours == theirs and len(ours) == 1:
+    if _shared(placebos, crafted):
         return (
             f"The placebo and the crafted runs share the surrogate (`{ours[0]}`); each victim is "
             f"measured against its own run's clean victim ({p_acc} for the placebo, {c_acc} for the "
@@ -91,12 +91,23 @@ def _surrogate_text(placebos: list[Run], crafted: list[Run]) -> str:
     )
 
 
+def _shared(placebos: list[Run], crafted: list[Run]) -> bool:
+    """Whether every placebo and crafted run trained on one and the same surrogate."""
+    return len({run["clean"]["surrogate_id"] for run in [*placebos, *crafted]}) == 1
+
+
 def _ids(ids: list[str]) -> str:
     return and_list([f"`{i}`" for i in ids])
 
 
-def _reading(d: Difference) -> str:
-    """What the difference (crafted minus placebo) says, and does not."""
+def _reading(d: Difference, paired: bool) -> str:
+    """What the difference (crafted minus placebo) says, and does not (``paired``: one surrogate)."""
+    if d.excludes_zero and not paired:
+        more = "crafted runs" if d.estimate > 0 else "placebo"
+        return (
+            f"the {more} collapsed more victims, but on another surrogate and clean victim, so these "
+            "runs do not separate the poisons from the surrogate."
+        )
     if not d.excludes_zero:
         return (
             "these runs do not show that the crafted poisons collapse the victims at another rate than "
@@ -128,13 +139,14 @@ def _setting_text(runs: Sequence[Run], setting: str) -> str:
     attacks = len({(id(run), r["attack"]) for run, r in rows})
     trials = sum(trial_count(run) for run in crafted)
     d = rate_difference(ck, cn, k, n)
+    reading = _reading(d, _shared(placebos, crafted))
     where = "outside" if d.excludes_zero else "inside"
     return (
         f"{head}. The crafted attacks of {and_list(named_settings(crafted, runs))} collapsed {ck} of "
         f"their {cn} victims ({attacks} attack rows pooled over {trials} trials; {rate_pct(ck, cn, 0)}): "
         f"crafted minus placebo {points(d.estimate, 0)}, Newcombe 95 % {100 * d.low:+.0f} to "
         f"{100 * d.high:+.0f} points, 0 {where} it (the interval takes the pooled victims as independent; "
-        f"they are {attacks} attack rows on the same trials' draws): {_reading(d)} "
+        f"they are {attacks} attack rows on the same trials' draws): {reading} "
         f"{_surrogate_text(placebos, crafted)}"
     )
 

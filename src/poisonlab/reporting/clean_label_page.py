@@ -50,7 +50,13 @@ from poisonlab.reporting.results_docs import load_json
 __all__ = ["COMMAND", "RUN_FOLDERS", "clean_label_markdown", "load_run", "load_runs"]
 
 #: the committed runs, in page order, under ``docs/results/clean_label/``
-RUN_FOLDERS = ("transfer-linear", "transfer-finetune", "scratch", "feature-collision-chapter")
+RUN_FOLDERS = (
+    "transfer-linear",
+    "transfer-finetune",
+    "scratch",
+    "feature-collision-chapter",
+    "transfer-finetune-placebo",
+)
 #: the command that writes ``docs/results/clean_label.md`` (named on the page)
 COMMAND = (
     "python benchmarks/clean_label_table.py "
