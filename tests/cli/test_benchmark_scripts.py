@@ -1,8 +1,10 @@
 """The result scripts under benchmarks/ call the CLI with options it has (they run for hours:
-a misspelt flag would only show when the script reaches that line)."""
+a misspelt flag would only show when the script reaches that line), and BENCHMARKS.md's recipe
+table is what benchmarks/recipe_table.py makes of its records."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -46,3 +48,25 @@ def test_every_option_a_script_passes_exists(script: Path):
         known = _options(call[0])
         used = {token for token in call[1:] if re.fullmatch(r"--[a-z][a-z-]*", token)}
         assert used <= known, (script.name, call[0], sorted(used - known))
+
+
+def _recipe_table_module():
+    path = Path(__file__).parents[2] / "benchmarks" / "recipe_table.py"
+    spec = importlib.util.spec_from_file_location("recipe_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_benchmarks_md_holds_the_recipe_table_its_records_give():
+    root = Path(__file__).parents[2]
+    generated = _recipe_table_module().table(root / "benchmarks" / "results" / "recipe_selection")
+    assert generated in (root / "BENCHMARKS.md").read_text(encoding="utf-8"), (
+        "BENCHMARKS.md's recipe-selection table differs from its records: run "
+        "python benchmarks/recipe_table.py and paste its output"
+    )
+
+
+def test_the_recipe_table_refuses_an_empty_folder(tmp_path: Path):
+    with pytest.raises(ValueError, match="no recipe records"):
+        _recipe_table_module().table(tmp_path)
