@@ -2,13 +2,13 @@
 
 Reads the ``results.json`` of each run folder (``poisonlab clean-label CONFIG --out DIR``, one
 folder per run, in page order; a later run of a setting already on the page is labelled by its
-config name, a placebo run (every attack ``random_noise``) as the control of its setting) and prints the page computed by
-:func:`poisonlab.reporting.clean_label_page.clean_label_markdown`: the attacks, the protocol and
-the scaled settings; per attack and setting the successes among the victims that trained (95 %
-Wilson interval), the collapsed victims left out, the control count and the published average;
-the differences between settings (Newcombe intervals); the mean clean accuracy and backdoor
-rates and their paired changes over trials (t intervals); the defenses' detection; the findings,
-every figure computed from the runs. ``--out`` also writes it to a file;
+config name, a placebo run (every attack ``random_noise``) as the control of its setting) and
+prints the page computed by :func:`poisonlab.reporting.clean_label_page.clean_label_markdown`:
+the attacks, the protocol and the scaled settings; per attack and setting the successes among
+the victims that trained (95 % Wilson interval), the collapsed victims left out, the control
+count and the published average; the differences between settings (Newcombe intervals); the
+mean clean accuracy and backdoor rates and their paired changes over trials (t intervals); the
+defenses' detection; the findings, every figure computed from the runs. ``--out`` also writes it to a file;
 ``tests/reporting/test_clean_label_doc.py`` fails when the committed page differs.
 ``--tables`` prints the tables alone (the page's, in page order). Several folders of one
 setting (different seeds) are pooled with ``--pool``.
