@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import wilson_interval
 
 DEFAULT = Path(__file__).resolve().parent / "results" / "recipe_selection"
@@ -45,7 +46,6 @@ def _row(path: Path) -> dict:
         "val_ci": wilson_interval(round(last["val_accuracy"] * n_val), n_val),
         "val_tta": last["val_tta_accuracy"],
         "test": run["test_accuracy"],
-        "commit": record.get("commit"),
     }
 
 
@@ -54,18 +54,26 @@ def table(folder: Path) -> str:
     rows = sorted((_row(p) for p in sorted(folder.glob("*.json"))), key=lambda r: -r["val"])
     if not rows:
         raise ValueError(f"{folder}: no recipe records (*.json)")
-    lines = [
-        "| recipe (file) | settings | seed | val acc (95% Wilson) | val acc, flip TTA "
-        "| test acc (read once, not used) |",
-        "|---|---|---:|---|---:|---:|",
+    header = [
+        "recipe (file)",
+        "settings",
+        "seed",
+        "val acc (95% Wilson)",
+        "val acc, flip TTA",
+        "test acc (read once, not used)",
     ]
-    for r in rows:
-        low, high = r["val_ci"]
-        tta = "-" if r["val_tta"] is None else f"{r['val_tta']:.4f}"
-        lines.append(
-            f"| `{r['name']}` | {r['settings']} | {r['seed']} | {r['val']:.4f} ({low:.4f}-{high:.4f}) "
-            f"| {tta} | {r['test']:.4f} |"
-        )
+    cells = [
+        [
+            f"`{r['name']}`",
+            r["settings"],
+            r["seed"],
+            f"{r['val']:.4f} ({r['val_ci'][0]:.4f}-{r['val_ci'][1]:.4f})",
+            "-" if r["val_tta"] is None else f"{r['val_tta']:.4f}",
+            f"{r['test']:.4f}",
+        ]
+        for r in rows
+    ]
+    lines = [markdown_table(header, cells, align=["l", "l", "r", "l", "r", "r"])]
     best, second = rows[0], rows[1] if len(rows) > 1 else None
     gap = (
         ""
