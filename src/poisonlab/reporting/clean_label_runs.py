@@ -59,7 +59,7 @@ def is_placebo(run: Run) -> bool:
     """Whether every attack row of the run is a placebo (:data:`PLACEBO_KINDS`): the run is the
     control of the crafted attacks of its setting, none of its rows an attack."""
     specs = run["config"].get("attacks") or []
-    return bool(specs) and all(spec.get("attack") in PLACEBO_KINDS for spec in specs)
+    return bool(specs) and all(placebo_row(spec) for spec in specs)
 
 
 def label_runs(runs: Sequence[Run]) -> list[dict[str, Any]]:
