@@ -45,8 +45,9 @@ for name in "${names[@]}"; do
   .venv/bin/poisonlab run "experiments/chapter/$name.yaml" --out "$out/$name" --seeds "$seeds" --quiet --resume
 done
 .venv/bin/poisonlab figures experiments/chapter/trigger-figures.yaml --out "$out/trigger-figures" --overwrite  # seconds: drawn again
-.venv/bin/poisonlab clean-label experiments/chapter/feature-collision-chapter.yaml \
-    --out "$out/feature-collision-chapter" --quiet --resume
+# feature collision at the chapter's settings over SEEDS seeds: a run of the clean-label page
+# (with DOCS=1 copied to docs/results/clean_label/ and that page rebuilt; else OUT_DIR/clean_label)
+FC_SEEDS="$seeds" ONLY=feature-collision-chapter bash benchmarks/run_clean_label.sh "$out/clean_label"
 if [[ "${DOCS:-1}" == "1" ]]; then
   for name in "${names[@]}"; do
     dest="docs/results/chapter/$name"
@@ -56,13 +57,6 @@ if [[ "${DOCS:-1}" == "1" ]]; then
   done
   .venv/bin/python benchmarks/chapter_table.py docs/results/chapter \
     --recalibration benchmarks/results/bn_recalibration.json --out docs/results/chapter.md
-  dest=docs/results/clean_label/feature-collision-chapter  # a run of the clean-label page
-  mkdir -p "$dest"
-  cp "$out/feature-collision-chapter"/{results.json,cells.jsonl,report.md} "$dest"/
-  .venv/bin/python benchmarks/clean_label_table.py docs/results/clean_label/transfer-linear \
-      docs/results/clean_label/transfer-finetune docs/results/clean_label/scratch \
-      docs/results/clean_label/feature-collision-chapter docs/results/clean_label/transfer-finetune-placebo \
-      --out docs/results/clean_label.md > /dev/null  # the other runs: benchmarks/run_clean_label.sh
 else
   .venv/bin/python benchmarks/chapter_table.py "$out" --out "$out/chapter.md"
 fi

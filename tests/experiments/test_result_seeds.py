@@ -156,6 +156,18 @@ def test_pool_seeds_adds_trials_and_keeps_each_seeds_clean_victim() -> None:
         pool_seeds([a, a])
 
 
+def test_pool_seeds_keeps_every_seeds_provenance() -> None:
+    a = _clean_label_data(0, [0.74], [True])
+    b = _clean_label_data(1, [0.70], [False])
+    a["provenance"] = {"commit": "abc", "seeds": [0], "parameters": {"config": {"seed": 0}}}
+    b["provenance"] = {"commit": "abd", "seeds": [1], "parameters": {"config": {"seed": 1}}}
+    pooled = pool_seeds([a, b])
+    assert pooled["provenance"] == {**a["provenance"], "seeds": [0, 1]}
+    assert pooled["provenance_per_seed"] == {"0": a["provenance"], "1": b["provenance"]}
+    del b["provenance"]  # a seed without a record: no pooled record rather than a wrong one
+    assert "provenance" not in pool_seeds([a, b]) and "provenance_per_seed" not in pool_seeds([a, b])
+
+
 def test_write_pooled_clean_label(tmp_path) -> None:
     a = _clean_label_data(0, [0.74, 0.70], [True, False])
     b = _clean_label_data(1, [0.20, 0.71], [False, True])

@@ -215,12 +215,32 @@ def test_seeds_pooled_into_one_run_make_a_page() -> None:
     first = small_runs()[1]
     second = copy.deepcopy(first)
     second["config"]["seed"] = 1
-    page = flat(clean_label_markdown([recorded(pool_seeds([first, second]))]))  # pooling drops provenance
+    page = flat(clean_label_markdown([recorded(pool_seeds([first, second]))]))
     assert (
         "1 of 6 `scratch` trials" not in page
         and "CLBD (`clean_label_backdoor`) flipped the victim in 2 of 6" in page
     )
     assert "2 `scratch` victims collapsed" in page and "trial 1 (seed 0), FC: 0.790 against 0.800" in page
+
+
+def test_a_folder_of_seeds_is_read_from_its_pooled_results(tmp_path) -> None:
+    first = small_runs()[0]
+    second = copy.deepcopy(first)
+    second["config"]["seed"] = 1
+    second["clean"] |= {"surrogate_id": "s-2", "surrogate_accuracy": 0.75, "victim_accuracy": 0.70}
+    folder = write(tmp_path / "run", {"config": {}})  # a results.json the pooled file overrides
+    pooled = pool_seeds([first, second])
+    (folder / "results_pooled.json").write_text(json.dumps(pooled), encoding="utf-8")
+    (folder / "report_pooled.md").write_text("| collapsed victims |", encoding="utf-8")
+    run = load_run(folder)
+    assert run["config"]["seeds"] == [0, 1] and len(run["trials"]) == 12 and run["report_collapsed"]
+    page = flat(clean_label_markdown([run]))
+    assert (
+        "each of the 2 seeds (0, 1) pre-trains its own surrogate, the chapter CNN on 500 "
+        "CIFAR-10 images (accuracy 0.850, 0.750 on 100 evaluation images; the clean victims 0.800, "
+        "0.700), and draws its own trials" in page
+    )
+    assert "| transfer_linear | 0.750 |" in page  # the clean victims' mean, not seed 0's
 
 
 def test_no_success_and_no_defense_still_make_a_page() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from poisonlab.experiments.clean_label.report import collapsed, victim_accuracy
+from poisonlab.experiments.clean_label.report import collapsed, mean_victim_accuracy, victim_accuracy
 from poisonlab.reporting.clean_label_runs import (
     is_placebo,
     label_runs,
@@ -125,7 +125,7 @@ def accuracy_bullet(runs: Sequence[Run]) -> str:
     ranges = "; ".join(
         f"`{setting_label(run)}` {min(r['clean_accuracy'] for r in run['trials']):.3f}-"
         f"{max(r['clean_accuracy'] for r in run['trials']):.3f} (clean victim "
-        f"{run['clean']['victim_accuracy']:.3f})"
+        f"{mean_victim_accuracy(run):.3f})"
         for run in runs
     )
     budgets = sorted({f"{100 * run['config']['budget']:g} %" for run in runs})

@@ -22,6 +22,7 @@ from poisonlab.experiments.clean_label.report import (
     COLLAPSE_MARGIN,
     collapsed,
     mean_detection,
+    mean_victim_accuracy,
     summarize_data,
     victim_accuracy,
 )
@@ -121,7 +122,7 @@ def accuracy_table(runs: Sequence[Run]) -> str:
     rows = []
     for run in runs:
         by_name = {r["attack"]: r for r in summarize_data(run)}
-        cells = [setting_label(run), f"{run['clean']['victim_accuracy']:.3f}"]
+        cells = [setting_label(run), f"{mean_victim_accuracy(run):.3f}"]
         for name in names:
             r = by_name.get(name)
             cells.append("-" if r is None or r["clean_accuracy"] is None else f"{r['clean_accuracy']:.3f}")

@@ -81,18 +81,23 @@ def _lacks(where: str, data: Any, keys: Sequence[str]) -> None:
 def load_run(folder: str | Path) -> dict[str, Any]:
     """The ``results.json`` of one run folder, checked for every field the page reads.
 
-    The run's ``report.md``, where the folder has one, is read for one fact the page states: whether
-    it has a *collapsed victims* column (``report_collapsed``, None without a report).
+    A folder of several seeds (``poisonlab clean-label --seeds N``: ``seed-K/`` below it) is read
+    from its ``results_pooled.json`` (:func:`~poisonlab.experiments.clean_label.records.pool_seeds`)
+    and ``report_pooled.md`` instead. The run's report, where the folder has one, is read for one
+    fact the page states: whether it has a *collapsed victims* column (``report_collapsed``, None
+    without a report).
 
     Raises
     ------
     FileNotFoundError
-        No ``results.json`` in ``folder`` (the message names the path).
+        Neither ``results_pooled.json`` nor ``results.json`` in ``folder`` (the message names the
+        path).
     ValueError
         Not JSON, or a missing field, no trial row, or a row of an attack the config lacks (the
         message names the file, and the row).
     """
-    path = Path(folder) / "results.json"
+    pooled = (Path(folder) / "results_pooled.json").is_file()
+    path = Path(folder) / ("results_pooled.json" if pooled else "results.json")
     try:
         data = load_json(path)
     except json.JSONDecodeError as exc:
@@ -107,7 +112,7 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         _lacks(f"{path}: trial row {i}", row, _TRIAL_KEYS)
         if row["attack"] not in names:
             raise ValueError(f"{path}: trial row {i} is of attack {row['attack']!r}, not in the config")
-    report = Path(folder) / "report.md"
+    report = Path(folder) / ("report_pooled.md" if pooled else "report.md")
     data["report_collapsed"] = (
         "collapsed victims" in report.read_text(encoding="utf-8") if report.is_file() else None
     )

@@ -149,6 +149,20 @@ def _scratch_bullet(run: Run, head: str) -> str:
     )
 
 
+def _surrogate_per_seed(run: Run) -> str:
+    """A pooled run's surrogates: each seed pre-trained its own (and drew its own trials)."""
+    per_seed = run["clean_per_seed"]
+    seeds = sorted(per_seed, key=int)
+    accuracy = ", ".join(f"{per_seed[s]['surrogate_accuracy']:.3f}" for s in seeds)
+    victims = ", ".join(f"{per_seed[s]['victim_accuracy']:.3f}" for s in seeds)
+    return (
+        f"each of the {len(seeds)} seeds ({', '.join(seeds)}) pre-trains its own surrogate, the chapter "
+        f"CNN on {run['config']['pretrain_size']:,} {dataset_text(run)} images (accuracy {accuracy} on "
+        f"{run['clean']['eval_size']:,} evaluation images; the clean victims {victims}), and draws its "
+        "own trials"
+    )
+
+
 def _setting_bullet(run: Run, first_transfer: Run | None) -> str:
     cfg, clean, setting = run["config"], run["clean"], run["config"]["setting"]
     head = f'- `{setting_label(run)}` ("{_SETTING_NAMES.get(setting, setting)}"):'
@@ -173,6 +187,8 @@ def _setting_bullet(run: Run, first_transfer: Run | None) -> str:
     )
     if first_transfer is not None and first_transfer["clean"]["surrogate_id"] == clean["surrogate_id"]:
         surrogate = f"the same surrogate (`{clean['surrogate_id']}`)"
+    if len(run.get("clean_per_seed") or {}) > 1:
+        surrogate = _surrogate_per_seed(run)
     images = f"{clean['train_size']:,} other training images,"
     if setting == "transfer_linear":
         lin = cfg.get("linear") or {}

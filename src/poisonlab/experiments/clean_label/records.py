@@ -80,7 +80,8 @@ def pool_seeds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     dict
         ``config`` (the first seed's, ``seed`` replaced by ``seeds``), ``clean`` (the first
         seed's), ``clean_per_seed`` (seed -> its ``clean``) and ``trials`` (every seed's, each
-        row with its ``seed``).
+        row with its ``seed``); where every seed recorded one, ``provenance`` (the first seed's,
+        its ``seeds`` replaced by all of them) and ``provenance_per_seed`` (seed -> its own).
 
     Raises
     ------
@@ -99,9 +100,14 @@ def pool_seeds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             diff = sorted(k for k in set(ref) | set(other) if ref.get(k) != other.get(k))
             raise ValueError(f"seed {seed}'s config differs from seed {seeds[0]}'s in {diff}")
     trials = [{**row, "seed": seed} for seed, r in zip(seeds, results, strict=True) for row in r["trials"]]
-    return {
+    pooled = {
         "config": {**ref, "seeds": seeds},
         "clean": results[0]["clean"],
         "clean_per_seed": {str(s): r["clean"] for s, r in zip(seeds, results, strict=True)},
         "trials": trials,
     }
+    records = [r.get("provenance") for r in results]
+    if all(isinstance(record, Mapping) for record in records):  # commit, versions, parameters kept
+        pooled["provenance"] = {**records[0], "seeds": seeds}
+        pooled["provenance_per_seed"] = {str(s): rec for s, rec in zip(seeds, records, strict=True)}
+    return pooled

@@ -18,6 +18,7 @@ __all__ = [
     "PUBLISHED",
     "collapsed",
     "mean_detection",
+    "mean_victim_accuracy",
     "summarize",
     "summarize_data",
     "victim_accuracy",
@@ -52,6 +53,12 @@ def victim_accuracy(data: Mapping[str, Any], row: Mapping[str, Any]) -> float:
     per_seed = data.get("clean_per_seed") or {}
     clean = per_seed.get(str(row.get("seed")), data["clean"])
     return float(clean["victim_accuracy"])
+
+
+def mean_victim_accuracy(data: Mapping[str, Any]) -> float:
+    """The clean victim's accuracy of a run: the mean over its seeds' clean victims when pooled."""
+    per_seed = data.get("clean_per_seed") or {"": data["clean"]}
+    return float(np.mean([float(clean["victim_accuracy"]) for clean in per_seed.values()]))
 
 
 def collapsed(data: Mapping[str, Any], row: Mapping[str, Any], margin: float = COLLAPSE_MARGIN) -> bool:
