@@ -52,6 +52,7 @@ from poisonlab.data.dataset import Dataset
 from poisonlab.device import resolve_device
 from poisonlab.models.base import PoisonlabModel
 from poisonlab.params import DEVICE, POSITIVE_INT, SEED, InstanceOf, check_param
+from poisonlab.threads import compute_threads, estimate_flops
 
 __all__ = ["Crafted", "CraftedAttack"]
 
@@ -199,7 +200,14 @@ class CraftedAttack(PoisoningAttack):
             tgt, idx = select_poisons(
                 clean, self.target, count=self.count, fraction=self.fraction, seed=self.seed
             )
-            crafted = self._craft(surrogate, clean, tgt, idx)
+            # the thread policy of training applies here too: a crafting step is a forward and a
+            # backward pass of the surrogate on one chunk, and two threads of a small step on a
+            # busy machine run many times slower than one (poisonlab.threads)
+            chunk_flops = (
+                3.0 * estimate_flops(surrogate.net, clean.image_shape) * min(self.batch_size, idx.size)
+            )
+            with compute_threads(chunk_flops, surrogate.device):
+                crafted = self._craft(surrogate, clean, tgt, idx)
         report = CraftReport(
             seconds=clock.seconds,
             peak_rss_mib=clock.peak_rss_mib,
