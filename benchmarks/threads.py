@@ -1,7 +1,9 @@
-"""Thread policy benchmark (issue 12): `poisonlab train` on a busy and on an idle machine.
+"""Thread policy benchmark (issue 12): `poisonlab train` or `poisonlab craft` on a busy and on an
+idle machine.
 
-Times the same training command under three thread settings, alternating their order over
-``--repeats`` rounds:
+Times the same command (``--work train``: a training run; ``--work craft``: crafting clean-label
+poisons against a model trained once, untimed, before the rounds) under three thread settings,
+alternating their order over ``--repeats`` rounds:
 
 * ``policy``: no thread setting at all (the automatic policy of :mod:`poisonlab.threads`);
 * ``omp1``: ``OMP_NUM_THREADS=1`` (the reference the target is stated against);
@@ -16,6 +18,9 @@ Reproduce (see BENCHMARKS.md, "Threads")::
     .venv/bin/python benchmarks/threads.py --load 2 --repeats 3 --out benchmarks/results/threads_busy.json
     .venv/bin/python benchmarks/threads.py --dataset cifar10 --data-dir ../shared/datasets/cifar10-jpeg \
         --epochs 1 --repeats 1 --settings policy all-cores --out benchmarks/results/threads_cifar_idle.json
+    .venv/bin/python benchmarks/threads.py --work craft --dataset cifar10 \
+        --data-dir ../shared/datasets/cifar10-jpeg --epochs 1 --load 1 --repeats 2 \
+        --out benchmarks/results/threads_craft_busy.json
 """
 
 from __future__ import annotations
@@ -63,6 +68,16 @@ def _time_once(command: list[str], setting: str) -> float:
         return time.perf_counter() - start
 
 
+def _craft_command(train: list[str], args: argparse.Namespace, model_dir: Path) -> list[str]:
+    """Train the surrogate once (policy threads, untimed); the crafting command to time against it."""
+    subprocess.run([*train, "--out", str(model_dir)], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    command = [train[0], "craft", args.attack, args.dataset, "--model", str(model_dir), "--target", "1"]
+    command += ["--count", str(args.count), "--steps", str(args.steps), "--victim", "test:0", "--seed", "0"]
+    if args.data_dir:
+        command += ["--data-dir", str(Path(args.data_dir).resolve())]
+    return command
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -87,6 +102,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", choices=("train", "craft"), default="train")
+    parser.add_argument("--attack", default="feature_collision", help="--work craft: the crafted attack")
+    parser.add_argument("--count", type=int, default=25, help="--work craft: poisons")
+    parser.add_argument("--steps", type=int, default=200, help="--work craft: optimisation steps")
     args = parser.parse_args()
     command = [
         str(ROOT / ".venv/bin/poisonlab"),
@@ -101,6 +120,9 @@ def main() -> None:
         command += ["--data-dir", str(Path(args.data_dir).resolve())]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
+    workdir = tempfile.TemporaryDirectory()
+    if args.work == "craft":
+        command = _craft_command(command, args, Path(workdir.name) / "surrogate")
     commit = _git_commit()  # before the runs: the code that is timed
     stop = mp.Event()
     spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.load)]
@@ -117,9 +139,11 @@ def main() -> None:
         stop.set()
         for p in spinners:
             p.join(timeout=5)
+        workdir.cleanup()
     medians = {s: statistics.median(v) for s, v in times.items()}
     result = {
         "benchmark": "threads",
+        "work": args.work,
         "commit": commit,
         "environment": environment(),
         "command": command,
