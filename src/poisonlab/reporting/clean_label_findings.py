@@ -193,9 +193,13 @@ def _protocol_text(run: Run, pub: float) -> str:
     if not diffs:
         return ""
     seeds, n = seeds_of(run), trial_count(run)
-    seed = f"one seed (seed {seeds[0]})" if len(seeds) == 1 else f"{len(seeds)} seeds pooled"
+    seed = (
+        f"is one seed (seed {seeds[0]}) of {n} paired trials"
+        if len(seeds) == 1
+        else f"pools {len(seeds)} seeds (each its own surrogate and trials) into {n} paired trials"
+    )
     return (
-        f"This run is {seed} of {n} paired trials; the paper's {pub:g} % is its average over its "
+        f"This run {seed}; the paper's {pub:g} % is its average over its "
         f"architectures under its own protocol, which {text}."
     )
 
