@@ -57,6 +57,16 @@ def test_the_page_holds_every_table_and_links_the_design_note() -> None:
     assert (ROOT / "docs" / "clean-label-notes.md").is_file()
 
 
+def recorded_seeds(run: dict) -> list[int]:
+    return sorted({int(row["seed"]) for row in run["trials"]})
+
+
+def run_report(folder: Path) -> Path:
+    """A run folder's report: ``report_pooled.md`` for a run over several seeds."""
+    pooled = folder / "report_pooled.md"
+    return pooled if pooled.is_file() else folder / "report.md"
+
+
 def test_the_committed_configs_are_the_ones_the_runs_recorded() -> None:
     """The configs the page's reproduce block names are the ones the runs recorded (a data_dir
     the run took from the environment is where the data was, not a setting)."""
@@ -65,18 +75,21 @@ def test_the_committed_configs_are_the_ones_the_runs_recorded() -> None:
         config.pop("base_dir")
         if config["dataset"]["data_dir"] is None:
             config["dataset"]["data_dir"] = run["config"]["dataset"]["data_dir"]
-        assert config == run["config"], run["config"]["name"]
-        assert f"poisonlab clean-label {config_path(run)} --out" in (RESULTS / "clean_label.md").read_text(
-            encoding="utf-8"
-        )
+        recorded = dict(run["config"])
+        if "seeds" in recorded:  # a pooled run: `--seeds N` replaced the config's seed
+            assert recorded.pop("seeds") == list(range(len(recorded_seeds(run)))), run["config"]["name"]
+            config.pop("seed")
+        assert config == recorded, run["config"]["name"]
+        seeds = f" --seeds {len(recorded_seeds(run))}" if "seeds" in run["config"] else ""
+        assert f"poisonlab clean-label {config_path(run)} --out runs/{config['name']}{seeds}\n" in (
+            RESULTS / "clean_label.md"
+        ).read_text(encoding="utf-8")
 
 
 def test_the_page_says_which_reports_predate_the_collapsed_column() -> None:
     """The page names the committed report.md files that count every trial (no collapsed column)."""
     runs = load_runs(FOLDERS)
-    old = [
-        f.name for f in FOLDERS if "collapsed victims" not in (f / "report.md").read_text(encoding="utf-8")
-    ]
+    old = [f.name for f in FOLDERS if "collapsed victims" not in run_report(f).read_text(encoding="utf-8")]
     assert [r["report_collapsed"] for r in runs] == [f.name not in old for f in FOLDERS]
     page = flat((RESULTS / "clean_label.md").read_text(encoding="utf-8"))
     assert old == ["transfer-linear", "transfer-finetune", "scratch"]
@@ -241,6 +254,7 @@ def test_a_folder_of_seeds_is_read_from_its_pooled_results(tmp_path) -> None:
         "0.700), and draws its own trials" in page
     )
     assert "| transfer_linear | 0.750 |" in page  # the clean victims' mean, not seed 0's
+    assert "--out runs/clean-label-transfer_linear --seeds 2" in page  # what wrote seed-0 and seed-1
 
 
 def test_no_success_and_no_defense_still_make_a_page() -> None:

@@ -239,7 +239,8 @@ def _tables(runs: Sequence[Run]) -> list[str]:
 
 def _reproduce(runs: Sequence[Run]) -> list[str]:
     commands = [
-        f"poisonlab clean-label {config_path(run)} --out runs/{run['config']['name']}" for run in runs
+        f"poisonlab clean-label {config_path(run)} --out runs/{run['config']['name']}{_seeds_option(run)}"
+        for run in runs
     ]
     folders = " ".join(f"runs/{run['config']['name']}" for run in runs)
     times = []
@@ -272,6 +273,18 @@ def _reproduce(runs: Sequence[Run]) -> list[str]:
             _old_reports(runs),
         ),
     ]
+
+
+def _seeds_option(run: Run) -> str:
+    """`` --seeds N`` for a run pooled over seeds 0..N-1 (what wrote its seed-K folders), else ""."""
+    seeds = run["config"].get("seeds")
+    if not seeds:
+        return ""
+    if list(seeds) != list(range(len(seeds))):
+        raise ValueError(
+            f"{run['config']['name']}: pooled seeds {seeds} are not 0..N-1 (what --seeds N runs)"
+        )
+    return f" --seeds {len(seeds)}"
 
 
 def _old_reports(runs: Sequence[Run]) -> str:
