@@ -58,8 +58,9 @@ def _clean_label_result(name: str) -> dict:
 def test_clean_label_page_holds_every_generated_table() -> None:
     runs = [_clean_label_result(name) for name in CLEAN_LABEL_RUNS]
     page = (RESULTS / "clean_label.md").read_text(encoding="utf-8")
-    assert missing_tables(page, doc_tables(runs)) == []
-    assert len(markdown_tables(page)) == 1 + len(doc_tables(runs))  # + the attacks' description table
+    tables = [t for t in doc_tables(runs) if t.startswith("|")]  # an empty one is a line of text
+    assert missing_tables(page, tables) == []
+    assert len(markdown_tables(page)) == 1 + len(tables)  # + the attacks' description table
 
 
 def test_defenses_page_holds_every_generated_table() -> None:
