@@ -93,8 +93,8 @@ def test_the_page_says_which_reports_predate_the_collapsed_column() -> None:
     old = [f.name for f in FOLDERS if "collapsed victims" not in run_report(f).read_text(encoding="utf-8")]
     assert [r["report_collapsed"] for r in runs] == [f.name not in old for f in FOLDERS]
     page = flat((RESULTS / "clean_label.md").read_text(encoding="utf-8"))
-    assert old == ["transfer-linear", "scratch"]
-    assert "those of `transfer_linear` and `scratch` have none" in page
+    assert old == ["scratch"]
+    assert "those of `scratch` have none" in page
 
 
 # ---------------------------------------------------------------- constructed runs

@@ -43,8 +43,9 @@ PUBLISHED = {
 #: A victim trained on a poisoned set "collapsed" when its clean accuracy fell more than this
 #: below the clean victim's: the training run failed, so whether the poison worked is not
 #: measured. Its trial is reported apart, not counted as a failed attack. The margin was set
-#: with the committed runs in view (their victims sit within 9 points of the clean one or 17+
-#: points below it; a margin of 0.10 would add one from-scratch run at 10.2 points).
+#: with the runs committed then in view (their victims sat within 9 points of the clean one or 17+
+#: points below it; a margin of 0.10 would add one from-scratch run at 10.2 points); the
+#: revision-2 transfer runs that replaced them have no victim more than 0.15 below.
 COLLAPSE_MARGIN = 0.15
 
 
