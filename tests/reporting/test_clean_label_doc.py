@@ -25,7 +25,7 @@ from poisonlab.reporting.clean_label_page import (
     load_run,
     load_runs,
 )
-from poisonlab.reporting.clean_label_runs import config_path
+from poisonlab.reporting.clean_label_runs import config_path, seeds_of
 from poisonlab.reporting.clean_label_setup import victim_training
 from poisonlab.reporting.results_docs import markdown_tables, missing_tables
 from poisonlab.reporting.stats import rate_difference, wilson_interval
@@ -58,10 +58,6 @@ def test_the_page_holds_every_table_and_links_the_design_note() -> None:
     assert (ROOT / "docs" / "clean-label-notes.md").is_file()
 
 
-def recorded_seeds(run: dict) -> list[int]:
-    return sorted({int(row["seed"]) for row in run["trials"]})
-
-
 def run_report(folder: Path) -> Path:
     """A run folder's report: ``report_pooled.md`` for a run over several seeds."""
     pooled = folder / "report_pooled.md"
@@ -78,10 +74,10 @@ def test_the_committed_configs_are_the_ones_the_runs_recorded() -> None:
             config["dataset"]["data_dir"] = run["config"]["dataset"]["data_dir"]
         recorded = dict(run["config"])
         if "seeds" in recorded:  # a pooled run: `--seeds N` replaced the config's seed
-            assert recorded.pop("seeds") == list(range(len(recorded_seeds(run)))), run["config"]["name"]
+            assert recorded.pop("seeds") == list(range(len(seeds_of(run)))), run["config"]["name"]
             config.pop("seed")
         assert config == recorded, run["config"]["name"]
-        seeds = f" --seeds {len(recorded_seeds(run))}" if "seeds" in run["config"] else ""
+        seeds = f" --seeds {len(seeds_of(run))}" if "seeds" in run["config"] else ""
         assert f"poisonlab clean-label {config_path(run)} --out runs/{config['name']}{seeds}\n" in (
             RESULTS / "clean_label.md"
         ).read_text(encoding="utf-8")
@@ -256,6 +252,9 @@ def test_a_folder_of_seeds_is_read_from_its_pooled_results(tmp_path) -> None:
     )
     assert "| transfer_linear | 0.750 |" in page  # the clean victims' mean, not seed 0's
     assert "--out runs/clean-label-transfer_linear --seeds 2" in page  # what wrote seed-0 and seed-1
+    gapped = pool_seeds([first, copy.deepcopy(second) | {"config": {**second["config"], "seed": 3}}])
+    with pytest.raises(ValueError, match=r"pooled seeds \[0, 3\] are not 0..N-1"):
+        clean_label_markdown([gapped])  # no --seeds N writes seeds 0 and 3: no command to print
 
 
 def test_no_success_and_no_defense_still_make_a_page() -> None:
