@@ -71,10 +71,20 @@ def out_option(help: str, default: Any = ...) -> Any:
 
 
 def use_threads(threads: int | None) -> None:
-    """Apply ``--threads`` (None keeps the automatic policy of :mod:`poisonlab.threads`)."""
-    from poisonlab.threads import set_threads  # imports torch: only when a command runs
+    """Apply ``--threads`` (None keeps the automatic policy of :mod:`poisonlab.threads`).
+
+    An explicit choice (``--threads`` or ``POISONLAB_THREADS``) also becomes torch's own default
+    for the command, so torch work outside :func:`~poisonlab.threads.compute_threads` obeys it
+    too instead of starting one thread per core.
+    """
+    import torch
+
+    from poisonlab.threads import requested_threads, set_threads  # imports torch: only when a command runs
 
     set_threads(threads)
+    chosen = requested_threads()
+    if chosen is not None and torch.get_num_threads() != chosen:
+        torch.set_num_threads(chosen)
 
 
 def check_precision(precision: str) -> str:

@@ -207,6 +207,8 @@ class DefensesSources:
     digits: Matrix
     dev_case: dict
     today: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: runs over seeds by dataset folder (``cifar10`` / ``digits``), from ``<name>-seeds/``
+    seeded: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _check_rows(path: Path, data: Mapping[str, Any]) -> None:
@@ -255,7 +257,9 @@ def load_sources(
     configs: str | Path | None = None,
     counts: Mapping[str, DatasetCounts] | None = None,
 ) -> DefensesSources:
-    """Read ``results/defenses/{cifar10,digits}/matrix.json``, the development case record and,
+    """Read ``results/defenses/{cifar10,digits}/matrix.json``, the runs over seeds under
+    ``results/defenses/{cifar10,digits}-seeds/`` where those folders exist
+    (:func:`~poisonlab.reporting.defenses_seeds.load_seeded`), the development case record and,
     when ``configs`` is given, today's ``matrix-{cifar10,digits}.yaml`` there.
 
     ``counts`` (by folder name, ``cifar10`` / ``digits``) replace :func:`dataset_counts`.
@@ -263,9 +267,15 @@ def load_sources(
     root, counts = Path(results) / "defenses", counts or {}
     case = load_json_object(Path(dev_case), ("case", "results"))
     today = {} if configs is None else {n: _today(Path(configs), n) for n in ("cifar10", "digits")}
+    from poisonlab.reporting.defenses_seeds import load_seeded  # it imports this module
+
+    seeded = {
+        n: load_seeded(root / f"{n}-seeds") for n in ("digits", "cifar10") if (root / f"{n}-seeds").is_dir()
+    }
     return DefensesSources(
         cifar=load_matrix(root / "cifar10" / "matrix.json", counts.get("cifar10")),
         digits=load_matrix(root / "digits" / "matrix.json", counts.get("digits")),
         dev_case=case,
         today=today,
+        seeded=seeded,
     )

@@ -108,7 +108,7 @@ def dev_case(case: Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError(f"development case lacks the poisonlab rows {_SPECTRAL!r} and {_AC!r}")
 
 
-def _one_run(m: Matrix) -> str:
+def _one_run(m: Matrix, seeded: bool = False) -> str:
     widths = [
         100 * (s.high - s.low)
         for s in (m.success(r, r["poisoned"]["attack_success"]) for r in m.rows)
@@ -117,7 +117,8 @@ def _one_run(m: Matrix) -> str:
     source = row_classes((m.kind("backdoor") or m.rows)[0])[0]
     n = m.counts.test_of(source)
     text = [
-        "- **One run per cell**: `matrix.json` holds one figure per cell and no per-sample scores,",
+        f"- **One run per cell{' in the earlier single runs' if seeded else ''}**: `matrix.json` holds"
+        " one figure per cell and no per-sample scores,",
         "so each F1 / AUROC below is one scan of one model without an interval, no difference",
         'between two cells is tested, and "finds" and "misses" describe single scans. Where the',
         "prose quotes a detector's recall or false-positive rate it gives the count (the flagged",
@@ -253,7 +254,7 @@ def caveats(src: DefensesSources) -> list[str]:
     return [
         "**Read this first** (a reviewer's caveats; see also the checklist in [`README.md`](README.md)):",
         "",
-        _one_run(src.cifar),
+        _one_run(src.cifar, bool(src.seeded)),
         _rerun(src),
         para(
             "- **Defaults changed on a quoted case**: spectral signatures and activation clustering got",

@@ -41,6 +41,7 @@ from poisonlab.defenses.base import (
 from poisonlab.defenses.helpers.robust_stats import log_robust_z
 from poisonlab.device import resolve_device
 from poisonlab.inference import to_input
+from poisonlab.threads import compute_threads, estimate_flops
 
 __all__ = ["AutoencoderDetector", "ConvAutoencoder"]
 
@@ -184,7 +185,9 @@ class AutoencoderDetector(Defense):
             pick = np.random.default_rng(self.seed).choice(len(train_x), self.max_train_images, replace=False)
             train_x = train_x[np.sort(pick)]
         net, loss, epochs = self._train(train_x, dataset.image_shape, device)
-        errors = self._errors(net, dataset.x, device)
+        batch = min(len(dataset), max(self.batch_size, 512))  # the batch _errors runs
+        with compute_threads(estimate_flops(net, dataset.image_shape) * batch, device):
+            errors = self._errors(net, dataset.x, device)
         self.errors_ = errors
         self._flag(dataset, errors)
         self.details_.update(
@@ -212,16 +215,19 @@ class AutoencoderDetector(Defense):
         epoch_loss = float("nan")
         steps_per_epoch = math.ceil(len(data) / self.batch_size)
         epochs = max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
-        for _ in range(epochs):
-            total = torch.zeros((), device=device)  # summed on the device: no sync per step on CUDA
-            for batch in torch.randperm(len(data), generator=order_rng).split(self.batch_size):
-                x = to_input(data[batch.to(device)], device, channels_last=False)
-                loss = nn.functional.mse_loss(net(x), x)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                total += loss.detach() * len(batch)
-            epoch_loss = float(total) / len(data)
+        # a small net: torch's one thread per core would stall at every barrier on a busy machine
+        step_flops = 3.0 * estimate_flops(net, shape) * min(self.batch_size, len(data))
+        with compute_threads(step_flops, device):
+            for _ in range(epochs):
+                total = torch.zeros((), device=device)  # summed on the device: no sync per step on CUDA
+                for batch in torch.randperm(len(data), generator=order_rng).split(self.batch_size):
+                    x = to_input(data[batch.to(device)], device, channels_last=False)
+                    loss = nn.functional.mse_loss(net(x), x)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    total += loss.detach() * len(batch)
+                epoch_loss = float(total) / len(data)
         return net.eval(), epoch_loss, epochs
 
     @torch.no_grad()

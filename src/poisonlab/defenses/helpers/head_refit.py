@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from poisonlab.defenses.helpers.linear_head import CHUNK_ELEMENTS, HeadFit, fit_heads
+from poisonlab.threads import compute_threads
 
 __all__ = ["fit_base", "newton_refit"]
 
@@ -160,6 +161,25 @@ def newton_refit(
     HeadFit
         G retrained heads.
     """
+    ex, ey, ew = extra
+    g, k = ex.shape[0], base.bias.shape[1]
+    p = (x.shape[1] + 1) * k
+    # the larger of the one Hessian (n P^2) and one step of every head (n D K G) sets the threads
+    with compute_threads(2.0 * x.shape[0] * max(p * p, x.shape[1] * k * g), x.device):
+        return _newton(base, x, y, extra, l2=l2, max_steps=max_steps, tol=tol)
+
+
+def _newton(
+    base: HeadFit,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    l2: float,
+    max_steps: int,
+    tol: float,
+) -> HeadFit:
+    """The body of :func:`newton_refit` (under its thread choice)."""
     ex, ey, ew = extra
     g, k = ex.shape[0], base.bias.shape[1]
     chol = torch.linalg.cholesky(_hessian(base, x, l2))

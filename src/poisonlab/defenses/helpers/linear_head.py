@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from poisonlab.defenses.base import ScanContext
 from poisonlab.device import resolve_device
+from poisonlab.threads import compute_threads
 
 __all__ = [
     "METRICS",
@@ -156,10 +157,13 @@ def fit_heads(
     init = HeadFit(init.weight.expand(g, d, num_classes), init.bias.expand(g, num_classes))
     step = max(1, CHUNK_ELEMENTS // max(1, x.shape[0] * num_classes))
     parts = []
-    for lo in range(0, g, step):
-        part = HeadFit(init.weight[lo : lo + step], init.bias[lo : lo + step])
-        w = None if weights is None else weights[lo : lo + step]
-        parts.append(_lbfgs(x, y, part, w, l2, max_iter))
+    # one L-BFGS evaluation: the logits GEMM of every head in the chunk, forward and backward
+    flops = 6.0 * x.shape[0] * d * num_classes * min(step, g)
+    with compute_threads(flops, x.device):  # torch's one-thread-per-core default stalls on a busy machine
+        for lo in range(0, g, step):
+            part = HeadFit(init.weight[lo : lo + step], init.bias[lo : lo + step])
+            w = None if weights is None else weights[lo : lo + step]
+            parts.append(_lbfgs(x, y, part, w, l2, max_iter))
     return HeadFit(torch.cat([p.weight for p in parts]), torch.cat([p.bias for p in parts]))
 
 
