@@ -1,8 +1,10 @@
-"""Thread policy benchmark (issue 12): `poisonlab train` or `poisonlab craft` on a busy and on an
+"""Thread policy benchmark (issue 12): `poisonlab train`, `craft` or `scan` on a busy and on an
 idle machine.
 
 Times the same command (``--work train``: a training run; ``--work craft``: crafting clean-label
-poisons against a model trained once, untimed, before the rounds) under three thread settings,
+poisons against a model trained once, untimed, before the rounds; ``--work scan``: ``poisonlab
+scan`` of the dataset's training split with one detector, ``--method``, that trains its own small
+model, e.g. the autoencoder) under three thread settings,
 alternating their order over ``--repeats`` rounds:
 
 * ``policy``: no thread setting at all (the automatic policy of :mod:`poisonlab.threads`);
@@ -21,6 +23,8 @@ Reproduce (see BENCHMARKS.md, "Threads")::
     .venv/bin/python benchmarks/threads.py --work craft --dataset cifar10 \
         --data-dir ../shared/datasets/cifar10-jpeg --epochs 1 --load 1 --repeats 2 \
         --out benchmarks/results/threads_craft_busy.json
+    .venv/bin/python benchmarks/threads.py --work scan --method autoencoder --load 1 --repeats 3 \
+        --out benchmarks/results/threads_scan_busy.json
 """
 
 from __future__ import annotations
@@ -78,6 +82,14 @@ def _craft_command(train: list[str], args: argparse.Namespace, model_dir: Path) 
     return command
 
 
+def _scan_command(args: argparse.Namespace) -> list[str]:
+    """``poisonlab scan DATASET --method METHOD`` (the timing adds ``--out``)."""
+    command = [str(ROOT / ".venv/bin/poisonlab"), "scan", args.dataset, "--method", args.method]
+    if args.data_dir:
+        command += ["--data-dir", str(Path(args.data_dir).resolve())]
+    return command
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -102,7 +114,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--work", choices=("train", "craft"), default="train")
+    parser.add_argument("--work", choices=("train", "craft", "scan"), default="train")
+    parser.add_argument("--method", default="autoencoder", help="--work scan: the detector")
     parser.add_argument("--attack", default="feature_collision", help="--work craft: the crafted attack")
     parser.add_argument("--count", type=int, default=25, help="--work craft: poisons")
     parser.add_argument("--steps", type=int, default=200, help="--work craft: optimisation steps")
@@ -123,6 +136,8 @@ def main() -> None:
     workdir = tempfile.TemporaryDirectory()
     if args.work == "craft":
         command = _craft_command(command, args, Path(workdir.name) / "surrogate")
+    elif args.work == "scan":
+        command = _scan_command(args)
     commit = _git_commit()  # before the runs: the code that is timed
     stop = mp.Event()
     spinners = [mp.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.load)]
@@ -144,6 +159,7 @@ def main() -> None:
     result = {
         "benchmark": "threads",
         "work": args.work,
+        "method": args.method if args.work == "scan" else None,
         "commit": commit,
         "environment": environment(),
         "command": command,
