@@ -128,3 +128,24 @@ def test_earlier_cells_outside_the_seeds_range_are_counted(tmp_path: Path) -> No
     )
     assert "2 of its 4 F1 cells lie outside the range of the 3 seeds" in text
     assert "the drift test on pattern (0.10 against 0.70-0.90)" in text
+
+
+def test_the_page_puts_the_runs_over_seeds_first_and_relabels_the_single_runs(tmp_path: Path) -> None:
+    import shutil
+
+    from poisonlab.reporting.defenses_data import load_sources
+    from poisonlab.reporting.defenses_doc import defenses_markdown
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("cifar10", "digits"):  # the committed single runs, beside constructed seeds
+        (tmp_path / "defenses" / name).mkdir(parents=True)
+        shutil.copy(root / "docs/results/defenses" / name / "matrix.json", tmp_path / "defenses" / name)
+    _write(tmp_path / "defenses" / "digits-seeds", SEEDS)
+    page = defenses_markdown(
+        load_sources(tmp_path, root / "benchmarks/results/defenses.json", root / "experiments/defenses")
+    )
+    assert page.index("## Embedded digits over 3 seeds") < page.index("## The earlier single runs")
+    assert page.index("## The earlier single runs") < page.index("## CIFAR-10 (scaled to a 2-core CPU)")
+    assert "**Runs over seeds** (digits 3 seeds" in page
+    assert "--seeds 3` at commit `abcdef0123456`" in " ".join(page.split())
+    assert "**The earlier single runs are not what the commands rerun today**" in page
