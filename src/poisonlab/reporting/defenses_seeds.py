@@ -194,27 +194,28 @@ def _detector_findings(sm: SeededMatrix) -> list[str]:
     return out
 
 
-def _paired(after: Sequence[float | None], before: Sequence[float | None]) -> str | None:
-    """``after - before`` over the seeds where both are defined, as points with the paired t
-    interval; None with fewer than two such seeds or no spread to estimate."""
+def _paired(after: Sequence[float | None], before: Sequence[float | None]) -> tuple[str, bool] | None:
+    """``after - before`` over the seeds where both are defined, in points with the paired t
+    interval, and whether it is above 0 (the interval's low end, or every seed's difference when
+    all are equal: no spread, no t interval); None with fewer than two such seeds."""
     pairs = [(a, b) for a, b in zip(after, before, strict=True) if a is not None and b is not None]
     if len(pairs) < 2:
         return None
     diffs = {a - b for a, b in pairs}
-    if len(diffs) == 1:  # every seed moved by the same amount: no spread, no t interval
-        return f"{100 * diffs.pop():+.1f} points on each of the {len(pairs)} seeds"
+    if len(diffs) == 1:
+        same = diffs.pop()
+        return f"{100 * same:+.1f} points on each of the {len(pairs)} seeds", same > 0
     diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
-    return describe_difference(diff)
+    return describe_difference(diff), diff.low > 0
 
 
 def _success_findings(sm: SeededMatrix) -> list[str]:
     """Whether each attack raised its success over the clean model's, paired over seeds."""
     rose, flat = [], []
     for i, r in enumerate(sm.agg["rows"]):
-        text = _paired(sm.values(i, "poisoned", "attack_success"), sm.values(i, "clean_model_success"))
-        if text is None:
-            continue
-        (rose if "excludes 0" in text and text.startswith("+") else flat).append(f"{r['name']} {text}")
+        got = _paired(sm.values(i, "poisoned", "attack_success"), sm.values(i, "clean_model_success"))
+        if got is not None:
+            (rose if got[1] else flat).append(f"{r['name']} {got[0]}")
     return [
         para(
             "- Attack success of the poisoned model minus the clean model's under the same trigger",
@@ -241,7 +242,7 @@ def _retrain_findings(sm: SeededMatrix) -> list[str]:
             left = _mean_sd(r["mitigation"][c]["poison_left"], 1)
             poison = span(r["poison_count"], spec=",")
             parts.append(
-                f"{r['name']}: success {asr or 'n/a'}, clean accuracy {acc or 'n/a'},"
+                f"{r['name']}: success {asr[0] if asr else 'n/a'}, clean accuracy {acc[0] if acc else 'n/a'},"
                 f" poison left {left} of {poison}"
             )
         who = "the true poison (the oracle)" if c == "oracle" else f"what {prose(c)} flags"
