@@ -194,6 +194,25 @@ def _detector_findings(sm: SeededMatrix) -> list[str]:
     return out
 
 
+def _provenance_findings(sm: SeededMatrix) -> list[str]:
+    """Provenance apart: its flags follow from the source tags the attacks write."""
+    if "provenance" not in sm.defenses:
+        return []
+    n, every, other = len(sm.seeds), [], []
+    for i, r in enumerate(sm.agg["rows"]):
+        f1 = _f1s(sm, i, "provenance")
+        (every if all(v >= FINDS for v in f1) else other).append(f"{r['name']} (F1 {span(f1)})")
+    return [
+        para(
+            "- **Provenance** is left out of the lists above: poisonlab's attacks tag their poison with",
+            "their own source, so where it flags, it flags by construction. It reaches F1",
+            f"{FINDS:.2f} on all {n} seeds on {and_list(every)}; not on {and_list(other)} (a source is",
+            "dropped only when leaving it out helps the trusted set enough).",
+            indent="  ",
+        )
+    ]
+
+
 def _paired(after: Sequence[float | None], before: Sequence[float | None]) -> tuple[str, bool] | None:
     """``after - before`` over the seeds where both are defined, in points with the paired t
     interval, and whether it is above 0 (the interval's low end, or every seed's difference when
@@ -340,6 +359,7 @@ def seeded_section(
         "",
         *_success_findings(sm),
         *_detector_findings(sm),
+        *_provenance_findings(sm),
         *_retrain_findings(sm),
         *_earlier(sm, earlier, earlier_commit),
         "",
