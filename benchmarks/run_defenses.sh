@@ -33,7 +33,7 @@ if [[ "${DOCS:-1}" == "1" ]]; then
     [[ "${seeds[$name]}" -gt 0 ]] || continue
     dest="docs/results/defenses/$name-seeds"
     rm -rf "$dest" && mkdir -p "$dest"
-    cp "$out/$name-seeds"/{matrix_seeds.json,report.md} "$dest"/
+    cp "$out/$name-seeds"/report.md "$dest"/  # matrix_seeds.json is rebuilt from the seeds
     for seed_dir in "$out/$name-seeds"/seed-*; do
       mkdir -p "$dest/$(basename "$seed_dir")"
       cp "$seed_dir"/{matrix.json,report.md} "$dest/$(basename "$seed_dir")"/

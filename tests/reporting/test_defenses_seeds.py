@@ -4,6 +4,7 @@ counted over seeds, the paired intervals of every effect, and the comparison wit
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,9 +107,13 @@ def test_every_effect_is_a_paired_interval_over_seeds(tmp_path: Path) -> None:
     text = " ".join("\n".join(seeded_section(sm, "Digits", "cmd")).split())
     before = [m["rows"][0]["poisoned"]["attack_success"] for m in SEEDS]
     after = [m["rows"][0]["mitigation"]["screen"]["attack_success"] for m in SEEDS]
-    expected = describe_difference(paired_difference(after, before))
+    diff = paired_difference(after, before)
+    assert diff.low < -1.0  # the t interval leaves the range a difference of rates can take ...
+    expected = describe_difference(replace(diff, low=-1.0))  # ... and the page cuts it there
     assert f"pattern: success {expected}" in text
-    rise = describe_difference(paired_difference(before, [0.05] * 3))
+    assert "-100.0 to" in expected
+    rise = paired_difference(before, [0.05] * 3)
+    rise = describe_difference(replace(rise, high=min(rise.high, 1.0)))
     assert f"above 0 for pattern {rise}" in text
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +185,8 @@ def _detector_findings(sm: SeededMatrix) -> list[str]:
             )
         out.append(
             para(
-                f"- **{r['name']}**: found on every seed by {and_list(every)};",
-                f"on some seeds by {and_list(some)}.",
+                f"- **{r['name']}**: found on every seed by {and_list(every, empty='no detector')};",
+                f"on some seeds by {and_list(some, empty='no other')}.",
                 screen,
                 indent="  ",
             )
@@ -225,6 +225,8 @@ def _paired(after: Sequence[float | None], before: Sequence[float | None]) -> tu
         same = diffs.pop()
         return f"{100 * same:+.1f} points on each of the {len(pairs)} seeds", same > 0
     diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+    # a difference of two rates cannot leave [-1, 1]; the t interval over a few seeds can
+    diff = replace(diff, low=max(diff.low, -1.0), high=min(diff.high, 1.0))
     return describe_difference(diff), diff.low > 0
 
 
