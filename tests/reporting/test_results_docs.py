@@ -71,6 +71,11 @@ def test_defenses_page_holds_every_generated_table() -> None:
         matrix_mitigation_table(cifar),
         matrix_detection_table(digits),
     ]
+    from poisonlab.reporting.defenses_seeds import attack_table, detection_table, load_seeded
+
+    for folder in sorted((RESULTS / "defenses").glob("*-seeds")):  # the runs over seeds
+        seeded = load_seeded(folder)
+        generated += [attack_table(seeded), detection_table(seeded, "f1"), detection_table(seeded, "auroc")]
     page = (RESULTS / "defenses.md").read_text(encoding="utf-8")
     assert missing_tables(page, generated) == []
     assert len(markdown_tables(page)) == len(generated)
