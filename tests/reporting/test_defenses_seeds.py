@@ -154,3 +154,13 @@ def test_the_page_puts_the_runs_over_seeds_first_and_relabels_the_single_runs(tm
     assert "**Runs over seeds** (digits 3 seeds" in page
     assert "--seeds 3` at commit `abcdef0123456`" in " ".join(page.split())
     assert "**The earlier single runs are not what the commands rerun today**" in page
+
+
+def test_one_seed_reads_as_a_single_run(tmp_path: Path) -> None:
+    sm = load_seeded(_write(tmp_path / "s", SEEDS[:1]))
+    text = " ".join("\n".join(seeded_section(sm, "CIFAR-10", "cmd --seeds 1")).split())
+    assert "## CIFAR-10, one seed at today's config" in text
+    assert "It took 1 minutes" in text and "(one run, no interval)" in text
+    assert "**One seed**: every figure is a single run" in text
+    assert "pattern +90.0 points (one seed, no interval)" in text
+    assert "on some seeds" not in text and "interval +" not in text

@@ -185,8 +185,8 @@ def _detector_findings(sm: SeededMatrix) -> list[str]:
             )
         out.append(
             para(
-                f"- **{r['name']}**: found on every seed by {and_list(every, empty='no detector')};",
-                f"on some seeds by {and_list(some, empty='no other')}.",
+                f"- **{r['name']}**: found on every seed by {and_list(every, empty='no detector')}"
+                + (f"; on some seeds by {and_list(some, empty='no other')}." if n > 1 else "."),
                 screen,
                 indent="  ",
             )
@@ -216,10 +216,13 @@ def _provenance_findings(sm: SeededMatrix) -> list[str]:
 def _paired(after: Sequence[float | None], before: Sequence[float | None]) -> tuple[str, bool] | None:
     """``after - before`` over the seeds where both are defined, in points with the paired t
     interval, and whether it is above 0 (the interval's low end, or every seed's difference when
-    all are equal: no spread, no t interval); None with fewer than two such seeds."""
+    all are equal: no spread, no t interval); one seed gives its difference and no verdict; None
+    without any such seed."""
     pairs = [(a, b) for a, b in zip(after, before, strict=True) if a is not None and b is not None]
-    if len(pairs) < 2:
+    if not pairs:
         return None
+    if len(pairs) == 1:  # a single run: its difference, without an interval or a verdict
+        return f"{100 * (pairs[0][0] - pairs[0][1]):+.1f} points (one seed, no interval)", False
     diffs = {a - b for a, b in pairs}
     if len(diffs) == 1:
         same = diffs.pop()
@@ -237,6 +240,14 @@ def _success_findings(sm: SeededMatrix) -> list[str]:
         got = _paired(sm.values(i, "poisoned", "attack_success"), sm.values(i, "clean_model_success"))
         if got is not None:
             (rose if got[1] else flat).append(f"{r['name']} {got[0]}")
+    if len(sm.seeds) == 1:
+        return [
+            para(
+                "- **One seed**: every figure is a single run, without an interval; attack success of the",
+                f"poisoned model minus the clean model's under the same trigger: {and_list(flat)}.",
+                indent="  ",
+            )
+        ]
     return [
         para(
             "- Attack success of the poisoned model minus the clean model's under the same trigger",
@@ -333,15 +344,17 @@ def seeded_section(
     n, clean = len(sm.seeds), sm.agg["clean"]["clean_accuracy"]
     minutes = sum(float(r["seconds"]) for r in sm.runs) / 60
     kinds = sorted({row_kind({"description": sm.description(i)}) for i in range(len(sm.agg["rows"]))})
+    took = f"The {n} seeds took" if n > 1 else "It took"
+    spread = "mean [95 % t interval over seeds]" if n > 1 else "one run, no interval"
     return [
-        f"## {label} over {n} seeds",
+        f"## {label} over {n} seeds" if n > 1 else f"## {label}, one seed at today's config",
         "",
         para(
             f"`{command}` at commit {and_list(f'`{c}`' for c in sm.commits())} (each seed's provenance),",
             f"with the config and detector defaults of that commit; seeds {span(sm.seeds, spec='')}, each",
             "drawing its own training share, trusted set and poison and training its own clean, poisoned",
-            f"and retrained models. The {n} seeds took {minutes:.0f} minutes (matrix.json's `seconds`).",
-            f"The clean model's test accuracy is {_mean_ci(clean)} (mean [95 % t interval over seeds]).",
+            f"and retrained models. {took} {minutes:.0f} minutes (matrix.json's `seconds`).",
+            f"The clean model's test accuracy is {_mean_ci(clean)} ({spread}).",
             f"Row kinds: {and_list(kinds)}. Raw files: `{sm.folder.name}/seed-K/matrix.json`.",
         ),
         "",
