@@ -70,3 +70,39 @@ def test_a_count_interval_recorded_below_zero_is_cut_to_its_range() -> None:
     table = robustness_table({"robustness-rutan": _run(robustness={"poisoned": poisoned})})
     row = next(line for line in table.splitlines() if "canaries misclassified" in line)
     assert "(0 to 4.54, n=3)" in row
+
+
+def test_a_single_runs_difference_gets_the_test_image_interval() -> None:
+    counts = [{"attack_success_rate": 1000}]  # 1,000 triggered test images per model
+    summary = {
+        "poisoned": aggregate([{"attack_success_rate": 0.976}], counts),
+        "mitigated": aggregate([{"attack_success_rate": 0.038}], counts),
+        "control": aggregate([{"attack_success_rate": 0.876}], counts),
+        "mitigated_minus_control": aggregate([{"attack_success_rate": -0.838}]),
+    }
+    table = mitigation_table({"adversarial-training-pattern": _run(mitigation=summary)})
+    row = next(line for line in table.splitlines() if "| ASR |" in line)
+    from poisonlab.reporting.stats import rate_difference
+
+    d = rate_difference(38, 1000, 876, 1000)
+    assert f"{d.low:+.3f} to {d.high:+.3f} over the test images" in row
+    assert row.rstrip().endswith("| yes |")
+
+
+def test_a_single_runs_count_difference_is_shown_in_images() -> None:
+    counts = [{"source_to_target": 1000}]  # test airplanes predicted bird, of 1,000
+    summary = {
+        m: aggregate([{"source_to_target": v}], counts)
+        for m, v in (("poisoned", 95.0), ("mitigated", 26.0), ("control", 38.0))
+    }
+    summary["mitigated_minus_control"] = aggregate([{"source_to_target": -12.0}])
+    row = next(
+        line
+        for line in mitigation_table({"adv": _run(mitigation=summary)}).splitlines()
+        if "airplanes -> bird" in line
+    )
+    from poisonlab.reporting.stats import rate_difference
+
+    d = rate_difference(26, 1000, 38, 1000)
+    assert f"{1000 * d.low:+.0f} to {1000 * d.high:+.0f} over the test images" in row
+    assert row.rstrip().endswith("| no |")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from poisonlab.experiments.single.robustness import SCALAR_BOUNDS
 from poisonlab.reporting.results_docs import markdown_table
-from poisonlab.reporting.stats import mean_interval
+from poisonlab.reporting.stats import Difference, mean_interval, rate_difference
 
 __all__ = ["checks_sections"]
 
@@ -70,6 +70,17 @@ def robustness_table(runs: Mapping[str, dict]) -> str | None:
     return markdown_table(["experiment", "figure", *_MODELS], rows)
 
 
+def _test_image_difference(summary: Mapping, key: str) -> Difference | None:
+    """One run: Newcombe's interval of mitigated minus control over the test images, from the
+    two models' recorded counts (None where a count is missing). The two models are scored on the
+    same images and taken as independent, which makes the interval wider than a paired one."""
+    counts = [((summary.get(m) or {}).get(key) or {}).get("binomial") for m in ("mitigated", "control")]
+    if any(not c or not c.get("n") for c in counts):
+        return None
+    (a, b) = counts
+    return rate_difference(int(a["successes"]), int(a["n"]), int(b["successes"]), int(b["n"]))
+
+
 def mitigation_table(runs: Mapping[str, dict]) -> str | None:
     """Poisoned, adversarially fine-tuned and control models, and the per-seed difference
     mitigated minus control with its t interval; None without any mitigation."""
@@ -83,10 +94,16 @@ def mitigation_table(runs: Mapping[str, dict]) -> str | None:
                 continue
             cells = [_cell(summary[m].get(key)) for m in ("poisoned", "mitigated", "control")]
             diff = (summary.get("mitigated_minus_control") or {}).get(key)
-            outside = "-"
+            shown, outside = _cell(diff), "-"
             if diff and diff.get("ci_low") is not None:
                 outside = "yes" if diff["ci_low"] > 0 or diff["ci_high"] < 0 else "no"
-            rows.append([name, label, *cells, _cell(diff), outside])
+            elif (single := _test_image_difference(summary, key)) is not None:
+                # a count (airplanes -> bird) is shown in images, a rate as a rate
+                n = summary["mitigated"][key]["binomial"]["n"] if summary["mitigated"][key]["mean"] > 1 else 1
+                low, high = (f"{n * v:+.0f}" if n > 1 else f"{v:+.3f}" for v in (single.low, single.high))
+                shown = f"{shown}; {low} to {high} over the test images"
+                outside = "yes" if single.excludes_zero else "no"
+            rows.append([name, label, *cells, shown, outside])
     if not rows:
         return None
     header = ["experiment", "figure", "poisoned", "adversarially fine-tuned", "plain fine-tune (control)",
@@ -117,7 +134,10 @@ def checks_sections(runs: Mapping[str, dict]) -> list[str]:
             "",
             "Each poisoned model fine-tuned on a trusted share of the validation split with",
             "triggered copies that keep their true labels, beside a plain fine-tune on the same",
-            "share (the control): what the triggered copies add is the last two columns.",
+            "share (the control): what the triggered copies add is the last two columns. A single",
+            "run's difference gets Newcombe's 95 % interval over the test images (the two models are",
+            "scored on the same images and taken as independent: wider than a paired interval), not",
+            "over training runs, which one run cannot show.",
             "",
             mitigation,
             "",
