@@ -10,7 +10,7 @@
 # same OUT_DIR it goes on where it stopped (each run's cells.jsonl keeps its finished trials).
 # Time on 2 idle cores, from the runs' records (crafting plus victim training; the surrogates'
 # pre-training, about 10-18 minutes each, and the defenses come on top): transfer-linear (50
-# trials; the committed run was cut at 12) ~2.5 h, transfer-finetune ~40 min, its placebo (50
+# trials; the committed run resumed at trial 12, 1.2-4 min a trial) ~1-2.5 h, transfer-finetune ~40 min, its placebo (50
 # trials) ~50 min, scratch ~66 min, feature collision at the chapter's settings ~5 min per seed
 # (each seed pre-trains its own surrogate).
 set -euo pipefail
