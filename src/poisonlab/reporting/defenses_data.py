@@ -20,10 +20,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poisonlab.reporting.results_docs import load_json_object
 from poisonlab.reporting.stats import RateInterval, rate_interval
+
+if TYPE_CHECKING:  # defenses_seeds imports this module
+    from poisonlab.reporting.defenses_seeds import SeededMatrix
 
 __all__ = [
     "ADDED_IN",
@@ -208,7 +211,7 @@ class DefensesSources:
     dev_case: dict
     today: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: runs over seeds by dataset folder (``cifar10`` / ``digits``), from ``<name>-seeds/``
-    seeded: Mapping[str, Any] = field(default_factory=dict)
+    seeded: Mapping[str, SeededMatrix] = field(default_factory=dict)
 
 
 def _check_rows(path: Path, data: Mapping[str, Any]) -> None:

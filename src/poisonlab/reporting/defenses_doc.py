@@ -18,7 +18,7 @@ from __future__ import annotations
 from poisonlab.reporting.defenses_cifar import cifar_section
 from poisonlab.reporting.defenses_data import DefensesSources, Matrix, row_classes
 from poisonlab.reporting.defenses_digits import digits_section
-from poisonlab.reporting.defenses_seeds import SeededMatrix, seeded_section
+from poisonlab.reporting.defenses_seeds import seeded_section
 from poisonlab.reporting.defenses_text import caveats
 from poisonlab.reporting.prose import para
 
@@ -100,7 +100,6 @@ def _seeded(src: DefensesSources) -> list[str]:
     earlier = {"digits": src.digits, "cifar10": src.cifar}
     out: list[str] = []
     for key, sm in src.seeded.items():
-        assert isinstance(sm, SeededMatrix)
         old = earlier[key]
         out += seeded_section(
             sm,
