@@ -169,3 +169,38 @@ def test_cli_runs_and_errors_are_one_line(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({**data, "budget": 2}))
     res = CliRunner().invoke(app, ["clean-label", str(bad), "--out", str(out)])
     assert res.exit_code != 0 and "budget" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_the_trial_count_leaves_the_fingerprint_and_older_logs_still_resume() -> None:
+    """--trials 50 --resume extends a 10-trial run: the count is not in the fingerprint, and a log
+    written when it was (the committed runs) is accepted for the same config, not for another."""
+    from poisonlab.experiments.clean_label.run import (
+        clean_label_fingerprint,
+        legacy_clean_label_fingerprints,
+    )
+    from poisonlab.experiments.executor import fingerprint
+
+    cfg = parse_clean_label(_config(trials=2))
+    assert clean_label_fingerprint(cfg) == clean_label_fingerprint(parse_clean_label(_config(trials=50)))
+    old = cfg.model_dump(mode="json", exclude={"base_dir", "description", "device"})  # the old rule
+    old["dataset"].pop("data_dir", None)
+    assert fingerprint(old) in legacy_clean_label_fingerprints(parse_clean_label(_config(trials=50)))
+    other = parse_clean_label(_config(trials=2, eps=8 / 255))
+    assert clean_label_fingerprint(other) != clean_label_fingerprint(cfg)
+    assert fingerprint(old) not in legacy_clean_label_fingerprints(other)
+
+
+def test_more_trials_resume_the_first_ones_from_the_log(tmp_path: Path) -> None:
+    journal = tmp_path / "cells.jsonl"
+    placebo = [{"name": "RAND", "attack": "random_noise", "params": {}, "patch": {"size": 3, "offset": 0}}]
+    first = run_clean_label(
+        parse_clean_label(_config(trials=1, attacks=placebo)), progress=False, journal=journal
+    )
+    lines = journal.read_text().splitlines()
+    more = run_clean_label(
+        parse_clean_label(_config(trials=2, attacks=placebo)), progress=False, journal=journal
+    )
+    assert journal.read_text().splitlines()[: len(lines)] == lines  # trial 0 not run again
+    assert len(journal.read_text().splitlines()) == len(lines) + 1  # only trial 1 appended
+    assert more.trials[0] == json.loads(json.dumps(first.trials[0]))
+    assert [r["trial"] for r in more.trials] == [0, 1]

@@ -110,10 +110,33 @@ def clean_label_trial_cell(
 
 
 def clean_label_fingerprint(cfg: CleanLabelConfig) -> str:
-    """What the benchmark's rows depend on (its cell log refuses another config)."""
-    data = cfg.model_dump(mode="json", exclude={"base_dir", "description", "device"})
+    """What the benchmark's rows depend on (its cell log refuses another config).
+
+    The number of trials is left out: trial ``k`` draws its victim and target as the ``k``-th
+    draw of one seeded stream and crafts with seed ``seed * 1000 + k``, whatever the count, so
+    ``--trials 50 --resume`` extends a 10-trial run with the same first 10 trials.
+    """
+    return fingerprint(_fingerprinted(cfg))
+
+
+def _fingerprinted(cfg: CleanLabelConfig) -> dict[str, Any]:
+    data = cfg.model_dump(mode="json", exclude={"base_dir", "description", "device", "trials"})
     data["dataset"].pop("data_dir", None)
-    return fingerprint(data)
+    return data
+
+
+#: the trial counts whose older fingerprints a cell log still accepts (see below)
+_LEGACY_TRIAL_COUNTS = range(1, 1001)
+
+
+def legacy_clean_label_fingerprints(cfg: CleanLabelConfig) -> frozenset[str]:
+    """The fingerprints of ``cfg`` as logs written before the trial count left it spell them.
+
+    Those included ``trials``; since no cell depends on it, a log written with any count up to
+    1000 (the committed runs have 4 to 50) is accepted for the same config.
+    """
+    data = _fingerprinted(cfg)
+    return frozenset(fingerprint({**data, "trials": n}) for n in _LEGACY_TRIAL_COUNTS)
 
 
 def _describe_trial(row: dict[str, Any]) -> str:
@@ -191,7 +214,9 @@ def run_clean_label(
     run = CleanLabelResult(config=cfg, clean=prepared["clean"])
     tasks = _trial_tasks(cfg, prepared, args)
     order = {t.key: n for n, t in enumerate(tasks)}
-    log = None if journal is None else CellLog(journal, clean_label_fingerprint(cfg))
+    log = None if journal is None else CellLog(
+        journal, clean_label_fingerprint(cfg), also=legacy_clean_label_fingerprints(cfg)
+    )
     rows = {k: r for k, r in ({} if log is None else log.finished()).items() if k in order}
 
     def on_outcome(outcome: CellOutcome) -> None:

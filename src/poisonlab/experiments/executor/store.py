@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,6 +141,9 @@ class CellLog:
         The ``cells.jsonl`` file (its folder is created on the first append).
     grid : str
         The grid's :func:`fingerprint`; a log written for another grid is refused.
+    also : collection of str, optional
+        Older fingerprints of the same grid whose lines are accepted too (a fingerprint that
+        came to leave out a setting the cells do not depend on); new lines carry ``grid``.
 
     Notes
     -----
@@ -149,9 +152,10 @@ class CellLog:
     again).  A last line cut short by a crash is ignored.
     """
 
-    def __init__(self, path: str | os.PathLike[str], grid: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], grid: str, also: Collection[str] = ()) -> None:
         self.path = Path(path)
         self.grid = grid
+        self.accepted = frozenset({grid, *also})
 
     def _lines(self) -> Iterator[dict[str, Any]]:
         if not self.path.is_file():
@@ -172,7 +176,7 @@ class CellLog:
         """
         out: dict[str, dict[str, Any]] = {}
         for entry in self._lines():
-            if entry.get("grid") != self.grid:
+            if entry.get("grid") not in self.accepted:
                 raise ValueError(
                     f"{self.path} holds cells of another grid (the config changed); use a new --out "
                     "folder, or --overwrite to start again"
