@@ -214,8 +214,10 @@ def run_clean_label(
     run = CleanLabelResult(config=cfg, clean=prepared["clean"])
     tasks = _trial_tasks(cfg, prepared, args)
     order = {t.key: n for n, t in enumerate(tasks)}
-    log = None if journal is None else CellLog(
-        journal, clean_label_fingerprint(cfg), also=legacy_clean_label_fingerprints(cfg)
+    log = (
+        None
+        if journal is None
+        else CellLog(journal, clean_label_fingerprint(cfg), also=legacy_clean_label_fingerprints(cfg))
     )
     rows = {k: r for k, r in ({} if log is None else log.finished()).items() if k in order}
 
