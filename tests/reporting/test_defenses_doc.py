@@ -24,7 +24,7 @@ from poisonlab.reporting.defenses_data import (
     load_sources,
 )
 from poisonlab.reporting.defenses_doc import COMMAND, defenses_markdown
-from poisonlab.reporting.defenses_text import best_defenses, compare
+from poisonlab.reporting.defenses_text import _oracle_pick, best_defenses, compare
 from poisonlab.reporting.prose import diff_points, rate_cell
 from poisonlab.reporting.stats import rate_difference, rate_interval
 
@@ -276,6 +276,9 @@ def test_mitigation_mode_and_the_oracle_pick(tmp_path: Path) -> None:
     assert best_defenses(best.rows[3], best.defenses) == ["spectral_signatures", "provenance"]
     assert best_defenses(best.rows[0], best.defenses) == ["confident_learning"]
     assert best_defenses(row("r", "x", 1, 1, 0.0, 0.0, 0.0), DEFENSES) == []  # every F1 is 0
+    # beside runs over seeds (which mitigate with the screen) the caveat names the earlier run
+    assert "The CIFAR-10 mitigation column is oracle-picked" in " ".join(_oracle_pick(best)[0].split())
+    assert "earlier single run's CIFAR-10 mitigation column" in " ".join(_oracle_pick(best, True)[0].split())
 
 
 # ---------------------------------------------------------------- missing and malformed files
