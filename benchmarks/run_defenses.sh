@@ -12,8 +12,10 @@
 # Needs ../shared/datasets/cifar10-jpeg (or POISONLAB_DATA) and ../shared/datasets/ch4/ for CIFAR-10.
 # Stopped and started again with the same OUT_DIR it goes on where it stopped (`--resume`: each
 # seed's cells.jsonl keeps its finished rows).
-# Time on 2 cores with one thread per run, from the committed records (matrix.json's `seconds`):
-# digits about 5-6 minutes per seed, CIFAR-10 about 30 minutes per seed (15 models of 6,000 images).
+# Time with one thread per run: digits about 4 minutes per seed (matrix.json's `seconds`, 5 seeds
+# in 19 minutes); CIFAR-10 about 2 hours per seed at today's config (15 models of 6,000-6,621
+# images from scratch and 19 defenses per row: a backdoor row took about 18 minutes on a core of
+# its own, STRIP three quarters of its 4.4-minute scan), so the 3 seeds run about 6 hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-runs/defenses}"
