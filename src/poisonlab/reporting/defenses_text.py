@@ -209,11 +209,12 @@ def _oracle_pick(m: Matrix, earlier: bool = False) -> list[str]:
         f" matrix.json{'' if not other else '; not on ' + and_list(other)}"
     )
     tied = f"; ties at the highest F1 were broken by name: {'; '.join(ties)}" if ties else ""
+    whose = "earlier single run's " if earlier else ""
     return [
         para(
-            f"- **The {'earlier single run' + chr(39) + 's ' if earlier else ''}CIFAR-10 mitigation column"
-            " is oracle-picked**: per attack, the detector with the",
-            f"best F1 against the true poison, which no defender can choose that way ({check}{tied}).",
+            f"- **The {whose}CIFAR-10 mitigation column is oracle-picked**: per attack, the detector",
+            "with the best F1 against the true poison, which no defender can choose that way",
+            f"({check}{tied}).",
             indent="  ",
         )
     ]
