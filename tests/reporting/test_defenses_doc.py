@@ -232,11 +232,11 @@ def test_the_page_from_constructed_records(tmp_path: Path) -> None:
     assert (
         f"the mislabel row's 0.100 against the clean model's 0.050 is {compare(n(2, 20), n(1, 20))}" in page
     )
-    assert "Provenance's F1 1.00 is by construction** (on all 2 CIFAR-10 backdoor rows" in page
+    assert "Provenance's F1 1.00 is by construction** (on both CIFAR-10 backdoor rows" in page
     assert "on cyan, spectral signatures and provenance tie and spectral signatures was picked" in page
     assert "the share holds 10 poisons and 30 clean bs" in page  # the near tie, counted
     assert f"cyan 1.000 -> 0.100, {diff_points(rate_difference(2, 20, 20, 20))}, excludes 0" in page
-    assert "all 2 dropped exactly the poison, and all 2 retrained into the clean model itself" in page
+    assert "both dropped exactly the poison, and both retrained into the clean model itself" in page
     assert f"clean accuracy of {rate_cell(n(6, 60), 3)}" in page and "failed to train" in page
     lowest = rate_cell(n(9, 10))
     assert (

@@ -102,6 +102,18 @@ def test_finds_means_every_seed_and_some_seeds_are_counted(tmp_path: Path) -> No
     assert "The screen's verdict reaches F1 0.50 on all 3 seeds" in item
 
 
+def test_found_by_leaves_out_empty_clauses() -> None:
+    from poisonlab.reporting.defenses_seeds import _found_by
+
+    assert _found_by([], [], 2) == "found by no detector on any seed."
+    assert _found_by(["STRIP"], [], 3) == "found on every seed by STRIP; by no other detector on any seed."
+    assert _found_by([], ["SCAn (1 of 2)"], 2) == (
+        "found by no detector on every seed; on some seeds only by SCAn (1 of 2)."
+    )
+    assert _found_by(["STRIP"], ["SCAn (1 of 3)"], 3).endswith("on some seeds only by SCAn (1 of 3).")
+    assert _found_by([], [], 1) == "found by no detector."
+
+
 def test_every_effect_is_a_paired_interval_over_seeds(tmp_path: Path) -> None:
     sm = load_seeded(_write(tmp_path / "s", SEEDS))
     text = " ".join("\n".join(seeded_section(sm, "Digits", "cmd")).split())

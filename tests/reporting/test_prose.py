@@ -120,7 +120,8 @@ def test_and_list() -> None:
 
 
 def test_k_of_n() -> None:
-    assert k_of_n(5, 5) == "all 5" and k_of_n(3, 5) == "3 of the 5" and k_of_n(0, 5) == "0 of the 5"
+    assert k_of_n(5, 5) == "all 5" and k_of_n(3, 5) == "3 of the 5" and k_of_n(0, 5) == "none of the 5"
+    assert k_of_n(2, 2) == "both" and k_of_n(1, 2) == "1 of the 2" and k_of_n(0, 2) == "neither of the 2"
     assert k_of_n(0, 0) == "all 0"
 
 

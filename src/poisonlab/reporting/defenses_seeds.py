@@ -183,15 +183,21 @@ def _detector_findings(sm: SeededMatrix) -> list[str]:
             screen = (
                 f"The screen's verdict reaches F1 {FINDS:.2f} on {k_of_n(found, n)} seeds (F1 {span(f1)})."
             )
-        out.append(
-            para(
-                f"- **{r['name']}**: found on every seed by {and_list(every, empty='no detector')}"
-                + (f"; on some seeds by {and_list(some, empty='no other')}." if n > 1 else "."),
-                screen,
-                indent="  ",
-            )
-        )
+        out.append(para(f"- **{r['name']}**: {_found_by(every, some, n)}", screen, indent="  "))
     return out
+
+
+def _found_by(every: Sequence[str], some: Sequence[str], n: int) -> str:
+    """``found on every seed by A; on some seeds only by B.`` without empty clauses."""
+    if n == 1:
+        return f"found by {and_list(every, empty='no detector')}."
+    if not every and not some:
+        return "found by no detector on any seed."
+    if not some:
+        return f"found on every seed by {and_list(every)}; by no other detector on any seed."
+    if not every:
+        return f"found by no detector on every seed; on some seeds only by {and_list(some)}."
+    return f"found on every seed by {and_list(every)}; on some seeds only by {and_list(some)}."
 
 
 def _provenance_findings(sm: SeededMatrix) -> list[str]:
@@ -206,8 +212,8 @@ def _provenance_findings(sm: SeededMatrix) -> list[str]:
         para(
             "- **Provenance** is left out of the lists above: poisonlab's attacks tag their poison with",
             "their own source, so where it flags, it flags by construction. It reaches F1",
-            f"{FINDS:.2f} on all {n} seeds on {and_list(every)}; not on {and_list(other)} (a source is",
-            "dropped only when leaving it out helps the trusted set enough).",
+            f"{FINDS:.2f} on {k_of_n(n, n)} seeds on {and_list(every)}; not on {and_list(other)}",
+            "(a source is dropped only when leaving it out helps the trusted set enough).",
             indent="  ",
         )
     ]

@@ -291,7 +291,8 @@ def and_list(items: Iterable[str], empty: str = "none") -> str:
 
 
 def k_of_n(k: int, n: int) -> str:
-    """``all 5`` when ``k`` is ``n``, else ``3 of the 5``.
+    """``all 5`` when ``k`` is ``n``, else ``3 of the 5``; of two, ``both`` and ``neither of
+    the 2``; ``none of the 5`` for 0.
 
     Parameters
     ----------
@@ -302,6 +303,10 @@ def k_of_n(k: int, n: int) -> str:
     -------
     str
     """
+    if n == 2 and k in (0, 2):
+        return "both" if k == 2 else "neither of the 2"
+    if k == 0 and n > 0:
+        return f"none of the {n}"
     return f"all {n}" if k == n else f"{k} of the {n}"
 
 
