@@ -145,7 +145,7 @@ def revision_section(runs: Mapping[str, dict], recalibration: Mapping[str, Any] 
                 if today
                 else ""
             ),
-            f"Rows with other clean models ({_names(other)}) were not re-measured.",
+            f"Rows with other clean models ({_names(other)}) were not re-measured." if other else "",
         ]
         if part
     )
