@@ -75,6 +75,9 @@ def test_the_section_names_the_rows_and_what_the_old_statistics_touch() -> None:
     assert training_revision(_runs()["old"]) is None  # made before the revision was recorded
     assert revision_section(_runs(), None) == []
     assert revision_section({"old": _runs()["old"]}, RECORD) == []  # no row on a measured model
+    without_old = {k: v for k, v in _runs().items() if k != "old"}
+    section = " ".join(revision_section(without_old, RECORD))
+    assert "The clean models of" in section and "not re-measured" not in section  # no "(none)" line
 
 
 def test_a_bad_record_is_refused_with_its_name(tmp_path) -> None:
