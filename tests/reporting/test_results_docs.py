@@ -9,6 +9,7 @@ have to say "hand-typed, not yet checked" there.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,13 @@ def test_regenerate_docs_runs_the_command_every_page_names() -> None:
     flat = " ".join(script.replace("\\\n", " ").replace("$py", "python").split())
     for module in (chapter_doc, clean_label_page, defenses_doc, detection_doc, service_doc):
         assert " ".join(module.COMMAND.split()) in flat, module.__name__
+
+
+def test_the_readmes_account_of_the_runs_types_no_measured_figure() -> None:
+    """'What the committed runs show' says it types no figure: a decimal or a percentage there would be
+    one that no generator checks (counts of seeds and photos are the design, not measurements)."""
+    readme = (RESULTS / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What the committed runs show", 1)[1].split("\n## ", 1)[0]
+    assert "no figure is typed here" in section
+    typed = re.findall(r"\d+\.\d+|\d+ ?%", section)
+    assert typed == [], f"figures typed by hand in docs/results/README.md: {typed}; quote Findings instead"
