@@ -34,9 +34,9 @@ def _headers(output: str) -> list[str]:
 
 def test_duration_text():
     assert duration(None) == ""
-    assert duration(20.4) == " (~20 s on 2 cores)"
-    assert duration(768) == " (~13 min on 2 cores)"
-    assert duration(5 * 3600) == " (~5.0 h on 2 cores)"
+    assert duration(20.4) == " (~20 s on 2 idle cores)"
+    assert duration(768) == " (~13 min on 2 idle cores)"
+    assert duration(5 * 3600) == " (~5.0 h on 2 idle cores)"
 
 
 def test_run_names_its_stages_and_the_cache(tmp_path, poisonlab_home):
@@ -45,7 +45,7 @@ def test_run_names_its_stages_and_the_cache(tmp_path, poisonlab_home):
     assert first.exit_code == 0, first.output
     headers = _headers(first.stderr)
     assert headers[0] == "loading digits"
-    assert headers[1].startswith("training the clean baseline on ") and "on 2 cores)" in headers[1]
+    assert headers[1].startswith("training the clean baseline on ") and "on 2 idle cores)" in headers[1]
     assert headers[2].startswith("poisoning (label_flip), then training a model from scratch on the poisoned")
     assert headers[-1] == "measuring done; writing the report"
     # the second run finds the baseline in the cache and says so; --seed replaces the config's seeds

@@ -15,7 +15,8 @@ import typer
 
 
 def duration(seconds: float | None) -> str:
-    """``" (~13 min on 2 cores)"``; empty when the duration is unknown."""
+    """``" (~13 min on 2 idle cores)"``, as measured on the development machine (a busy machine or
+    ``POISONLAB_THREADS=1`` takes longer); empty when the duration is unknown."""
     if seconds is None:
         return ""
     if seconds < 90:
@@ -24,7 +25,7 @@ def duration(seconds: float | None) -> str:
         text = f"~{round(seconds / 60)} min"
     else:
         text = f"~{seconds / 3600:.1f} h"
-    return f" ({text} on 2 cores)"
+    return f" ({text} on 2 idle cores)"
 
 
 def stage(text: str) -> None:

@@ -135,7 +135,7 @@ def run_command(
 
 
 def _poison_stage(cfg: Any, splits: Any) -> str:
-    """``poisoning (backdoor), then training ... for seed 0 (~13 min on 2 cores each)``."""
+    """``poisoning (backdoor), then training ... for seed 0 (~13 min each on 2 idle cores)``."""
     seeds = f"seed{'s' * (len(cfg.seeds) > 1)} {', '.join(map(str, cfg.seeds))}"
     text = f"poisoning ({cfg.attack.kind}), then {_INTEGRATION[cfg.integration]}, {seeds}"
     if cfg.baseline == "per_seed" and len(cfg.seeds) > 1:
@@ -143,7 +143,9 @@ def _poison_stage(cfg: Any, splits: Any) -> str:
     if cfg.integration == "finetune_poison_only":
         return text  # a handful of images: seconds
     estimate = train_time(cfg.poison_train_config(cfg.seeds[0]), splits.train)
-    return text + (estimate.replace(" on 2 cores", " each on 2 cores") if len(cfg.seeds) > 1 else estimate)
+    return text + (
+        estimate.replace(" on 2 idle cores", " each on 2 idle cores") if len(cfg.seeds) > 1 else estimate
+    )
 
 
 @cli_errors
@@ -346,7 +348,7 @@ def _run_matrix(
 
 def _ray_stage(cfg: Any, splits: Any, train_cfg: Any, runner: Any) -> str:
     """The header of a matrix on Ray: the clean model first, then every row as its own task."""
-    estimate = train_time(train_cfg, splits.train).replace(" on 2 cores", " on 2 cores each")
+    estimate = train_time(train_cfg, splits.train).replace(" on 2 idle cores", " on 2 idle cores each")
     return (
         f"{len(cfg.attacks)} attack rows as Ray tasks ({runner!r}, store {runner.store}): the clean "
         f"model first, then per row poisoning, training{estimate} unless cached, scanning, mitigation"
