@@ -29,6 +29,7 @@ from typing import Any
 __all__ = [
     "TRAINING_REVISION",
     "RUN_FILE",
+    "check_output_folder",
     "claim_run_dir",
     "git_commit",
     "holds_run",
@@ -167,6 +168,26 @@ def holds_run(folder: str | os.PathLike[str]) -> bool:
     return any((path / name).is_file() for name in _RUN_MARKERS)
 
 
+def check_output_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder`` as a Path, after checking that no file stands at it or above it.
+
+    Call it before any work, so that a command does not learn after minutes of training that it
+    cannot write its output (``mkdir`` would fail then).
+
+    Raises
+    ------
+    FileExistsError
+        When ``folder``, or the nearest existing folder above it, is a file.
+    """
+    path = Path(folder)
+    for place in (path, *path.parents):
+        if place.exists() and not place.is_dir():
+            raise FileExistsError(f"output folder {path} cannot be made: {place} is a file, not a folder")
+        if place.is_dir():
+            break
+    return path
+
+
 def claim_run_dir(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Check that a run may write into ``folder``; call it before any work.
 
@@ -185,9 +206,10 @@ def claim_run_dir(folder: str | os.PathLike[str], *, overwrite: bool = False) ->
     ------
     FileExistsError
         When ``folder`` holds a run (:func:`holds_run`) and ``overwrite`` is False; the message
-        names the run there.
+        names the run there. Also, whatever ``overwrite``, when ``folder`` or a folder above it
+        is a file: the run could not write there, and would learn it only after its work.
     """
-    path = Path(folder)
+    path = check_output_folder(folder)
     if overwrite or not holds_run(path):
         return path
     previous = read_run_json(path)

@@ -359,6 +359,32 @@ def test_error_config_with_unknown_key_is_one_line(tmp_path):
     assert_cli_error(result, "learning_rate")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        TRAIN_1,
+        ["evaluate", "some-model"],
+        ["scan", "digits"],
+        ["run", "some.yaml"],
+        ["matrix", "some.yaml"],
+        ["clean-label", "some.yaml"],
+        ["figures", "some.yaml"],
+        ["images", "prepare", "photos"],
+        ["demo"],
+    ],
+    ids=lambda argv: argv[0] if argv[0] != "images" else "images-prepare",
+)
+@pytest.mark.parametrize("below", [False, True])
+def test_error_a_file_where_the_output_folder_goes_is_refused_first(tmp_path, argv, below):
+    # refused while the options are read: the model, config or photos named above do not exist
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me", encoding="utf-8")
+    out = notes / "run" if below else notes
+    result = runner.invoke(app, [*argv, "--out", str(out)])
+    assert_cli_error(result, r"output folder .* cannot be made: .*notes\.txt is a file, not a folder")
+    assert notes.read_text(encoding="utf-8") == "keep me"
+
+
 def test_error_missing_config_file(tmp_path):
     assert_cli_error(
         runner.invoke(app, [*TRAIN_1, "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "m")]),

@@ -204,6 +204,12 @@ SPECIFIC_BAD = [
     ("zscore", {"combine": "sum"}, "combine must be one of"),
     ("zscore", {"threshold": 0}, "threshold must be a positive number"),
     ("kmeans", {"n_clusters": 0}, "n_clusters must be an integer >= 1"),
+    (
+        "kmeans",
+        {"n_clusters": 100_000},
+        "n_clusters \\* min_cluster_fraction must be <= 1, got 100000 x 0.15",
+    ),
+    ("kmeans", {"n_clusters": 4, "min_cluster_fraction": 0.3}, "must be <= 1, got 4 x 0.3 = 1.2"),
     ("kmeans", {"min_cluster_fraction": 0.6}, r"min_cluster_fraction must be in \(0.0, 0.5\]"),
     ("kmeans", {"threshold": float("nan")}, "threshold must be a positive number"),
     ("dbscan", {"min_samples": 1}, "min_samples must be an integer >= 2"),

@@ -109,6 +109,15 @@ def test_empty_or_missing_folders_may_be_claimed(tmp_path):
         assert claim_run_dir(tmp_path / name) == tmp_path / name
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_file_at_or_above_the_folder_is_refused_before_any_work(tmp_path, overwrite):
+    (tmp_path / "notes.txt").write_text("x")
+    for folder in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "run"):
+        with pytest.raises(FileExistsError, match=r"notes\.txt is a file, not a folder"):
+            claim_run_dir(folder, overwrite=overwrite)
+    assert (tmp_path / "notes.txt").read_text() == "x"  # nothing lost
+
+
 def test_run_record_and_json_round_trip(tmp_path):
     record = run_record(
         "experiment", config={"a": [1, 2]}, argv=["poisonlab", "run", "x y.yaml"], extra={"k": 1}

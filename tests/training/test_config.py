@@ -117,6 +117,21 @@ def test_invalid_values_are_rejected(kwargs):
         TrainConfig.model_validate(kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": float("nan")}, "finite number"),  # not "less than or equal to 10"
+        ({"weight_decay": float("inf")}, "finite number"),
+        ({"seed": -1}, "greater than or equal to 0"),
+        ({"seed": 2**32}, "less than or equal to 4294967295"),  # torch's own overflow message otherwise
+    ],
+)
+def test_non_finite_numbers_and_out_of_range_seeds_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.model_validate(kwargs)
+    assert TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
 def test_sgd_nesterov_without_momentum_is_rejected():
     with pytest.raises(ValueError, match="nesterov"):
         TrainConfig(optimizer="sgd", momentum=0.0, nesterov=True)

@@ -8,6 +8,7 @@ checks it); what needs them is imported inside the functions.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -66,8 +67,24 @@ MODEL_ARG = typer.Argument(..., help="model folder or registry id")
 
 
 def out_option(help: str, default: Any = ...) -> Any:
-    """``--out``/``-o`` with a command's own help (required unless ``default`` is given)."""
-    return typer.Option(default, "--out", "-o", help=help)
+    """``--out``/``-o`` with a command's own help (required unless ``default`` is given).
+
+    A file at the path, or above it, is refused while the options are read, before any loading
+    or training (:func:`poisonlab.provenance.check_output_folder`): one ``error:`` line, exit 2.
+    """
+    return typer.Option(default, "--out", "-o", help=help, callback=_output_folder)
+
+
+def _output_folder(value: Path | None) -> Path | None:
+    from poisonlab.provenance import check_output_folder
+
+    if value is not None:
+        try:
+            check_output_folder(value)
+        except FileExistsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+    return value
 
 
 def use_threads(threads: int | None) -> None:

@@ -16,12 +16,11 @@ and cache keys of configs that do not use them are unchanged.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
+from poisonlab.configfile import read_mapping_file
 from poisonlab.models.simple_cnn import CHAPTER_DROPOUT
 from poisonlab.training.options import AugmentConfig, LookaheadConfig, ModelConfig, TrainConfig
 
@@ -85,16 +84,7 @@ def validate_train_settings(data: dict, origin: str = "training setting") -> Tra
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read a :class:`TrainConfig` from a ``.yaml``/``.yml``/``.json`` file (unknown keys are errors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training config not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot parse {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a mapping of training settings, got {type(data).__name__}")
+    data = read_mapping_file(path, "training config")
     return validate_train_settings(data, origin=f"training config {path}:")
 
 

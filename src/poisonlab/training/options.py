@@ -18,7 +18,8 @@ __all__ = ["AugmentConfig", "LookaheadConfig", "ModelConfig", "TrainConfig"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan: "lr: nan" would otherwise be refused as "less than or equal to 10"
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     #: fields written by ``model_dump`` only when they differ from their default (see the module
     #: docstring: dumps and their hashes of older configs stay the same)
@@ -161,7 +162,7 @@ class TrainConfig(_Frozen):
     model: ModelConfig = ModelConfig(dropout=(0.0, 0.0, 0.0, 0.0))
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     channels_last: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy's and torch's seeds; 0 to 2**32 - 1")
     eval_batch_size: int = Field(1000, ge=1)
     validate_every: int = Field(1, ge=0, description="epochs between validations; 0 = only at the end")
     val_samples: int | None = Field(

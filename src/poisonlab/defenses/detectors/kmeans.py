@@ -91,6 +91,14 @@ class KMeansDetector(SpaceDetector):
         self.n_clusters = check_positive_int(n_clusters, "n_clusters")
         self.min_cluster_fraction = check_fraction(min_cluster_fraction, "min_cluster_fraction", high=0.5)
         self.threshold = check_positive_float(threshold, "threshold")
+        if self.n_clusters * self.min_cluster_fraction > 1:
+            # n samples in k clusters cannot all reach f * n each when k * f > 1: some cluster of
+            # every group is small by construction and its members are always flagged
+            raise ValueError(
+                f"n_clusters * min_cluster_fraction must be <= 1, got {self.n_clusters} x "
+                f"{self.min_cluster_fraction:g} = {self.n_clusters * self.min_cluster_fraction:g}: some "
+                "cluster would be small by construction and its members always flagged"
+            )
 
     def _detect(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         n = x.shape[0]

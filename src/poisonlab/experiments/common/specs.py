@@ -8,14 +8,13 @@ back to a default silently) and the first problems are reported on one line.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from poisonlab.configfile import read_mapping_file
 from poisonlab.defenses import DEFENSES
 from poisonlab.training.config import PRESETS, TrainConfig, apply_settings, base_recipe
 
@@ -136,14 +135,6 @@ def read_config_mapping(path: str | Path, what: str = "experiment config") -> di
         When it cannot be parsed or does not hold a mapping.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot parse {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a mapping, got {type(data).__name__}")
+    data = read_mapping_file(path, what)
     data.setdefault("base_dir", str(path.parent.resolve()))
     return data
