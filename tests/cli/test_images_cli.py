@@ -59,6 +59,7 @@ def test_pad_colour_option(app, photos, tmp_path):
         ["--pad-color", "0,0,300"],
         ["--pad-color", "red-ish"],
         ["--size", "0"],
+        ["--size", "100000"],  # tens of GB per image: refused before any photo is read
     ],
 )
 def test_bad_options_exit_2_with_one_line(app, photos, tmp_path, args):

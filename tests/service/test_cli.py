@@ -67,3 +67,37 @@ def test_serve_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--host", "--port", "--db", "--data", "--model"):
         assert option in result.output
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_a_database_url_that_cannot_be_used_is_one_line_without_its_password(tmp_path):
+    line = _one_error_line(runner.invoke(app, ["keys", "list", "--db", "postgres//u:secret@h/x"]))
+    assert "cannot be parsed" in line and "secret" not in line
+    line = _one_error_line(runner.invoke(app, ["keys", "list", "--db", "mysql://u:secret@h/x"]))
+    assert "needs a driver that is not installed" in line and "secret" not in line and "u:***@h" in line
+    missing = f"sqlite:///{tmp_path}/no/such/folder/x.db"
+    line = _one_error_line(runner.invoke(app, ["sources", "list", "--db", missing]))
+    assert "cannot open the database" in line
+
+
+def test_keygen_refuses_a_name_that_leaves_the_folder(tmp_path):
+    keys = tmp_path / "keys"
+    for name in ("../evil", "a/b", "..", ".hidden"):
+        result = runner.invoke(app, ["sources", "keygen", "--out", str(keys), "--name", name])
+        assert "key name must be a file stem" in _one_error_line(result)
+    assert not list(tmp_path.rglob("*.key"))
+
+
+def test_serve_names_its_options_and_checks_the_model_before_starting(tmp_path):
+    bad = runner.invoke(app, ["serve", "--unsigned", "bogus", "--precision", "bf17", "--data", str(tmp_path)])
+    line = _one_error_line(bad)
+    assert "--unsigned: Input should be" in line and "--precision: Input should be" in line
+    missing = runner.invoke(app, ["serve", "--model", str(tmp_path / "nomodel"), "--data", str(tmp_path)])
+    assert "neither a model folder nor a registered model" in _one_error_line(missing)

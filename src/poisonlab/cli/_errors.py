@@ -24,7 +24,19 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except (ValueError, OSError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {one_line(exc)}", err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line: a pydantic ``ValidationError`` as ``field: problem``
+    pairs (its own text spans lines and ends in a documentation link), anything else with its
+    line breaks folded, so that an unexpected multi-line message still keeps the contract."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        items = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:5]]
+        return f"invalid {exc.title}: " + "; ".join(items)
+    return " ".join(str(exc).split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,6 +16,9 @@ from poisonlab.cli._errors import cli_errors
 console = make_console()
 keys_app = App(help="API keys of the ImRecS service (shown once, stored hashed).")
 sources_app = App(help="Data sources and their Ed25519 signing keys.")
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 DB_OPT = typer.Option(None, "--db", help="SQLAlchemy database URL (default: sqlite in the data folder)")
 DATA_OPT = typer.Option(None, "--data", help="service data folder (default: $POISONLAB_HOME/imrecs)")
@@ -62,6 +66,29 @@ def worker_app():
     return create_app(ServiceSettings.model_validate(spec["settings"]))
 
 
+#: ServiceSettings fields that ``serve`` sets from an option, named as the option in errors
+_SERVE_OPTIONS = {
+    "data_dir": "--data",
+    "db_url": "--db",
+    "model_ref": "--model",
+    "unsigned_policy": "--unsigned",
+    "base_data_dir": "--base-data-dir",
+    "max_body_bytes": "--max-body-mb",
+    "precision": "--precision",
+    "defenses": "--defenses",
+    "inference_workers": "--inference-threads",
+}
+
+
+def _option_errors(exc: ValidationError) -> str:
+    """``--unsigned: Input should be 'quarantine', 'pending' or 'reject'; ...`` on one line."""
+    items = []
+    for err in exc.errors()[:5]:
+        field = str(err["loc"][0]) if err["loc"] else ""
+        items.append(f"{_SERVE_OPTIONS.get(field, field)}: {err['msg']}")
+    return "; ".join(items)
+
+
 @cli_errors
 def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (plain HTTP: put TLS in front)"),
@@ -96,6 +123,7 @@ def serve_command(
 ) -> None:
     """Run the ImRecS image-recognition service (FastAPI + uvicorn) until interrupted."""
     import uvicorn
+    from pydantic import ValidationError
     from sqlalchemy.engine import make_url
 
     from poisonlab.service.app import create_app
@@ -105,20 +133,30 @@ def serve_command(
     extra = (
         {} if defenses is None else {"defenses": tuple(d.strip() for d in defenses.split(",") if d.strip())}
     )
-    settings = ServiceSettings(
-        data_dir=data or default_data_dir(),
-        db_url=db,
-        model_ref=model,
-        unsigned_policy=unsigned,
-        base_data_dir=base_data_dir,
-        max_body_bytes=int(max_body_mb * (1 << 20)),
-        precision=precision,
-        **extra,
-        **({} if inference_threads is None else {"inference_workers": inference_threads}),
-    )
+    try:
+        settings = ServiceSettings(
+            data_dir=data or default_data_dir(),
+            db_url=db,
+            model_ref=model,
+            unsigned_policy=unsigned,
+            base_data_dir=base_data_dir,
+            max_body_bytes=int(max_body_mb * (1 << 20)),
+            precision=precision,
+            **extra,
+            **({} if inference_threads is None else {"inference_workers": inference_threads}),
+        )
+    except ValidationError as exc:
+        raise ValueError(_option_errors(exc)) from None
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise ValueError("--workers above 1 needs a PostgreSQL --db (postgresql+psycopg://...), not SQLite")
     _use_threads(threads)
+    # the database and the initial model are opened here, so that a bad --db or --model is one error
+    # line now, not a traceback from inside uvicorn's start-up
+    state = ServiceState(settings)
+    try:
+        state.bootstrap()
+    finally:
+        state.close()
     db_shown = make_url(settings.database_url).render_as_string(hide_password=True)  # no password in logs
     console.print(f"ImRecS on http://{host}:{port}  data {settings.data_dir}  db {db_shown}")
     # proxy_headers=False: X-Forwarded-For from a local client must not choose its rate-limit address
@@ -126,11 +164,7 @@ def serve_command(
     if workers == 1:
         uvicorn.run(create_app(settings), **run)
         return
-    state = ServiceState(settings)  # register the initial model once, before N processes race to it
-    try:
-        state.bootstrap()
-    finally:
-        state.close()
+    # the initial model was registered above, once, before N processes race to it
     spec = {"settings": settings.model_dump(mode="json"), "threads": threads}
     os.environ[_WORKER_SPEC] = json.dumps(spec)
     uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **run)

@@ -26,10 +26,15 @@ def check_color(color: Sequence[int]) -> Color:
     return tuple(int(c) for c in rgb)  # type: ignore[return-value]
 
 
+#: the largest output side: 32 for the CIFAR-10 models, 8 for digits; beyond this a typo (100000)
+#: would allocate tens of GB per image before anything else could fail
+MAX_OUTPUT_SIZE = 1024
+
+
 def check_output_size(size: int) -> int:
-    """``size`` as an int; ValueError unless a positive integer (not a bool)."""
-    if not isinstance(size, int | np.integer) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    """``size`` as an int; ValueError unless an integer in 1..:data:`MAX_OUTPUT_SIZE` (not a bool)."""
+    if not isinstance(size, int | np.integer) or isinstance(size, bool) or not 1 <= size <= MAX_OUTPUT_SIZE:
+        raise ValueError(f"size must be an integer from 1 to {MAX_OUTPUT_SIZE}, got {size!r}")
     return int(size)
 
 

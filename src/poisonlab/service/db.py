@@ -31,8 +31,8 @@ from sqlalchemy import (
     event,
     inspect,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -193,18 +193,42 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+_URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/NAME"
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the tables created (idempotent)."""
+    """An engine for ``url`` with the tables created (idempotent).
+
+    Raises
+    ------
+    ValueError
+        ``url`` is not a database URL SQLAlchemy can parse, or names a driver that is not
+        installed.
+    OSError
+        The database cannot be opened (a missing folder for SQLite, a server that refuses).
+    """
     is_sqlite = url.startswith("sqlite")
     kwargs: dict[str, Any] = {"pool_pre_ping": not is_sqlite}
     if is_sqlite:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         kwargs["pool_size"] = 20
         kwargs["max_overflow"] = 20
-    engine = create_engine(url, **kwargs)
+    try:
+        engine = create_engine(url, **kwargs)
+    except ArgumentError:  # not echoed: a malformed URL may still hold a password
+        raise ValueError(f"the database URL cannot be parsed; expected {_URL_FORMS}") from None
+    except ImportError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise ValueError(
+            f"database URL {shown} needs a driver that is not installed ({exc}); expected {_URL_FORMS}"
+        ) from None
     if is_sqlite:
         _sqlite_setup(engine)
-    Base.metadata.create_all(engine)
+    try:
+        Base.metadata.create_all(engine)
+    except OperationalError as exc:
+        shown = engine.url.render_as_string(hide_password=True)
+        raise OSError(f"cannot open the database {shown}: {' '.join(str(exc.orig).split())}") from None
     add_missing_columns(engine)
     return engine
 

@@ -230,8 +230,14 @@ def prune_nonces(session: Session, *, now: float | None = None) -> int:
 def generate_keypair(out_dir: str | os.PathLike[str], name: str = "source") -> tuple[Path, Path]:
     """Write ``<name>.key`` (private, mode 0600) and ``<name>.pub`` (public) PEM files.
 
-    Refuses to overwrite an existing private key.
+    Refuses to overwrite an existing private key, and a ``name`` that is not a plain file stem
+    (a separator or ``..`` would write the private key outside ``out_dir``).
     """
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name) or ".." in name:
+        raise ValueError(
+            f"key name must be a file stem of letters, digits, '_', '-' and '.' (no '..', at most 100), "
+            f"got {name!r}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     private_path, public_path = out / f"{name}.key", out / f"{name}.pub"

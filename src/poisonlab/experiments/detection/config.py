@@ -307,6 +307,8 @@ def parse_detection(data: dict, origin: str = "config") -> DetectionConfig:
         raise ValueError(validation_message(exc, "detection config", origin)) from exc
     try:
         cfg.check_model()
+    except ValidationError as exc:  # the recipe with this config's seeds (a seed out of range)
+        raise ValueError(validation_message(exc, "detection config", f"{origin} (training)")) from None
     except ValueError as exc:
         raise ValueError(f"invalid detection config {origin}: training: {exc}") from None
     return cfg
