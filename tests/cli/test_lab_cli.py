@@ -385,6 +385,23 @@ def test_error_a_file_where_the_output_folder_goes_is_refused_first(tmp_path, ar
     assert notes.read_text(encoding="utf-8") == "keep me"
 
 
+@pytest.mark.parametrize(
+    "argv", [TRAIN_1, ["run", "some.yaml"], ["matrix", "some.yaml"], ["demo"]], ids=lambda a: a[0]
+)
+def test_error_an_unknown_device_is_refused_while_the_options_are_read(tmp_path, argv):
+    result = runner.invoke(app, [*argv, "--out", str(tmp_path / "o"), "--device", "tpu"])
+    assert_cli_error(result, r"unknown device 'tpu'; expected auto, cpu, cuda or cuda:N")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "99999999999999999999999"])
+@pytest.mark.parametrize("argv", [TRAIN_1, ["run", "some.yaml"], ["demo"]], ids=lambda a: a[0])
+def test_error_a_seed_out_of_range_is_a_usage_error_naming_the_option(tmp_path, argv, seed):
+    result = runner.invoke(app, [*argv, "--out", str(tmp_path / "o"), "--seed", seed])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--seed" in result.output and "Overflow" not in result.output
+
+
 def test_error_missing_config_file(tmp_path):
     assert_cli_error(
         runner.invoke(app, [*TRAIN_1, "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "m")]),

@@ -163,6 +163,12 @@ def test_cli_runs_and_errors_are_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["clean-label", str(config), "--out", str(out), "--trials", "1", "--quiet"])
     assert res.exit_code == 0, res.output
     assert len(json.loads((out / "results.json").read_text())["trials"]) == 1
+    log = (out / "cells.jsonl").read_text()
+    again = CliRunner().invoke(app, ["clean-label", str(config), "--out", str(out), "--quiet"])
+    assert again.exit_code == 2 and "already holds a clean-label run" in again.stderr, again.output
+    both = CliRunner().invoke(app, ["clean-label", str(config), "--out", str(out), "--resume", "--overwrite"])
+    assert both.exit_code == 2 and "pick one" in both.stderr
+    assert (out / "cells.jsonl").read_text() == log  # the finished trial's record is kept
     missing = CliRunner().invoke(app, ["clean-label", str(tmp_path / "nope.yaml"), "--out", str(out)])
     assert missing.exit_code != 0 and "not found" in missing.output and "Traceback" not in missing.output
     bad = tmp_path / "bad.yaml"

@@ -114,6 +114,19 @@ def test_bad_training_blocks_are_value_errors(training, message):
         parse_detection(_grid(training=training))
 
 
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        ({"start": 99999999999999999999, "count": 1}, r"seeds\.start: Input should be less than or equal to"),
+        ({"start": 2**32 - 1, "count": 2}, r"the last seed, 4294967296, is above 4294967295"),
+    ],
+)
+def test_seeds_out_of_range_are_one_line_at_load_time(seeds, message):
+    with pytest.raises(ValueError, match=message) as err:
+        parse_detection(_grid(seeds=seeds), origin="d.yaml")
+    assert "\n" not in str(err.value)
+
+
 def test_a_missing_training_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         parse_detection(_grid(training={"file": "missing.yaml"}, base_dir=str(tmp_path)))

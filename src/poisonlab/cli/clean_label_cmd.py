@@ -29,6 +29,7 @@ from poisonlab.cli.experiments_cmd import dataset_location
 from poisonlab.cli.options import (
     CONFIG_DATA_DIR_OPT,
     GRID_SEEDS_OPT,
+    OVERWRITE_OPT,
     QUIET_OPT,
     SEED_OPT,
     THREADS_OPT,
@@ -98,6 +99,7 @@ def clean_label_command(
     workers: int | None = WORKERS_OPT,
     store: Path | None = STORE_OPT,
     resume: bool = RESUME_OPT,
+    overwrite: bool = OVERWRITE_OPT,
 ) -> None:
     """Craft clean-label poisons (hidden trigger, feature collision, clean-label backdoor,
     gradient matching), train the victim, and report success rates beside the published ones."""
@@ -106,10 +108,14 @@ def clean_label_command(
     from poisonlab.experiments.clean_label import load_clean_label
 
     chosen = seed_list(seed, seeds)
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite replaces it: pick one")
     options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
     with executor_session(executor, quiet=quiet, **options) as runner:  # bad options fail first
         base = load_clean_label(config)
         folders = [Path(out)] if seeds is None else [Path(out) / f"seed-{s}" for s in chosen]
+        for folder in folders if not resume else ():  # before any training, unless --overwrite
+            _claim(folder, overwrite=overwrite)
         for s, folder in zip(chosen, folders, strict=True):
             overrides = {"device": device, "trials": trials, "seed": s}
             cfg = _with_overrides(base, config, data_dir, overrides)
@@ -123,6 +129,17 @@ def clean_label_command(
     results = [json.loads((f / "results.json").read_text(encoding="utf-8")) for f in folders]
     report = write_pooled_clean_label(results, out)
     console.print(f"report over {len(folders)} seeds: {report}", soft_wrap=True)
+
+
+def _claim(folder: Path, *, overwrite: bool) -> None:
+    """Refuse a folder holding a clean-label run (its results or its cell log) unless ``overwrite``:
+    a fresh run starts by deleting the cell log, which would lose the finished trials."""
+    held = [name for name in ("results.json", "cells.jsonl") if (folder / name).is_file()]
+    if held and not overwrite:
+        raise FileExistsError(
+            f"{folder} already holds a clean-label run ({', '.join(held)}); choose another --out, "
+            "continue it with --resume, or pass --overwrite to replace it"
+        )
 
 
 def _run_one(cfg: CleanLabelConfig, out: Path, runner: Any, *, quiet: bool, resume: bool) -> CleanLabelResult:

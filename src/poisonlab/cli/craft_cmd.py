@@ -21,7 +21,7 @@ import typer
 
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
-from poisonlab.cli.options import DATA_DIR_OPT, DEVICE_OPT, THREADS_OPT, use_threads
+from poisonlab.cli.options import DATA_DIR_OPT, DEVICE_OPT, SEED_RANGE, THREADS_OPT, use_threads
 from poisonlab.cli.scan_cmd import _named, load_scan_data
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def craft_command(
     param: list[str] = typer.Option(
         [], "--param", "-p", help="extra attack parameter key=value, repeatable (e.g. lr=0.02, restarts=2)"
     ),
-    seed: int = typer.Option(0, "--seed", help="picks the poisons and seeds the optimisation"),
+    seed: int = typer.Option(0, "--seed", help="picks the poisons and seeds the optimisation", **SEED_RANGE),
     data_dir: Path | None = DATA_DIR_OPT,
     device: str = DEVICE_OPT,
     threads: int | None = THREADS_OPT,

@@ -33,6 +33,7 @@ from poisonlab.cli.options import (
     OVERWRITE_OPT,
     QUIET_OPT,
     SEED_OPT,
+    SEED_RANGE,
     THREADS_OPT,
     out_option,
     seed_list,
@@ -155,7 +156,7 @@ def demo_command(
     data_dir: Path | None = DATA_DIR_OPT,
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="shorten training (smoke runs)"),
     seed: int | None = typer.Option(
-        None, "--seed", help="seed of the attacks and poisoned models (default 0)"
+        None, "--seed", help="seed of the attacks and poisoned models (default 0)", **SEED_RANGE
     ),
     device: str = DEVICE_OPT,
     threads: int | None = THREADS_OPT,

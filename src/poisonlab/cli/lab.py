@@ -20,6 +20,7 @@ from poisonlab.cli.options import (
     MODEL_ARG,
     OVERWRITE_OPT,
     QUIET_OPT,
+    SEED_RANGE,
     THREADS_OPT,
     check_precision,
     out_option,
@@ -53,7 +54,7 @@ def train_command(
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
     lr: float | None = typer.Option(None, "--lr"),
-    seed: int | None = typer.Option(None, "--seed"),
+    seed: int | None = typer.Option(None, "--seed", **SEED_RANGE),
     init: str | None = typer.Option(None, "--init", help="fine-tune this model (path or registry id)"),
     train_data: Path | None = typer.Option(
         None, "--train-data", help="fine-tune on these samples only (image folder, prepared folder, .npz)"

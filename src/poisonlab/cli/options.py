@@ -8,8 +8,9 @@ checks it); what needs them is imported inside the functions.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -26,7 +27,19 @@ DATA_DIR_OPT = typer.Option(
 )
 #: ``--data-dir`` of the config-driven commands (run, matrix, clean-label)
 CONFIG_DATA_DIR_OPT = typer.Option(None, "--data-dir", help="override the config's dataset location")
-DEVICE_OPT = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda")
+
+
+def _device_name(value: str | None) -> str | None:
+    """Refuse an unknown ``--device`` while the options are read, not after the first training
+    (whether CUDA is there is checked where the device is resolved: that needs torch)."""
+    if value is not None and value not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", value):
+        _refuse(f"unknown device {value!r}; expected auto, cpu, cuda or cuda:N")
+    return value
+
+
+DEVICE_OPT = typer.Option(
+    "auto", "--device", help="auto (CUDA when present), cpu or cuda", callback=_device_name
+)
 THREADS_OPT = typer.Option(
     None,
     "--threads",
@@ -41,7 +54,9 @@ QUIET_OPT = typer.Option(False, "--quiet", "-q", help="no progress bars")
 JSON_OPT = typer.Option(
     False, "--json", help="print one JSON document to stdout (and nothing else there); messages go to stderr"
 )
-SEED_OPT = typer.Option(None, "--seed", help="override the config's seed(s) with this one")
+#: ``--seed``'s range: poisonlab.training.options.SEED_MAX (not imported: it would import torch at start-up)
+SEED_RANGE = {"min": 0, "max": 2**32 - 1}
+SEED_OPT = typer.Option(None, "--seed", help="override the config's seed(s) with this one", **SEED_RANGE)
 GRID_SEEDS_OPT = typer.Option(
     None,
     "--seeds",
@@ -82,9 +97,15 @@ def _output_folder(value: Path | None) -> Path | None:
         try:
             check_output_folder(value)
         except FileExistsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
+            _refuse(str(exc))
     return value
+
+
+def _refuse(message: str) -> NoReturn:
+    """An option refused while the options are read: one ``error:`` line, exit 2 (as
+    :func:`~poisonlab.cli._errors.cli_errors` does for errors of the command itself)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
 
 
 def use_threads(threads: int | None) -> None:

@@ -8,13 +8,20 @@ experiment cache keys of :mod:`poisonlab.experiments.common.cache`), does not ch
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from poisonlab.inference import TestTimeAugmentation
 
 __all__ = ["AugmentConfig", "LookaheadConfig", "ModelConfig", "TrainConfig"]
+
+
+#: the largest seed: numpy's legacy generators and many seeding helpers take 32-bit seeds, and a
+#: larger one reached torch as an "Overflow when unpacking long long" that named no option
+SEED_MAX = 2**32 - 1
+#: a seed field of any config: 0 to :data:`SEED_MAX`
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class _Frozen(BaseModel):
@@ -162,7 +169,7 @@ class TrainConfig(_Frozen):
     model: ModelConfig = ModelConfig(dropout=(0.0, 0.0, 0.0, 0.0))
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     channels_last: bool = True
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy's and torch's seeds; 0 to 2**32 - 1")
+    seed: Seed = Field(0, description="numpy's and torch's seeds; 0 to 2**32 - 1")
     eval_batch_size: int = Field(1000, ge=1)
     validate_every: int = Field(1, ge=0, description="epochs between validations; 0 = only at the end")
     val_samples: int | None = Field(

@@ -42,6 +42,7 @@ from poisonlab.experiments.common.specs import (
     validation_message,
 )
 from poisonlab.training.config import TrainConfig
+from poisonlab.training.options import Seed
 
 __all__ = [
     "CRAFTED_ATTACKS",
@@ -127,7 +128,7 @@ class CleanLabelConfig(Strict):
     attacks: list[CraftedAttackSpec] = Field(..., min_length=1)
     defenses: list[DefenseSpec] = Field(default_factory=list)
     device: str = "cpu"
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     base_dir: str = Field(".", description="set by the loader: folder of the config file")
 
     @model_validator(mode="after")

@@ -43,6 +43,7 @@ from poisonlab.experiments.common.specs import (
 )
 from poisonlab.models.registry import build_model
 from poisonlab.training.config import TrainConfig
+from poisonlab.training.options import SEED_MAX, Seed
 
 __all__ = [
     "CLEAN_LABEL_FAMILIES",
@@ -93,11 +94,13 @@ UnitRange = Annotated[
 class Seeds(Strict):
     """Seeds ``start, start + 1, ..., start + count - 1``; each seed is one replicate of the grid."""
 
-    start: int = Field(..., ge=0)
+    start: Seed
     count: int = Field(..., ge=1)
 
     @model_validator(mode="after")
     def _one_side(self) -> Seeds:
+        if self.start + self.count - 1 > SEED_MAX:
+            raise ValueError(f"the last seed, {self.start + self.count - 1}, is above {SEED_MAX}")
         if self.start < HELD_OUT_START < self.start + self.count:
             raise ValueError(
                 f"seeds {self.start}..{self.start + self.count - 1} mix the development grid "

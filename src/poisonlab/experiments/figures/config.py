@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from poisonlab.experiments.common.specs import Strict, read_config_mapping, shared_dir, validation_message
+from poisonlab.training.options import Seed
 
 __all__ = [
     "DEFAULT_PHOTOS",
@@ -92,7 +93,7 @@ class FiguresConfig(Strict):
     )
     photo_size: int = Field(32, ge=8, le=512)
     upscale: int = Field(8, ge=1, le=32)
-    seed: int = Field(0, ge=0, description="seed of the triggers that take one (random placement or key)")
+    seed: Seed = Field(0, description="seed of the triggers that take one (random placement or key)")
     base_dir: str = Field(".", description="set by the loader: folder of the config file")
 
     @model_validator(mode="after")

@@ -29,6 +29,7 @@ from poisonlab.experiments.common.specs import (
     validation_message,
 )
 from poisonlab.experiments.single.config import AttackSpec, ExperimentConfig, parse_experiment
+from poisonlab.training.options import Seed
 
 __all__ = ["MatrixAttack", "MatrixConfig", "MitigationSpec", "load_matrix", "parse_matrix"]
 
@@ -75,7 +76,7 @@ class MatrixConfig(Strict):
         None, min_length=1, description="columns; omitted: the default screen's detectors, combined"
     )
     mitigation: MitigationSpec = MitigationSpec()
-    seed: int = 0
+    seed: Seed = 0
     base_dir: str = Field(".", description="set by the loader: folder of the config file")
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from poisonlab.experiments.common.specs import (
 )
 from poisonlab.experiments.single.robust_config import AdversarialTrainingSpec, RobustnessSpec
 from poisonlab.training.config import TrainConfig
+from poisonlab.training.options import Seed
 
 __all__ = [
     "AttackSpec",
@@ -146,7 +147,7 @@ class ExperimentConfig(Strict):
     attack: AttackSpec
     integration: Literal["retrain", "finetune", "finetune_poison_only"] = "retrain"
     finetune: TrainingSpec = TrainingSpec(preset="chapter-finetune")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     baseline: Literal["shared", "per_seed"] = "shared"
     metrics: MetricsSpec = MetricsSpec()
     robustness: RobustnessSpec | None = None
