@@ -210,3 +210,27 @@ def test_more_trials_resume_the_first_ones_from_the_log(tmp_path: Path) -> None:
     assert len(journal.read_text().splitlines()) == len(lines) + 1  # only trial 1 appended
     assert more.trials[0] == json.loads(json.dumps(first.trials[0]))
     assert [r["trial"] for r in more.trials] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"params": {"steps": -4}}, r"attack CLEA: steps must be an integer >= 1, got -4"),
+        ({"params": {"steps": 2, "bogus": 1}}, r"attack CLEA: unknown parameter\(s\) 'bogus'"),
+        ({"patch": {"size": 50, "offset": 40}}, r"attack CLEA: patch: .*does not fit 8x8 images"),
+    ],
+)
+def test_a_bad_attack_row_fails_before_the_surrogate_trains(monkeypatch, change, message) -> None:
+    from poisonlab.experiments.clean_label import run as run_module
+
+    data = _config()
+    row = next(a for a in data["attacks"] if a["attack"] == "clean_label_backdoor")
+    row.update(change)
+    cfg = parse_clean_label(data)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the surrogate was about to train")
+
+    monkeypatch.setattr(run_module, "_prepared", no_training)
+    with pytest.raises(ValueError, match=message):
+        run_clean_label(cfg, progress=False)

@@ -31,7 +31,7 @@ import numpy as np
 from poisonlab.data.dataset import Dataset
 from poisonlab.experiments.clean_label.config import CleanLabelConfig
 from poisonlab.experiments.clean_label.records import CleanLabelResult
-from poisonlab.experiments.clean_label.trial import draw_trial, prepare_context, run_trial
+from poisonlab.experiments.clean_label.trial import check_attacks, draw_trial, prepare_context, run_trial
 from poisonlab.experiments.executor import (
     CellLog,
     CellOutcome,
@@ -208,6 +208,7 @@ def run_clean_label(
     GridIncomplete
         After the last cell, when some cells failed twice.
     """
+    check_attacks(cfg)  # before the surrogate trains
     executor = executor or LocalExecutor()
     args = (executor.store, progress and executor.in_process)
     prepared = _prepared(executor, cfg, args)

@@ -22,7 +22,7 @@ from poisonlab.experiments.common.cache import cached_model
 from poisonlab.inference import predict
 from poisonlab.models.base import PoisonlabModel
 
-__all__ = ["draw_trial", "prepare_context", "run_trial"]
+__all__ = ["check_attacks", "draw_trial", "prepare_context", "run_trial"]
 
 
 def _trial_attack(
@@ -59,6 +59,33 @@ def _trial_attack(
         )
     except ValueError as exc:  # e.g. an unknown key in params: name the config's row
         raise ValueError(f"attack {spec.name}: {exc}") from None
+
+
+def check_attacks(cfg: CleanLabelConfig) -> None:
+    """Build every attack row against an untrained stand-in of the surrogate, and stamp its patch
+    on a blank victim image: a bad setting (``steps: -4``, an unknown parameter, a patch larger
+    than the image) fails now, before the surrogate and the clean victim train, and is not
+    retried by the executor as a failed cell would be.
+
+    Raises
+    ------
+    ValueError
+        The first row that cannot be built, named.
+    """
+    from poisonlab.experiments.detection.config import DATASET_SHAPES
+    from poisonlab.models.registry import build_model
+
+    shape, classes = DATASET_SHAPES[cfg.dataset.name]
+    stand_in = build_model(cfg.pretrain_config().model.spec(shape, classes))
+    blank = np.zeros(shape, np.uint8)
+    for spec in cfg.attacks:
+        attack = _trial_attack(spec, cfg, surrogate=stand_in, victim=blank, source=0, target=1, seed=cfg.seed)
+        if not attack.needs_trigger:  # the row's patch is not used
+            continue
+        try:
+            attack.at_test_time(blank[None])
+        except ValueError as exc:
+            raise ValueError(f"attack {spec.name}: patch: {exc}") from None
 
 
 def draw_trial(
