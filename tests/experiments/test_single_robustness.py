@@ -86,6 +86,27 @@ def test_blocks_too_large_for_the_data_fail_before_training(digits_splits: Split
         check_experiment(many, digits_splits)
 
 
+@pytest.mark.parametrize(
+    ("attack", "message"),
+    [
+        (
+            {"kind": "label_flip", "source": "3", "target": "8", "count": 100_000},
+            "cannot poison 100000 samples",
+        ),
+        (
+            {"kind": "backdoor", "trigger": "pattern", "trigger_params": {"distance": 1000}, "source": "7"}
+            | {"target": "1"},
+            "distance",
+        ),
+    ],
+)
+def test_an_attack_the_data_cannot_take_fails_before_training(digits_splits: Splits, attack, message) -> None:
+    # the attack builds, but poisoning the training split fails: found by the check, not after the baseline
+    with pytest.raises(ValueError, match=message):
+        check_experiment(parse_experiment(_digits(attack=attack)), digits_splits)
+    check_experiment(parse_experiment(_digits()), digits_splits)  # a good one passes, data untouched
+
+
 def test_absent_blocks_leave_the_config_dump_as_before() -> None:
     plain = parse_experiment(_digits())
     assert "robustness" not in plain.model_dump() and "mitigation" not in json.loads(plain.model_dump_json())
