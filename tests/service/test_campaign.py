@@ -29,6 +29,8 @@ def test_seeds_parse_as_ranges_and_lists():
     for bad in ("", "a-b", "1-", "-3"):
         with pytest.raises(ValueError):
             parse_seeds(bad)
+    with pytest.raises(ValueError, match=r"seed range 5-1 runs backwards; write it low-high \(1-5\)"):
+        parse_seeds("5-1")
 
 
 def test_a_world_keeps_the_outsiders_pool_out_of_the_base_data(digits):

@@ -133,6 +133,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         low, dash, high = part.partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
             raise ValueError(f"seeds look like 1000-1019 or 1,2,5-7, got {text!r}")
+        if dash and int(high) < int(low):
+            raise ValueError(f"seed range {part} runs backwards; write it low-high ({high}-{low})")
         seeds += range(int(low), int(high) + 1) if dash else [int(low)]
     if not seeds:
         raise ValueError("no seeds given")
