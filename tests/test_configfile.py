@@ -30,6 +30,13 @@ def test_yaml_and_json_mappings_are_read(tmp_path):
         ("latin1.yaml", "name: caf\xe9\n".encode("latin-1"), r"latin1\.yaml: not UTF-8 text \(byte 9\)$"),
         ("list.yaml", "- 1\n- 2\n", r"x config .*list\.yaml must hold a mapping, got list$"),
         ("empty.yaml", "", r"must hold a mapping, got NoneType$"),
+        (
+            "twice.yaml",
+            "training: {epochs: 1}\nname: a\ntraining: {epochs: 5}\n",
+            r"duplicate key 'training' at line 3",
+        ),
+        ("nested.json", '{"a": {"c": 1, "c": 2}}', r"nested\.json: duplicate key 'c'$"),
+        ("unhashable.yaml", "? [1, 2]\n: x\n", r"unhashable\.yaml: found unhashable key at line 1"),
     ],
 )
 def test_each_failure_is_one_line_naming_the_file(tmp_path, name, content, message):
@@ -41,6 +48,12 @@ def test_each_failure_is_one_line_naming_the_file(tmp_path, name, content, messa
     with pytest.raises(ValueError, match=message) as info:
         read_mapping_file(path, "x config")
     assert "\n" not in str(info.value)
+
+
+def test_anchors_and_aliases_are_not_duplicates(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text("base: &b {epochs: 1}\nother: *b\n", encoding="utf-8")
+    assert read_mapping_file(path, "x config") == {"base": {"epochs": 1}, "other": {"epochs": 1}}
 
 
 def test_a_folder_or_a_missing_file_is_named_as_such(tmp_path):
