@@ -19,6 +19,14 @@ def test_digits_by_name():
     assert s.train.name == "digits-train" and s.class_names == tuple("0123456789")
 
 
+def test_a_data_folder_for_the_embedded_digits_is_refused_not_ignored(tmp_path):
+    from poisonlab.data.catalog import load_named_splits, resolve_data_dir
+
+    with pytest.raises(ValueError, match=r"was given for digits, which is embedded"):
+        load_named_splits("digits", data_dir=tmp_path)
+    assert resolve_data_dir("digits") is None  # without one, nothing to say
+
+
 def test_cifar10_by_name(cifar_root):
     s = load_splits("cifar-10", data_dir=cifar_root, val_size=10)
     assert s.train.name == "cifar10-train" and (len(s.train), len(s.val), len(s.test)) == (90, 10, 20)

@@ -51,8 +51,19 @@ def resolve_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) 
         the shared copy ``$POISONLAB_SHARED/datasets/cifar10-jpeg`` (default
         ``../shared/datasets/cifar10-jpeg``) when it holds CIFAR-10, else None (the cache folder,
         then a download). ``digits`` ships with scikit-learn: None.
+
+    Raises
+    ------
+    ValueError
+        ``data_dir`` given for ``digits``, which is never read from a folder (the location would
+        be ignored and recorded in the run's provenance as if it had been read).
     """
     if data_dir is not None:
+        if _ALIASES.get(str(name).strip().lower()) == "digits":
+            raise ValueError(
+                f"a data folder ({data_dir}) was given for digits, which is embedded and read from no "
+                "folder; drop --data-dir (or the config's data_dir)"
+            )
         return Path(data_dir)
     if _ALIASES.get(str(name).strip().lower()) != "cifar10" or os.environ.get("POISONLAB_DATA"):
         return None
