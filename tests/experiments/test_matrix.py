@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,26 @@ def test_matrix_cli_errors_are_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["matrix", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "unknown defense 'nope'" in res.stderr
     assert not (tmp_path / "o").exists()  # nothing written for a config that does not validate
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        (
+            {"train_size": 100_000},
+            r"train_size=100000 is larger than the training split of digits \(\d+ images\)",
+        ),
+        ({"trusted_size": 100_000}, r"trusted_size=100000 must be below the validation split of digits"),
+    ],
+)
+def test_sizes_the_data_cannot_give_are_one_line_before_any_training(tmp_path: Path, sizes, message) -> None:
+    bad = tmp_path / "big.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, **sizes}))
+    res = CliRunner().invoke(app, ["matrix", str(bad), "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    lines = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and re.search(message, lines[0]), res.stderr
+    assert "training" not in res.stderr.replace(lines[0], "")  # no stage trained before the error
 
 
 def test_the_default_screen_is_the_matrix_default_and_mitigates_without_ground_truth(tmp_path: Path) -> None:

@@ -37,10 +37,20 @@ def matrix_splits(cfg: MatrixConfig) -> tuple[Splits, Dataset]:
     )
     splits = load_splits(cfg.dataset.name, data_dir=data_dir, seed=cfg.dataset.split_seed)
     rng = np.random.default_rng(cfg.seed)
-    train = splits.train
+    train, n_val = splits.train, len(splits.val)
+    # sizes the data cannot give are errors, not silently clamped (a late, misleading failure)
+    if cfg.train_size is not None and cfg.train_size > len(train):
+        raise ValueError(
+            f"train_size={cfg.train_size} is larger than the training split of {cfg.dataset.name} "
+            f"({len(train)} images); lower it, or leave it out to use them all"
+        )
+    if cfg.trusted_size is not None and cfg.trusted_size >= n_val:
+        raise ValueError(
+            f"trusted_size={cfg.trusted_size} must be below the validation split of {cfg.dataset.name} "
+            f"({n_val} images): the rest stays the validation split"
+        )
     if cfg.train_size is not None and cfg.train_size < len(train):
         train = train.subset(np.sort(rng.choice(len(train), cfg.train_size, replace=False)))
-    n_val = len(splits.val)
     n_trusted = min(cfg.trusted_size or n_val // 2, n_val - 1)
     order = rng.permutation(n_val)
     trusted = splits.val.subset(np.sort(order[:n_trusted]), name=f"{splits.val.name}-trusted")
