@@ -122,7 +122,10 @@ def _prepared_dataset(
             f"prepare it again with --size {size}"
         )
     if label is None or class_names is None:
-        raise ValueError(f"{folder} is a prepared image folder: give a label and class names for its images")
+        raise ValueError(
+            f"{folder} is a prepared image folder (images.npy without labels): it can be read only as "
+            "one class (a label, such as train's --label)"
+        )
     idx = resolve_label(label, class_names)
     return Dataset(
         x=x,

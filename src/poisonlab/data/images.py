@@ -208,7 +208,10 @@ def _folder_groups(
         (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name
     )
     if not subdirs:
-        raise ValueError(f"{root} has no class sub-folders; for a flat folder give a label and class names")
+        raise ValueError(
+            f"{root} has no class sub-folders (ROOT/<class>/*.png, one per class); a flat folder of "
+            "images can be read only as one class (a label, such as train's --label)"
+        )
     names = tuple(str(c) for c in class_names) if class_names is not None else tuple(d.name for d in subdirs)
     unknown = [d.name for d in subdirs if d.name not in names]
     if unknown:
