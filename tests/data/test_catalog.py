@@ -27,6 +27,14 @@ def test_a_data_folder_for_the_embedded_digits_is_refused_not_ignored(tmp_path):
     assert resolve_data_dir("digits") is None  # without one, nothing to say
 
 
+def test_a_flat_image_folder_without_a_label_names_the_layout_it_needs(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    with pytest.raises(
+        ValueError, match=r"no class sub-folders \(ROOT/<class>/\*\.png.*read only as one class"
+    ):
+        load_dataset_path(tmp_path, class_names=CIFAR10_CLASSES)
+
+
 def test_cifar10_by_name(cifar_root):
     s = load_splits("cifar-10", data_dir=cifar_root, val_size=10)
     assert s.train.name == "cifar10-train" and (len(s.train), len(s.val), len(s.test)) == (90, 10, 20)
