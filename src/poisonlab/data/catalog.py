@@ -22,6 +22,12 @@ from poisonlab.data.digits import load_digits_splits
 from poisonlab.data.images import load_image_folder, load_prepared, resolve_label
 
 DATASETS: tuple[str, ...] = ("cifar10", "digits")
+#: image shape (H, W, C) and number of classes of each named dataset: what a network must take
+#: (configs check their networks against it before any data is loaded)
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((8, 8, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+}
 _ALIASES = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10", "digits": "digits"}
 #: where the project's shared data folder keeps CIFAR-10 (``../shared/datasets/cifar10-jpeg``)
 SHARED_CIFAR10 = Path("datasets") / "cifar10-jpeg"

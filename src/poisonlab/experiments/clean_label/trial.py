@@ -72,7 +72,7 @@ def check_attacks(cfg: CleanLabelConfig) -> None:
     ValueError
         The first row that cannot be built, named.
     """
-    from poisonlab.experiments.detection.config import DATASET_SHAPES
+    from poisonlab.data.catalog import DATASET_SHAPES
     from poisonlab.models.registry import build_model
 
     shape, classes = DATASET_SHAPES[cfg.dataset.name]

@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from poisonlab.data.catalog import DATASET_SHAPES
 from poisonlab.experiments.common.specs import (
     DatasetSpec,
     Strict,
@@ -68,11 +69,6 @@ FAMILIES = (*TRIGGER_FAMILIES, *CLEAN_LABEL_FAMILIES, "label_flip", "random_flip
 TARGET_MODES = ("all_to_one", "all_to_all")
 #: the first seed of the held-out grid
 HELD_OUT_START = 1000
-#: image shape (H, W, C) and number of classes of each named dataset: what the network must take
-DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "digits": ((8, 8, 1), 10),
-    "cifar10": ((32, 32, 3), 10),
-}
 
 Family = Literal[
     "patch", "blended", "watermark", "warp", "sig", "clean_label_pgd", "label_flip", "random_flip"
