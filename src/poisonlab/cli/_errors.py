@@ -36,7 +36,8 @@ def one_line(exc: BaseException) -> str:
     line breaks folded, so that an unexpected multi-line message still keeps the contract."""
     from pydantic import ValidationError
 
+    from poisonlab.error_text import field_problems, fold_lines
+
     if isinstance(exc, ValidationError):
-        items = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:5]]
-        return f"invalid {exc.title}: " + "; ".join(items)
-    return " ".join(str(exc).split())
+        return f"invalid {exc.title}: {field_problems(exc.errors())}"
+    return fold_lines(str(exc))

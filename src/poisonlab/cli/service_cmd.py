@@ -12,6 +12,7 @@ import typer
 from poisonlab.cli._app import App
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
+from poisonlab.error_text import field_problems
 
 console = make_console()
 keys_app = App(help="API keys of the ImRecS service (shown once, stored hashed).")
@@ -82,11 +83,7 @@ _SERVE_OPTIONS = {
 
 def _option_errors(exc: ValidationError) -> str:
     """``--unsigned: Input should be 'quarantine', 'pending' or 'reject'; ...`` on one line."""
-    items = []
-    for err in exc.errors()[:5]:
-        field = str(err["loc"][0]) if err["loc"] else ""
-        items.append(f"{_SERVE_OPTIONS.get(field, field)}: {err['msg']}")
-    return "; ".join(items)
+    return field_problems(exc.errors(), rename=_SERVE_OPTIONS, empty="settings")
 
 
 @cli_errors

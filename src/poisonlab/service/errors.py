@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from poisonlab.error_text import field_problems
 from poisonlab.service.headers import add_security_headers
 
 log = logging.getLogger("poisonlab.service")
@@ -76,20 +77,17 @@ def error_response(status: int, detail: str, code: str | None = None, **extra: o
     return JSONResponse(body, status_code=status)
 
 
-def _location(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
-    return ".".join(parts) or "body"
-
-
 def validation_message(exc: RequestValidationError) -> str:
     """One line naming each invalid field: ``file: Field required; label: ...``."""
-    items = []
-    for err in exc.errors()[:5]:
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "json_invalid":
-            msg = f"invalid JSON ({err.get('ctx', {}).get('error', 'decode error')})"
-        items.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
-    return "; ".join(items) or "invalid request"
+    errors = [_json_message(err) for err in exc.errors()]
+    return field_problems(errors, skip=("body",), empty="body") or "invalid request"
+
+
+def _json_message(err: dict) -> dict:
+    """A body that is not JSON: say so with the decoder's reason, not pydantic's generic text."""
+    if err.get("type") != "json_invalid":
+        return err
+    return {**err, "msg": f"invalid JSON ({err.get('ctx', {}).get('error', 'decode error')})"}
 
 
 def install_handlers(app: FastAPI) -> None:

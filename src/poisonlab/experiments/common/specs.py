@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from poisonlab.configfile import read_mapping_file
 from poisonlab.defenses import DEFENSES
+from poisonlab.error_text import field_problems
 from poisonlab.training.config import PRESETS, TrainConfig, apply_settings, base_recipe
 
 __all__ = [
@@ -108,8 +109,7 @@ def validation_message(exc: ValidationError, what: str, origin: str) -> str:
     origin
         Where it came from (a path, or a label such as ``"demo"``).
     """
-    lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]]
-    return f"invalid {what} {origin}: " + "; ".join(lines)
+    return f"invalid {what} {origin}: {field_problems(exc.errors())}"
 
 
 def read_config_mapping(path: str | Path, what: str = "experiment config") -> dict:
