@@ -101,3 +101,32 @@ def test_serve_names_its_options_and_checks_the_model_before_starting(tmp_path):
     assert "--unsigned: Input should be" in line and "--precision: Input should be" in line
     missing = runner.invoke(app, ["serve", "--model", str(tmp_path / "nomodel"), "--data", str(tmp_path)])
     assert "neither a model folder nor a registered model" in _one_error_line(missing)
+
+
+def test_serve_loads_the_initial_model_once_and_serves_from_the_state_it_checked(
+    tmp_path, digits_model_dir, monkeypatch
+):
+    """``serve`` bootstraps before uvicorn (a bad --model is an error line); the app then takes over
+    that state instead of opening the database and loading the weights a second time."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from poisonlab.service import serving
+
+    loads = []
+    real_load = serving.load_model
+    monkeypatch.setattr(serving, "load_model", lambda path: loads.append(path) or real_load(path))
+    served = {}
+
+    def fake_run(app, **_options):  # runs the app's start-up and shut-down as uvicorn would
+        with TestClient(app) as client:
+            served["status"] = client.get("/v1/health").status_code
+            served["loaded"] = app.state.service.server.current()
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    args = ["serve", "--model", str(digits_model_dir), "--data", str(tmp_path / "svc")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert served["status"] == 200
+    assert served["loaded"] is not None  # the model loaded before uvicorn is the one served
+    assert len(loads) == 1

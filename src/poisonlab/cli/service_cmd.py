@@ -148,18 +148,21 @@ def serve_command(
         raise ValueError("--workers above 1 needs a PostgreSQL --db (postgresql+psycopg://...), not SQLite")
     _use_threads(threads)
     # the database and the initial model are opened here, so that a bad --db or --model is one error
-    # line now, not a traceback from inside uvicorn's start-up
+    # line now, not a traceback from inside uvicorn's start-up; one process serves from this state
     state = ServiceState(settings)
     try:
         state.bootstrap()
-    finally:
+    except BaseException:
+        state.close()
+        raise
+    if workers > 1:  # each worker process opens its own; this one only registered the model
         state.close()
     db_shown = make_url(settings.database_url).render_as_string(hide_password=True)  # no password in logs
     console.print(f"ImRecS on http://{host}:{port}  data {settings.data_dir}  db {db_shown}")
     # proxy_headers=False: X-Forwarded-For from a local client must not choose its rate-limit address
     run = {"host": host, "port": port, "log_level": log_level, "access_log": False, "proxy_headers": False}
     if workers == 1:
-        uvicorn.run(create_app(settings), **run)
+        uvicorn.run(create_app(settings, state=state), **run)
         return
     # the initial model was registered above, once, before N processes race to it
     spec = {"settings": settings.model_dump(mode="json"), "threads": threads}

@@ -40,9 +40,16 @@ def _recover_runs(state: ServiceState) -> list[int]:
         return recover_runs(session, worker=state.worker_id, stale_after_s=state.settings.run_stale_after_s)
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    """A new service for ``settings`` (the database and file store are created when missing)."""
-    state = ServiceState(settings)
+def create_app(settings: ServiceSettings, state: ServiceState | None = None) -> FastAPI:
+    """A new service for ``settings`` (the database and file store are created when missing).
+
+    ``state``, when given, is a :class:`ServiceState` of these settings that the caller already
+    bootstrapped (``serve`` does, so that a bad ``--model`` is an error line before uvicorn starts):
+    the app takes it over and closes it at shutdown, and its start-up does not load the model again.
+    """
+    if state is not None and state.settings is not settings:
+        raise ValueError("create_app: the state given was made for other settings")
+    state = state or ServiceState(settings)
 
     def execute(run_id: int) -> None:
         from poisonlab.service.pipeline import run_training  # torch-heavy: imported on first run
