@@ -36,6 +36,7 @@ __all__ = [
     "new_run_id",
     "package_versions",
     "read_run_json",
+    "record_resumable_run",
     "run_record",
     "write_run_json",
 ]
@@ -241,3 +242,36 @@ def write_run_json(folder: str | os.PathLike[str], record: Mapping[str, Any]) ->
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+#: the fields of a later session kept in a resumed run's ``run.json``
+_SESSION_FIELDS = ("run_id", "created_at", "commit", "versions", "command_line")
+
+
+def record_resumable_run(folder: str | os.PathLike[str], record: Mapping[str, Any], *, resume: bool) -> Path:
+    """Write ``run.json`` for a run that ``--resume`` may continue in later sessions.
+
+    A fresh run (or a resumed folder without a readable ``run.json``: one written before runs
+    recorded themselves) writes ``record``. A resumed run keeps the first session's record, so its
+    run id and config stay those its finished work was made with, and appends this session's
+    run id, time, commit, versions and command line to its ``resumed`` list.
+
+    Parameters
+    ----------
+    folder : path-like
+        The run folder.
+    record : mapping
+        This session's record (:func:`run_record`).
+    resume : bool
+        Whether this session continues the run already in ``folder``.
+
+    Returns
+    -------
+    Path
+        The ``run.json`` written.
+    """
+    previous = read_run_json(folder) if resume else None
+    if previous is None:
+        return write_run_json(folder, record)
+    session = {key: record.get(key) for key in _SESSION_FIELDS}
+    return write_run_json(folder, {**previous, "resumed": [*previous.get("resumed", []), session]})

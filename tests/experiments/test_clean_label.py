@@ -164,6 +164,14 @@ def test_cli_runs_and_errors_are_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert len(json.loads((out / "results.json").read_text())["trials"]) == 1
     log = (out / "cells.jsonl").read_text()
+    record = json.loads((out / "run.json").read_text())
+    assert record["kind"] == "clean-label" and record["config"]["trials"] == 1 and record["seed"] == 0
+    resume = ["clean-label", str(config), "--out", str(out), "--trials", "1", "--resume", "--quiet"]
+    resumed = CliRunner().invoke(app, resume)
+    assert resumed.exit_code == 0, resumed.output
+    again_record = json.loads((out / "run.json").read_text())
+    assert again_record["run_id"] == record["run_id"] and len(again_record["resumed"]) == 1
+    assert (out / "cells.jsonl").read_text() == log  # nothing left to do: the finished trial is reused
     again = CliRunner().invoke(app, ["clean-label", str(config), "--out", str(out), "--quiet"])
     assert again.exit_code == 2 and "already holds a clean-label run" in again.stderr, again.output
     both = CliRunner().invoke(app, ["clean-label", str(config), "--out", str(out), "--resume", "--overwrite"])

@@ -19,6 +19,7 @@ from poisonlab.provenance import (
     holds_run,
     new_run_id,
     read_run_json,
+    record_resumable_run,
     run_record,
     write_run_json,
 )
@@ -139,3 +140,26 @@ def test_run_ids_are_unique_and_sortable():
 
 def test_git_commit_outside_a_checkout_is_none(tmp_path):
     assert git_commit(tmp_path) is None
+
+
+def test_a_resumed_run_keeps_its_first_record_and_lists_each_later_session(tmp_path):
+    first = run_record("clean-label", config={"trials": 10}, argv=["poisonlab", "clean-label"])
+    record_resumable_run(tmp_path, first, resume=False)
+    later = run_record("clean-label", config={"trials": 50}, argv=["poisonlab", "clean-label", "--resume"])
+    record_resumable_run(tmp_path, later, resume=True)
+    record_resumable_run(tmp_path, later, resume=True)
+    kept = read_run_json(tmp_path)
+    assert kept["run_id"] == first["run_id"] and kept["config"] == {"trials": 10}
+    assert [s["run_id"] for s in kept["resumed"]] == [later["run_id"]] * 2
+    assert kept["resumed"][0]["command_line"].endswith("--resume")
+    assert set(kept["resumed"][0]) == {"run_id", "created_at", "commit", "versions", "command_line"}
+    fresh = run_record("clean-label", config={"trials": 3})
+    record_resumable_run(tmp_path, fresh, resume=False)  # a fresh run replaces the record whole
+    assert read_run_json(tmp_path) == json.loads(json.dumps(fresh, default=str))
+
+
+def test_resuming_a_folder_without_run_json_starts_its_record(tmp_path):
+    record = run_record("clean-label", config={})
+    record_resumable_run(tmp_path, record, resume=True)
+    assert read_run_json(tmp_path)["run_id"] == record["run_id"]
+    assert "resumed" not in read_run_json(tmp_path)

@@ -132,9 +132,13 @@ def clean_label_command(
 
 
 def _claim(folder: Path, *, overwrite: bool) -> None:
-    """Refuse a folder holding a clean-label run (its results or its cell log) unless ``overwrite``:
-    a fresh run starts by deleting the cell log, which would lose the finished trials."""
-    held = [name for name in ("results.json", "cells.jsonl") if (folder / name).is_file()]
+    """Refuse a folder holding a clean-label run (its ``run.json``, results or cell log) unless
+    ``overwrite``: a fresh run starts by deleting the cell log, which would lose the finished trials.
+    Runs written before clean-label recorded a ``run.json`` are recognised by the other two."""
+    from poisonlab.provenance import RUN_FILE, check_output_folder
+
+    check_output_folder(folder)  # a file at or above --out: an error now, not after the surrogate
+    held = [name for name in (RUN_FILE, "results.json", "cells.jsonl") if (folder / name).is_file()]
     if held and not overwrite:
         raise FileExistsError(
             f"{folder} already holds a clean-label run ({', '.join(held)}); choose another --out, "
@@ -145,12 +149,16 @@ def _claim(folder: Path, *, overwrite: bool) -> None:
 def _run_one(cfg: CleanLabelConfig, out: Path, runner: Any, *, quiet: bool, resume: bool) -> CleanLabelResult:
     """One benchmark (one seed) on ``runner``, its report rewritten after every finished row."""
     from poisonlab.experiments.clean_label import run_clean_label, write_clean_label
+    from poisonlab.provenance import record_resumable_run, run_record
 
     runner.connect()
     _plan_stage(cfg)
     journal = out / "cells.jsonl"
     if not resume:  # a fresh run replaces the folder's results, as it always did
         journal.unlink(missing_ok=True)
+    config = cfg.model_dump(mode="json", exclude={"base_dir"})
+    extra = {"seed": cfg.seed, "results": "results.json", "cells": journal.name}
+    record_resumable_run(out, run_record("clean-label", config=config, extra=extra), resume=resume)
 
     def on_row(run: CleanLabelResult, row: dict[str, Any]) -> None:
         # written after every row: a long CPU run that is stopped keeps its finished trials
