@@ -265,17 +265,24 @@ def test_error_missing_model_path(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
-def test_error_unknown_dataset(tmp_path, digits_model):
-    assert_cli_error(
-        runner.invoke(app, ["train", "--dataset", "mnist", "--out", str(tmp_path / "m")]),
-        "unknown dataset 'mnist'",
+@pytest.mark.parametrize("command", [["train"], ["evaluate", "MODEL"], ["demo"], ["redteam"]])
+def test_error_unknown_dataset_names_the_option_before_any_work(tmp_path, digits_model, command):
+    """Every command with ``--dataset`` refuses an unknown name while reading its options, naming
+    ``--dataset`` (demo named its config's ``dataset.name`` field, which the user never typed)."""
+    args = [str(digits_model[0]) if a == "MODEL" else a for a in command]
+    line = assert_cli_error(
+        runner.invoke(app, [*args, "--dataset", "mnist", "--out", str(tmp_path / "m")]),
+        "--dataset: unknown dataset 'mnist'; valid names: cifar10, digits",
     )
+    assert "dataset.name" not in line
     assert not (tmp_path / "m").exists()
-    folder, _ = digits_model
-    assert_cli_error(
-        runner.invoke(app, ["evaluate", str(folder), "--dataset", "mnist", "--out", str(tmp_path / "e")]),
-        "unknown dataset",
-    )
+
+
+def test_dataset_option_takes_the_catalogs_spellings():
+    from poisonlab.cli.options import dataset_name
+
+    assert dataset_name("CIFAR-10") == "cifar10" and dataset_name(" digits ") == "digits"
+    assert dataset_name(None) is None
 
 
 def test_error_bad_split(tmp_path, digits_model):

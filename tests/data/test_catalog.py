@@ -51,6 +51,16 @@ def test_unknown_name_lists_valid_ones():
         load_splits("imagenet")
 
 
+@pytest.mark.parametrize(
+    ("name", "key"), [("CIFAR-10", "cifar10"), ("cifar_10", "cifar10"), (" Digits", "digits")]
+)
+def test_dataset_key_takes_every_spelling(name, key):
+    from poisonlab.data.catalog import dataset_key
+
+    assert dataset_key(name) == key
+    assert {dataset_key(n) for n in DATASETS} == set(DATASETS)
+
+
 @pytest.fixture
 def photos(tmp_path):
     folder = tmp_path / "planes"

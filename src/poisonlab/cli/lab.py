@@ -23,6 +23,7 @@ from poisonlab.cli.options import (
     SEED_RANGE,
     THREADS_OPT,
     check_precision,
+    dataset_name,
     out_option,
     use_threads,
 )
@@ -38,6 +39,7 @@ def train_command(
         "--dataset",
         "-d",
         help="cifar10 or digits (embedded, offline); default: digits, or with --init the model's own",
+        callback=dataset_name,
     ),
     data_dir: Path | None = DATA_DIR_OPT,
     config: Path | None = typer.Option(None, "--config", help="training config file (YAML/JSON)"),
@@ -161,7 +163,11 @@ def evaluate_command(
     model: str = MODEL_ARG,
     out: Path = out_option("report folder"),
     dataset: str | None = typer.Option(
-        None, "--dataset", "-d", help="cifar10 or digits (default: the model's own dataset, else digits)"
+        None,
+        "--dataset",
+        "-d",
+        help="cifar10 or digits (default: the model's own dataset, else digits)",
+        callback=dataset_name,
     ),
     data_dir: Path | None = DATA_DIR_OPT,
     split: str = typer.Option("test", "--split", help="train, val or test"),

@@ -18,7 +18,24 @@ import typer
 #: (tests/cli/test_startup.py checks that the two agree)
 THREADS_ENV_VAR = "POISONLAB_THREADS"
 
-DATASET_OPT = typer.Option("digits", "--dataset", "-d", help="cifar10 or digits (embedded, offline)")
+
+def dataset_name(value: str | None) -> str | None:
+    """``--dataset``'s callback: its catalog name (``cifar-10`` -> ``cifar10``), an unknown one
+    refused while the options are read, named as the option (the catalog is imported only here:
+    a command that reads ``--dataset`` loads that dataset anyway)."""
+    if value is None:
+        return None
+    from poisonlab.data.catalog import dataset_key
+
+    try:
+        return dataset_key(value)
+    except ValueError as exc:
+        _refuse(f"--dataset: {exc}")
+
+
+DATASET_OPT = typer.Option(
+    "digits", "--dataset", "-d", help="cifar10 or digits (embedded, offline)", callback=dataset_name
+)
 DATA_DIR_OPT = typer.Option(
     None,
     "--data-dir",

@@ -17,6 +17,7 @@ import typer
 
 from poisonlab.cli._console import make_console
 from poisonlab.cli._errors import cli_errors
+from poisonlab.cli.options import dataset_name
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -217,7 +218,10 @@ def redteam_command(
         None, "--work-dir", help="campaign: where the services live (default /dev/shm or the temp folder)"
     ),
     dataset: str = typer.Option(
-        "digits", "--dataset", help="digits (offline) or cifar10: must match the service's model"
+        "digits",
+        "--dataset",
+        help="digits (offline) or cifar10: must match the service's model",
+        callback=dataset_name,
     ),
     photos: Path | None = typer.Option(
         None,

@@ -33,6 +33,20 @@ _ALIASES = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10", 
 SHARED_CIFAR10 = Path("datasets") / "cifar10-jpeg"
 
 
+def dataset_key(name: str) -> str:
+    """The catalog name of ``name`` (case-insensitive; ``"cifar-10"``, ``"cifar_10"`` accepted).
+
+    Raises
+    ------
+    ValueError
+        Not one of :data:`DATASETS` or their spellings.
+    """
+    key = _ALIASES.get(str(name).strip().lower())
+    if key is None:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return key
+
+
 def shared_data_root() -> Path:
     """``$POISONLAB_SHARED``, else ``../shared`` next to the working directory (the checkout's
     shared data folder, which the experiment configs name as ``${POISONLAB_SHARED}``)."""
@@ -108,14 +122,11 @@ def load_splits(
         ``cifar10``: 40,000 / 10,000 / 10,000 images (32, 32, 3); ``digits``: about
         65% / 15% / 20% of 1,797 images (8, 8, 1); all uint8 in [0, 255].
     """
-    key = _ALIASES.get(str(name).strip().lower())
-    if key == "cifar10":
+    if dataset_key(name) == "cifar10":
         return load_cifar10(data_dir, seed=seed, **({} if val_size is None else {"val_size": val_size}))
-    if key == "digits":
-        if val_size is not None:
-            raise ValueError("val_size applies to cifar10 only; digits uses fixed split fractions")
-        return load_digits_splits(seed=seed)
-    raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    if val_size is not None:
+        raise ValueError("val_size applies to cifar10 only; digits uses fixed split fractions")
+    return load_digits_splits(seed=seed)
 
 
 def _prepared_dataset(
