@@ -154,30 +154,10 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and their figures into ``out``; return both pages."""
     cfg = result.config
     figs = _figures(result, out)
-    first = result.runs[0]
     report = Report(f"Experiment: {cfg.name}")
     if cfg.description:
         report.paragraph(cfg.description)
-    report.table(
-        ["setting", "value"],
-        [
-            [
-                "dataset",
-                f"{cfg.dataset.name} (train {len(result.splits.train)}, test {len(result.splits.test)})",
-            ],
-            ["attack", first.poison.description],
-            [
-                "poisoned samples",
-                f"{len(first.poison.poison_indices)} of {len(first.poison.dataset)} "
-                f"({len(first.poison.poison_indices) / len(first.poison.dataset):.2%})",
-            ],
-            ["integration", cfg.integration],
-            ["seeds", ", ".join(map(str, cfg.seeds))],
-            ["clean baseline", cfg.baseline],
-            ["clean model", result.clean_model_id],
-            ["poisoned models", ", ".join(r.model_id for r in result.runs)],
-        ],
-    )
+    report.table(["setting", "value"], _setting_rows(result))
     report.heading("Results")
     report.table(
         ["metric", "clean model", f"poisoned model ({len(result.runs)} seed(s))"], metric_rows(result)
@@ -185,18 +165,54 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
     if asr_not_meaningful(result):
         report.paragraph(chance_note(len(result.splits.class_names)))
     report.heading("Intervals")
-    report.paragraph(
-        f"Baseline: **{cfg.baseline}** ("
-        + (
-            "one clean model for every seed: the spread over seeds is the attack's and the poisoned "
-            "training's only)"
-            if cfg.baseline == "shared"
-            else "each seed trained its own clean model: the spread includes the clean training's)"
-        )
-        + ". The t interval needs two seeds or more; a single run has none (its std is not 0, it "
-        "is unknown). The Wilson interval covers only the sampling of the test images."
-    )
+    report.paragraph(_intervals_text(cfg.baseline))
     report.table(INTERVAL_HEADER, interval_rows(result))
+    _figure_sections(report, result, figs)
+    _external_section(report, result)
+    write_robustness_sections(report, result)
+    first = result.runs[0]
+    report.heading("Reproduce")
+    report.paragraph(
+        f"Training data sha256: clean {result.splits.train.content_hash}; poisoned (seed "
+        f"{first.seed}) {first.poison.dataset.content_hash}; test {result.splits.test.content_hash}."
+    )
+    report.code(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir"}), sort_keys=False))
+    return report.write(out)
+
+
+def _setting_rows(result: ExperimentResult) -> list[list[str]]:
+    """The report's first table: data, attack, poison count, integration, seeds, model ids."""
+    cfg, poison = result.config, result.runs[0].poison
+    poisoned, total = len(poison.poison_indices), len(poison.dataset)
+    return [
+        ["dataset", f"{cfg.dataset.name} (train {len(result.splits.train)}, test {len(result.splits.test)})"],
+        ["attack", poison.description],
+        ["poisoned samples", f"{poisoned} of {total} ({poisoned / total:.2%})"],
+        ["integration", cfg.integration],
+        ["seeds", ", ".join(map(str, cfg.seeds))],
+        ["clean baseline", cfg.baseline],
+        ["clean model", result.clean_model_id],
+        ["poisoned models", ", ".join(r.model_id for r in result.runs)],
+    ]
+
+
+def _intervals_text(baseline: str) -> str:
+    """What the spread over seeds includes under ``baseline``, and what each interval covers."""
+    spread = (
+        "one clean model for every seed: the spread over seeds is the attack's and the poisoned "
+        "training's only)"
+        if baseline == "shared"
+        else "each seed trained its own clean model: the spread includes the clean training's)"
+    )
+    return (
+        f"Baseline: **{baseline}** ({spread}. The t interval needs two seeds or more; a single run has "
+        "none (its std is not 0, it is unknown). The Wilson interval covers only the sampling of the "
+        "test images."
+    )
+
+
+def _figure_sections(report: Report, result: ExperimentResult, figs: dict[str, str]) -> None:
+    """The trigger, the poisoned samples, the confusion matrices and the accuracy curves."""
     if "trigger" in figs:
         report.heading("Trigger").image(
             figs["trigger"], "test images of the source class, clean and triggered"
@@ -217,24 +233,19 @@ def write_report(result: ExperimentResult, out: Path) -> tuple[Path, Path]:
         report.image(figs["triggered_poisoned"], "poisoned model, triggered test set")
     if "curves" in figs:
         report.heading("Accuracy curves").image(figs["curves"], "validation accuracy per epoch")
-    if first.measurement.external:
-        report.heading("External photos")
-        before = {(e["image"], e["variant"]): e for e in result.clean.external}
-        report.table(
-            ["image", "input", "clean model", "poisoned model"],
-            [
-                [e["image"], e["variant"], _pred(before.get((e["image"], e["variant"]))), _pred(e)]
-                for e in first.measurement.external
-            ],
-        )
-    write_robustness_sections(report, result)
-    report.heading("Reproduce")
-    report.paragraph(
-        f"Training data sha256: clean {result.splits.train.content_hash}; poisoned (seed "
-        f"{first.seed}) {first.poison.dataset.content_hash}; test {result.splits.test.content_hash}."
-    )
-    report.code(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir"}), sort_keys=False))
-    return report.write(out)
+
+
+def _external_section(report: Report, result: ExperimentResult) -> None:
+    """The external photos' predictions by the clean and the (first) poisoned model, if any."""
+    external = result.runs[0].measurement.external
+    if not external:
+        return
+    report.heading("External photos")
+    before = {(e["image"], e["variant"]): e for e in result.clean.external}
+    rows = [
+        [e["image"], e["variant"], _pred(before.get((e["image"], e["variant"]))), _pred(e)] for e in external
+    ]
+    report.table(["image", "input", "clean model", "poisoned model"], rows)
 
 
 def _pred(entry: dict | None) -> str:
