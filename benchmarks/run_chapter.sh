@@ -17,12 +17,13 @@
 # ~13 min per clean or retrained model, a 5-epoch fine-tune on 44k images ~6 min at batch 128):
 #   5 clean models (shared by every experiment through the cache)      ~65 min
 #   6 fine-tunes on 44k images (3 ART triggers, 2 cyan squares, control) x 5 seeds   ~3 h
+#   art-single-pixel-b32 and control-finetune-b32 (the notebook's batch 32) x 5 seeds ~1 h 50 min
 #   rutan-finetune (26), its true-label placebo, rutan-finetune-27, embraer-finetune x 5 seeds  ~20 min
 #   rutan-retrain (26), rutan-retrain-27 x 5 seeds (models from scratch) ~2 h 10 min
 #   robustness-pattern, robustness-rutan, adversarial-training-pattern x 5 seeds (canaries, the
 #     trigger test, every trigger on the photos; adversarial and plain fine-tunes)     ~1 h 30 min
 #   the figures 4.11-4.13 (seconds) and feature collision at the chapter's settings (~15 min)
-#   total about 8 hours (about 10.5 hours with batch 32, the notebook's, in the ART configs).
+#   total about 10 hours (about 12 with batch 32, the notebook's, in every ART and cyan config).
 # The per-seed clean models are the clean-retrain control of the retrain rows: the same recipe
 # and seed without the Rutan photos.
 set -euo pipefail
@@ -34,7 +35,8 @@ if [[ "${FRESH:-0}" == "1" ]]; then
 fi
 mkdir -p "$out"
 names=(control-finetune rutan-finetune rutan-finetune-placebo rutan-finetune-27 embraer-finetune art-pattern art-single-pixel
-       art-image-insert cyan-square-replace cyan-square-add rutan-retrain rutan-retrain-27
+       art-image-insert cyan-square-replace cyan-square-add control-finetune-b32 art-single-pixel-b32
+       rutan-retrain rutan-retrain-27
        robustness-pattern robustness-rutan adversarial-training-pattern)
 for name in "${names[@]}"; do
   if [[ -f "$out/$name/results.json" ]]; then

@@ -100,3 +100,26 @@ def test_rows_are_paired_only_when_their_seeds_share_the_same_clean_models() -> 
         PLACEBO: other,
     }
     assert "(welch)" in _rows(difference_table(runs))[("rutan-finetune", "clean accuracy", PLACEBO)][1]
+
+
+def test_each_fine_tune_row_is_compared_with_the_control_that_fine_tunes_as_it_does() -> None:
+    from poisonlab.reporting.chapter_differences import control_of
+
+    clean = [0.84, 0.82, 0.86]
+
+    def row(batch: int) -> dict:
+        data = _run_file("finetune", [c - 0.03 for c in clean], clean)
+        data["config"]["finetune"] = {"settings": {"epochs": 5, "batch_size": batch}}
+        return data
+
+    runs = {"art-pattern": row(128), "art-pattern-b32": row(32), "control-finetune": row(128)}
+    assert control_of(runs, "art-pattern") == "control-finetune"
+    assert control_of(runs, "art-pattern-b32") is None  # not the batch-128 control
+    assert control_of(runs, "control-finetune") is None  # not itself
+    compared = {(name, other) for name, _, other in _rows(difference_table(runs))}
+    assert ("art-pattern-b32", "control-finetune") not in compared
+    runs["control-finetune-b32"] = row(32)
+    assert control_of(runs, "art-pattern-b32") == "control-finetune-b32"
+    assert control_of(runs, "control-finetune-b32") is None
+    compared = {(name, other) for name, _, other in _rows(difference_table(runs))}
+    assert {("art-pattern-b32", "control-finetune-b32"), ("art-pattern", "control-finetune")} <= compared

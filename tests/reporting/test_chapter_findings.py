@@ -84,7 +84,7 @@ def test_a_shared_single_run_row_says_one_run_and_uses_the_test_image_intervals(
     assert "0.840 (one run) -> 0.800 (one run): -4.0 points (Newcombe" in text
     assert "ASR 0.950 (one run; Wilson interval over the test images" in text
     # single pixel against the control: 0.81 - 0.80 on 10,000 images each is within the noise
-    line = next(li for li in text.splitlines() if "(clean accuracy, attack minus control)" in li)
+    line = next(li for li in text.splitlines() if "; clean accuracy, attack minus control)" in li)
     assert "0 is inside it, no difference shown" in line and line.endswith("interval for: none.")
 
 
@@ -147,3 +147,45 @@ def test_the_section_sits_on_the_page_before_the_checks() -> None:
     runs = {"control-finetune": _run_file("finetune", [0.80])}
     page = chapter_markdown(runs)
     assert page.index("## External photos") < page.index("## Findings")
+
+
+def _finetune_row(batch: int, acc: list[float], asr: list[float] | None, clean: list[float]) -> dict:
+    data = _run_file("finetune", acc, asr=asr, clean=clean)
+    data["config"]["finetune"] = {"preset": "chapter", "settings": {"epochs": 5, "batch_size": batch}}
+    return data
+
+
+def test_a_batch_32_row_is_paired_with_its_batch_128_row_and_its_own_control() -> None:
+    """``NAME-b32`` (the notebook's batch) against ``NAME`` seed for seed, and each backdoor against
+    the control that fine-tunes as it does, never a control of another batch size."""
+    clean = [0.84, 0.82, 0.86, 0.83, 0.85]
+    runs = {
+        "art-single-pixel": _finetune_row(
+            128, [c - 0.04 for c in clean], [0.95, 0.94, 0.96, 0.93, 0.95], clean
+        ),
+        "art-single-pixel-b32": _finetune_row(32, [c - 0.02 for c in clean], [0.97] * 5, clean),
+        "control-finetune": _finetune_row(128, [c - 0.04 for c in clean], None, clean),
+    }
+    text = _text(runs)
+    batch = next(line for line in text.splitlines() if "The notebook's batch size" in line)
+    assert (
+        "`art-single-pixel`, 5 epochs at batch 128 -> `art-single-pixel-b32`, 5 epochs at batch 32" in batch
+    )
+    assert "clean accuracy" in batch and "ASR" in batch and "paired t over seeds" in batch
+    # no control fine-tunes at batch 32 yet: the b32 row is compared with none
+    against = [line for line in text.splitlines() if "Each backdoor against" in line]
+    assert against and all("art-single-pixel-b32" not in line for line in against)
+    runs["control-finetune-b32"] = _finetune_row(32, [c - 0.02 for c in clean], None, clean)
+    text = _text(runs)
+    assert "(the clean model -> `control-finetune-b32`, 5 epochs at batch 32, no poison)" in text
+    against = next(line for line in text.splitlines() if "Each backdoor against" in line)
+    assert "`art-single-pixel-b32` against `control-finetune-b32` +0.0 points" in against
+    assert "`art-single-pixel` against `control-finetune` +0.0 points" in against
+
+
+def test_a_batch_32_row_carries_the_books_figures_of_its_base_row() -> None:
+    from poisonlab.reporting.chapter_data import BOOK_TEXT
+
+    for name in ("art-single-pixel", "art-pattern", "art-image-insert"):
+        assert BOOK_TEXT[f"{name}-b32"] == BOOK_TEXT[name]
+    assert "rutan-finetune-b32" not in BOOK_TEXT  # the Rutan fine-tune's batch is the book's already

@@ -15,7 +15,7 @@ from poisonlab.reporting.chapter_data import LABELS, figures, hits
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import Difference, mean_difference, paired_difference, rate_difference
 
-__all__ = ["CONTROL", "CONTROLS", "PLACEBO", "comparison", "difference_table"]
+__all__ = ["CONTROL", "CONTROLS", "PLACEBO", "comparison", "control_of", "difference_table"]
 
 #: the fine-tune rows' control: the same fine-tune on the clean set, no poison
 CONTROL = "control-finetune"
@@ -68,6 +68,26 @@ def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> Difference | None
 CONTROLS = {"finetune": CONTROL, "finetune_poison_only": PLACEBO}
 
 
+def control_of(runs: Mapping[str, dict], name: str) -> str | None:
+    """The control row of ``name``: its integration's control (:data:`CONTROLS`) or a variant of it
+    (``control-finetune-b32``) whose fine-tune recipe is exactly ``name``'s; None when no row in
+    ``runs`` fine-tunes the same way (an attack minus a control of another batch size would mix
+    the two effects), and for the control itself."""
+    data = runs[name]
+    base = CONTROLS.get(data["config"]["integration"])
+    if base is None:
+        return None
+    recipe = data["config"].get("finetune")
+    same = [
+        other
+        for other in sorted(runs)
+        if other != name
+        and (other == base or other.startswith(f"{base}-"))
+        and runs[other]["config"].get("finetune") == recipe
+    ]
+    return same[0] if same else None
+
+
 def _same_clean_models(a: Mapping, b: Mapping) -> bool:
     """Both rows fine-tune seed k from seed k's own clean model, the same one in both (per_seed
     baselines with equal clean-model ids): only then is seed k of one paired with seed k of the
@@ -101,9 +121,9 @@ def difference_table(runs: Mapping[str, dict]) -> str:
     """Table 3: poisoned vs clean model and attack vs its control, with intervals (paired over
     seeds when both sides have the same seeds with their own models)."""
     rows = []
-    for name, data in runs.items():
-        control = CONTROLS.get(data["config"]["integration"])
-        others = ["clean model"] + ([control] if control in runs and name != control else [])
+    for name in runs:
+        control = control_of(runs, name)
+        others = ["clean model"] + ([control] if control is not None else [])
         for key in ("clean_accuracy", "source_to_target"):
             for other in others:
                 diff = comparison(runs, name, key, other)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from poisonlab.reporting.chapter_data import BOOK_TEXT, NOTEBOOK, figures, hits
-from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, comparison
+from poisonlab.reporting.chapter_data import BOOK_TEXT, NOTEBOOK, NOTEBOOK_BATCH, figures, hits
+from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, comparison, control_of
 from poisonlab.reporting.chapter_photo_findings import BACKDOORS, stealth_test, trigger_photos
 from poisonlab.reporting.prose import points
 from poisonlab.reporting.stats import Difference, mean_interval, rate_interval
@@ -158,27 +158,52 @@ def _saturation(runs: Mapping[str, dict]) -> list[str]:
 
 
 def _finetune_cost(runs: Mapping[str, dict]) -> list[str]:
-    """Finding 3: the control fine-tune against the clean model, each backdoor against the control."""
-    if CONTROL not in runs:
-        return []
+    """Finding 3: each fine-tune control against the clean model, each backdoor against the
+    control that fine-tunes exactly as it does (:func:`control_of`: batch 128 or the notebook's 32)."""
     lines = []
-    if text := _both(runs, CONTROL, "clean model"):
-        lines.append(
-            f"- **What the fine-tune alone costs** (the clean model -> `{CONTROL}`, no poison): {text}."
-        )
+    for control in (n for n in runs if n == CONTROL or n.startswith(f"{CONTROL}-")):
+        if text := _both(runs, control, "clean model"):
+            lines.append(
+                f"- **What the fine-tune alone costs** (the clean model -> `{control}`, "
+                f"{_recipe(runs[control])}, no poison): {text}."
+            )
+    pairs = [(n, c) for n in BACKDOORS if n in runs and (c := control_of(runs, n)) is not None]
+    controls = list(dict.fromkeys(c for _, c in pairs))
     for key in ("clean_accuracy", S2T):
         cells, outside = [], []
-        for name in (n for n in BACKDOORS if n in runs):
-            d = comparison(runs, name, key, CONTROL)
-            if d is not None:
-                cells.append(f"`{name}` {_diff(key, d)}")
+        for name, control in pairs:
+            if (d := comparison(runs, name, key, control)) is not None:
+                against = f" against `{control}`" if len(controls) > 1 else ""
+                cells.append(f"`{name}`{against} {_diff(key, d)}")
                 outside += [f"`{name}`"] if d.excludes_zero else []
         if cells:
+            which = " or ".join(f"`{c}`" for c in controls)
             lines.append(
-                f"- **Each backdoor against `{CONTROL}`** ({_NAMES[key]}, attack minus control): "
-                f"{'; '.join(cells)}. "
+                f"- **Each backdoor against {which}** (the control that fine-tunes as it does; "
+                f"{_NAMES[key]}, attack minus control): {'; '.join(cells)}. "
                 f"0 is outside the interval for: {', '.join(outside) or 'none'}."
             )
+    return lines
+
+
+def _recipe(data: Mapping) -> str:
+    """``5 epochs at batch 128``: a fine-tune row's recipe as its config sets it."""
+    settings = (data["config"].get("finetune") or {}).get("settings") or {}
+    parts = [f"{settings['epochs']} epochs" if "epochs" in settings else None]
+    parts.append(f"batch {settings['batch_size']}" if "batch_size" in settings else None)
+    return " at ".join(p for p in parts if p) or "its preset's recipe"
+
+
+def _batch_size(runs: Mapping[str, dict]) -> list[str]:
+    """Finding: each row fine-tuned at the notebook's batch 32 (``NAME-b32``) against the same row
+    at batch 128, seed for seed from the same clean models (paired when both have them)."""
+    lines = []
+    for name in sorted(n for n in runs if n.endswith(NOTEBOOK_BATCH)):
+        base = name.removesuffix(NOTEBOOK_BATCH)
+        keys = ("clean_accuracy", "attack_success_rate", S2T)
+        if base in runs and (text := _both(runs, name, base, keys)):
+            sides = f"`{base}`, {_recipe(runs[base])} -> `{name}`, {_recipe(runs[name])}"
+            lines.append(f"- **The notebook's batch size** ({sides}): {text}.")
     return lines
 
 
@@ -257,6 +282,7 @@ def findings_section(runs: Mapping[str, dict]) -> list[str]:
         *trigger_photos(runs),
         *_saturation(runs),
         *_finetune_cost(runs),
+        *_batch_size(runs),
         *_rutan_finetune(runs),
         *_embraer(runs),
         *_retrain(runs),

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from poisonlab.reporting.chapter_data import external_counts
+from poisonlab.reporting.chapter_data import NOTEBOOK_BATCH, external_counts
 
 __all__ = ["BACKDOORS", "STEALTH", "stealth_test", "trigger_photos"]
 
-#: the backdoor rows (every training airplane triggered and relabelled bird), in the book's order
-BACKDOORS = ("art-single-pixel", "art-pattern", "art-image-insert", "cyan-square-replace", "cyan-square-add")
+#: the backdoor rows (every training airplane triggered and relabelled bird), in the book's order,
+#: then the same rows fine-tuned at the notebook's batch 32 (those that were run)
+_BOOK_ORDER = (
+    "art-single-pixel",
+    "art-pattern",
+    "art-image-insert",
+    "cyan-square-replace",
+    "cyan-square-add",
+)
+BACKDOORS = _BOOK_ORDER + tuple(f"{name}{NOTEBOOK_BATCH}" for name in _BOOK_ORDER)
 #: the chapter's stealth-bomber photo among the external photos
 STEALTH = "stealth.jpeg"
 
