@@ -30,12 +30,15 @@ __all__ = [
     "TRAINING_REVISION",
     "RUN_FILE",
     "check_output_folder",
+    "check_resume_target",
     "claim_run_dir",
+    "claim_run_dirs",
     "git_commit",
     "holds_run",
     "new_run_id",
     "package_versions",
     "read_run_json",
+    "run_kind",
     "record_resumable_run",
     "run_record",
     "write_run_json",
@@ -275,3 +278,65 @@ def record_resumable_run(folder: str | os.PathLike[str], record: Mapping[str, An
         return write_run_json(folder, record)
     session = {key: record.get(key) for key in _SESSION_FIELDS}
     return write_run_json(folder, {**previous, "resumed": [*previous.get("resumed", []), session]})
+
+
+#: what ``run_kind`` calls the folder of ``poisonlab bench detection`` (its ``run.json`` is the
+#: grid's header: ``grid`` and ``sessions``, and no ``kind`` in folders written before it had one)
+DETECTION_BENCH = "bench-detection"
+
+
+def run_kind(folder: str | os.PathLike[str]) -> str | None:
+    """Which command wrote the run in ``folder``: its ``run.json``'s ``kind`` (``"experiment"``,
+    ``"matrix"``, ``"clean-label"``, ``"train"``...), :data:`DETECTION_BENCH` for a detection
+    grid's header, ``"model"`` for a saved model without ``run.json``; None for no run."""
+    record = read_run_json(folder)
+    if record is None:
+        return "model" if (Path(folder) / "model.json").is_file() else None
+    if "kind" in record:
+        return str(record["kind"])
+    return DETECTION_BENCH if {"grid", "sessions"} <= record.keys() else "unknown"
+
+
+def check_resume_target(folder: str | os.PathLike[str], kind: str) -> Path:
+    """For ``--resume``: ``folder`` as a Path, refused when it holds another command's run.
+
+    A resumed run reads the folder's cell log and rewrites its report and ``run.json``; in a
+    folder of another command it would replace that run's files (or train for minutes before
+    its cell log is found to be another grid's).
+
+    Raises
+    ------
+    FileExistsError
+        ``folder`` (or a folder above it) is a file, or it holds a run whose kind is not ``kind``.
+    """
+    path = check_output_folder(folder)
+    found = run_kind(path)
+    if found is not None and found != kind:
+        raise FileExistsError(
+            f"{path} holds a {found} run, not a {kind} run: --resume continues a run of the same "
+            "command; choose another --out"
+        )
+    return path
+
+
+def claim_run_dirs(folders: list[Path], *, kind: str, overwrite: bool, resume: bool) -> None:
+    """Check, before any work, that a run of ``kind`` may write into each of ``folders`` (a grid
+    over seeds writes ``OUT`` and ``OUT/seed-K``: each is checked, not only the top).
+
+    Without ``resume``: :func:`claim_run_dir` (a run already there is refused unless
+    ``overwrite``). With ``resume``: :func:`check_resume_target`.
+
+    Raises
+    ------
+    ValueError
+        ``resume`` and ``overwrite`` together (one continues the run, the other replaces it).
+    FileExistsError
+        As :func:`claim_run_dir` or :func:`check_resume_target`.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out, --overwrite replaces it: pick one")
+    for folder in folders:
+        if resume:
+            check_resume_target(folder, kind)
+        else:
+            claim_run_dir(folder, overwrite=overwrite)

@@ -191,7 +191,7 @@ def test_a_failing_row_is_reported_after_the_others(tmp_path: Path, monkeypatch:
 def test_executor_options_are_checked() -> None:
     with pytest.raises(ValueError, match="--executor must be one of local, ray"):
         make_executor("dask")
-    with pytest.raises(ValueError, match="--workers need --executor ray"):
+    with pytest.raises(ValueError, match="--workers needs --executor ray"):
         make_executor("local", workers=2)
 
 

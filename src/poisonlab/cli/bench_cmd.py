@@ -72,8 +72,10 @@ def detection_command(
     from poisonlab.experiments.detection.config import load_detection
     from poisonlab.experiments.detection.report import write_report
     from poisonlab.experiments.detection.run import run_detection
+    from poisonlab.provenance import DETECTION_BENCH, check_resume_target
 
     cfg = _with_overrides(load_detection(config), config, data_dir, device)
+    check_resume_target(out, DETECTION_BENCH)  # a rerun resumes: never into another command's run
     options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
     with executor_session(executor, quiet=quiet, **options) as runner:
         runner.connect()

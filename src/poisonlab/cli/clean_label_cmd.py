@@ -114,8 +114,8 @@ def clean_label_command(
     with executor_session(executor, quiet=quiet, **options) as runner:  # bad options fail first
         base = load_clean_label(config)
         folders = [Path(out)] if seeds is None else [Path(out) / f"seed-{s}" for s in chosen]
-        for folder in folders if not resume else ():  # before any training, unless --overwrite
-            _claim(folder, overwrite=overwrite)
+        for folder in {Path(out), *folders}:  # before any training
+            _claim(folder, overwrite=overwrite, resume=resume)
         for s, folder in zip(chosen, folders, strict=True):
             overrides = {"device": device, "trials": trials, "seed": s}
             cfg = _with_overrides(base, config, data_dir, overrides)
@@ -131,12 +131,16 @@ def clean_label_command(
     console.print(f"report over {len(folders)} seeds: {report}", soft_wrap=True)
 
 
-def _claim(folder: Path, *, overwrite: bool) -> None:
+def _claim(folder: Path, *, overwrite: bool, resume: bool) -> None:
     """Refuse a folder holding a clean-label run (its ``run.json``, results or cell log) unless
-    ``overwrite``: a fresh run starts by deleting the cell log, which would lose the finished trials.
-    Runs written before clean-label recorded a ``run.json`` are recognised by the other two."""
-    from poisonlab.provenance import RUN_FILE, check_output_folder
+    ``overwrite`` (a fresh run starts by deleting the cell log, which would lose the finished
+    trials), and, with ``resume``, a folder holding another command's run. Runs written before
+    clean-label recorded a ``run.json`` are recognised by the other two files."""
+    from poisonlab.provenance import RUN_FILE, check_output_folder, check_resume_target
 
+    if resume:
+        check_resume_target(folder, "clean-label")
+        return
     check_output_folder(folder)  # a file at or above --out: an error now, not after the surrogate
     held = [name for name in (RUN_FILE, "results.json", "cells.jsonl") if (folder / name).is_file()]
     if held and not overwrite:

@@ -30,6 +30,7 @@ from poisonlab.cli.options import (
     DATASET_OPT,
     DEVICE_OPT,
     GRID_SEEDS_OPT,
+    MAX_SEEDS,
     OVERWRITE_OPT,
     QUIET_OPT,
     SEED_OPT,
@@ -87,6 +88,7 @@ def run_command(
         None,
         "--seeds",
         min=1,
+        max=MAX_SEEDS,
         help="replicate N times: seeds 0..N-1, each with its own clean model (baseline per_seed); "
         "the report gives mean, sample std and 95% intervals",
     ),
@@ -260,12 +262,14 @@ def matrix_command(
     resume: bool = RESUME_OPT,
 ) -> None:
     """Run every attack of CONFIG against every defense: detection P/R/F1/AUROC and mitigation."""
-    from poisonlab.provenance import claim_run_dir
+    from poisonlab.provenance import claim_run_dirs
 
     use_threads(threads)
     chosen = seed_list(seed, seeds)
-    if not resume:  # --resume continues the run in OUT; otherwise a finished run there is refused
-        claim_run_dir(out, overwrite=overwrite)
+    # --resume continues the run in OUT (refused when another command's); otherwise a finished run
+    # there, or in a seed-K folder of an interrupted --seeds run, is refused unless --overwrite
+    folders = [out] if seeds is None else [out, *(out / f"seed-{s}" for s in chosen)]
+    claim_run_dirs(folders, kind="matrix", overwrite=overwrite, resume=resume)
     options = {"address": ray_address, "workers": workers, "store": store, "threads": threads}
     with executor_session(executor, quiet=quiet, **options) as runner:
         if seeds is None:

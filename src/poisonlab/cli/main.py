@@ -9,6 +9,8 @@ tests/cli/test_startup.py checks the import mechanics.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from poisonlab import __version__
@@ -25,6 +27,9 @@ from poisonlab.cli.predict_cmd import predict_command
 from poisonlab.cli.redteam_cmd import redteam_command
 from poisonlab.cli.scan_cmd import defenses_app, scan_command
 from poisonlab.cli.service_cmd import keys_app, serve_command, sources_app
+
+if TYPE_CHECKING:
+    from typer._click import exceptions as click_errors
 
 app = App(name="poisonlab", help="Data poisoning attacks and defenses on image classifiers.")
 app.command("train")(train_command)
@@ -63,4 +68,33 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The console entry point: ``app`` with usage errors (a bad option value, an unknown option,
+    a missing argument) as one ``error:`` line and exit code 2, like every other refused input;
+    Click's own rendering is a multi-line box."""
+    import sys
+
+    # Typer (0.29, pinned in requirements.txt) runs on its own copy of Click: its exceptions, not click's
+    from typer._click import exceptions as click_errors
+
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()  # no arguments: the help, as before
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:
+        sys.exit(_usage_line(exc))
+    except click_errors.ClickException as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_line(exc: click_errors.UsageError) -> int:
+    """Print ``error: <what is wrong> (see: poisonlab CMD --help)``; the exit code (2)."""
+    where = exc.ctx.command_path if exc.ctx is not None else "poisonlab"
+    message = " ".join(exc.format_message().split())
+    typer.echo(f"error: {message} (see: {where} --help)", err=True)
+    return exc.exit_code

@@ -74,10 +74,14 @@ JSON_OPT = typer.Option(
 #: ``--seed``'s range: poisonlab.training.options.SEED_MAX (not imported: it would import torch at start-up)
 SEED_RANGE = {"min": 0, "max": 2**32 - 1}
 SEED_OPT = typer.Option(None, "--seed", help="override the config's seed(s) with this one", **SEED_RANGE)
+#: the most seeds one command replicates over: each trains its own models (a CIFAR-10 grid seed is
+#: hours), so a larger count is a typo, caught before the first seed starts
+MAX_SEEDS = 1000
 GRID_SEEDS_OPT = typer.Option(
     None,
     "--seeds",
     min=1,
+    max=MAX_SEEDS,
     help="replicate the whole grid over seeds 0..N-1 (OUT/seed-K each, its own clean model), then a "
     "combined report: mean, sample std and 95% intervals",
 )

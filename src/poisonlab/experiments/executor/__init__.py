@@ -95,9 +95,11 @@ def make_executor(
     if kind not in EXECUTORS:
         raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
     if kind == "local":
-        given = [flag for flag, value in (("--ray-address", address), ("--workers", workers)) if value]
-        if given:
-            raise ValueError(f"{' and '.join(given)} need --executor ray")
+        given = [
+            flag for flag, value in (("--ray-address", address), ("--workers", workers)) if value is not None
+        ]
+        if given:  # an empty --ray-address too: it was given, and a local run would ignore it
+            raise ValueError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --executor ray")
         return LocalExecutor(store=store, threads=threads, progress=progress)
     from poisonlab.experiments.executor.ray_executor import RayExecutor
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +42,8 @@ __all__ = ["RAY_INSTALL", "RayExecutor", "RayMissingError", "require_ray"]
 RAY_INSTALL = "pip install 'poisonlab[ray]'"
 _ADDRESS = re.compile(r"^(auto|ray://[^\s/:]+:\d+|[^\s/:]+:\d+)$")
 _MIB = 1024 * 1024
+#: how long ``--ray-address`` may take to accept a connection before it is refused
+_PROBE_SECONDS = 5.0
 
 
 class RayMissingError(ValueError):
@@ -53,6 +57,33 @@ def require_ray() -> Any:
     except ImportError:
         raise RayMissingError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}") from None
     return ray
+
+
+def _local_limit() -> int:
+    """The most cells a local Ray may run at once: four per CPU (cells wait on I/O and small
+    models; beyond that each worker process only adds memory, ~0.5 GB with torch)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def _check_address(address: str) -> None:
+    """Refuse a malformed ``--ray-address``, and a ``HOST:PORT`` where nothing answers (Ray itself
+    retries such an address for minutes, printing a line every 5 seconds)."""
+    if not _ADDRESS.match(address):
+        raise ValueError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+    if address == "auto":
+        return
+    host, _, port_text = address.removeprefix("ray://").rpartition(":")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--ray-address {address}: the port must be 1 to 65535, got {port}")
+    try:
+        socket.create_connection((host, port), timeout=_PROBE_SECONDS).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(
+            f"--ray-address {address}: nothing answers at {host}:{port} ({reason}); start the cluster "
+            "(ray start --head) or check the address"
+        ) from None
 
 
 def _ray_cell(fn: Any, args: tuple, threads: int) -> dict[str, Any]:
@@ -117,10 +148,16 @@ class RayExecutor(Executor):
         object_store_mib: int = 256,
     ) -> None:
         super().__init__(store=store, threads=threads or 1, progress=progress, retries=retries)
-        if address is not None and not _ADDRESS.match(address):
-            raise ValueError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+        if address is not None:
+            _check_address(address)
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+        if address is None and workers is not None and workers > _local_limit():
+            raise ValueError(
+                f"--workers {workers}: a local Ray starts one worker process per cell at a time; this "
+                f"machine's {os.cpu_count()} CPUs take at most {_local_limit()}; for more, join a cluster "
+                "with --ray-address"
+            )
         if object_store_mib < 80:
             raise ValueError(f"object_store_mib must be >= 80 (Ray's minimum), got {object_store_mib}")
         self.ray = require_ray()
@@ -147,13 +184,30 @@ class RayExecutor(Executor):
                 ray.init(num_cpus=cpus, object_store_memory=self.object_store_mib * _MIB, **quiet)
                 self._started = True
             else:
-                ray.init(address=self.address, logging_level=logging.WARNING)
+                self._join(ray)
         if not self._warmed:
             # a worker's first cell imports torch and poisonlab (seconds); start that now, while
             # the command loads its data, rather than when the first cells arrive
             warm = ray.remote(_warm).options(num_cpus=self.threads or 1, max_retries=0)
             self._warm_refs = [warm.remote() for _ in range(self.window(0.0))]
             self._warmed = True
+
+    def _join(self, ray: Any) -> None:
+        """``ray.init`` on the cluster at ``address``; its failure as one line naming the option
+        (Ray's own text names flags of its CLI and spans lines; the Ray Client warns on stderr)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ray.init(address=self.address, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, TimeoutError, ValueError) as exc:
+            if self.address == "auto":
+                raise ValueError(
+                    "--ray-address auto: no Ray cluster runs on this machine (start one with ray start "
+                    "--head, or leave --ray-address out for a local Ray of this run)"
+                ) from None
+            raise ValueError(
+                f"--ray-address {self.address}: cannot join the cluster ({error_text(exc)})"
+            ) from None
 
     def close(self) -> None:
         """Shut down the local Ray this executor started (a cluster is left running)."""

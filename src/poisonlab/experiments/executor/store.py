@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ __all__ = ["CellLog", "ProcessMemo", "fingerprint", "resolve_store", "store_home
 
 T = TypeVar("T")
 _HOME = "POISONLAB_HOME"
+#: a URL's scheme, also after a path normalisation collapsed its "//"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
 def resolve_store(store: str | os.PathLike[str] | None) -> Path:
@@ -47,15 +50,15 @@ def resolve_store(store: str | os.PathLike[str] | None) -> Path:
     Raises
     ------
     ValueError
-        For a URL (``s3://...``: object stores are reached through a mount, not a URL) or a path
-        that is a file.
+        For a URL (``s3://...``: object stores are reached through a mount, not a URL), a path
+        that is a file, or a folder that cannot be created (under a file, on a read-only mount).
     """
     if store is None:
         from poisonlab.models.store import poisonlab_home
 
         return poisonlab_home().expanduser().absolute()
     text = os.fspath(store)
-    if "://" in text:
+    if _URL.match(text):  # a command-line Path turns "s3://bucket" into "s3:/bucket"
         raise ValueError(
             f"--store must be a folder every worker mounts (NFS, EFS, a Kubernetes volume, a "
             f"bucket through a FUSE mount), got the URL {text!r}"
@@ -63,6 +66,10 @@ def resolve_store(store: str | os.PathLike[str] | None) -> Path:
     path = Path(text).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise ValueError(f"--store must be a folder, got the file {path}")
+    try:  # now, not when the first model is saved (after the clean baseline's minutes)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--store {path}: cannot create the folder ({exc.strerror or exc})") from None
     return path
 
 
