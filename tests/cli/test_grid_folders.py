@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_cli_error
 from typer.testing import CliRunner
 
 from poisonlab.cli.main import app
@@ -26,14 +27,6 @@ CONFIGS = {
     "clean-label": _EXPERIMENTS / "clean_label" / "transfer-linear-cifar10.yaml",
     "bench": _EXPERIMENTS / "detection" / "digits-dev.yaml",
 }
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -66,7 +59,7 @@ def test_resuming_into_another_commands_run_is_refused_and_changes_nothing(tmp_p
     out = _finished(tmp_path / "done", kind)
     before = _digests(out)
     resume = [] if command[0] == "bench" else ["--resume"]  # bench detection resumes by its --out
-    line = _one_error_line(
+    line = assert_cli_error(
         runner.invoke(app, [*command, str(CONFIGS[command[0]]), "--out", str(out), *resume, "-q"])
     )
     assert f"holds a {kind} run" in line and "--resume continues a run of the same command" in line
@@ -77,7 +70,7 @@ def test_seed_folders_of_an_interrupted_grid_are_claimed_too(tmp_path):
     out = tmp_path / "grid"
     _finished(out / "seed-1", "matrix")  # seed 1 finished, no top-level run.json yet
     before = _digests(out)
-    line = _one_error_line(
+    line = assert_cli_error(
         runner.invoke(app, ["matrix", str(CONFIGS["matrix"]), "--out", str(out), "--seeds", "2", "-q"])
     )
     assert "seed-1 already holds run" in line and "overwrite" in line
@@ -85,7 +78,7 @@ def test_seed_folders_of_an_interrupted_grid_are_claimed_too(tmp_path):
     both = runner.invoke(
         app, ["matrix", str(CONFIGS["matrix"]), "--out", str(out), "--resume", "--overwrite", "-q"]
     )
-    assert "pick one" in _one_error_line(both)
+    assert "pick one" in assert_cli_error(both)
 
 
 @pytest.mark.parametrize("command", [["matrix"], ["clean-label"], ["bench", "detection"]])
@@ -107,7 +100,7 @@ def test_a_store_that_cannot_be_created_is_refused_before_the_old_run_is_replace
         str(tmp_path / "afile" / "sub"),
         "-q",
     ]
-    line = _one_error_line(runner.invoke(app, [*args, *([] if command[0] == "bench" else ["--overwrite"])]))
+    line = assert_cli_error(runner.invoke(app, [*args, *([] if command[0] == "bench" else ["--overwrite"])]))
     assert "--store" in line and "cannot create the folder" in line
     assert _digests(out) == before
 
