@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 
 from typer.testing import CliRunner
 
@@ -130,3 +131,52 @@ def test_serve_loads_the_initial_model_once_and_serves_from_the_state_it_checked
     assert served["status"] == 200
     assert served["loaded"] is not None  # the model loaded before uvicorn is the one served
     assert len(loads) == 1
+
+
+def test_serve_refuses_what_uvicorn_would_fail_on_after_the_model_loaded(tmp_path):
+    data = ["--data", str(tmp_path / "svc")]
+    line = _one_error_line(runner.invoke(app, ["serve", "--log-level", "loud", *data]))
+    assert "--log-level must be one of critical, error, warning, info, debug, trace, got 'loud'" in line
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_error_line(runner.invoke(app, ["serve", "--port", str(port), *data]))
+    assert f"--host/--port: cannot listen on 127.0.0.1:{port}" in line
+    line = _one_error_line(runner.invoke(app, ["serve", "--host", "not a host!", *data]))
+    assert "cannot listen on not a host!:8000" in line
+    inf = runner.invoke(app, ["serve", "--max-body-mb", "inf", *data])  # was an OverflowError
+    assert inf.exit_code == 2 and "Traceback" not in inf.output and "--max-body-mb" in inf.output
+
+
+def test_serve_says_when_the_database_already_serves_another_model(tmp_path, digits_model_dir, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
+    data = ["--data", str(tmp_path / "svc")]
+    first = runner.invoke(app, ["serve", "--model", str(digits_model_dir), *data])
+    assert first.exit_code == 0 and "not used" not in first.output
+    again = runner.invoke(app, ["serve", "--model", str(tmp_path / "elsewhere"), *data])
+    assert again.exit_code == 0, again.output
+    assert f"--model {tmp_path / 'elsewhere'} not used: the database already serves model" in " ".join(
+        again.output.split()
+    )
+
+
+def test_listing_a_folder_without_a_service_database_creates_nothing(tmp_path):
+    missing = tmp_path / "no" / "such"
+    for command in (["keys", "list"], ["sources", "list"]):
+        line = _one_error_line(runner.invoke(app, [*command, "--data", str(missing)]))
+        assert "no service database in" in line
+    assert not (tmp_path / "no").exists()
+
+
+def test_key_and_image_files_are_read_only_up_to_a_limit(tmp_path):
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"-" * (70 * 1024))
+    for args in (
+        ["sources", "add", "cam", "--public-key", str(big), "--data", str(tmp_path)],
+        ["sources", "add", "cam", "--public-key", "/dev/zero", "--data", str(tmp_path)],
+        ["sources", "sign", str(big), "--key", "/dev/zero", "--label", "3"],
+    ):
+        assert "expected a small file" in _one_error_line(runner.invoke(app, args))

@@ -26,6 +26,7 @@ def test_a_key_may_queue_only_so_many_runs(held):
     full = _start(held, "trainer")
     assert full.status_code == 429, full.text
     assert full.json()["code"] == "queue_full" and "per key is 2" in full.json()["detail"]
+    assert full.headers["retry-after"] == "60"  # when to ask again, like the rate limiter's 429
     assert _start(held, "admin").status_code == 202  # another key still has room (3 of 3 now)
     service_full = _start(held, "admin")
     assert service_full.status_code == 429 and "the limit is 3" in service_full.json()["detail"]
@@ -49,3 +50,23 @@ def test_create_run_without_bounds_is_unbounded(held):
             runs.create_run(session, actor=Actor("cli"), params={})
         with pytest.raises(Rejected, match="5 training runs are queued"):
             runs.create_run(session, actor=Actor("cli"), params={}, max_queued=5)
+
+
+@pytest.mark.parametrize("body", [{"epochs": True}, {"epochs": "3"}, {"epochs": 2.0}, {"defenses": "strip"}])
+def test_a_run_request_of_the_wrong_json_type_is_refused_and_queues_nothing(held, body):
+    """JSON's ``true`` or ``"3"`` is not an epoch count: pydantic's lax mode read them as 1 and 3."""
+    response = held.client.post("/v1/training-runs", json=body, headers=held.headers("admin"))
+    assert response.status_code == 422 and response.json()["code"] == "invalid_input", response.text
+    assert held.client.get("/v1/training-runs", headers=held.headers("admin")).json() == []
+
+
+def test_names_with_bidirectional_overrides_are_refused_by_the_api_and_the_library(held):
+    from poisonlab.service.auth import create_key
+
+    spoof = "admin\u202egnp.exe"  # displays as "adminexe.png"
+    response = held.client.post(
+        "/v1/keys", json={"name": spoof, "role": "viewer"}, headers=held.headers("admin")
+    )
+    assert response.status_code == 422 and "control characters" in response.json()["detail"]
+    with held.state.db.write() as session, pytest.raises(ValueError, match="key name must not contain"):
+        create_key(session, name="a\x01b", role="viewer", actor=Actor("cli"))

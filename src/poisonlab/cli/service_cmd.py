@@ -25,11 +25,17 @@ DB_OPT = typer.Option(None, "--db", help="SQLAlchemy database URL (default: sqli
 DATA_OPT = typer.Option(None, "--data", help="service data folder (default: $POISONLAB_HOME/imrecs)")
 
 
-def _database(db: str | None, data: Path | None):
+def _database(db: str | None, data: Path | None, *, create: bool = True):
+    """The service database of ``--db``, else the SQLite file in ``--data``; a command that only
+    reads (``create=False``) refuses a folder without one instead of creating folder and file."""
     from poisonlab.service.db import Database
     from poisonlab.service.settings import default_data_dir, sqlite_url
 
     folder = data or default_data_dir()
+    if db is None and not create and not (folder / "imrecs.sqlite").is_file():
+        raise FileNotFoundError(
+            f"no service database in {folder} (imrecs.sqlite); give the --data of a service, or --db"
+        )
     if db is None:
         folder.mkdir(parents=True, exist_ok=True)
     return Database(db or sqlite_url(folder))
@@ -81,6 +87,56 @@ _SERVE_OPTIONS = {
 }
 
 
+#: uvicorn's log levels
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+#: largest key file read (a PEM Ed25519 key is ~120 bytes) and image signed (the service's default
+#: image limit is 8 MiB): a device or a huge file given by mistake is refused, not read into memory
+_MAX_KEY_BYTES = 64 * 1024
+_MAX_IMAGE_BYTES = 64 * (1 << 20)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """ValueError unless this process can listen on ``host:port`` now (uvicorn would exit with code
+    3 and its own log line after the model loaded)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ValueError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def _note_unused_model(state, model: str | None) -> None:
+    """Say so when ``--model`` is not used: the database already names a serving model, which
+    promotions and rollbacks change, not a restart."""
+    from poisonlab.service.registry import serving_version
+
+    if model is None:
+        return
+    with state.db.read() as session:
+        serving = serving_version(session)
+    if serving is not None:
+        console.print(
+            f"note: --model {model} not used: the database already serves model {serving.id} "
+            "(change it through the API's promote or rollback)",
+            style="yellow",
+            highlight=False,
+        )  # stdout, like serve's other start-up lines
+
+
+def _read_limited(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path``; ValueError for a file over ``limit`` bytes (or a device), unread."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{what} {path} is over {limit:,} bytes; expected a small file")
+    return data
+
+
 def _option_errors(exc: ValidationError) -> str:
     """``--unsigned: Input should be 'quarantine', 'pending' or 'reject'; ...`` on one line."""
     return field_problems(exc.errors(), rename=_SERVE_OPTIONS, empty="settings")
@@ -103,7 +159,9 @@ def serve_command(
         None, "--base-data-dir", help="CIFAR-10 location for the base data"
     ),
     precision: str = typer.Option("fp32", "--precision", help="fp32 (default) or bf16 (opt-in)"),
-    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.01, help="largest request body in MiB"),
+    max_body_mb: float = typer.Option(
+        16.0, "--max-body-mb", min=0.01, max=2048, help="largest request body in MiB (at most 2048)"
+    ),
     threads: int = typer.Option(
         1,
         "--threads",
@@ -116,7 +174,7 @@ def serve_command(
     workers: int = typer.Option(
         1, "--workers", min=1, help="server processes on the port (more than 1 needs a PostgreSQL --db)"
     ),
-    log_level: str = typer.Option("info", "--log-level"),
+    log_level: str = typer.Option("info", "--log-level", help=f"uvicorn's: {', '.join(_LOG_LEVELS)}"),
 ) -> None:
     """Run the ImRecS image-recognition service (FastAPI + uvicorn) until interrupted."""
     import uvicorn
@@ -146,11 +204,15 @@ def serve_command(
         raise ValueError(_option_errors(exc)) from None
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise ValueError("--workers above 1 needs a PostgreSQL --db (postgresql+psycopg://...), not SQLite")
+    if log_level not in _LOG_LEVELS:
+        raise ValueError(f"--log-level must be one of {', '.join(_LOG_LEVELS)}, got {log_level!r}")
+    _check_listen(host, port)  # before the model loads: a taken port or bad host is one line now
     _use_threads(threads)
     # the database and the initial model are opened here, so that a bad --db or --model is one error
     # line now, not a traceback from inside uvicorn's start-up; one process serves from this state
     state = ServiceState(settings)
     try:
+        _note_unused_model(state, model)
         state.bootstrap()
     except BaseException:
         state.close()
@@ -196,7 +258,7 @@ def list_keys(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
     from poisonlab.service.auth import list_keys as rows
 
     table = Table("id", "name", "role", "prefix", "created", "revoked")
-    with _database(db, data).read() as session:
+    with _database(db, data, create=False).read() as session:
         keys = rows(session)
     for k in keys:
         table.add_row(
@@ -232,7 +294,7 @@ def add_source(
     """Register a data source and the Ed25519 public key its contributions are signed with."""
     from poisonlab.service.sources import add_source as add
 
-    pem = public_key.read_bytes().decode("ascii", errors="replace")  # PEM is ASCII; junk fails below
+    pem = _read_limited(public_key, _MAX_KEY_BYTES, "--public-key").decode("ascii", errors="replace")
     with _database(db, data).write() as session:
         row = add(session, name, pem, actor=_cli_actor())
     typer.echo(f"source {row.name} registered, key fingerprint {row.fingerprint}")
@@ -247,7 +309,7 @@ def list_sources(db: str | None = DB_OPT, data: Path | None = DATA_OPT) -> None:
     from poisonlab.service.sources import list_sources as rows
 
     table = Table("name", "fingerprint", "created")
-    with _database(db, data).read() as session:
+    with _database(db, data, create=False).read() as session:
         registered = rows(session)
     for s in registered:
         table.add_row(s.name, s.fingerprint, str(s.created_at)[:19])
@@ -281,4 +343,6 @@ def sign(
     """
     from poisonlab.service.signing import load_private_key, sign_contribution
 
-    typer.echo(sign_contribution(load_private_key(key), image.read_bytes(), label))
+    data = _read_limited(image, _MAX_IMAGE_BYTES, "image")
+    _read_limited(key, _MAX_KEY_BYTES, "--key")  # a device or huge file, before the key parser reads it
+    typer.echo(sign_contribution(load_private_key(key), data, label))

@@ -93,7 +93,7 @@ def create_app(settings: ServiceSettings, state: ServiceState | None = None) -> 
     for module in (predict, contributions, models, training, admin, ui):
         app.include_router(module.router)
     install_json_guard(app, max_depth=settings.max_json_depth)  # inside the body limit: it reads
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, idle_s=settings.body_idle_s)
     app.add_middleware(ObserveMiddleware, state=state)
     # a flood is refused before it is timed, audited, read or authenticated
     app.add_middleware(

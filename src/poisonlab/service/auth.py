@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from poisonlab.service.audit import Actor, record
 from poisonlab.service.db import ApiKey, Database, utcnow
 from poisonlab.service.errors import NotFound
+from poisonlab.service.schemas import no_control
 
 ROLES: tuple[str, ...] = ("viewer", "contributor", "trainer", "admin")
 KEY_PREFIX = "imrecs_"
@@ -46,6 +47,10 @@ def create_key(session: Session, *, name: str, role: str, actor: Actor) -> tuple
     name = name.strip()
     if not name or len(name) > 100 or any(c in name for c in "\r\n\t"):
         raise ValueError(f"key name must be 1-100 printable characters on one line, got {name!r}")
+    try:  # the API's rule for stored text (schemas.Text): the CLI creates keys without the API
+        no_control(name)
+    except ValueError as exc:
+        raise ValueError(f"key name {exc}") from None
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise ValueError(f"a key named {name!r} exists already; names identify contributors")

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from poisonlab.error_text import field_problems
 from poisonlab.service.headers import add_security_headers
@@ -28,6 +29,7 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "body_timeout",
     409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
@@ -119,6 +121,13 @@ def install_handlers(app: FastAPI) -> None:
         response = error_response(exc.status_code, detail)
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # the client closed the connection before its body arrived: nothing failed here, and no
+        # one reads the answer; 499 (nginx's "client closed request") keeps it out of the 5xx count
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return error_response(499, "the client disconnected before its request body arrived", "client_closed")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

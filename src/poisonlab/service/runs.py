@@ -34,6 +34,11 @@ RUN_STATUSES = ("queued", "running", "promoted", "rejected", "skipped", "failed"
 FINISHED = ("promoted", "rejected", "skipped", "failed")
 
 
+#: when to ask again after a full queue: a queued run starts within minutes (the 429 of the rate
+#: limiter carries its own, shorter Retry-After)
+_RETRY = {"Retry-After": "60"}
+
+
 def check_queue(session: Session, *, actor: Actor, max_queued: int, max_queued_per_key: int) -> None:
     """Rejected (429 ``queue_full``) when the service or ``actor`` has no room for another queued run."""
     queued = select(func.count()).select_from(TrainingRun).where(TrainingRun.status == "queued")
@@ -44,6 +49,7 @@ def check_queue(session: Session, *, actor: Actor, max_queued: int, max_queued_p
             f"{total} training runs are queued already (the limit is {max_queued}); "
             "try again when one has started",
             429,
+            headers=_RETRY,
         )
     mine = session.scalar(queued.where(TrainingRun.requested_by == actor.name)) or 0
     if mine >= max_queued_per_key:
@@ -52,6 +58,7 @@ def check_queue(session: Session, *, actor: Actor, max_queued: int, max_queued_p
             f"key {actor.name!r} has {mine} training runs queued already (the limit per key is "
             f"{max_queued_per_key}); try again when one has started",
             429,
+            headers=_RETRY,
         )
 
 

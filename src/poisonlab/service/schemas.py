@@ -20,11 +20,13 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 UTCTime = Annotated[datetime, AfterValidator(_utc)]
-#: C0 controls but tab, line feed and carriage return, and DEL
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: C0 controls but tab, line feed and carriage return, DEL, and the invisible bidirectional marks
+#: and overrides (U+061C, U+200E-F, U+202A-E, U+2066-9) that make a name display as another
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def _no_control(value: str) -> str:
+def no_control(value: str) -> str:
+    """``value`` unchanged; ValueError naming the first control or bidirectional character."""
     found = _CONTROL.search(value)
     if found:
         raise ValueError(f"must not contain control characters, got {found.group()!r} at {found.start()}")
@@ -32,7 +34,7 @@ def _no_control(value: str) -> str:
 
 
 #: a request string without control characters (see the module docstring)
-Text = Annotated[str, AfterValidator(_no_control)]
+Text = Annotated[str, AfterValidator(no_control)]
 
 
 class _Out(BaseModel):
@@ -86,7 +88,7 @@ class ContributionOut(_Out):
 
 
 class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON's true or "3" is not 3
     note: Text = Field("", max_length=500)
 
 
@@ -109,9 +111,9 @@ class ModelDetailOut(ModelOut):
 
 
 class RunIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON's true or "3" is not 3
     epochs: int | None = Field(None, ge=1, le=200, description="fine-tuning epochs (default: the service's)")
-    defenses: list[Annotated[str, Field(max_length=100), AfterValidator(_no_control)]] | None = Field(
+    defenses: list[Annotated[str, Field(max_length=100), AfterValidator(no_control)]] | None = Field(
         None, max_length=20, description="override the configured defenses (admin only); [] runs none"
     )
 
@@ -154,7 +156,7 @@ class AlertOut(_Out):
 
 
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON's true or "3" is not 3
     name: Text = Field(min_length=1, max_length=100)
     role: Literal["viewer", "contributor", "trainer", "admin"]
 
@@ -173,7 +175,7 @@ class KeyCreatedOut(KeyOut):
 
 
 class SourceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON's true or "3" is not 3
     name: Text = Field(min_length=1, max_length=100)
     public_key_pem: Text = Field(min_length=1, max_length=10_000)
 

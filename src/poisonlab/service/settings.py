@@ -54,6 +54,9 @@ class ServiceSettings(BaseModel):
         the database does not name a serving model yet; afterwards promotions and rollbacks decide.
     max_body_bytes : int
         Largest request body accepted; enforced while the body streams in (413 beyond it).
+    body_idle_s : float
+        Longest wait for the next part of a request body (408 beyond it): a client that announces
+        a body and then sends nothing, or a byte now and then, cannot hold a connection open.
     max_pixels, max_image_side, max_image_bytes : int
         Largest image decoded: width x height and the square it is padded to (4096 x 4096 by
         default), each side, and the file's bytes; checked from the header before decoding.
@@ -135,6 +138,7 @@ class ServiceSettings(BaseModel):
     db_url: str | None = None
     model_ref: str | None = None
     max_body_bytes: int = Field(16 * MiB, ge=1024, le=1 << 31)
+    body_idle_s: float = Field(30.0, gt=0, le=3600)
     max_pixels: int = Field(4096 * 4096, ge=64, le=MAX_IMAGE_PIXELS * 4)
     max_image_side: int = Field(4096, ge=8, le=65_535)
     max_image_bytes: int = Field(8 * MiB, ge=1024, le=1 << 31)
