@@ -26,16 +26,24 @@ def _errors(data: object) -> list[dict]:
 def test_each_problem_is_a_dotted_location_and_its_message() -> None:
     text = field_problems(_errors({"db_url": 3, "inner": {"rate": "x"}}))
     assert text == (
-        "db_url: Input should be a valid string; "
-        "inner.rate: Input should be a valid number, unable to parse string as a number"
+        "db_url: Input should be a valid string, got 3; "
+        "inner.rate: Input should be a valid number, unable to parse string as a number, got 'x'"
     )
+
+
+def test_the_refused_value_is_named_when_it_is_a_scalar_and_cut_when_long() -> None:
+    missing = field_problems(_errors({"inner": {"rate": 1.0}}))
+    assert missing == "db_url: Field required"  # no "got {...}": the input is the whole object
+    long = field_problems([{"loc": ("x",), "msg": "bad", "input": "y" * 100}])
+    assert long == f"x: bad, got '{'y' * 39}..."
+    assert field_problems([{"loc": ("x",), "msg": "bad", "input": [1, 2]}]) == "x: bad"
 
 
 def test_rename_names_the_first_part_as_the_person_typed_it() -> None:
     text = field_problems(
         _errors({"db_url": 3, "inner": {"rate": "x"}}), rename={"db_url": "--db", "rate": "r"}
     )
-    assert text.startswith("--db: Input should be a valid string; inner.rate: ")
+    assert text.startswith("--db: Input should be a valid string, got 3; inner.rate: ")
 
 
 def test_skipped_parts_and_an_empty_location() -> None:

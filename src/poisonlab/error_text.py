@@ -25,7 +25,7 @@ def field_problems(
     skip: Iterable[str] = (),
     empty: str = "value",
 ) -> str:
-    """``loc: msg; loc: msg`` for the first five of pydantic's error dicts.
+    """``loc: msg, got VALUE; loc: msg`` for the first five of pydantic's error dicts.
 
     Parameters
     ----------
@@ -51,8 +51,21 @@ def field_problems(
         parts = [str(p) for p in err.get("loc", ()) if str(p) not in skip]
         if parts:
             parts[0] = rename.get(parts[0], parts[0])
-        items.append(f"{'.'.join(parts) or empty}: {fold_lines(str(err.get('msg', 'invalid')))}")
+        message = fold_lines(str(err.get("msg", "invalid")))
+        items.append(f"{'.'.join(parts) or empty}: {message}{_received(err)}")
     return "; ".join(items)
+
+
+def _received(err: Mapping[str, Any]) -> str:
+    """``, got 'abc'`` when the error carries the scalar it refused (a missing field carries the
+    whole object around it, which is left out); long values cut to 40 characters."""
+    if "input" not in err or err.get("type") == "missing":
+        return ""
+    value = err["input"]
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        return ""
+    text = repr(value)
+    return f", got {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
 def fold_lines(text: str) -> str:

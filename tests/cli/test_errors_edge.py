@@ -17,7 +17,7 @@ def test_a_validation_error_becomes_field_problem_pairs_on_one_line() -> None:
     with pytest.raises(ValidationError) as info:
         _Settings.model_validate({"lr": -1})
     text = one_line(info.value)
-    assert text == "invalid _Settings: lr: Input should be greater than 0; name: Field required"
+    assert text == "invalid _Settings: lr: Input should be greater than 0, got -1; name: Field required"
 
 
 def test_other_messages_have_their_line_breaks_folded() -> None:
