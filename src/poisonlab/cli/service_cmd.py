@@ -89,9 +89,8 @@ _SERVE_OPTIONS = {
 
 #: uvicorn's log levels
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-#: largest key file read (a PEM Ed25519 key is ~120 bytes) and image signed (the service's default
-#: image limit is 8 MiB): a device or a huge file given by mistake is refused, not read into memory
-_MAX_KEY_BYTES = 64 * 1024
+#: largest image signed (the service's default image limit is 8 MiB): a device or a huge file given
+#: by mistake is refused, not read into memory (key files: signing.MAX_KEY_BYTES)
 _MAX_IMAGE_BYTES = 64 * (1 << 20)
 
 
@@ -292,9 +291,10 @@ def add_source(
     data: Path | None = DATA_OPT,
 ) -> None:
     """Register a data source and the Ed25519 public key its contributions are signed with."""
+    from poisonlab.service.signing import MAX_KEY_BYTES
     from poisonlab.service.sources import add_source as add
 
-    pem = _read_limited(public_key, _MAX_KEY_BYTES, "--public-key").decode("ascii", errors="replace")
+    pem = _read_limited(public_key, MAX_KEY_BYTES, "--public-key").decode("ascii", errors="replace")
     with _database(db, data).write() as session:
         row = add(session, name, pem, actor=_cli_actor())
     typer.echo(f"source {row.name} registered, key fingerprint {row.fingerprint}")
@@ -344,5 +344,4 @@ def sign(
     from poisonlab.service.signing import load_private_key, sign_contribution
 
     data = _read_limited(image, _MAX_IMAGE_BYTES, "image")
-    _read_limited(key, _MAX_KEY_BYTES, "--key")  # a device or huge file, before the key parser reads it
     typer.echo(sign_contribution(load_private_key(key), data, label))

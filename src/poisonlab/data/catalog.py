@@ -33,6 +33,11 @@ _ALIASES = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar_10": "cifar10", 
 SHARED_CIFAR10 = Path("datasets") / "cifar10-jpeg"
 
 
+def _known_key(name: str) -> str | None:
+    """The catalog name of ``name``, or None for a name the catalog does not know."""
+    return _ALIASES.get(str(name).strip().lower())
+
+
 def dataset_key(name: str) -> str:
     """The catalog name of ``name`` (case-insensitive; ``"cifar-10"``, ``"cifar_10"`` accepted).
 
@@ -41,7 +46,7 @@ def dataset_key(name: str) -> str:
     ValueError
         Not one of :data:`DATASETS` or their spellings.
     """
-    key = _ALIASES.get(str(name).strip().lower())
+    key = _known_key(name)
     if key is None:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     return key
@@ -79,13 +84,13 @@ def resolve_data_dir(name: str, data_dir: str | os.PathLike[str] | None = None) 
         be ignored and recorded in the run's provenance as if it had been read).
     """
     if data_dir is not None:
-        if _ALIASES.get(str(name).strip().lower()) == "digits":
+        if _known_key(name) == "digits":
             raise ValueError(
                 f"a data folder ({data_dir}) was given for digits, which is embedded and read from no "
                 "folder; drop --data-dir (or the config's data_dir)"
             )
         return Path(data_dir)
-    if _ALIASES.get(str(name).strip().lower()) != "cifar10" or os.environ.get("POISONLAB_DATA"):
+    if _known_key(name) != "cifar10" or os.environ.get("POISONLAB_DATA"):
         return None
     shared = shared_data_root() / SHARED_CIFAR10
     return shared if find_cifar10(shared) is not None else None

@@ -86,10 +86,19 @@ def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
     return key
 
 
+#: largest key file read (an Ed25519 PEM key is ~120 bytes): a device (/dev/zero) or a large file
+#: given by mistake is refused after this many bytes, not read until memory runs out
+MAX_KEY_BYTES = 64 * 1024
+
+
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """Read an unencrypted PEM Ed25519 private key file."""
+    """Read an unencrypted PEM Ed25519 private key file (at most :data:`MAX_KEY_BYTES`)."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_KEY_BYTES + 1)
+    if len(data) > MAX_KEY_BYTES:
+        raise ValueError(f"{path} is over {MAX_KEY_BYTES:,} bytes; expected a small file (a PEM private key)")
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path} is not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
