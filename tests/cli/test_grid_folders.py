@@ -168,3 +168,46 @@ def test_usage_errors_of_the_installed_command_are_one_line():
         [sys.executable, "-c", code, "--version"], capture_output=True, text=True, timeout=120
     )
     assert version.returncode == 0 and version.stdout.startswith("poisonlab ")
+
+
+class _NoCluster:
+    """A stand-in for the ``ray`` module whose ``init`` fails as Ray's does without a cluster."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **_options) -> None:
+        raise self.error
+
+
+def test_a_cluster_that_cannot_be_joined_is_one_line_naming_the_option():
+    pytest.importorskip("ray")
+    from poisonlab.experiments.executor.ray_executor import RayExecutor
+
+    executor = RayExecutor(address="auto")
+    executor.ray = _NoCluster(
+        ConnectionError("Could not find any running Ray instance.\nPlease specify --address")
+    )
+    with pytest.raises(ValueError, match=r"^--ray-address auto: no Ray cluster runs on this machine"):
+        executor.connect()
+    with socket.socket() as server:  # something answers, so the address passes the probe
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+        executor = RayExecutor(address=address)
+    executor.ray = _NoCluster(ConnectionError("ray client connection timeout"))
+    with pytest.raises(ValueError, match=f"--ray-address {address}: cannot join the cluster .*timeout"):
+        executor.connect()
+
+
+@pytest.mark.parametrize("command", ["run", "matrix", "clean-label"])
+def test_more_seeds_than_the_limit_are_refused_before_any_work(tmp_path, command):
+    from poisonlab.cli.options import MAX_SEEDS
+
+    args = [command, "x.yaml", "--out", str(tmp_path / "o"), "--seeds", str(MAX_SEEDS + 1)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--seeds" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
