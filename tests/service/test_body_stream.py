@@ -70,3 +70,19 @@ def test_a_client_that_leaves_mid_body_is_not_a_server_error(make_service, caplo
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no "unhandled error"
     metrics = svc.client.get("/metrics", headers=svc.headers("admin")).text
     assert 'status="500"' not in metrics
+
+
+def test_a_request_with_both_length_and_chunked_framing_is_refused(make_service):
+    """Content-Length beside Transfer-Encoding is the request-smuggling shape (RFC 9112 6.1)."""
+    svc = make_service()
+    reads = []
+
+    async def receive() -> dict:
+        reads.append(1)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    headers = {**_headers(svc), "Transfer-Encoding": "chunked"}
+    status, body = _call(svc.client.app, headers, receive)
+    assert status == 400 and body["code"] == "bad_request"
+    assert "Content-Length or Transfer-Encoding, not both" in body["detail"]
+    assert not reads  # refused before any of the body was read

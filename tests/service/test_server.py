@@ -138,3 +138,23 @@ def test_chunked_upload_is_cut_at_the_limit(shared_server):
             pass
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
     assert sent < total // 4, f"the server read {sent} bytes before refusing"
+
+
+def test_length_beside_chunked_is_refused_by_the_running_server(shared_server):
+    """uvicorn lets chunked win over a Content-Length; the app refuses the pair (smuggling shape)."""
+    server, keys = shared_server
+    request = (
+        "POST /v1/predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"X-API-Key: {keys['viewer']}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    ).encode()
+    response = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        while b"}" not in response:
+            data = sock.recv(4096)
+            if not data:
+                break
+            response += data
+    assert response.startswith(b"HTTP/1.1 400"), response[:200]
+    assert b"not both" in response

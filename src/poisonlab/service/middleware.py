@@ -1,7 +1,8 @@
 """ASGI middleware: the request-body limit, and request metrics plus the audit of refused writes.
 
 :class:`BodyLimitMiddleware` refuses a body whose ``Content-Length`` is over the limit before
-reading anything, and counts the bytes of every body as it streams in (chunked uploads carry no
+reading anything (and a request declaring both ``Content-Length`` and ``Transfer-Encoding``, the
+request-smuggling shape), and counts the bytes of every body as it streams in (chunked uploads carry no
 length): the chunk that crosses the limit raises a 413 instead of being buffered, so no request
 makes the service hold more than the limit.
 
@@ -64,7 +65,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and b"transfer-encoding" in headers:
+            # RFC 9112 6.1: the two framings disagree about where the body ends; a proxy in front
+            # that trusts the other one would see a different request (request smuggling)
+            await error_response(
+                400, "a request may carry Content-Length or Transfer-Encoding, not both", "bad_request"
+            )(scope, receive, send)
+            return
         if length is not None:
             if not length.isdigit():
                 await error_response(400, "Content-Length must be a number", "bad_request")(
