@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
 from poisonlab.error_text import MAX_PROBLEMS, field_problems, fold_lines
 
@@ -15,6 +15,25 @@ class _Inner(BaseModel):
 class _Outer(BaseModel):
     db_url: str
     inner: _Inner
+
+
+class _Checked(BaseModel):
+    name: str
+    size: int
+
+    @field_validator("name")
+    @classmethod
+    def _no_x(cls, value: str) -> str:
+        if "x" in value:
+            raise ValueError(f"must not contain x, got {value!r}")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even")
+        return value
 
 
 def _errors(data: object) -> list[dict]:
@@ -63,3 +82,10 @@ def test_at_most_five_problems_and_always_one_line() -> None:
 
 def test_fold_lines() -> None:
     assert fold_lines("  a\n\tb   c \n") == "a b c"
+
+
+def test_a_validators_own_words_lose_pydantics_prefix_and_say_got_once() -> None:
+    with pytest.raises(ValidationError) as info:
+        _Checked.model_validate({"name": "axe", "size": 3})
+    text = field_problems(info.value.errors())
+    assert text == "name: must not contain x, got 'axe'; size: must be even, got 3"

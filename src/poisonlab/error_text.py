@@ -52,7 +52,10 @@ def field_problems(
         if parts:
             parts[0] = rename.get(parts[0], parts[0])
         message = fold_lines(str(err.get("msg", "invalid")))
-        items.append(f"{'.'.join(parts) or empty}: {message}{_received(err)}")
+        if err.get("type") == "value_error":  # our validators' own words, without pydantic's prefix
+            message = message.removeprefix("Value error, ")
+        received = "" if ", got " in message else _received(err)  # a validator that said it itself
+        items.append(f"{'.'.join(parts) or empty}: {message}{received}")
     return "; ".join(items)
 
 

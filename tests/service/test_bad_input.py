@@ -11,7 +11,7 @@ from PIL import Image
 
 from poisonlab.service import contributions as lib
 from poisonlab.service.audit import Actor
-from poisonlab.service.db import Contribution
+from poisonlab.service.db import ApiKey, Contribution
 
 
 def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
@@ -126,6 +126,42 @@ def test_unknown_label_and_bad_fields(service, png):
     _assert_nothing_stored(svc)
 
 
+@pytest.mark.parametrize("ctype", ["text/json", "application/jsonx", "text/plain", None])
+def test_batch_prediction_takes_multipart_or_json_and_names_both(service, ctype):
+    headers = {**service.headers("viewer"), **({"Content-Type": ctype} if ctype else {})}
+    response = service.client.post("/v1/predict/batch", content=b'{"instances": []}', headers=headers)
+    assert response.status_code == 415 and response.json()["code"] == "unsupported_media_type"
+    assert response.json()["detail"] == (
+        f"expected multipart/form-data or application/json, got {ctype or 'no content type'}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/v1/keys", "admin"),
+        ("/v1/sources", "admin"),
+        ("/v1/training-runs", "trainer"),
+        ("/v1/contributions/1/release", "admin"),
+        ("/v1/contributions/1/reject", "admin"),
+    ],
+)
+def test_json_routes_refuse_other_content_types_with_415(service, path, role):
+    """A JSON object sent as text/plain was handed to the model as bytes: a 422 "valid dictionary"."""
+    body = b'{"name": "x", "role": "viewer"}'
+    headers = {**service.headers(role), "Content-Type": "text/plain"}
+    response = service.client.post(path, content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json() == {
+        "detail": "expected application/json, got 'text/plain'",
+        "code": "unsupported_media_type",
+    }
+    anonymous = service.client.post(path, content=body, headers={"Content-Type": "text/plain"})
+    assert anonymous.status_code == 401  # the key is checked first
+    with service.state.db.read() as session:
+        assert session.query(ApiKey).count() == 4  # nothing was created
+
+
 def test_wrong_content_types_and_bad_json(service):
     svc, viewer = service, service.headers("viewer")
     as_json = svc.client.post("/v1/predict", json={"file": "x"}, headers=viewer)
@@ -208,3 +244,32 @@ def test_unknown_ids_are_one_kind_of_404(service, method, path, detail):
     response = service.client.request(method, path, headers=service.headers("admin"))
     assert response.status_code == 404
     assert response.json() == {"detail": detail, "code": "not_found"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("GET", "/v1/contributions/+1", "contribution_id"),
+        ("POST", "/v1/contributions/%201/release", "contribution_id"),
+        ("GET", "/v1/training-runs/1_0", "run_id"),
+        ("POST", "/v1/keys/+1/revoke", "key_id"),
+        ("POST", "/v1/alerts/%EF%BC%91/resolve", "alert_id"),  # a full-width digit one
+    ],
+)
+def test_row_ids_in_paths_are_digits_only(service, method, path, name):
+    """Pydantic's lax int read "+1", " 1" and "1_0" as row 1 or 10: one row has one URL."""
+    response = service.client.request(method, path, headers=service.headers("admin"))
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"path.{name}: must be a row id: decimal digits only, got ")
+    with service.state.db.read() as session:  # nothing was released or revoked on the way
+        assert all(k.revoked_at is None for k in session.query(ApiKey))
+
+
+def test_unrouted_requests_say_what_was_asked_and_what_is_allowed(service):
+    missing = service.client.get("/v1/nope", headers=service.headers("viewer"))
+    assert missing.status_code == 404
+    expected = "no route for GET '/v1/nope'; the API is listed at /docs and /openapi.json"
+    assert missing.json()["detail"] == expected
+    wrong = service.client.delete("/v1/keys", headers=service.headers("admin"))
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST"
+    assert wrong.json()["detail"] == "method not allowed for DELETE '/v1/keys'; allowed: GET, POST"

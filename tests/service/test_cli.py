@@ -26,6 +26,11 @@ def test_keys_create_prints_the_key_once(tmp_path):
     assert authenticate(db, key).role == "admin"
     listed = runner.invoke(app, ["keys", "list", "--data", str(data)])
     assert "root" in listed.stdout and key not in listed.stdout
+    last = runner.invoke(app, ["keys", "revoke", "1", "--data", str(data)])
+    assert last.exit_code == 2 and "last active admin key" in last.output
+    assert len(last.output.strip().splitlines()) == 1 and authenticate(db, key).role == "admin"
+    second = runner.invoke(app, ["keys", "create", "--role", "admin", "--name", "ops", "--data", str(data)])
+    assert second.exit_code == 0, second.output
     revoked = runner.invoke(app, ["keys", "revoke", "1", "--data", str(data)])
     assert revoked.exit_code == 0 and authenticate(db, key) is None
     db.dispose()

@@ -187,6 +187,9 @@ def test_source_registration_errors(service, source_key):
     _register(service, "cam", pem)
     dup = service.client.post("/v1/sources", json={"name": "cam", "public_key_pem": pem}, headers=admin)
     assert dup.status_code == 409
+    alias = service.client.post("/v1/sources", json={"name": "cam-b", "public_key_pem": pem}, headers=admin)
+    assert alias.status_code == 409  # one key, one source: a signature must say who sent the data
+    assert alias.json()["detail"] == "this public key is registered already, as source 'cam'"
     rsa_like = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
     bad = service.client.post("/v1/sources", json={"name": "cam2", "public_key_pem": rsa_like}, headers=admin)
     assert bad.status_code == 422 and bad.json()["code"] == "bad_public_key"

@@ -112,8 +112,8 @@ def test_brackets_inside_strings_are_not_nesting(service, digits):
 @pytest.mark.parametrize(
     ("value", "code", "words"),
     [
-        (str(10**400), "bad_instances", "finite numbers in [0, 255]"),  # was an OverflowError (500)
-        ("1e400", "bad_instances", "finite numbers in [0, 255]"),
+        (str(10**400), "bad_instances", "got one beyond the float range"),  # was an OverflowError (500)
+        ("1e400", "bad_instances", "got inf at instances[0][7][7][0] (1 such values)"),
         ("9" * 5000, "bad_json", "more than 4,300 digits"),
         ("NaN", "bad_json", "NaN is not a JSON number"),
         ("Infinity", "bad_json", "Infinity is not a JSON number"),
@@ -121,7 +121,8 @@ def test_brackets_inside_strings_are_not_nesting(service, digits):
         ('"7"', "bad_instances", "not str"),
         ("null", "bad_instances", "not NoneType"),
         ("[1]", "bad_instances", "not list"),
-        ("-1", "bad_instances", "[0, 255]"),
+        ("-1", "bad_instances", "in [0, 255], got -1 at instances[0][7][7][0] (1 such values)"),
+        ("255.5", "bad_instances", "got 255.5 at instances[0][7][7][0]"),
     ],
 )
 def test_batch_values_are_finite_numbers_of_the_right_type(service, value, code, words):
@@ -288,3 +289,12 @@ def test_ascii_labels_are_accepted(service, png):
         )
         assert response.status_code == 201 and response.json()["label"] == 3
         assert response.json()["label_name"] == "3"
+
+
+def test_an_out_of_range_pixel_is_named_by_its_index_in_a_batch(service):
+    """The first bad value of the second image: its index and how many values are bad."""
+    headers = {**service.headers("viewer"), **JSON}
+    body = _instances("0", count=1)[:-2] + b"," + _instances("300", count=1)[len(b'{"instances": [') :]
+    response = service.client.post("/v1/predict/batch", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].endswith("got 300 at instances[1][7][7][0] (1 such values)")

@@ -70,3 +70,36 @@ def test_names_with_bidirectional_overrides_are_refused_by_the_api_and_the_libra
     assert response.status_code == 422 and "control characters" in response.json()["detail"]
     with held.state.db.write() as session, pytest.raises(ValueError, match="key name must not contain"):
         create_key(session, name="a\x01b", role="viewer", actor=Actor("cli"))
+
+
+def test_a_queued_run_can_be_cancelled_by_its_requester_or_an_admin_and_then_never_starts(held):
+    from poisonlab.service.run_claims import claim_run
+
+    mine, other = (_start(held, "trainer").json()["id"] for _ in range(2))
+    cancel = held.client.post(f"/v1/training-runs/{mine}/cancel", headers=held.headers("trainer"))
+    assert cancel.status_code == 200, cancel.text
+    body = cancel.json()
+    assert body["status"] == "cancelled" and body["finished_at"]
+    assert body["error"] == "cancelled by trainer-key"
+    with held.state.db.write() as session:
+        assert claim_run(session, mine, "worker-1") is False  # the worker's claim needs `queued`
+    again = held.client.post(f"/v1/training-runs/{mine}/cancel", headers=held.headers("trainer"))
+    assert again.status_code == 409
+    assert again.json()["detail"] == f"training run {mine} is cancelled; only a queued run can be cancelled"
+    assert _start(held, "trainer").status_code == 202  # the cancelled run freed its place
+    admins = held.client.post(f"/v1/training-runs/{other}/cancel", headers=held.headers("admin"))
+    assert admins.status_code == 200 and admins.json()["status"] == "cancelled"
+    audit = held.client.get("/v1/audit?actor=admin-key", headers=held.headers("admin")).json()
+    assert any(e["action"] == "training_runs.cancel" and e["target"] == f"run:{other}" for e in audit)
+
+
+def test_only_the_requester_or_an_admin_may_cancel_and_not_once_started(held):
+    run_id = _start(held, "admin").json()["id"]
+    foreign = held.client.post(f"/v1/training-runs/{run_id}/cancel", headers=held.headers("trainer"))
+    assert foreign.status_code == 403 and "only the key that queued a run" in foreign.json()["detail"]
+    with held.state.db.write() as session:
+        runs.update_run(session, run_id, status="running")
+    started = held.client.post(f"/v1/training-runs/{run_id}/cancel", headers=held.headers("admin"))
+    assert started.status_code == 409 and "is running" in started.json()["detail"]
+    missing = held.client.post("/v1/training-runs/999/cancel", headers=held.headers("admin"))
+    assert missing.status_code == 404

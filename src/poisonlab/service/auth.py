@@ -17,12 +17,12 @@ import secrets
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from poisonlab.service.audit import Actor, record
 from poisonlab.service.db import ApiKey, Database, utcnow
-from poisonlab.service.errors import NotFound
+from poisonlab.service.errors import NotFound, Rejected
 from poisonlab.service.schemas import no_control
 
 ROLES: tuple[str, ...] = ("viewer", "contributor", "trainer", "admin")
@@ -62,14 +62,27 @@ def create_key(session: Session, *, name: str, role: str, actor: Actor) -> tuple
 
 
 def revoke_key(session: Session, key_id: int, *, actor: Actor) -> ApiKey:
-    """Revoke a key (idempotent); NotFound when there is no such key."""
+    """Revoke a key (idempotent); NotFound when there is no such key, :class:`Rejected` (409)
+    for the last active admin key: without one nobody could manage keys through the API."""
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"no API key with id {key_id}")
     if row.revoked_at is None:
+        if row.role == "admin" and _active_admins(session) <= 1:
+            raise Rejected(
+                "last_admin",
+                f"key {key_id} ({row.name}) is the last active admin key; create another admin key "
+                "before revoking it",
+                status=409,
+            )
         row.revoked_at = utcnow()
     record(session, actor, "keys.revoke", f"key:{key_id}", f"ok: {row.name}")
     return row
+
+
+def _active_admins(session: Session) -> int:
+    query = select(func.count()).select_from(ApiKey)
+    return session.scalar(query.where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None))) or 0
 
 
 def list_keys(session: Session) -> list[ApiKey]:

@@ -220,8 +220,23 @@ def decode_instances(
         try:
             arr = np.array(values, dtype=np.float64).reshape(n, *dims)
         except OverflowError:  # an integer beyond the float range (10**400)
-            arr = None
-        if arr is None or not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
-            raise Rejected("bad_instances", "pixel values must be finite numbers in [0, 255]")
+            raise Rejected(
+                "bad_instances",
+                "pixel values must be finite numbers in [0, 255], got one beyond the float range",
+            ) from None
+        _check_pixel_range(arr)
         images = np.rint(arr).astype(np.uint8)
     return rgb_to_gray(images) if images.shape[-1] != c else images
+
+
+def _check_pixel_range(arr: np.ndarray) -> None:
+    """Rejected naming the first pixel outside [0, 255] (or not finite) by its index
+    ``[image, row, column, channel]`` and value: a client fixes one value, not a guess."""
+    bad = ~(np.isfinite(arr) & (arr >= 0) & (arr <= 255))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise Rejected(
+            "bad_instances",
+            f"pixel values must be finite numbers in [0, 255], got {float(arr[where]):g} at instances"
+            f"{''.join(f'[{i}]' for i in where)} ({int(bad.sum())} such values)",
+        )

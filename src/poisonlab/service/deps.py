@@ -41,6 +41,7 @@ from poisonlab.service.auth import KeyCache, role_rank
 from poisonlab.service.contributions import Policy
 from poisonlab.service.db import Database
 from poisonlab.service.errors import ServiceError
+from poisonlab.service.json_body import is_json_media
 from poisonlab.service.monitoring import ServiceMetrics
 from poisonlab.service.runs import TrainingWorker
 from poisonlab.service.serving import Loaded, ModelServer
@@ -127,6 +128,20 @@ async def serving_model(server: ServerDep) -> Loaded:
 
 
 ServingDep = Annotated[Loaded, Depends(serving_model)]
+
+
+def json_content(request: Request) -> None:
+    """415 for a body sent as anything but JSON to a route that reads a JSON object (FastAPI
+    handed such bytes to the model, whose 422 said only "a valid dictionary")."""
+    headers = request.headers
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    ctype = headers.get("content-type")
+    if has_body and ctype is not None and not is_json_media(ctype):
+        raise ServiceError(415, "unsupported_media_type", f"expected application/json, got {ctype[:100]!r}")
+
+
+#: a route parameter placed after the role's: the key is checked before the content type
+JsonContent = Annotated[None, Depends(json_content)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an ImRecS API key")
 _bearer = HTTPBearer(auto_error=False, description="an ImRecS API key as a bearer token")

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from poisonlab.error_text import field_problems
 from poisonlab.service.headers import add_security_headers
@@ -92,6 +93,34 @@ def _json_message(err: dict) -> dict:
     return {**err, "msg": f"invalid JSON ({err.get('ctx', {}).get('error', 'decode error')})"}
 
 
+def _routing_detail(request: Request, exc: StarletteHTTPException, detail: str) -> str:
+    """Starlette's bare "Not Found" / "Method Not Allowed" of the router, said with the request."""
+    where = f"{request.method} {request.url.path[:200]!r}"
+    if exc.status_code == 404 and detail == "Not Found":
+        return f"no route for {where}; the API is listed at /docs and /openapi.json"
+    if exc.status_code == 405 and detail == "Method Not Allowed":
+        return f"method not allowed for {where}; allowed: {allowed_methods(request) or 'none'}"
+    return detail
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path, asked of the routes themselves (Starlette's
+    ``Allow`` names the first route's only, though ``GET /v1/keys`` and ``POST /v1/keys`` are two
+    routes)."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Register the JSON error handlers on ``app``."""
 
@@ -116,10 +145,13 @@ def install_handlers(app: FastAPI) -> None:
         return error_response(422, validation_message(exc), "invalid_input")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        detail = _routing_detail(request, exc, detail)
         response = error_response(exc.status_code, detail)
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
         return response
 
     @app.exception_handler(ClientDisconnect)

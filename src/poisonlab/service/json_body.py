@@ -118,8 +118,15 @@ async def parse_json_async(body: bytes, *, max_depth: int) -> Any:
 
 def is_json(scope: Scope) -> bool:
     """Whether the request's content type is ``application/json`` or ``application/*+json``."""
-    ctype = dict(scope.get("headers") or ()).get(b"content-type", b"")
-    media = ctype.split(b";", 1)[0].strip().lower()
+    return is_json_media(dict(scope.get("headers") or ()).get(b"content-type", b""))
+
+
+def is_json_media(content_type: bytes | str) -> bool:
+    """Whether a ``Content-Type`` value names JSON (``application/json; charset=utf-8`` does,
+    ``application/jsonx`` and ``text/json`` do not)."""
+    if isinstance(content_type, str):
+        content_type = content_type.encode("latin-1", "replace")
+    media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 

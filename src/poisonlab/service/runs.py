@@ -22,16 +22,17 @@ import queue
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from poisonlab.service.audit import Actor, record
+from poisonlab.service.auth import role_rank
 from poisonlab.service.db import TrainingRun, utcnow
 from poisonlab.service.errors import NotFound, Rejected
 
 log = logging.getLogger("poisonlab.service")
-RUN_STATUSES = ("queued", "running", "promoted", "rejected", "skipped", "failed")
-FINISHED = ("promoted", "rejected", "skipped", "failed")
+RUN_STATUSES = ("queued", "running", "promoted", "rejected", "skipped", "failed", "cancelled")
+FINISHED = ("promoted", "rejected", "skipped", "failed", "cancelled")
 
 
 #: when to ask again after a full queue: a queued run starts within minutes (the 429 of the rate
@@ -107,6 +108,32 @@ def get_run(session: Session, run_id: int) -> TrainingRun:
     run = session.get(TrainingRun, run_id)
     if run is None:
         raise NotFound(f"no training run with id {run_id}")
+    return run
+
+
+def cancel_run(session: Session, run_id: int, *, actor: Actor) -> TrainingRun:
+    """Cancel a queued run: it never starts (the worker's claim needs ``queued``).
+
+    Only the key that queued the run or an admin may (403); a run that has started or finished is
+    a 409 (a running fine-tune is not interrupted: its decision is one transaction). The status
+    moves by one conditional ``UPDATE``, so a cancel and a worker's claim cannot both win.
+    """
+    run = get_run(session, run_id)
+    if run.requested_by != actor.name and role_rank(actor.role or "viewer") < role_rank("admin"):
+        raise Rejected("forbidden", "only the key that queued a run, or an admin, may cancel it", 403)
+    cancelled = session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, TrainingRun.status == "queued")
+        .values(
+            status="cancelled", step="cancelled", finished_at=utcnow(), error=f"cancelled by {actor.name}"
+        )
+    )
+    session.refresh(run)
+    if cancelled.rowcount != 1:
+        raise Rejected(
+            "conflict", f"training run {run_id} is {run.status}; only a queued run can be cancelled", 409
+        )
+    record(session, actor, "training_runs.cancel", f"run:{run_id}", "ok")
     return run
 
 

@@ -11,7 +11,8 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -35,6 +36,19 @@ def no_control(value: str) -> str:
 
 #: a request string without control characters (see the module docstring)
 Text = Annotated[str, AfterValidator(no_control)]
+
+
+def _decimal_id(value: object) -> object:
+    # pydantic's lax int reads "+1", " 1" and "1_0" too: a row id in a path is digits only, so
+    # that one row has one URL (an audit entry or a cache keyed by path names it one way)
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a row id: decimal digits only")
+    return value
+
+
+def row_id(what: str) -> Any:
+    """The type of a ``{..._id}`` path parameter naming a database row: 1 to 2**62, digits only."""
+    return Annotated[int, BeforeValidator(_decimal_id), Path(ge=1, le=2**62, description=f"{what} id")]
 
 
 class _Out(BaseModel):
@@ -121,7 +135,7 @@ class RunIn(BaseModel):
 class RunOut(_Out):
     id: int
     requested_by: str
-    status: Literal["queued", "running", "promoted", "rejected", "skipped", "failed"]
+    status: Literal["queued", "running", "promoted", "rejected", "skipped", "failed", "cancelled"]
     step: str
     params: dict[str, Any]
     snapshot_hash: str | None

@@ -16,7 +16,8 @@ from poisonlab.service.signing import load_public_key, public_key_fingerprint
 
 
 def add_source(session: Session, name: str, public_key_pem: str, *, actor: Actor) -> Source:
-    """Register ``name`` with its PEM public key; Rejected for a bad key or a taken name (409)."""
+    """Register ``name`` with its PEM public key; Rejected for a bad key, a taken name or a key
+    that another source holds (409)."""
     check_source_name(name)
     try:
         key = load_public_key(public_key_pem)
@@ -24,9 +25,11 @@ def add_source(session: Session, name: str, public_key_pem: str, *, actor: Actor
         raise Rejected("bad_public_key", str(exc)) from None
     if session.scalar(select(Source.id).where(Source.name == name)) is not None:
         raise Rejected("conflict", f"source {name!r} is registered already", 409)
-    row = Source(
-        name=name, public_key_pem=public_key_pem.strip() + "\n", fingerprint=public_key_fingerprint(key)
-    )
+    fingerprint = public_key_fingerprint(key)
+    holder = session.scalar(select(Source.name).where(Source.fingerprint == fingerprint))
+    if holder is not None:  # one key, one source: else a signature would not say who sent the data
+        raise Rejected("conflict", f"this public key is registered already, as source {holder!r}", 409)
+    row = Source(name=name, public_key_pem=public_key_pem.strip() + "\n", fingerprint=fingerprint)
     session.add(row)
     session.flush()
     record(session, actor, "sources.add", f"source:{name}", f"ok: key {row.fingerprint[:16]}")

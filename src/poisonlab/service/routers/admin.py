@@ -7,9 +7,7 @@ to a viewer key.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -17,6 +15,7 @@ from poisonlab import __version__
 from poisonlab.service import alerts, audit, auth, sources
 from poisonlab.service.deps import (
     AdminDep,
+    JsonContent,
     KeysDep,
     MetricsDep,
     ServerDep,
@@ -37,10 +36,12 @@ from poisonlab.service.schemas import (
     SourceIn,
     SourceOut,
     StatusOut,
+    row_id,
 )
 
 router = APIRouter(tags=["operations"])
-RowId = Annotated[int, Path(ge=1, le=2**62)]
+AlertId = row_id("alert")
+KeyId = row_id("API key")
 # query filters compared in SQL: no control characters (PostgreSQL refuses a NUL with an error)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
@@ -52,6 +53,13 @@ def health(server: ServerDep) -> HealthOut:
     Nothing that identifies the model or the software: that is ``GET /v1/status`` (viewer).
     """
     return HealthOut(status="ok" if server.current() else "no_model")
+
+
+@router.head("/v1/health", include_in_schema=False)
+def health_head() -> Response:
+    """``HEAD /v1/health`` for probes that send HEAD: the status line of ``GET`` (200 while the
+    service is alive, RFC 9110 9.3.2); whether a model serves is in ``GET``'s body."""
+    return Response(status_code=200)
 
 
 @router.get("/v1/status", response_model=StatusOut, responses=errors(401, 403))
@@ -89,7 +97,7 @@ def list_alerts(
 
 
 @router.post("/v1/alerts/{alert_id}/resolve", response_model=AlertOut, responses=errors(401, 403, 404, 422))
-def resolve_alert(actor: AdminDep, session: WriteSessionDep, alert_id: RowId) -> AlertOut:
+def resolve_alert(actor: AdminDep, session: WriteSessionDep, alert_id: AlertId) -> AlertOut:
     return AlertOut.model_validate(alerts.resolve_alert(session, alert_id, actor=actor))
 
 
@@ -110,8 +118,10 @@ def list_keys(_actor: AdminDep, session: SessionDep) -> list[KeyOut]:
     return [KeyOut.model_validate(k) for k in auth.list_keys(session)]
 
 
-@router.post("/v1/keys", status_code=201, response_model=KeyCreatedOut, responses=errors(401, 403, 409, 422))
-def create_key(actor: AdminDep, session: WriteSessionDep, body: KeyIn) -> KeyCreatedOut:
+@router.post(
+    "/v1/keys", status_code=201, response_model=KeyCreatedOut, responses=errors(401, 403, 409, 415, 422)
+)
+def create_key(actor: AdminDep, _json: JsonContent, session: WriteSessionDep, body: KeyIn) -> KeyCreatedOut:
     """Create an API key; the key is in this response only."""
     try:
         key, row = auth.create_key(session, name=body.name, role=body.role, actor=actor)
@@ -121,8 +131,8 @@ def create_key(actor: AdminDep, session: WriteSessionDep, body: KeyIn) -> KeyCre
     return KeyCreatedOut(key=key, **KeyOut.model_validate(row).model_dump())
 
 
-@router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, responses=errors(401, 403, 404, 422))
-def revoke_key(actor: AdminDep, session: WriteSessionDep, keys: KeysDep, key_id: RowId) -> KeyOut:
+@router.post("/v1/keys/{key_id}/revoke", response_model=KeyOut, responses=errors(401, 403, 404, 409, 422))
+def revoke_key(actor: AdminDep, session: WriteSessionDep, keys: KeysDep, key_id: KeyId) -> KeyOut:
     row = auth.revoke_key(session, key_id, actor=actor)
     session.commit()  # before clearing the cache: a request in between must not re-cache the old row
     keys.clear()  # effective on the next request
@@ -134,7 +144,9 @@ def list_sources(_actor: AdminDep, session: SessionDep) -> list[SourceOut]:
     return [SourceOut.model_validate(s) for s in sources.list_sources(session)]
 
 
-@router.post("/v1/sources", status_code=201, response_model=SourceOut, responses=errors(401, 403, 409, 422))
-def add_source(actor: AdminDep, session: WriteSessionDep, body: SourceIn) -> SourceOut:
+@router.post(
+    "/v1/sources", status_code=201, response_model=SourceOut, responses=errors(401, 403, 409, 415, 422)
+)
+def add_source(actor: AdminDep, _json: JsonContent, session: WriteSessionDep, body: SourceIn) -> SourceOut:
     """Register a data source with its Ed25519 public key (PEM)."""
     return SourceOut.model_validate(sources.add_source(session, body.name, body.public_key_pem, actor=actor))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -13,6 +13,7 @@ from poisonlab.service.audit import Actor
 from poisonlab.service.deps import (
     AdminDep,
     ContributorDep,
+    JsonContent,
     MetricsDep,
     PolicyDep,
     ServingDep,
@@ -24,11 +25,11 @@ from poisonlab.service.deps import (
     WriteSessionDep,
 )
 from poisonlab.service.routers.common import BINARY, errors, form_file, form_text, multipart_body, read_form
-from poisonlab.service.schemas import ContributionOut, ReviewIn
+from poisonlab.service.schemas import ContributionOut, ReviewIn, row_id
 
 router = APIRouter(prefix="/v1/contributions", tags=["contributions"])
 Status = Literal["pending", "accepted", "quarantined", "rejected"]
-ContributionId = Annotated[int, Path(ge=1, le=2**62, description="contribution id")]
+ContributionId = row_id("contribution")
 _FORM = multipart_body(
     {
         "file": BINARY,
@@ -121,20 +122,32 @@ def _review(
 
 
 @router.post(
-    "/{contribution_id}/release", response_model=ContributionOut, responses=errors(401, 403, 404, 409, 422)
+    "/{contribution_id}/release",
+    response_model=ContributionOut,
+    responses=errors(401, 403, 404, 409, 415, 422),
 )
 def release(
-    actor: AdminDep, session: WriteSessionDep, contribution_id: ContributionId, body: ReviewIn | None = None
+    actor: AdminDep,
+    _json: JsonContent,
+    session: WriteSessionDep,
+    contribution_id: ContributionId,
+    body: ReviewIn | None = None,
 ) -> ContributionOut:
     """Accept a quarantined (or pending, or rejected) contribution after review."""
     return _review(session, contribution_id, "release", body, actor)
 
 
 @router.post(
-    "/{contribution_id}/reject", response_model=ContributionOut, responses=errors(401, 403, 404, 409, 422)
+    "/{contribution_id}/reject",
+    response_model=ContributionOut,
+    responses=errors(401, 403, 404, 409, 415, 422),
 )
 def reject(
-    actor: AdminDep, session: WriteSessionDep, contribution_id: ContributionId, body: ReviewIn | None = None
+    actor: AdminDep,
+    _json: JsonContent,
+    session: WriteSessionDep,
+    contribution_id: ContributionId,
+    body: ReviewIn | None = None,
 ) -> ContributionOut:
     """Reject a contribution: it never enters a training snapshot."""
     return _review(session, contribution_id, "reject", body, actor)

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from poisonlab.service.decode import decode_files, decode_image, decode_instances, probe_image
 from poisonlab.service.deps import ServingDep, StateDep, ViewerDep
 from poisonlab.service.errors import ServiceError
-from poisonlab.service.json_body import request_json
+from poisonlab.service.json_body import is_json_media, request_json
 from poisonlab.service.routers.common import BINARY, errors, form_file, multipart_body, read_form
 from poisonlab.service.schemas import BatchPredictionOut, Prediction, PredictionOut
 from poisonlab.service.serving import Loaded
@@ -129,9 +129,15 @@ async def _batch_json(request: Request, state: ServiceState) -> object:
 async def predict_batch(
     request: Request, _actor: ViewerDep, loaded: ServingDep, state: StateDep
 ) -> BatchPredictionOut:
-    ctype = request.headers.get("content-type", "").lower()
+    ctype = request.headers.get("content-type", "")
     settings = state.settings
-    if ctype.startswith("application/json"):
+    if not (is_json_media(ctype) or ctype.lower().startswith("multipart/form-data")):
+        raise ServiceError(
+            415,
+            "unsupported_media_type",
+            f"expected multipart/form-data or application/json, got {ctype[:100] or 'no content type'}",
+        )
+    if is_json_media(ctype):
         instances = await _batch_json(request, state)
 
         def decode():

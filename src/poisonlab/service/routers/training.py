@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from poisonlab.defenses import DEFENSES
 from poisonlab.service import runs
 from poisonlab.service.auth import role_rank
-from poisonlab.service.deps import SessionDep, SettingsDep, TrainerDep, WorkerDep, WriteSessionDep
+from poisonlab.service.deps import (
+    JsonContent,
+    SessionDep,
+    SettingsDep,
+    TrainerDep,
+    WorkerDep,
+    WriteSessionDep,
+)
 from poisonlab.service.errors import ServiceError
 from poisonlab.service.routers.common import errors
-from poisonlab.service.schemas import RunIn, RunOut
+from poisonlab.service.schemas import RunIn, RunOut, row_id
 
 router = APIRouter(prefix="/v1/training-runs", tags=["training"])
+RunId = row_id("training run")
 
 
-@router.post("", status_code=202, response_model=RunOut, responses=errors(401, 403, 422, 429))
+@router.post("", status_code=202, response_model=RunOut, responses=errors(401, 403, 415, 422, 429))
 def start_run(
     actor: TrainerDep,
+    _json: JsonContent,
     session: WriteSessionDep,
     worker: WorkerDep,
     settings: SettingsDep,
@@ -55,5 +64,13 @@ def list_runs(_actor: TrainerDep, session: SessionDep, limit: int = Query(50, ge
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=errors(401, 403, 404, 422))
-def get_run(_actor: TrainerDep, session: SessionDep, run_id: int = Path(ge=1, le=2**62)) -> RunOut:
+def get_run(_actor: TrainerDep, session: SessionDep, run_id: RunId) -> RunOut:
     return RunOut.model_validate(runs.get_run(session, run_id))
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut, responses=errors(401, 403, 404, 409, 422))
+def cancel_run(actor: TrainerDep, session: WriteSessionDep, run_id: RunId) -> RunOut:
+    """Cancel a queued run (its requester or an admin); 409 once it has started."""
+    run = runs.cancel_run(session, run_id, actor=actor)
+    session.commit()
+    return RunOut.model_validate(run)
