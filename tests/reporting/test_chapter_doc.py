@@ -123,3 +123,21 @@ def test_each_fine_tune_row_is_compared_with_the_control_that_fine_tunes_as_it_d
     assert control_of(runs, "control-finetune-b32") is None
     compared = {(name, other) for name, _, other in _rows(difference_table(runs))}
     assert {("art-pattern-b32", "control-finetune-b32"), ("art-pattern", "control-finetune")} <= compared
+
+
+def test_a_row_over_fewer_seeds_is_paired_over_the_seeds_both_share() -> None:
+    clean = [0.84, 0.82, 0.86, 0.83, 0.85]
+    control = _run_file("finetune_poison_only", [c - 0.01 for c in clean[:4]], clean[:4])
+    runs = {
+        "rutan-finetune": _run_file("finetune_poison_only", [c - 0.07 for c in clean], clean),
+        PLACEBO: control,
+    }
+    diff, interval, outside = rows = _rows(difference_table(runs))[
+        ("rutan-finetune", "clean accuracy", PLACEBO)
+    ]
+    # seeds 0-3 of both, each pair -6 points apart: the paired interval is that point
+    assert (
+        diff == "-6.0 pt" and interval.endswith("(paired t over the 4 shared seeds)") and outside == "yes"
+    ), rows
+    control["runs"][1]["clean_model"] = "another-recipe"  # a shared seed with another clean model
+    assert "(welch)" in _rows(difference_table(runs))[("rutan-finetune", "clean accuracy", PLACEBO)][1]

@@ -10,6 +10,7 @@ mean rate (:mod:`poisonlab.reporting.stats`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from poisonlab.reporting.chapter_data import LABELS, figures, hits
 from poisonlab.reporting.results_docs import markdown_table
@@ -88,33 +89,45 @@ def control_of(runs: Mapping[str, dict], name: str) -> str | None:
     return same[0] if same else None
 
 
-def _same_clean_models(a: Mapping, b: Mapping) -> bool:
-    """Both rows fine-tune seed k from seed k's own clean model, the same one in both (per_seed
-    baselines with equal clean-model ids): only then is seed k of one paired with seed k of the
-    other."""
+def _shared_seeds(a: Mapping, b: Mapping) -> set[int]:
+    """The seeds both rows fine-tune from the same clean model (per_seed baselines with equal
+    clean-model ids): only such a seed k of one is paired with seed k of the other. Empty when
+    fewer than two, or when a seed both hold has two different clean models (another recipe)."""
 
     def ids(data: Mapping) -> dict[int, str]:
         return {r["seed"]: r.get("clean_model") for r in data["runs"] if r.get("clean_metrics")}
 
     ia, ib = ids(a), ids(b)
-    return len(ia) >= 2 and ia == ib and None not in ia.values()
+    common = set(ia) & set(ib)
+    if len(common) < 2 or any(ia[s] is None or ia[s] != ib[s] for s in common):
+        return set()
+    return common
 
 
 def comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Difference | None:
     """``name``'s poisoned models minus ``other`` (``"clean model"``: its own clean model(s), else
-    another experiment's poisoned models) on ``key``; None when a side lacks the figure."""
+    another experiment's poisoned models) on ``key``; None when a side lacks the figure.
+
+    Two rows that share only some of their seeds (a row run over fewer seeds) are paired over
+    those; the method then says how many (``paired t over the 4 shared seeds``)."""
     data = runs[name]
     a = figures(data)["poisoned"].get(key)
+    pa = _per_seed(data, "poisoned", key)
     if other == "clean model":
-        ref, b, pb = data, figures(data)["clean"].get(key), _per_seed(data, "clean", key)
+        b, pb = figures(data)["clean"].get(key), _per_seed(data, "clean", key)
     else:
         ref = runs[other]
         b, pb = figures(ref)["poisoned"].get(key), _per_seed(ref, "poisoned", key)
-        if not _same_clean_models(data, ref):
-            pb = {}  # seed k of one row has nothing in common with seed k of the other: unpaired
+        shared = _shared_seeds(data, ref) & set(pa) & set(pb)
+        if len(shared) < 2:  # seed k of one row has nothing in common with seed k of the other
+            pb = {}
+        elif shared != set(pa) or shared != set(pb):
+            pa, pb = ({s: v for s, v in side.items() if s in shared} for side in (pa, pb))
+            paired = _paired(pa, pb)
+            return replace(paired, method=f"paired t over the {len(shared)} shared seeds")
     if not a or not b:
         return None
-    return _paired(_per_seed(data, "poisoned", key), pb) or _difference(key, a, b)
+    return _paired(pa, pb) or _difference(key, a, b)
 
 
 def difference_table(runs: Mapping[str, dict]) -> str:
