@@ -273,3 +273,30 @@ def test_unrouted_requests_say_what_was_asked_and_what_is_allowed(service):
     wrong = service.client.delete("/v1/keys", headers=service.headers("admin"))
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST"
     assert wrong.json()["detail"] == "method not allowed for DELETE '/v1/keys'; allowed: GET, POST"
+
+
+@pytest.mark.parametrize("cut", [20, 60, 200])
+def test_a_truncated_multipart_upload_is_named_as_one(service, png, cut):
+    """The parser drops a part cut off mid-way: the client was told "a file field is required"."""
+    image = png(np.zeros((8, 8, 1), np.uint8))
+    request = service.client.build_request(
+        "POST", "/v1/contributions", data={"label": "1"}, files={"file": ("a.png", image)}
+    )
+    body = request.read()
+    headers = {**service.headers("contributor"), "Content-Type": request.headers["content-type"]}
+    whole = service.client.post("/v1/predict", content=body, headers={**headers, **service.headers("viewer")})
+    assert whole.status_code == 200, whole.text  # the same body, complete, is read
+    response = service.client.post("/v1/contributions", content=body[:-cut], headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == (
+        f"the multipart body ends before its closing boundary ({len(body) - cut:,} bytes arrived): "
+        "a truncated upload"
+    )
+    _assert_nothing_stored(service)
+
+
+def test_a_multipart_type_without_a_boundary_is_refused(service):
+    headers = {**service.headers("viewer"), "Content-Type": "multipart/form-data"}
+    response = service.client.post("/v1/predict", content=b"--x\r\n", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["detail"] == "multipart/form-data needs a boundary parameter"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
 
 from poisonlab.service.errors import ServiceError
@@ -35,7 +36,24 @@ async def read_form(request: Request, *, max_files: int = 1, max_fields: int = 1
         raise ServiceError(
             415, "unsupported_media_type", f"expected multipart/form-data, got {ctype or 'no content type'}"
         )
+    _check_complete(ctype, await request.body())  # request.form() then parses these cached bytes
     return await request.form(max_files=max_files, max_fields=max_fields)
+
+
+def _check_complete(ctype: str, body: bytes) -> None:
+    """400 for a multipart body without its closing boundary: the parser drops a part cut off
+    mid-way without a word, so a truncated upload read as "file: a file field is required"."""
+    boundary = parse_options_header(ctype)[1].get(b"boundary")
+    if not boundary:
+        raise ServiceError(400, "bad_request", "multipart/form-data needs a boundary parameter")
+    close = b"--" + boundary + b"--"
+    if not (body.startswith(close) or b"\r\n" + close in body):
+        raise ServiceError(
+            400,
+            "bad_request",
+            f"the multipart body ends before its closing boundary ({len(body):,} bytes arrived): "
+            "a truncated upload",
+        )
 
 
 async def form_file(form: FormData, name: str) -> tuple[bytes, str]:
