@@ -141,3 +141,21 @@ def test_a_row_over_fewer_seeds_is_paired_over_the_seeds_both_share() -> None:
     ), rows
     control["runs"][1]["clean_model"] = "another-recipe"  # a shared seed with another clean model
     assert "(welch)" in _rows(difference_table(runs))[("rutan-finetune", "clean accuracy", PLACEBO)][1]
+
+
+def test_the_page_names_the_rows_on_other_clean_models() -> None:
+    from poisonlab.reporting.chapter_differences import clean_model_sets
+
+    clean = [0.84, 0.82, 0.86]
+    runs = {name: _run_file("finetune", [0.8, 0.8, 0.8], clean) for name in ("a", "b", "c")}
+    assert clean_model_sets(runs) == "Every per_seed row fine-tunes seed k from the same clean model k."
+    runs["d"] = _run_file("finetune", [0.8, 0.8], clean[:2])  # fewer seeds, the same models
+    runs["elsewhere"] = _run_file("finetune", [0.8, 0.8, 0.8], clean)
+    for run in runs["elsewhere"]["runs"]:
+        run["clean_model"] = "retrained-on-another-cpu-" + run["clean_model"]
+    runs["shared"] = _run_file("finetune", [0.8, 0.8], None)  # one clean model: not per_seed
+    assert clean_model_sets(runs) == (
+        "The per_seed rows run on 2 sets of clean models: 4 rows share one set (seed k from the same "
+        "model k); each of these groups has a set of its own: (1) `elsewhere`. Rows of different sets "
+        "are compared unpaired (*welch*)."
+    )

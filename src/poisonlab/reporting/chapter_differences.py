@@ -16,7 +16,15 @@ from poisonlab.reporting.chapter_data import LABELS, figures, hits
 from poisonlab.reporting.results_docs import markdown_table
 from poisonlab.reporting.stats import Difference, mean_difference, paired_difference, rate_difference
 
-__all__ = ["CONTROL", "CONTROLS", "PLACEBO", "comparison", "control_of", "difference_table"]
+__all__ = [
+    "CONTROL",
+    "CONTROLS",
+    "PLACEBO",
+    "clean_model_sets",
+    "comparison",
+    "control_of",
+    "difference_table",
+]
 
 #: the fine-tune rows' control: the same fine-tune on the clean set, no poison
 CONTROL = "control-finetune"
@@ -128,6 +136,38 @@ def comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Dif
     if not a or not b:
         return None
     return _paired(pa, pb) or _difference(key, a, b)
+
+
+def clean_model_sets(runs: Mapping[str, dict]) -> str:
+    """One sentence naming which per_seed rows share their clean models (the same model id for
+    every seed they share): only those are paired with each other. Rows whose seeds run on
+    clean models of their own (trained elsewhere, or before a training revision) are named
+    apart, so that a reader sees why their comparisons are unpaired."""
+    groups: dict[tuple, list[str]] = {}
+    for name, data in runs.items():
+        if data["summary"].get("baseline") != "per_seed":
+            continue
+        ids = tuple(sorted((r["seed"], r.get("clean_model")) for r in data["runs"] if r.get("clean_metrics")))
+        key = next((k for k in groups if _overlap_agrees(k, ids)), ids)
+        groups.setdefault(key, []).append(name)
+    if len(groups) < 2:
+        return "Every per_seed row fine-tunes seed k from the same clean model k."
+    ordered = sorted(groups.values(), key=len, reverse=True)
+    others = "; ".join(
+        f"({i}) " + ", ".join(f"`{n}`" for n in names) for i, names in enumerate(ordered[1:], start=1)
+    )
+    return (
+        f"The per_seed rows run on {len(groups)} sets of clean models: {len(ordered[0])} rows share one "
+        f"set (seed k from the same model k); each of these groups has a set of its own: {others}. "
+        "Rows of different sets are compared unpaired (*welch*)."
+    )
+
+
+def _overlap_agrees(a: tuple, b: tuple) -> bool:
+    """Two rows' ``(seed, clean model)`` pairs agree on every seed both hold (at least one)."""
+    da, db = dict(a), dict(b)
+    common = set(da) & set(db)
+    return bool(common) and all(da[s] == db[s] for s in common)
 
 
 def difference_table(runs: Mapping[str, dict]) -> str:

@@ -33,7 +33,7 @@ from poisonlab.reporting.chapter_data import (
     hits,
     load_runs,
 )
-from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, difference_table
+from poisonlab.reporting.chapter_differences import CONTROL, PLACEBO, clean_model_sets, difference_table
 from poisonlab.reporting.chapter_findings import findings_section
 from poisonlab.reporting.chapter_revision import revision_section
 from poisonlab.reporting.results_docs import markdown_table
@@ -290,6 +290,7 @@ def chapter_markdown(
         "*newcombe*: a single run on a side, the test-image counts of one model at the mean rate",
         "(test-set sampling only, and the two models' predictions taken as independent though they",
         "are on the same images): a difference outside it can still be one run's luck.",
+        clean_model_sets(runs),
         "",
         difference_table(runs),
         "",
