@@ -35,6 +35,7 @@ __all__ = [
     "claim_run_dirs",
     "git_commit",
     "holds_run",
+    "machine",
     "new_run_id",
     "package_versions",
     "read_run_json",
@@ -115,6 +116,52 @@ def package_versions() -> dict[str, str | None]:
     return dict(_versions())
 
 
+#: environment variables that change which CPU kernels torch runs (and so the trained weights)
+_KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def machine() -> dict[str, Any]:
+    """What a result's numerics depend on beyond the package versions: the CPU model, the kernel
+    level torch dispatches to and the variables that cap it.
+
+    fp32 training repeats bitwise on one kind of machine but not across CPUs: the same code, data
+    and seed trained other weights on an AMD EPYC than on an Intel Xeon (issue 14's
+    ``control-finetune-b32``), and ``platform.platform()`` names only the kernel. torch is asked
+    only when already imported, so that stamping a record imports no torch.
+
+    Returns
+    -------
+    dict
+        ``cpu`` (the model name, None where unknown), ``torch_cpu_capability`` (``"AVX512"``,
+        ``"AVX2"``, ...; None without torch loaded), ``cuda`` (the first GPU's name or None) and
+        ``kernel_env`` (the set ones of ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA,
+        MKL_ENABLE_INSTRUCTIONS).
+    """
+    torch = sys.modules.get("torch")
+    capability = cuda = None
+    if torch is not None:
+        capability = torch.backends.cpu.get_cpu_capability()
+        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": _cpu_model(),
+        "torch_cpu_capability": capability,
+        "cuda": cuda,
+        "kernel_env": {k: os.environ[k] for k in _KERNEL_ENV if k in os.environ},
+    }
+
+
+@functools.cache
+def _cpu_model() -> str | None:
+    try:  # Linux names the model; platform.processor() says only "x86_64" there
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def new_run_id() -> str:
     """A fresh run id: ``run-<UTC time>-<6 random hex digits>``, sortable by start time."""
     return f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
@@ -147,8 +194,8 @@ def run_record(
     -------
     dict
         ``run_id``, ``kind``, ``created_at`` (UTC, ISO 8601), ``versions`` (python, poisonlab,
-        torch, ...), ``commit``, ``platform``, ``command`` (the argv list), ``command_line``
-        (shell-quoted), ``cwd``, ``config`` and the ``extra`` fields.
+        torch, ...), ``commit``, ``platform``, ``machine`` (:func:`machine`), ``command`` (the
+        argv list), ``command_line`` (shell-quoted), ``cwd``, ``config`` and the ``extra`` fields.
     """
     args = list(sys.argv if argv is None else argv)
     return {
@@ -158,6 +205,7 @@ def run_record(
         "versions": package_versions(),
         "commit": git_commit(),
         "platform": platform.platform(),
+        "machine": machine(),
         "command": args,
         "command_line": shlex.join(args),
         "cwd": os.getcwd(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +24,7 @@ from poisonlab.provenance import (
     run_record,
     write_run_json,
 )
+from poisonlab.reporting.stamp import result_provenance
 from poisonlab.training.config import TrainConfig
 from poisonlab.training.save import train_and_save
 
@@ -163,3 +165,27 @@ def test_resuming_a_folder_without_run_json_starts_its_record(tmp_path):
     record_resumable_run(tmp_path, record, resume=True)
     assert read_run_json(tmp_path)["run_id"] == record["run_id"]
     assert "resumed" not in read_run_json(tmp_path)
+
+
+def test_records_name_the_machine_whose_kernels_made_the_numbers(monkeypatch):
+    """fp32 training repeats on one kind of CPU, not across CPUs: a record says which it ran on."""
+    import torch  # loaded, as in any run that trains
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    record = run_record("experiment", config={})
+    found = record["machine"]
+    assert found["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert found["kernel_env"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert found["cpu"] is None or (isinstance(found["cpu"], str) and found["cpu"])
+    assert found["cuda"] is None or torch.cuda.is_available()
+    json.dumps(record)  # JSON-ready
+    assert result_provenance(seeds=[0], parameters={})["machine"] == found
+
+
+def test_the_machine_record_imports_no_torch():
+    code = (
+        "import sys; from poisonlab.provenance import machine; m = machine(); "
+        "assert 'torch' not in sys.modules, 'torch imported'; assert m['torch_cpu_capability'] is None"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

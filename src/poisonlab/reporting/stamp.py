@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from poisonlab.provenance import git_commit, package_versions
+from poisonlab.provenance import git_commit, machine, package_versions
 
 __all__ = ["PROVENANCE_KEYS", "defense_parameters", "jsonable", "result_provenance"]
 
@@ -53,8 +53,9 @@ def result_provenance(*, seeds: Sequence[int], parameters: Mapping[str, Any]) ->
     -------
     dict
         ``commit`` (``git rev-parse HEAD`` of the checkout, ``-dirty`` with local changes, None
-        outside a checkout), ``versions`` (python, poisonlab, numpy, torch, ...), ``created_at``
-        (UTC, ISO 8601), ``seeds`` and ``parameters`` (JSON-ready).
+        outside a checkout), ``versions`` (python, poisonlab, numpy, torch, ...), ``machine``
+        (CPU model and kernel level, :func:`~poisonlab.provenance.machine`), ``created_at`` (UTC,
+        ISO 8601), ``seeds`` and ``parameters`` (JSON-ready).
 
     Raises
     ------
@@ -67,6 +68,7 @@ def result_provenance(*, seeds: Sequence[int], parameters: Mapping[str, Any]) ->
     return {
         "commit": git_commit(),
         "versions": package_versions(),
+        "machine": machine(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seeds": seeds,
         "parameters": jsonable(dict(parameters)),

@@ -30,7 +30,7 @@ import numpy as np
 
 from poisonlab.experiments.detection.config import DetectionConfig
 from poisonlab.metrics import detection_scores
-from poisonlab.provenance import git_commit, package_versions
+from poisonlab.provenance import git_commit, machine, package_versions
 
 __all__ = ["MAX_FPR", "ResultsStore", "git_commit", "package_versions", "score_record", "tpr_at_fpr"]
 
@@ -158,6 +158,7 @@ class ResultsStore:
             "commit": git_commit(),
             "versions": package_versions(),
             "platform": platform.platform(),
+            "machine": machine(),
             "argv": sys.argv,
             **extra,
         }
