@@ -97,19 +97,25 @@ def control_of(runs: Mapping[str, dict], name: str) -> str | None:
     return same[0] if same else None
 
 
-def _shared_seeds(a: Mapping, b: Mapping) -> set[int]:
-    """The seeds both rows fine-tune from the same clean model (per_seed baselines with equal
-    clean-model ids): only such a seed k of one is paired with seed k of the other. Empty when
-    fewer than two, or when a seed both hold has two different clean models (another recipe)."""
+def _clean_ids(data: Mapping) -> dict[int, str | None]:
+    """``{seed: clean model id}`` of a row's seeds that have their own clean model."""
+    return {r["seed"]: r.get("clean_model") for r in data["runs"] if r.get("clean_metrics")}
 
-    def ids(data: Mapping) -> dict[int, str]:
-        return {r["seed"]: r.get("clean_model") for r in data["runs"] if r.get("clean_metrics")}
 
-    ia, ib = ids(a), ids(b)
+def _agreeing_seeds(ia: Mapping[int, str | None], ib: Mapping[int, str | None]) -> set[int]:
+    """The seeds two rows both hold, when each has the same known clean model in both; empty
+    when any such seed has two different ones (another recipe, another machine)."""
     common = set(ia) & set(ib)
-    if len(common) < 2 or any(ia[s] is None or ia[s] != ib[s] for s in common):
+    if any(ia[s] is None or ia[s] != ib[s] for s in common):
         return set()
     return common
+
+
+def _shared_seeds(a: Mapping, b: Mapping) -> set[int]:
+    """The seeds both rows fine-tune from the same clean model: only such a seed k of one is
+    paired with seed k of the other. Empty when fewer than two."""
+    shared = _agreeing_seeds(_clean_ids(a), _clean_ids(b))
+    return shared if len(shared) >= 2 else set()
 
 
 def comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Difference | None:
@@ -129,10 +135,9 @@ def comparison(runs: Mapping[str, dict], name: str, key: str, other: str) -> Dif
         shared = _shared_seeds(data, ref) & set(pa) & set(pb)
         if len(shared) < 2:  # seed k of one row has nothing in common with seed k of the other
             pb = {}
-        elif shared != set(pa) or shared != set(pb):
+        elif shared != set(pa) or shared != set(pb):  # pair over the seeds both have
             pa, pb = ({s: v for s, v in side.items() if s in shared} for side in (pa, pb))
-            paired = _paired(pa, pb)
-            return replace(paired, method=f"paired t over the {len(shared)} shared seeds")
+            return replace(_paired(pa, pb), method=f"paired t over the {len(shared)} shared seeds")
     if not a or not b:
         return None
     return _paired(pa, pb) or _difference(key, a, b)
@@ -143,13 +148,13 @@ def clean_model_sets(runs: Mapping[str, dict]) -> str:
     every seed they share): only those are paired with each other. Rows whose seeds run on
     clean models of their own (trained elsewhere, or before a training revision) are named
     apart, so that a reader sees why their comparisons are unpaired."""
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[str, list[str]] = {}  # the group's first row -> its rows
     for name, data in runs.items():
         if data["summary"].get("baseline") != "per_seed":
             continue
-        ids = tuple(sorted((r["seed"], r.get("clean_model")) for r in data["runs"] if r.get("clean_metrics")))
-        key = next((k for k in groups if _overlap_agrees(k, ids)), ids)
-        groups.setdefault(key, []).append(name)
+        ids = _clean_ids(data)
+        first = next((k for k in groups if _agreeing_seeds(_clean_ids(runs[k]), ids)), name)
+        groups.setdefault(first, []).append(name)
     if len(groups) < 2:
         return "Every per_seed row fine-tunes seed k from the same clean model k."
     ordered = sorted(groups.values(), key=len, reverse=True)
@@ -161,13 +166,6 @@ def clean_model_sets(runs: Mapping[str, dict]) -> str:
         f"set (seed k from the same model k); each of these groups has a set of its own: {others}. "
         "Rows of different sets are compared unpaired (*welch*)."
     )
-
-
-def _overlap_agrees(a: tuple, b: tuple) -> bool:
-    """Two rows' ``(seed, clean model)`` pairs agree on every seed both hold (at least one)."""
-    da, db = dict(a), dict(b)
-    common = set(da) & set(db)
-    return bool(common) and all(da[s] == db[s] for s in common)
 
 
 def difference_table(runs: Mapping[str, dict]) -> str:

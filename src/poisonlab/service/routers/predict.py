@@ -131,13 +131,14 @@ async def predict_batch(
 ) -> BatchPredictionOut:
     ctype = request.headers.get("content-type", "")
     settings = state.settings
-    if not (is_json_media(ctype) or ctype.lower().startswith("multipart/form-data")):
+    as_json = is_json_media(ctype)
+    if not (as_json or ctype.lower().startswith("multipart/form-data")):
         raise ServiceError(
             415,
             "unsupported_media_type",
             f"expected multipart/form-data or application/json, got {ctype[:100] or 'no content type'}",
         )
-    if is_json_media(ctype):
+    if as_json:
         instances = await _batch_json(request, state)
 
         def decode():
